@@ -1,0 +1,266 @@
+//! A sans-IO frame decoder: feed it arbitrary chunks, take whole checked frames out.
+//!
+//! A USB read can hold half a frame or three; a pipe read anything in
+//! between. The decoder keeps one fixed buffer of [`CAPACITY`] bytes (one
+//! header plus the largest payload) and never allocates again. After a bad
+//! frame it reports the error once and resynchronises on the next magic, so
+//! one damaged frame costs that frame only. Frame views it returns stay
+//! valid until the next call that adds bytes ([`Decoder::feed`],
+//! [`Decoder::spare`]).
+
+use crate::frame::{self, Frame, FrameError, Peek, HEADER_LEN, MAGIC, MAX_PAYLOAD};
+
+/// The decoder's fixed buffer size: one whole frame of the largest size.
+pub const CAPACITY: usize = HEADER_LEN + MAX_PAYLOAD as usize;
+
+/// Where a decoded frame sits in the decoder's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRef {
+    start: usize,
+    len: usize,
+}
+
+/// Chunk-fed frame decoder with a fixed buffer.
+pub struct Decoder {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Decoder {
+            buf: vec![0; CAPACITY].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Bytes held that are not yet part of a returned frame.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+
+    /// Free space to read new bytes into; follow with [`Decoder::commit`].
+    /// Never empty while [`Decoder::next`] returns `None`.
+    pub fn spare(&mut self) -> &mut [u8] {
+        self.compact();
+        &mut self.buf[self.end..]
+    }
+
+    /// Mark `n` bytes of [`Decoder::spare`] as filled.
+    pub fn commit(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
+    }
+
+    /// Copy as much of `data` as fits; returns how many bytes were taken.
+    /// Call [`Decoder::next`] until `None`, then feed the rest.
+    pub fn feed(&mut self, data: &[u8]) -> usize {
+        let spare = self.spare();
+        let n = data.len().min(spare.len());
+        spare[..n].copy_from_slice(&data[..n]);
+        self.commit(n);
+        n
+    }
+
+    /// The next whole frame, an error for damaged bytes, or `None` when more bytes are needed.
+    pub fn next(&mut self) -> Option<Result<FrameRef, FrameError>> {
+        let held = &self.buf[self.start..self.end];
+        if held.is_empty() {
+            return None;
+        }
+        match frame::peek(held) {
+            Ok(Peek::NeedMore(_)) => None,
+            Ok(Peek::Whole(len)) => {
+                let r = FrameRef {
+                    start: self.start,
+                    len,
+                };
+                match Frame::new_checked(&held[..len]) {
+                    Ok(f) => {
+                        let known = f.message_type();
+                        self.start += len;
+                        Some(known.map(|_| r))
+                    }
+                    Err(e) => {
+                        self.resync();
+                        Some(Err(e))
+                    }
+                }
+            }
+            Err(e) => {
+                self.resync();
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// The frame at `r`, as returned by the last [`Decoder::next`].
+    pub fn frame(&self, r: FrameRef) -> Frame<&[u8]> {
+        // The bytes were checked by `next`, and nothing has moved them since.
+        Frame::new_checked(&self.buf[r.start..r.start + r.len]).expect("frame checked by next()")
+    }
+
+    /// Drop the first byte, then everything up to the next possible magic.
+    fn resync(&mut self) {
+        self.start += 1;
+        let held = &self.buf[self.start..self.end];
+        match held.windows(MAGIC.len()).position(|w| w == MAGIC) {
+            Some(p) => self.start += p,
+            // Keep a tail that could be the start of a magic split across chunks.
+            None => self.start = self.end - held.len().min(MAGIC.len() - 1),
+        }
+    }
+
+    /// Call at the end of input: `Ok` at a clean end between frames,
+    /// [`FrameError::Truncated`] when the input stopped inside one.
+    pub fn finish(&self) -> Result<(), FrameError> {
+        let held = &self.buf[self.start..self.end];
+        if held.is_empty() {
+            return Ok(());
+        }
+        let needed = match frame::peek(held) {
+            Ok(Peek::NeedMore(n)) | Ok(Peek::Whole(n)) => n,
+            Err(_) => HEADER_LEN,
+        };
+        Err(FrameError::Truncated {
+            needed,
+            available: held.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{FileId, Message};
+
+    fn drain(d: &mut Decoder) -> Vec<Result<Vec<u8>, FrameError>> {
+        let mut out = Vec::new();
+        while let Some(r) = d.next() {
+            out.push(r.map(|r| d.frame(r).payload().to_vec()));
+        }
+        out
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut s = Vec::new();
+        Message::Demand {
+            file: FileId(1),
+            first: 2,
+            count: 3,
+        }
+        .emit(&mut s);
+        Message::Block {
+            file: FileId(1),
+            index: 2,
+            crc: 7,
+            data: &[9; 100],
+        }
+        .emit(&mut s);
+        Message::Goodbye.emit(&mut s);
+        s
+    }
+
+    #[test]
+    fn any_chunking_gives_the_same_frames() {
+        let stream = sample();
+        let mut whole = Decoder::new();
+        whole.feed(&stream);
+        let expected = drain(&mut whole);
+        assert_eq!(expected.len(), 3);
+        for chunk in [1, 2, 3, 7, 16, 17, 64] {
+            let mut d = Decoder::new();
+            let mut got = Vec::new();
+            for c in stream.chunks(chunk) {
+                assert_eq!(d.feed(c), c.len());
+                got.extend(drain(&mut d));
+            }
+            assert_eq!(got, expected, "chunk size {chunk}");
+            assert_eq!(d.finish(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn resyncs_after_garbage_and_a_bad_checksum() {
+        let mut stream = b"garbage".to_vec();
+        let mut bad = Message::Goodbye.to_frame();
+        bad[15] ^= 0xff;
+        stream.extend(&bad);
+        stream.extend(sample());
+        let mut d = Decoder::new();
+        d.feed(&stream);
+        let got = drain(&mut d);
+        assert!(matches!(got[0], Err(FrameError::BadMagic { .. })));
+        assert!(matches!(got[1], Err(FrameError::BadChecksum { .. })));
+        assert_eq!(got.iter().filter(|r| r.is_ok()).count(), 3);
+        assert_eq!(got.len(), 5);
+    }
+
+    #[test]
+    fn truncated_at_end_and_oversized() {
+        let f = Message::Goodbye.to_frame();
+        let mut d = Decoder::new();
+        d.feed(&f[..10]);
+        assert!(d.next().is_none());
+        assert_eq!(
+            d.finish(),
+            Err(FrameError::Truncated {
+                needed: 16,
+                available: 10
+            })
+        );
+
+        let mut big = Message::Goodbye.to_frame();
+        big[8..12].copy_from_slice(&(MAX_PAYLOAD + 1).to_le_bytes());
+        let mut d = Decoder::new();
+        d.feed(&big);
+        assert_eq!(
+            d.next(),
+            Some(Err(FrameError::Oversized {
+                len: MAX_PAYLOAD + 1,
+                max: MAX_PAYLOAD
+            }))
+        );
+    }
+
+    #[test]
+    fn buffer_never_grows_past_its_cap() {
+        let mut d = Decoder::new();
+        let junk = vec![0u8; CAPACITY * 3];
+        let mut fed = 0;
+        while fed < junk.len() {
+            let n = d.feed(&junk[fed..]);
+            fed += n;
+            while let Some(r) = d.next() {
+                assert!(r.is_err());
+            }
+            assert!(d.buffered() <= CAPACITY);
+        }
+    }
+
+    #[test]
+    fn unknown_type_is_skipped_whole() {
+        let mut stream = Vec::new();
+        frame::emit(&mut stream, 0x7e, |o| o.extend_from_slice(b"FDFS inside"));
+        stream.extend(Message::Goodbye.to_frame());
+        let mut d = Decoder::new();
+        d.feed(&stream);
+        let got = drain(&mut d);
+        assert_eq!(got, vec![Err(FrameError::UnknownType(0x7e)), Ok(vec![])]);
+    }
+}

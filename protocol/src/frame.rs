@@ -1,0 +1,326 @@
+//! The frame header: a checked view over bytes, the frame errors, and emission.
+//!
+//! Layout (all integers little-endian), 16 bytes then `length` bytes of payload:
+//!
+//! | bytes  | field    | meaning                                             |
+//! |--------|----------|-----------------------------------------------------|
+//! | 0..4   | magic    | `b"FDFS"`                                           |
+//! | 4      | version  | protocol version, [`VERSION`]                       |
+//! | 5      | type     | message type ([`crate::MessageType`])               |
+//! | 6..8   | reserved | sent as zero, ignored by readers of this version     |
+//! | 8..12  | length   | payload length, at most [`MAX_PAYLOAD`]             |
+//! | 12..16 | crc32    | CRC-32 (IEEE) of bytes 0..12 followed by the payload |
+//!
+//! Invariants: once [`Frame::new_checked`] has succeeded, no accessor panics;
+//! [`emit`] never panics on a buffer of any size (it appends).
+//! Frames are checked in one fixed order: length, magic, version, size cap,
+//! checksum, type, and each outcome is a distinct [`FrameError`].
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+
+/// The four bytes every frame starts with.
+pub const MAGIC: [u8; 4] = *b"FDFS";
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// Length of the frame header.
+pub const HEADER_LEN: usize = 16;
+/// Largest payload a frame may carry: one block of the largest block size plus its header.
+pub const MAX_PAYLOAD: u32 = crate::MAX_BLOCK_SIZE + 64;
+
+mod field {
+    use std::ops::Range;
+    pub const MAGIC: Range<usize> = 0..4;
+    pub const VERSION: usize = 4;
+    pub const TYPE: usize = 5;
+    pub const LENGTH: Range<usize> = 8..12;
+    pub const CRC: Range<usize> = 12..16;
+    pub const CRC_COVERED: Range<usize> = 0..12;
+}
+
+/// What a reader should do after a frame error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// The frame was well formed but not understood: drop it and go on.
+    Skip,
+    /// The bytes are damaged: drop them and look for the next magic.
+    Resync,
+    /// The stream ended inside a frame: the link was cut, reconnect.
+    Reconnect,
+    /// The peer cannot be talked to: stop the session with this error.
+    Fatal,
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("bad magic {found:02x?} (expected \"FDFS\"): the peer is not speaking feedfs, or the stream is damaged")]
+    BadMagic { found: [u8; 4] },
+    #[error("peer speaks feedfs protocol version {found}, this build speaks version {supported}: install matching feedfs-host and feedfs-device")]
+    UnsupportedVersion { found: u8, supported: u8 },
+    #[error("frame of {len} bytes exceeds the {max}-byte cap")]
+    Oversized { len: u32, max: u32 },
+    #[error("bad checksum: frame says {expected:#010x}, content gives {actual:#010x}")]
+    BadChecksum { expected: u32, actual: u32 },
+    #[error("unknown message type {0:#04x}")]
+    UnknownType(u8),
+    #[error("stream ended inside a frame: {available} of {needed} bytes arrived")]
+    Truncated { needed: usize, available: usize },
+}
+
+impl FrameError {
+    /// The one decision each error forces; exhaustive on purpose.
+    pub fn recovery(&self) -> Recovery {
+        match self {
+            FrameError::BadMagic { .. }
+            | FrameError::BadChecksum { .. }
+            | FrameError::Oversized { .. } => Recovery::Resync,
+            FrameError::UnknownType(_) => Recovery::Skip,
+            FrameError::Truncated { .. } => Recovery::Reconnect,
+            FrameError::UnsupportedVersion { .. } => Recovery::Fatal,
+        }
+    }
+}
+
+/// A view of one frame (header and payload) over a byte buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+/// Outcome of looking at the start of a buffer that may hold a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek {
+    /// Fewer bytes than a header or than the whole frame: this many are needed in all.
+    NeedMore(usize),
+    /// A whole frame of this many bytes (header and payload) is there.
+    Whole(usize),
+}
+
+/// Check the header at the start of `buf` up to the size cap (length, magic,
+/// version, size cap), without the checksum. Tells how long the frame is.
+pub fn peek(buf: &[u8]) -> Result<Peek, FrameError> {
+    if buf.len() < HEADER_LEN {
+        if buf.len() >= 4 && buf[field::MAGIC] != MAGIC {
+            return Err(FrameError::BadMagic {
+                found: magic_of(buf),
+            });
+        }
+        return Ok(Peek::NeedMore(HEADER_LEN));
+    }
+    if buf[field::MAGIC] != MAGIC {
+        return Err(FrameError::BadMagic {
+            found: magic_of(buf),
+        });
+    }
+    if buf[field::VERSION] != VERSION {
+        return Err(FrameError::UnsupportedVersion {
+            found: buf[field::VERSION],
+            supported: VERSION,
+        });
+    }
+    let len = LE::read_u32(&buf[field::LENGTH]);
+    if len > MAX_PAYLOAD {
+        return Err(FrameError::Oversized {
+            len,
+            max: MAX_PAYLOAD,
+        });
+    }
+    let total = HEADER_LEN + len as usize;
+    if buf.len() < total {
+        Ok(Peek::NeedMore(total))
+    } else {
+        Ok(Peek::Whole(total))
+    }
+}
+
+fn magic_of(buf: &[u8]) -> [u8; 4] {
+    let mut m = [0u8; 4];
+    m.copy_from_slice(&buf[..4]);
+    m
+}
+
+/// CRC-32 of a header's first 12 bytes followed by a payload.
+fn checksum(header12: &[u8], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(header12);
+    #[cfg(not(fuzzing))]
+    h.update(payload);
+    #[cfg(fuzzing)]
+    let _ = payload;
+    h.finalize()
+}
+
+impl<T: AsRef<[u8]>> Frame<T> {
+    /// Check a buffer holding exactly one frame, in the fixed order:
+    /// length, magic, version, size cap, checksum. The type is checked by
+    /// [`Frame::message_type`] so that an unknown type can be skipped whole.
+    pub fn new_checked(buffer: T) -> Result<Frame<T>, FrameError> {
+        let buf = buffer.as_ref();
+        match peek(buf)? {
+            Peek::NeedMore(needed) => {
+                return Err(FrameError::Truncated {
+                    needed,
+                    available: buf.len(),
+                })
+            }
+            Peek::Whole(total) if total != buf.len() => {
+                return Err(FrameError::Truncated {
+                    needed: total,
+                    available: buf.len(),
+                })
+            }
+            Peek::Whole(_) => {}
+        }
+        let expected = LE::read_u32(&buf[field::CRC]);
+        let actual = checksum(&buf[field::CRC_COVERED], &buf[HEADER_LEN..]);
+        if expected != actual && !cfg!(fuzzing) {
+            return Err(FrameError::BadChecksum { expected, actual });
+        }
+        Ok(Frame { buffer })
+    }
+
+    /// The raw type byte.
+    pub fn type_byte(&self) -> u8 {
+        self.buffer.as_ref()[field::TYPE]
+    }
+
+    /// The message type, or [`FrameError::UnknownType`].
+    pub fn message_type(&self) -> Result<crate::MessageType, FrameError> {
+        crate::MessageType::try_from(self.type_byte()).map_err(FrameError::UnknownType)
+    }
+
+    /// The payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[HEADER_LEN..]
+    }
+
+    /// The underlying buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// The whole frame's length in bytes.
+    pub fn total_len(&self) -> usize {
+        self.buffer.as_ref().len()
+    }
+}
+
+/// Append one frame (header, then the payload written by `fill`) to `out`.
+/// `fill` must append exactly `payload_len` bytes; the length field is taken
+/// from what it appended, so a mismatch cannot produce a corrupt frame.
+pub fn emit(out: &mut Vec<u8>, ty: u8, fill: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(ty);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&[0; 8]);
+    fill(out);
+    let len = (out.len() - start - HEADER_LEN) as u32;
+    LE::write_u32(&mut out[start + 8..start + 12], len);
+    let (head, payload) = out[start..].split_at(HEADER_LEN);
+    let crc = checksum(&head[field::CRC_COVERED], payload);
+    LE::write_u32(&mut out[start + 12..start + 16], crc);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(ty: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        emit(&mut v, ty, |o| o.extend_from_slice(payload));
+        v
+    }
+
+    #[test]
+    fn fixed_header_bytes() {
+        let f = frame(0x0b, &[0]);
+        assert_eq!(&f[..12], b"FDFS\x01\x0b\x00\x00\x01\x00\x00\x00");
+        let crc = crc32fast::hash(&[&f[..12], &[0u8][..]].concat());
+        assert_eq!(LE::read_u32(&f[12..16]), crc);
+        let checked = Frame::new_checked(&f[..]).unwrap();
+        assert_eq!(checked.payload(), &[0]);
+    }
+
+    #[test]
+    fn each_fault_has_its_own_error() {
+        let good = frame(0x0b, &[0]);
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert!(matches!(
+            Frame::new_checked(&bad[..]),
+            Err(FrameError::BadMagic { .. })
+        ));
+        let mut bad = good.clone();
+        bad[4] = 9;
+        assert_eq!(
+            Frame::new_checked(&bad[..]).unwrap_err(),
+            FrameError::UnsupportedVersion {
+                found: 9,
+                supported: 1
+            }
+        );
+        let mut bad = good.clone();
+        bad[16] ^= 1;
+        assert!(matches!(
+            Frame::new_checked(&bad[..]),
+            Err(FrameError::BadChecksum { .. })
+        ));
+        let mut bad = good.clone();
+        LE::write_u32(&mut bad[8..12], MAX_PAYLOAD + 1);
+        assert_eq!(
+            Frame::new_checked(&bad[..]).unwrap_err(),
+            FrameError::Oversized {
+                len: MAX_PAYLOAD + 1,
+                max: MAX_PAYLOAD
+            }
+        );
+        assert_eq!(
+            Frame::new_checked(&good[..10]).unwrap_err(),
+            FrameError::Truncated {
+                needed: 16,
+                available: 10
+            }
+        );
+        assert_eq!(
+            Frame::new_checked(&good[..16]).unwrap_err(),
+            FrameError::Truncated {
+                needed: 17,
+                available: 16
+            }
+        );
+        let unknown = frame(0x7f, &[]);
+        let f = Frame::new_checked(&unknown[..]).unwrap();
+        assert_eq!(f.message_type().unwrap_err(), FrameError::UnknownType(0x7f));
+    }
+
+    #[test]
+    fn recovery_is_decided_per_error() {
+        assert_eq!(FrameError::UnknownType(1).recovery(), Recovery::Skip);
+        assert_eq!(
+            FrameError::BadChecksum {
+                expected: 0,
+                actual: 1
+            }
+            .recovery(),
+            Recovery::Resync
+        );
+        assert_eq!(
+            FrameError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            }
+            .recovery(),
+            Recovery::Fatal
+        );
+        assert_eq!(
+            FrameError::Truncated {
+                needed: 2,
+                available: 1
+            }
+            .recovery(),
+            Recovery::Reconnect
+        );
+    }
+}

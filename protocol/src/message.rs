@@ -1,0 +1,754 @@
+//! The parsed messages: [`Message`] with `parse`, `emit` and `buffer_len`.
+//!
+//! Every message is the payload of one frame ([`crate::frame`]). Parsing
+//! borrows from the frame (paths, texts, block data are slices into it) and
+//! checks every length before reading, so it never panics and never
+//! allocates more than the payload's size. Values that a message type
+//! defines (roles, entry kinds, encodings) convert totally: an unknown value
+//! is a [`ParseError::BadValue`], never a panic. `docs/protocol.md` gives
+//! each layout byte by byte.
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+
+use crate::frame::{self, Frame};
+
+/// Index of an entry in the manifest, as sent by the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId(pub u32);
+
+impl std::fmt::Display for FileId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// A run of `count` blocks starting at block `first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRange {
+    pub first: u64,
+    pub count: u64,
+}
+
+impl BlockRange {
+    /// One past the last block of the range (saturating).
+    pub fn end(&self) -> u64 {
+        self.first.saturating_add(self.count)
+    }
+}
+
+/// Type codes, one per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MessageType {
+    Hello = 0x01,
+    Entry = 0x02,
+    ManifestEnd = 0x03,
+    Have = 0x04,
+    HaveEnd = 0x05,
+    Demand = 0x06,
+    Block = 0x07,
+    StreamDone = 0x08,
+    Complete = 0x09,
+    Error = 0x0a,
+    Goodbye = 0x0b,
+}
+
+impl TryFrom<u8> for MessageType {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        use MessageType::*;
+        Ok(match v {
+            0x01 => Hello,
+            0x02 => Entry,
+            0x03 => ManifestEnd,
+            0x04 => Have,
+            0x05 => HaveEnd,
+            0x06 => Demand,
+            0x07 => Block,
+            0x08 => StreamDone,
+            0x09 => Complete,
+            0x0a => Error,
+            0x0b => Goodbye,
+            other => return Err(other),
+        })
+    }
+}
+
+/// Which end of the link a peer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Host = 1,
+    Device = 2,
+}
+
+/// What an [`Message::Error`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// A frame or message the receiver could not accept.
+    Protocol,
+    /// No protocol version in common.
+    Version,
+    /// The manifest was refused (bad path, duplicate, caps exceeded).
+    Manifest,
+    /// The device's store failed (I/O error).
+    Store,
+    /// The device's store is out of space.
+    NoSpace,
+    /// Anything else.
+    Internal,
+    /// A code this build does not know.
+    Unknown(u16),
+}
+
+impl ErrorCode {
+    fn to_u16(self) -> u16 {
+        match self {
+            ErrorCode::Protocol => 1,
+            ErrorCode::Version => 2,
+            ErrorCode::Manifest => 3,
+            ErrorCode::Store => 4,
+            ErrorCode::NoSpace => 5,
+            ErrorCode::Internal => 6,
+            ErrorCode::Unknown(v) => v,
+        }
+    }
+    fn from_u16(v: u16) -> Self {
+        match v {
+            1 => ErrorCode::Protocol,
+            2 => ErrorCode::Version,
+            3 => ErrorCode::Manifest,
+            4 => ErrorCode::Store,
+            5 => ErrorCode::NoSpace,
+            6 => ErrorCode::Internal,
+            v => ErrorCode::Unknown(v),
+        }
+    }
+}
+
+/// Kind of a manifest entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File = 0,
+    Dir = 1,
+}
+
+/// Length of a `Block` message's fixed part, before the data.
+pub const BLOCK_HEADER_LEN: usize = 20;
+/// Length of an `Entry` message's fixed part, before the path.
+pub const ENTRY_HEADER_LEN: usize = 42;
+/// Longest path an `Entry` may carry, in bytes.
+pub const MAX_PATH_LEN: usize = 4096;
+/// Longest text a `Hello` agent string may carry, in bytes.
+pub const MAX_AGENT_LEN: usize = 256;
+/// Most ranges one `Have` message carries; longer lists are split.
+pub const MAX_RANGES_PER_HAVE: usize = (crate::MAX_PAYLOAD as usize - 8) / 16;
+
+/// One message, borrowing strings and data from the frame it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// First message from each side: who it is and which versions it speaks.
+    Hello {
+        role: Role,
+        min_version: u8,
+        max_version: u8,
+        agent: &'a str,
+    },
+    /// One manifest entry (host to device).
+    Entry {
+        id: FileId,
+        kind: EntryKind,
+        size: u64,
+        mode: u32,
+        block_size: u32,
+        identity: [u8; 16],
+        path: &'a str,
+    },
+    /// End of the manifest: how many entries and file bytes it had.
+    ManifestEnd { entries: u32, total_bytes: u64 },
+    /// Blocks of a file the device already holds (device to host).
+    Have {
+        file: FileId,
+        ranges: Vec<BlockRange>,
+    },
+    /// End of the device's resume state: every file has been reported.
+    HaveEnd { files: u32 },
+    /// A reader waits for these blocks (device to host).
+    Demand {
+        file: FileId,
+        first: u64,
+        count: u32,
+    },
+    /// One block of data with the CRC-32 of its content (host to device).
+    Block {
+        file: FileId,
+        index: u64,
+        crc: u32,
+        data: &'a [u8],
+    },
+    /// The host has sent every block the device lacked.
+    StreamDone { blocks_sent: u64 },
+    /// The device holds every block of every file.
+    Complete { blocks: u64 },
+    /// The sender stops because of this error.
+    Error { code: ErrorCode, text: &'a str },
+    /// The sender ends the session cleanly.
+    Goodbye,
+}
+
+/// Why a frame's payload is not a valid message of its type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("{ty:?} message too short: {got} bytes, need {need}")]
+    TooShort {
+        ty: MessageType,
+        need: usize,
+        got: usize,
+    },
+    #[error("{ty:?} message has {extra} unexpected trailing bytes")]
+    TrailingBytes { ty: MessageType, extra: usize },
+    #[error("{ty:?} message: {field} is not valid UTF-8")]
+    BadUtf8 {
+        ty: MessageType,
+        field: &'static str,
+    },
+    #[error("{ty:?} message: {field} has invalid value {value}")]
+    BadValue {
+        ty: MessageType,
+        field: &'static str,
+        value: u64,
+    },
+    #[error(transparent)]
+    Frame(#[from] frame::FrameError),
+}
+
+/// Bounds-checked little-endian reads over a payload.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    ty: MessageType,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ParseError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        let Some(end) = end else {
+            return Err(ParseError::TooShort {
+                ty: self.ty,
+                need: self.pos + n,
+                got: self.buf.len(),
+            });
+        };
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, ParseError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, ParseError> {
+        Ok(LE::read_u16(self.take(2)?))
+    }
+    fn u32(&mut self) -> Result<u32, ParseError> {
+        Ok(LE::read_u32(self.take(4)?))
+    }
+    fn u64(&mut self) -> Result<u64, ParseError> {
+        Ok(LE::read_u64(self.take(8)?))
+    }
+    fn str(&mut self, n: usize, field: &'static str) -> Result<&'a str, ParseError> {
+        let ty = self.ty;
+        std::str::from_utf8(self.take(n)?).map_err(|_| ParseError::BadUtf8 { ty, field })
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
+    }
+    fn end(self) -> Result<(), ParseError> {
+        match self.buf.len() - self.pos {
+            0 => Ok(()),
+            extra => Err(ParseError::TrailingBytes { ty: self.ty, extra }),
+        }
+    }
+    fn bad(&self, field: &'static str, value: u64) -> ParseError {
+        ParseError::BadValue {
+            ty: self.ty,
+            field,
+            value,
+        }
+    }
+}
+
+impl<'a> Message<'a> {
+    /// The type code of this message.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Message::Hello { .. } => MessageType::Hello,
+            Message::Entry { .. } => MessageType::Entry,
+            Message::ManifestEnd { .. } => MessageType::ManifestEnd,
+            Message::Have { .. } => MessageType::Have,
+            Message::HaveEnd { .. } => MessageType::HaveEnd,
+            Message::Demand { .. } => MessageType::Demand,
+            Message::Block { .. } => MessageType::Block,
+            Message::StreamDone { .. } => MessageType::StreamDone,
+            Message::Complete { .. } => MessageType::Complete,
+            Message::Error { .. } => MessageType::Error,
+            Message::Goodbye => MessageType::Goodbye,
+        }
+    }
+
+    /// Parse the message carried by a checked frame.
+    pub fn parse(f: Frame<&'a [u8]>) -> Result<Message<'a>, ParseError> {
+        let ty = f.message_type()?;
+        let payload: &'a [u8] = &f.into_inner()[frame::HEADER_LEN..];
+        let mut c = Cursor {
+            buf: payload,
+            pos: 0,
+            ty,
+        };
+        let msg = match ty {
+            MessageType::Hello => {
+                let role = match c.u8()? {
+                    1 => Role::Host,
+                    2 => Role::Device,
+                    v => return Err(c.bad("role", v.into())),
+                };
+                let min_version = c.u8()?;
+                let max_version = c.u8()?;
+                let _reserved = c.u8()?;
+                let len = c.u16()? as usize;
+                if len > MAX_AGENT_LEN {
+                    return Err(c.bad("agent length", len as u64));
+                }
+                let agent = c.str(len, "agent")?;
+                Message::Hello {
+                    role,
+                    min_version,
+                    max_version,
+                    agent,
+                }
+            }
+            MessageType::Entry => {
+                let id = FileId(c.u32()?);
+                let kind = match c.u8()? {
+                    0 => EntryKind::File,
+                    1 => EntryKind::Dir,
+                    v => return Err(c.bad("kind", v.into())),
+                };
+                c.take(3)?;
+                let size = c.u64()?;
+                let mode = c.u32()?;
+                let block_size = c.u32()?;
+                let mut identity = [0u8; 16];
+                identity.copy_from_slice(c.take(16)?);
+                let len = c.u16()? as usize;
+                if len > MAX_PATH_LEN {
+                    return Err(c.bad("path length", len as u64));
+                }
+                let path = c.str(len, "path")?;
+                Message::Entry {
+                    id,
+                    kind,
+                    size,
+                    mode,
+                    block_size,
+                    identity,
+                    path,
+                }
+            }
+            MessageType::ManifestEnd => Message::ManifestEnd {
+                entries: c.u32()?,
+                total_bytes: c.u64()?,
+            },
+            MessageType::Have => {
+                let file = FileId(c.u32()?);
+                let n = c.u32()? as usize;
+                if n > MAX_RANGES_PER_HAVE {
+                    return Err(c.bad("range count", n as u64));
+                }
+                // The length check comes before the allocation, so it is bounded by the payload.
+                let need = n * 16;
+                if payload.len() < 8 + need {
+                    return Err(ParseError::TooShort {
+                        ty,
+                        need: 8 + need,
+                        got: payload.len(),
+                    });
+                }
+                let mut ranges = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let first = c.u64()?;
+                    let count = c.u64()?;
+                    if count == 0 || first.checked_add(count).is_none() {
+                        return Err(c.bad("range count", count));
+                    }
+                    ranges.push(BlockRange { first, count });
+                }
+                Message::Have { file, ranges }
+            }
+            MessageType::HaveEnd => Message::HaveEnd { files: c.u32()? },
+            MessageType::Demand => {
+                let file = FileId(c.u32()?);
+                let first = c.u64()?;
+                let count = c.u32()?;
+                if count == 0 {
+                    return Err(c.bad("count", 0));
+                }
+                Message::Demand { file, first, count }
+            }
+            MessageType::Block => {
+                let file = FileId(c.u32()?);
+                let index = c.u64()?;
+                let crc = c.u32()?;
+                let encoding = c.u8()?;
+                if encoding != 0 {
+                    return Err(c.bad("encoding", encoding.into()));
+                }
+                c.take(3)?;
+                let data = c.rest();
+                if data.len() > crate::MAX_BLOCK_SIZE as usize {
+                    return Err(c.bad("data length", data.len() as u64));
+                }
+                Message::Block {
+                    file,
+                    index,
+                    crc,
+                    data,
+                }
+            }
+            MessageType::StreamDone => Message::StreamDone {
+                blocks_sent: c.u64()?,
+            },
+            MessageType::Complete => Message::Complete { blocks: c.u64()? },
+            MessageType::Error => {
+                let code = ErrorCode::from_u16(c.u16()?);
+                let len = c.buf.len().saturating_sub(2);
+                let text = c.str(len, "text")?;
+                Message::Error { code, text }
+            }
+            MessageType::Goodbye => Message::Goodbye,
+        };
+        c.end()?;
+        Ok(msg)
+    }
+
+    /// Length of this message's payload in bytes.
+    pub fn buffer_len(&self) -> usize {
+        match self {
+            Message::Hello { agent, .. } => 6 + agent.len().min(MAX_AGENT_LEN),
+            Message::Entry { path, .. } => ENTRY_HEADER_LEN + path.len(),
+            Message::ManifestEnd { .. } => 12,
+            Message::Have { ranges, .. } => 8 + 16 * ranges.len(),
+            Message::HaveEnd { .. } => 4,
+            Message::Demand { .. } => 16,
+            Message::Block { data, .. } => BLOCK_HEADER_LEN + data.len(),
+            Message::StreamDone { .. } | Message::Complete { .. } => 8,
+            Message::Error { text, .. } => 2 + text.len(),
+            Message::Goodbye => 0,
+        }
+    }
+
+    /// Append this message as one whole frame (header and payload) to `out`.
+    ///
+    /// The sender is responsible for the limits a receiver checks (path
+    /// length, range count, block size): a message over them is still
+    /// emitted, and the receiver refuses it with a clear error.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        out.reserve(frame::HEADER_LEN + self.buffer_len());
+        frame::emit(out, self.message_type() as u8, |o| self.emit_payload(o));
+    }
+
+    /// This message as a new frame.
+    pub fn to_frame(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.emit(&mut v);
+        v
+    }
+
+    fn emit_payload(&self, o: &mut Vec<u8>) {
+        let u16le = |o: &mut Vec<u8>, v: u16| o.extend_from_slice(&v.to_le_bytes());
+        let u32le = |o: &mut Vec<u8>, v: u32| o.extend_from_slice(&v.to_le_bytes());
+        let u64le = |o: &mut Vec<u8>, v: u64| o.extend_from_slice(&v.to_le_bytes());
+        match self {
+            Message::Hello {
+                role,
+                min_version,
+                max_version,
+                agent,
+            } => {
+                let agent = truncate_utf8(agent, MAX_AGENT_LEN);
+                o.extend_from_slice(&[*role as u8, *min_version, *max_version, 0]);
+                u16le(o, agent.len() as u16);
+                o.extend_from_slice(agent.as_bytes());
+            }
+            Message::Entry {
+                id,
+                kind,
+                size,
+                mode,
+                block_size,
+                identity,
+                path,
+            } => {
+                u32le(o, id.0);
+                o.extend_from_slice(&[*kind as u8, 0, 0, 0]);
+                u64le(o, *size);
+                u32le(o, *mode);
+                u32le(o, *block_size);
+                o.extend_from_slice(identity);
+                u16le(o, path.len().min(u16::MAX as usize) as u16);
+                o.extend_from_slice(path.as_bytes());
+            }
+            Message::ManifestEnd {
+                entries,
+                total_bytes,
+            } => {
+                u32le(o, *entries);
+                u64le(o, *total_bytes);
+            }
+            Message::Have { file, ranges } => {
+                u32le(o, file.0);
+                u32le(o, ranges.len() as u32);
+                for r in ranges {
+                    u64le(o, r.first);
+                    u64le(o, r.count);
+                }
+            }
+            Message::HaveEnd { files } => u32le(o, *files),
+            Message::Demand { file, first, count } => {
+                u32le(o, file.0);
+                u64le(o, *first);
+                u32le(o, *count);
+            }
+            Message::Block {
+                file,
+                index,
+                crc,
+                data,
+            } => {
+                u32le(o, file.0);
+                u64le(o, *index);
+                u32le(o, *crc);
+                o.extend_from_slice(&[0, 0, 0, 0]);
+                o.extend_from_slice(data);
+            }
+            Message::StreamDone { blocks_sent } => u64le(o, *blocks_sent),
+            Message::Complete { blocks } => u64le(o, *blocks),
+            Message::Error { code, text } => {
+                u16le(o, code.to_u16());
+                o.extend_from_slice(text.as_bytes());
+            }
+            Message::Goodbye => {}
+        }
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Emit, check the payload against fixed bytes, parse back, compare.
+    fn vector(msg: Message, ty: u8, payload: &[u8]) {
+        let f = msg.to_frame();
+        assert_eq!(f[5], ty, "type byte of {msg:?}");
+        assert_eq!(&f[frame::HEADER_LEN..], payload, "payload of {msg:?}");
+        assert_eq!(msg.buffer_len(), payload.len());
+        let parsed = Message::parse(Frame::new_checked(&f[..]).unwrap()).unwrap();
+        assert_eq!(parsed, msg);
+    }
+
+    #[test]
+    fn fixed_vectors_and_round_trips() {
+        vector(
+            Message::Hello {
+                role: Role::Device,
+                min_version: 1,
+                max_version: 1,
+                agent: "fd",
+            },
+            0x01,
+            &[2, 1, 1, 0, 2, 0, b'f', b'd'],
+        );
+        vector(
+            Message::Entry {
+                id: FileId(0x0102_0304),
+                kind: EntryKind::File,
+                size: 0x1_0000_0001,
+                mode: 0o644,
+                block_size: 65536,
+                identity: [0xaa; 16],
+                path: "d/f",
+            },
+            0x02,
+            &[
+                [4, 3, 2, 1].as_slice(),
+                &[0, 0, 0, 0],
+                &[1, 0, 0, 0, 1, 0, 0, 0],
+                &[0xa4, 0x01, 0, 0],
+                &[0, 0, 1, 0],
+                &[0xaa; 16],
+                &[3, 0],
+                b"d/f",
+            ]
+            .concat(),
+        );
+        vector(
+            Message::ManifestEnd {
+                entries: 2,
+                total_bytes: 300,
+            },
+            0x03,
+            &[2, 0, 0, 0, 0x2c, 1, 0, 0, 0, 0, 0, 0],
+        );
+        vector(
+            Message::Have {
+                file: FileId(1),
+                ranges: vec![BlockRange { first: 5, count: 2 }],
+            },
+            0x04,
+            &[
+                1, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0,
+            ],
+        );
+        vector(Message::HaveEnd { files: 3 }, 0x05, &[3, 0, 0, 0]);
+        vector(
+            Message::Demand {
+                file: FileId(2),
+                first: 0x100,
+                count: 4,
+            },
+            0x06,
+            &[2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0],
+        );
+        vector(
+            Message::Block {
+                file: FileId(2),
+                index: 7,
+                crc: 0xdead_beef,
+                data: b"xyz",
+            },
+            0x07,
+            &[
+                2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0xef, 0xbe, 0xad, 0xde, 0, 0, 0, 0, b'x', b'y',
+                b'z',
+            ],
+        );
+        vector(
+            Message::StreamDone { blocks_sent: 9 },
+            0x08,
+            &[9, 0, 0, 0, 0, 0, 0, 0],
+        );
+        vector(
+            Message::Complete { blocks: 10 },
+            0x09,
+            &[10, 0, 0, 0, 0, 0, 0, 0],
+        );
+        vector(
+            Message::Error {
+                code: ErrorCode::NoSpace,
+                text: "full",
+            },
+            0x0a,
+            &[5, 0, b'f', b'u', b'l', b'l'],
+        );
+        vector(Message::Goodbye, 0x0b, &[]);
+    }
+
+    fn parse_payload(ty: u8, payload: &[u8]) -> Result<(), ParseError> {
+        let mut f = Vec::new();
+        frame::emit(&mut f, ty, |o| o.extend_from_slice(payload));
+        Message::parse(Frame::new_checked(&f[..]).unwrap()).map(|_| ())
+    }
+
+    #[test]
+    fn malformed_payloads_are_clear_errors() {
+        assert_eq!(
+            parse_payload(0x06, &[1, 2, 3]),
+            Err(ParseError::TooShort {
+                ty: MessageType::Demand,
+                need: 4,
+                got: 3
+            })
+        );
+        assert_eq!(
+            parse_payload(0x05, &[1, 0, 0, 0, 9]),
+            Err(ParseError::TrailingBytes {
+                ty: MessageType::HaveEnd,
+                extra: 1
+            })
+        );
+        assert_eq!(
+            parse_payload(0x01, &[9, 1, 1, 0, 0, 0]),
+            Err(ParseError::BadValue {
+                ty: MessageType::Hello,
+                field: "role",
+                value: 9
+            })
+        );
+        let mut entry = vec![0u8; ENTRY_HEADER_LEN];
+        entry[40] = 2;
+        entry.extend_from_slice(&[0xff, 0xfe]);
+        assert_eq!(
+            parse_payload(0x02, &entry),
+            Err(ParseError::BadUtf8 {
+                ty: MessageType::Entry,
+                field: "path"
+            })
+        );
+        // A range count that claims more than the payload holds fails before allocating.
+        assert_eq!(
+            parse_payload(0x04, &[0, 0, 0, 0, 0xff, 0xff, 0, 0]),
+            Err(ParseError::TooShort {
+                ty: MessageType::Have,
+                need: 8 + 16 * 0xffff,
+                got: 8
+            })
+        );
+        assert_eq!(
+            parse_payload(
+                0x07,
+                &[0; 12]
+                    .iter()
+                    .chain(&[0, 0, 0, 0, 1, 0, 0, 0])
+                    .copied()
+                    .collect::<Vec<_>>()
+            ),
+            Err(ParseError::BadValue {
+                ty: MessageType::Block,
+                field: "encoding",
+                value: 1
+            })
+        );
+        assert_eq!(
+            parse_payload(0x7f, &[]),
+            Err(ParseError::Frame(frame::FrameError::UnknownType(0x7f)))
+        );
+    }
+
+    #[test]
+    fn long_agent_is_cut_on_a_char_boundary() {
+        let agent = "é".repeat(200);
+        let f = Message::Hello {
+            role: Role::Host,
+            min_version: 1,
+            max_version: 1,
+            agent: &agent,
+        }
+        .to_frame();
+        match Message::parse(Frame::new_checked(&f[..]).unwrap()).unwrap() {
+            Message::Hello { agent: a, .. } => assert_eq!(a.len(), 256),
+            m => panic!("{m:?}"),
+        }
+    }
+}
