@@ -13,8 +13,12 @@
 //!
 //! Invariants: once [`Frame::new_checked`] has succeeded, no accessor panics;
 //! [`emit`] never panics on a buffer of any size (it appends).
-//! Frames are checked in one fixed order: length, magic, version, size cap,
-//! checksum, type, and each outcome is a distinct [`FrameError`].
+//! The header's layout is the same in every protocol version; only payloads
+//! change. So frames are checked in one fixed order: length, magic, size
+//! cap, checksum, version, type, and each outcome is a distinct
+//! [`FrameError`]. The version comes after the checksum so that a damaged
+//! version byte is damage (resync), while a peer that really speaks another
+//! version (its frames pass the checksum) is told apart clearly.
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
@@ -97,7 +101,7 @@ pub enum Peek {
 }
 
 /// Check the header at the start of `buf` up to the size cap (length, magic,
-/// version, size cap), without the checksum. Tells how long the frame is.
+/// size cap), without the checksum or version. Tells how long the frame is.
 pub fn peek(buf: &[u8]) -> Result<Peek, FrameError> {
     if buf.len() < HEADER_LEN {
         if buf.len() >= 4 && buf[field::MAGIC] != MAGIC {
@@ -110,12 +114,6 @@ pub fn peek(buf: &[u8]) -> Result<Peek, FrameError> {
     if buf[field::MAGIC] != MAGIC {
         return Err(FrameError::BadMagic {
             found: magic_of(buf),
-        });
-    }
-    if buf[field::VERSION] != VERSION {
-        return Err(FrameError::UnsupportedVersion {
-            found: buf[field::VERSION],
-            supported: VERSION,
         });
     }
     let len = LE::read_u32(&buf[field::LENGTH]);
@@ -152,7 +150,7 @@ fn checksum(header12: &[u8], payload: &[u8]) -> u32 {
 
 impl<T: AsRef<[u8]>> Frame<T> {
     /// Check a buffer holding exactly one frame, in the fixed order:
-    /// length, magic, version, size cap, checksum. The type is checked by
+    /// length, magic, size cap, checksum, version. The type is checked by
     /// [`Frame::message_type`] so that an unknown type can be skipped whole.
     pub fn new_checked(buffer: T) -> Result<Frame<T>, FrameError> {
         let buf = buffer.as_ref();
@@ -175,6 +173,12 @@ impl<T: AsRef<[u8]>> Frame<T> {
         let actual = checksum(&buf[field::CRC_COVERED], &buf[HEADER_LEN..]);
         if expected != actual && !cfg!(fuzzing) {
             return Err(FrameError::BadChecksum { expected, actual });
+        }
+        if buf[field::VERSION] != VERSION {
+            return Err(FrameError::UnsupportedVersion {
+                found: buf[field::VERSION],
+                supported: VERSION,
+            });
         }
         Ok(Frame { buffer })
     }
@@ -252,15 +256,25 @@ mod tests {
             Frame::new_checked(&bad[..]),
             Err(FrameError::BadMagic { .. })
         ));
-        let mut bad = good.clone();
-        bad[4] = 9;
+        // Another version with a valid checksum is a version error...
+        let mut other = good.clone();
+        other[4] = 9;
+        let crc = crc32fast::hash(&[&other[..12], &other[16..]].concat());
+        other[12..16].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(
-            Frame::new_checked(&bad[..]).unwrap_err(),
+            Frame::new_checked(&other[..]).unwrap_err(),
             FrameError::UnsupportedVersion {
                 found: 9,
                 supported: 1
             }
         );
+        // ...while a damaged version byte is damage.
+        let mut bad = good.clone();
+        bad[4] = 9;
+        assert!(matches!(
+            Frame::new_checked(&bad[..]),
+            Err(FrameError::BadChecksum { .. })
+        ));
         let mut bad = good.clone();
         bad[16] ^= 1;
         assert!(matches!(

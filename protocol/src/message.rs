@@ -379,7 +379,7 @@ impl<'a> Message<'a> {
                     let first = c.u64()?;
                     let count = c.u64()?;
                     if count == 0 || first.checked_add(count).is_none() {
-                        return Err(c.bad("range count", count));
+                        return Err(c.bad("range", count));
                     }
                     ranges.push(BlockRange { first, count });
                 }
@@ -390,8 +390,8 @@ impl<'a> Message<'a> {
                 let file = FileId(c.u32()?);
                 let first = c.u64()?;
                 let count = c.u32()?;
-                if count == 0 {
-                    return Err(c.bad("count", 0));
+                if count == 0 || first.checked_add(u64::from(count)).is_none() {
+                    return Err(c.bad("count", count.into()));
                 }
                 Message::Demand { file, first, count }
             }
@@ -434,7 +434,7 @@ impl<'a> Message<'a> {
     /// Length of this message's payload in bytes.
     pub fn buffer_len(&self) -> usize {
         match self {
-            Message::Hello { agent, .. } => 6 + agent.len().min(MAX_AGENT_LEN),
+            Message::Hello { agent, .. } => 6 + truncate_utf8(agent, MAX_AGENT_LEN).len(),
             Message::Entry { path, .. } => ENTRY_HEADER_LEN + path.len(),
             Message::ManifestEnd { .. } => 12,
             Message::Have { ranges, .. } => 8 + 16 * ranges.len(),

@@ -1,1 +1,342 @@
-//! End-to-end test helpers.
+//! Helpers for the end-to-end tests: scratch directories that clean up
+//! their mounts, deterministic source trees, the real binaries, waits on
+//! conditions (never plain sleeps), and the host's record file.
+//!
+//! The binaries are the ones `cargo test --workspace` builds next to the
+//! test executables (`target/<profile>/feedfs-host` and `feedfs-device`).
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary built by `cargo test --workspace`.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not found: run the tests with `cargo test --workspace`, which builds it",
+        p.display()
+    );
+    p
+}
+
+/// A scratch directory that unmounts anything below it and removes itself.
+pub struct Scratch {
+    pub root: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let root = std::env::temp_dir().join(format!("feedfs-e2e-{name}-{}", std::process::id()));
+        if root.exists() {
+            detach_mounts_below(&root);
+            let _ = fs::remove_dir_all(&root);
+        }
+        fs::create_dir_all(&root).unwrap();
+        Scratch { root }
+    }
+
+    /// A new empty directory inside the scratch area.
+    pub fn dir(&self, name: &str) -> PathBuf {
+        let d = self.root.join(name);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        detach_mounts_below(&self.root);
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn mount_points() -> Vec<(PathBuf, String)> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|&x| x == "-")?;
+            Some((PathBuf::from(f.get(4)?), f.get(sep + 1)?.to_string()))
+        })
+        .collect()
+}
+
+fn detach_mounts_below(root: &Path) {
+    for (p, _) in mount_points() {
+        if p.starts_with(root) {
+            let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+            // SAFETY: a valid NUL-terminated path; umount2 touches no memory of ours.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// Whether a feedfs FUSE filesystem is mounted at `mnt`.
+pub fn is_mounted(mnt: &Path) -> bool {
+    mount_points()
+        .iter()
+        .any(|(p, ty)| p == mnt && ty == "fuse.feedfs")
+}
+
+/// Poll `cond` every few milliseconds until it holds; panic after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Deterministic pseudo-random bytes for a file.
+pub fn content(seed: u64, offset: u64, len: usize) -> Vec<u8> {
+    // A counter-based generator, so any range can be produced on its own.
+    let mut out = Vec::with_capacity(len + 8);
+    let mut word = offset / 8;
+    while out.len() < len + (offset % 8) as usize {
+        let mut x = word.wrapping_add(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        x ^= x >> 30;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^= x >> 27;
+        x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        out.extend_from_slice(&x.to_le_bytes());
+        word += 1;
+    }
+    out.drain(..(offset % 8) as usize);
+    out.truncate(len);
+    out
+}
+
+/// Write a file of `size` deterministic bytes with the given mode.
+pub fn write_file(path: &Path, size: u64, seed: u64, mode: u32) {
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).unwrap();
+    }
+    let mut f = File::create(path).unwrap();
+    let mut off = 0;
+    while off < size {
+        let n = (size - off).min(8 << 20) as usize;
+        f.write_all(&content(seed, off, n)).unwrap();
+        off += n as u64;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Read `len` bytes at `offset` of a file (fewer at its end).
+pub fn read_at(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let f = File::open(path)?;
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match f.read_at(&mut buf[got..], offset + got as u64)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// Drop a file's pages from the kernel's cache, so the next read reaches the daemon.
+pub fn drop_cache(path: &Path) {
+    let f = File::open(path).unwrap();
+    // SAFETY: a valid open descriptor; the call only advises the kernel.
+    let rc = unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    assert_eq!(rc, 0, "posix_fadvise");
+}
+
+/// Compare every file and directory below `src` with the same path below `dst`:
+/// kind, size, permission bits and every byte.
+pub fn assert_same_tree(src: &Path, dst: &Path) -> usize {
+    let mut checked = 0;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let (s, d) = (src.join(&rel), dst.join(&rel));
+        let (sm, dm) = (
+            fs::metadata(&s).unwrap(),
+            fs::metadata(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())),
+        );
+        assert_eq!(sm.is_dir(), dm.is_dir(), "kind of {}", rel.display());
+        assert_eq!(
+            sm.permissions().mode() & 0o777,
+            dm.permissions().mode() & 0o777,
+            "mode of {}",
+            rel.display()
+        );
+        if sm.is_dir() {
+            let mut names: Vec<_> = fs::read_dir(&s)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            let mut theirs: Vec<_> = fs::read_dir(&d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            theirs.sort();
+            assert_eq!(names, theirs, "entries of {}", rel.display());
+            stack.extend(names.into_iter().map(|n| rel.join(n)));
+        } else {
+            assert_eq!(sm.len(), dm.len(), "size of {}", rel.display());
+            let (mut a, mut b) = (File::open(&s).unwrap(), File::open(&d).unwrap());
+            let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+            let mut off = 0u64;
+            loop {
+                let n = read_full(&mut a, &mut ba);
+                let m = read_full(&mut b, &mut bb);
+                assert_eq!(n, m, "length read from {} at {off}", rel.display());
+                assert!(
+                    ba[..n] == bb[..n],
+                    "content of {} differs in the MiB at {off}",
+                    rel.display()
+                );
+                if n == 0 {
+                    break;
+                }
+                off += n as u64;
+            }
+        }
+        checked += 1;
+    }
+    checked
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..]).unwrap() {
+            0 => break,
+            n => got += n,
+        }
+    }
+    got
+}
+
+/// The pid written in a store's lock file by the daemon using it.
+pub fn device_pid(store: &Path) -> i32 {
+    fs::read_to_string(store.join("lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: plain syscall on a pid we started.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// One event of a host record file (`feedfs-host push --record`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordEvent {
+    File {
+        id: u32,
+        size: u64,
+        block_size: u32,
+        path: String,
+    },
+    Have {
+        file: u32,
+        blocks: u64,
+    },
+    Demand {
+        t_us: u64,
+        file: u32,
+        first: u64,
+        count: u64,
+    },
+    Sent {
+        t_us: u64,
+        file: u32,
+        index: u64,
+        kind: String,
+        stream_sent: u64,
+    },
+    Done {
+        t_us: u64,
+        blocks_sent: u64,
+    },
+}
+
+/// Parse a host record file.
+pub fn read_record(path: &Path) -> Vec<RecordEvent> {
+    let text = fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("# feedfs-host record v1"),
+        "record header"
+    );
+    lines
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let n = |i: usize| -> u64 {
+                f[i].parse()
+                    .unwrap_or_else(|_| panic!("bad number in {l:?}"))
+            };
+            match f[0] {
+                "file" => RecordEvent::File {
+                    id: n(1) as u32,
+                    size: n(2),
+                    block_size: n(3) as u32,
+                    path: f[4].into(),
+                },
+                "have" => RecordEvent::Have {
+                    file: n(2) as u32,
+                    blocks: n(3),
+                },
+                "demand" => RecordEvent::Demand {
+                    t_us: n(1),
+                    file: n(2) as u32,
+                    first: n(3),
+                    count: n(4),
+                },
+                "sent" => RecordEvent::Sent {
+                    t_us: n(1),
+                    file: n(2) as u32,
+                    index: n(3),
+                    kind: f[4].into(),
+                    stream_sent: n(5),
+                },
+                "done" => RecordEvent::Done {
+                    t_us: n(1),
+                    blocks_sent: n(2),
+                },
+                other => panic!("unknown record line {other:?}"),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,558 @@
+//! The device's shared state: stored files, parked reads, and the link's outbox.
+//!
+//! A FUSE read of a missing block is parked here with its fuser reply and a
+//! deadline; the block's first waiter sends one demand for it. Whoever lands
+//! the block answers every read it completes. The reaper thread fails parked
+//! reads whose deadline passed with EIO, so no reader waits forever.
+//!
+//! Lock order: a file's map lock is never held while taking the pending
+//! lock. A read re-checks presence under the pending lock, and a landing
+//! sets the block's bit before taking it, which closes the race between
+//! "missing" and "arrived".
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use feedfs_protocol::{FileId, Manifest, Message};
+use fuser::{Errno, ReplyData};
+
+use crate::store::{BlockState, Store, StoredFile};
+
+/// Frames on their way to the host, already emitted.
+pub type Outbox = Sender<Vec<u8>>;
+
+struct Parked {
+    file: u32,
+    offset: u64,
+    size: u32,
+    first: u64,
+    last: u64,
+    missing: usize,
+    deadline: Instant,
+    reply: ReplyData,
+}
+
+#[derive(Default)]
+struct Pending {
+    next_id: u64,
+    reads: HashMap<u64, Parked>,
+    /// Reads waiting for each (file, block); a key present means the block was demanded.
+    waiters: HashMap<(u32, u64), Vec<u64>>,
+    deadlines: BTreeSet<(Instant, u64)>,
+    outbox: Option<Outbox>,
+}
+
+/// Figures for logs and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub demands_sent: AtomicU64,
+    pub blocks_landed: AtomicU64,
+    pub reads_parked: AtomicU64,
+    pub reads_timed_out: AtomicU64,
+}
+
+pub struct Core {
+    manifest: Manifest,
+    /// Stored copy of each host id that is a file.
+    files: Vec<Option<StoredFile>>,
+    total_blocks: u64,
+    present_blocks: AtomicU64,
+    complete_sent: AtomicBool,
+    read_timeout: Duration,
+    pending: Mutex<Pending>,
+    wake_reaper: Condvar,
+    pub counters: Counters,
+}
+
+/// What happened to a landed block.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Landed {
+    Stored,
+    Duplicate,
+}
+
+/// Why a block from the host was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LandError {
+    #[error("block for {0}, which is not a file of the manifest")]
+    NoSuchFile(FileId),
+    #[error("block {index} of {file} is past its end ({blocks} blocks)")]
+    PastEnd {
+        file: FileId,
+        index: u64,
+        blocks: u64,
+    },
+    #[error("block {index} of {file} has {got} bytes, expected {expected}")]
+    BadLength {
+        file: FileId,
+        index: u64,
+        got: usize,
+        expected: usize,
+    },
+    #[error(
+        "block {index} of {file} fails its CRC (sent {sent:#010x}, data gives {actual:#010x})"
+    )]
+    BadCrc {
+        file: FileId,
+        index: u64,
+        sent: u32,
+        actual: u32,
+    },
+    #[error("cannot store block {index} of {file}: {source}")]
+    Store {
+        file: FileId,
+        index: u64,
+        source: std::io::Error,
+    },
+}
+
+impl Core {
+    /// Open every file of the manifest in the store.
+    pub fn new(manifest: Manifest, store: &Store, read_timeout: Duration) -> anyhow::Result<Core> {
+        let mut files = Vec::with_capacity(manifest.host_entries() as usize);
+        for i in 0..manifest.host_entries() {
+            let e = manifest.get(FileId(i)).expect("ids are dense");
+            files.push(match e.kind {
+                feedfs_protocol::EntryKind::File => Some(store.open_file(e)?),
+                feedfs_protocol::EntryKind::Dir => None,
+            });
+        }
+        let total_blocks = files.iter().flatten().map(StoredFile::blocks).sum();
+        let present = files.iter().flatten().map(StoredFile::present_count).sum();
+        Ok(Core {
+            manifest,
+            files,
+            total_blocks,
+            present_blocks: AtomicU64::new(present),
+            complete_sent: AtomicBool::new(false),
+            read_timeout,
+            pending: Mutex::new(Pending::default()),
+            wake_reaper: Condvar::new(),
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn file(&self, id: FileId) -> Option<&StoredFile> {
+        self.files.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    pub fn total_blocks(&self) -> u64 {
+        self.total_blocks
+    }
+
+    pub fn present_blocks(&self) -> u64 {
+        self.present_blocks.load(Ordering::Relaxed)
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Attach a link: frames sent from now on go to `outbox`.
+    pub fn link_up(&self, outbox: Outbox) {
+        self.pending().outbox = Some(outbox);
+    }
+
+    /// The link ended: every parked read fails with EIO now, and so will
+    /// every new read of a missing block until a link comes back.
+    pub fn link_down(&self) {
+        let failed: Vec<Parked> = {
+            let mut p = self.pending();
+            p.outbox = None;
+            p.waiters.clear();
+            p.deadlines.clear();
+            p.reads.drain().map(|(_, r)| r).collect()
+        };
+        if !failed.is_empty() {
+            log::warn!("link down: failing {} parked reads with EIO", failed.len());
+        }
+        for r in failed {
+            r.reply.error(Errno::EIO);
+        }
+    }
+
+    /// Send one message to the host, if a link is up.
+    pub fn send(&self, msg: &Message) -> bool {
+        let p = self.pending();
+        match &p.outbox {
+            Some(tx) => tx.send(msg.to_frame()).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Serve a FUSE read, or park it until its blocks land.
+    pub fn read(&self, id: FileId, offset: u64, size: u32, reply: ReplyData) {
+        let Some(file) = self.file(id) else {
+            reply.error(Errno::EISDIR);
+            return;
+        };
+        if offset >= file.size() || size == 0 {
+            reply.data(&[]);
+            return;
+        }
+        let bs = u64::from(file.block_size());
+        let first = offset / bs;
+        let last = (offset.saturating_add(u64::from(size)).min(file.size()) - 1) / bs;
+        match self.missing_blocks(file, first, last) {
+            Ok(missing) if missing.is_empty() => return serve(file, offset, size, reply),
+            Ok(_) => {}
+            Err(e) => {
+                log::error!("store read of {} failed: {e}", self.path_of(id));
+                reply.error(Errno::EIO);
+                return;
+            }
+        }
+        self.park(id, file, offset, size, first, last, reply);
+    }
+
+    fn missing_blocks(
+        &self,
+        file: &StoredFile,
+        first: u64,
+        last: u64,
+    ) -> std::io::Result<Vec<u64>> {
+        let mut missing = Vec::new();
+        for b in first..=last {
+            match file.check(b)? {
+                BlockState::Ready => {}
+                BlockState::Missing => missing.push(b),
+                BlockState::Dropped => {
+                    self.present_blocks.fetch_sub(1, Ordering::Relaxed);
+                    self.complete_sent.store(false, Ordering::SeqCst);
+                    missing.push(b);
+                }
+            }
+        }
+        Ok(missing)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn park(
+        &self,
+        id: FileId,
+        file: &StoredFile,
+        offset: u64,
+        size: u32,
+        first: u64,
+        last: u64,
+        reply: ReplyData,
+    ) {
+        let mut p = self.pending();
+        if p.outbox.is_none() {
+            drop(p);
+            log::debug!(
+                "read of missing data in {} with the link down: EIO",
+                self.path_of(id)
+            );
+            reply.error(Errno::EIO);
+            return;
+        }
+        // Re-check under the pending lock: a block may have landed since.
+        let missing: Vec<u64> = (first..=last)
+            .filter(|&b| !file.is_present(b).unwrap_or(false))
+            .collect();
+        if missing.is_empty() {
+            drop(p);
+            return serve(file, offset, size, reply);
+        }
+        let rid = p.next_id;
+        p.next_id += 1;
+        let mut to_demand = Vec::new();
+        for &b in &missing {
+            let w = p.waiters.entry((id.0, b)).or_default();
+            if w.is_empty() {
+                to_demand.push(b);
+            }
+            w.push(rid);
+        }
+        let deadline = Instant::now() + self.read_timeout;
+        let earliest = p.deadlines.first().is_none_or(|&(d, _)| deadline < d);
+        p.deadlines.insert((deadline, rid));
+        p.reads.insert(
+            rid,
+            Parked {
+                file: id.0,
+                offset,
+                size,
+                first,
+                last,
+                missing: missing.len(),
+                deadline,
+                reply,
+            },
+        );
+        self.counters.reads_parked.fetch_add(1, Ordering::Relaxed);
+        if let Some(tx) = &p.outbox {
+            for (first, count) in runs(&to_demand) {
+                let msg = Message::Demand {
+                    file: id,
+                    first,
+                    count: count as u32,
+                };
+                let _ = tx.send(msg.to_frame());
+                self.counters.demands_sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        drop(p);
+        if earliest {
+            self.wake_reaper.notify_one();
+        }
+    }
+
+    /// A block arrived from the host: check it, store it, answer the reads it completes.
+    pub fn land(&self, id: FileId, index: u64, crc: u32, data: &[u8]) -> Result<Landed, LandError> {
+        let file = self.file(id).ok_or(LandError::NoSuchFile(id))?;
+        if index >= file.blocks() {
+            return Err(LandError::PastEnd {
+                file: id,
+                index,
+                blocks: file.blocks(),
+            });
+        }
+        let expected = feedfs_protocol::block_len(file.size(), file.block_size(), index);
+        if data.len() != expected {
+            return Err(LandError::BadLength {
+                file: id,
+                index,
+                got: data.len(),
+                expected,
+            });
+        }
+        let actual = crc32fast::hash(data);
+        if actual != crc {
+            return Err(LandError::BadCrc {
+                file: id,
+                index,
+                sent: crc,
+                actual,
+            });
+        }
+        let stored = file
+            .write_block(index, data, crc)
+            .map_err(|source| LandError::Store {
+                file: id,
+                index,
+                source,
+            })?;
+        if stored {
+            self.present_blocks.fetch_add(1, Ordering::Relaxed);
+            self.counters.blocks_landed.fetch_add(1, Ordering::Relaxed);
+        }
+        let done: Vec<Parked> = {
+            let mut p = self.pending();
+            let Some(ids) = p.waiters.remove(&(id.0, index)) else {
+                return Ok(if stored {
+                    Landed::Stored
+                } else {
+                    Landed::Duplicate
+                });
+            };
+            let mut done = Vec::new();
+            for rid in ids {
+                let finished = match p.reads.get_mut(&rid) {
+                    Some(r) => {
+                        r.missing -= 1;
+                        r.missing == 0
+                    }
+                    None => false,
+                };
+                if finished {
+                    let r = p.reads.remove(&rid).expect("present");
+                    p.deadlines.remove(&(r.deadline, rid));
+                    done.push(r);
+                }
+            }
+            done
+        };
+        for r in done {
+            let file = self.file(FileId(r.file)).expect("parked on a file");
+            serve(file, r.offset, r.size, r.reply);
+        }
+        Ok(if stored {
+            Landed::Stored
+        } else {
+            Landed::Duplicate
+        })
+    }
+
+    /// A block the host sent could not be used: readers waiting for it must
+    /// not wait for a copy that will not come, so demand it again.
+    pub fn redemand(&self, id: FileId, index: u64) {
+        let p = self.pending();
+        if p.waiters.contains_key(&(id.0, index)) {
+            if let Some(tx) = &p.outbox {
+                let _ = tx.send(
+                    Message::Demand {
+                        file: id,
+                        first: index,
+                        count: 1,
+                    }
+                    .to_frame(),
+                );
+            }
+        }
+    }
+
+    /// Fail every read waiting for this block (the store cannot hold it).
+    pub fn fail_waiters(&self, id: FileId, index: u64, errno: Errno) {
+        let failed: Vec<Parked> = {
+            let mut p = self.pending();
+            let ids = p.waiters.remove(&(id.0, index)).unwrap_or_default();
+            let mut failed = Vec::new();
+            for rid in ids {
+                if let Some(r) = p.reads.remove(&rid) {
+                    p.deadlines.remove(&(r.deadline, rid));
+                    forget_waits(&mut p.waiters, &r, rid);
+                    failed.push(r);
+                }
+            }
+            failed
+        };
+        for r in failed {
+            r.reply.error(errno);
+        }
+    }
+
+    /// Demand every block still missing (after the host's stream ended).
+    pub fn demand_all_missing(&self) {
+        for (i, f) in self.files.iter().enumerate() {
+            let Some(f) = f else { continue };
+            for (first, count) in f.missing_ranges() {
+                let mut first = first;
+                let mut left = count;
+                while left > 0 {
+                    let n = left.min(u64::from(u32::MAX));
+                    self.send(&Message::Demand {
+                        file: FileId(i as u32),
+                        first,
+                        count: n as u32,
+                    });
+                    first += n;
+                    left -= n;
+                }
+            }
+        }
+    }
+
+    /// Tell the host, once, that every block is present.
+    pub fn maybe_complete(&self) {
+        let present = self.present_blocks();
+        if present == self.total_blocks && !self.complete_sent.swap(true, Ordering::SeqCst) {
+            log::info!("all {present} blocks present");
+            self.send(&Message::Complete { blocks: present });
+        }
+    }
+
+    /// Run until `stop` is set: fail parked reads whose deadline has passed.
+    pub fn reap(&self, stop: &AtomicBool) {
+        let mut p = self.pending();
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let mut expired = Vec::new();
+            while let Some(&(d, rid)) = p.deadlines.first() {
+                if d > now {
+                    break;
+                }
+                p.deadlines.pop_first();
+                if let Some(r) = p.reads.remove(&rid) {
+                    forget_waits(&mut p.waiters, &r, rid);
+                    expired.push(r);
+                }
+            }
+            if !expired.is_empty() {
+                drop(p);
+                for r in expired {
+                    log::warn!(
+                        "read of {} at {} not served within {:?}: EIO",
+                        self.path_of(FileId(r.file)),
+                        r.offset,
+                        self.read_timeout
+                    );
+                    self.counters
+                        .reads_timed_out
+                        .fetch_add(1, Ordering::Relaxed);
+                    r.reply.error(Errno::EIO);
+                }
+                p = self.pending();
+                continue;
+            }
+            let wait = p
+                .deadlines
+                .first()
+                .map_or(Duration::from_millis(500), |&(d, _)| {
+                    d.saturating_duration_since(now)
+                })
+                .min(Duration::from_millis(500));
+            p = self
+                .wake_reaper
+                .wait_timeout(p, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Wake the reaper (used to stop it).
+    pub fn wake(&self) {
+        self.wake_reaper.notify_all();
+    }
+
+    fn path_of(&self, id: FileId) -> &str {
+        self.manifest.get(id).map_or("?", |e| e.path.as_str())
+    }
+}
+
+/// Remove a read from the waiter lists of its blocks.
+fn forget_waits(waiters: &mut HashMap<(u32, u64), Vec<u64>>, r: &Parked, rid: u64) {
+    for b in r.first..=r.last {
+        if let Some(w) = waiters.get_mut(&(r.file, b)) {
+            w.retain(|&x| x != rid);
+            if w.is_empty() {
+                waiters.remove(&(r.file, b));
+            }
+        }
+    }
+}
+
+fn serve(file: &StoredFile, offset: u64, size: u32, reply: ReplyData) {
+    match file.read_at(offset, size as usize) {
+        Ok(buf) => reply.data(&buf),
+        Err(e) => {
+            log::error!("store read at {offset} failed: {e}");
+            reply.error(Errno::EIO);
+        }
+    }
+}
+
+/// Sorted block indexes as runs of (first, count).
+pub fn runs(blocks: &[u64]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &b in blocks {
+        match out.last_mut() {
+            Some((f, c)) if *f + *c == b => *c += 1,
+            _ => out.push((b, 1)),
+        }
+    }
+    out
+}
+
+/// Shared handle used by the FUSE adapter, the link thread and the reaper.
+pub type SharedCore = Arc<Core>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runs_coalesce() {
+        assert_eq!(
+            super::runs(&[1, 2, 3, 7, 9, 10]),
+            vec![(1, 3), (7, 1), (9, 2)]
+        );
+        assert!(super::runs(&[]).is_empty());
+    }
+}

@@ -1,0 +1,370 @@
+//! The FUSE adapter: a read-only tree built from the manifest, reads handed to [`Core`].
+//!
+//! It never blocks a worker thread on the link: a read of a missing block
+//! is parked in the core with its reply. Content is immutable for the
+//! life of a mount, so attributes and entries get long timeouts and opened
+//! files keep the kernel's page cache across opens. Every call that would
+//! change the tree answers EROFS.
+
+use std::ffi::OsStr;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, SystemTime};
+
+use feedfs_protocol::{EntryKind, FileId};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
+    OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use crate::core::SharedCore;
+use crate::Event;
+
+/// Attributes never change while mounted.
+const TTL: Duration = Duration::from_secs(24 * 3600);
+
+struct Node {
+    /// The host's id, for files and listed directories.
+    id: Option<FileId>,
+    kind: EntryKind,
+    size: u64,
+    mode: u32,
+    parent: u64,
+    /// Children sorted by name: (name, inode).
+    children: Vec<(String, u64)>,
+}
+
+pub struct FeedFs {
+    core: SharedCore,
+    /// Inode `i` is `nodes[i - 1]`; inode 1 is the root.
+    nodes: Vec<Node>,
+    uid: u32,
+    gid: u32,
+    mounted_at: SystemTime,
+    events: Sender<Event>,
+}
+
+impl FeedFs {
+    pub fn new(core: SharedCore, events: Sender<Event>) -> FeedFs {
+        let mut nodes = vec![Node {
+            id: None,
+            kind: EntryKind::Dir,
+            size: 0,
+            mode: 0o755,
+            parent: 1,
+            children: Vec::new(),
+        }];
+        let mut ino_of_path: std::collections::HashMap<&str, u64> = Default::default();
+        ino_of_path.insert("", 1);
+        for e in core.manifest().entries() {
+            let ino = nodes.len() as u64 + 1;
+            // Parents come before children in the manifest.
+            let parent = ino_of_path.get(e.parent()).copied().unwrap_or(1);
+            nodes[(parent - 1) as usize]
+                .children
+                .push((e.name().to_string(), ino));
+            ino_of_path.insert(e.path.as_str(), ino);
+            nodes.push(Node {
+                id: e.id,
+                kind: e.kind,
+                size: e.size,
+                mode: e.mode,
+                parent,
+                children: Vec::new(),
+            });
+        }
+        drop(ino_of_path);
+        for n in &mut nodes {
+            n.children.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        // SAFETY: geteuid/getegid cannot fail and touch no memory.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        FeedFs {
+            core,
+            nodes,
+            uid,
+            gid,
+            mounted_at: SystemTime::now(),
+            events,
+        }
+    }
+
+    fn node(&self, ino: INodeNo) -> Option<&Node> {
+        self.nodes.get((ino.0 as usize).checked_sub(1)?)
+    }
+
+    fn attr(&self, ino: u64, n: &Node) -> FileAttr {
+        let (kind, nlink) = match n.kind {
+            EntryKind::File => (FileType::RegularFile, 1),
+            EntryKind::Dir => (FileType::Directory, 2),
+        };
+        FileAttr {
+            ino: INodeNo(ino),
+            size: n.size,
+            blocks: n.size.div_ceil(512),
+            atime: self.mounted_at,
+            mtime: self.mounted_at,
+            ctime: self.mounted_at,
+            crtime: self.mounted_at,
+            kind,
+            perm: n.mode as u16,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: 65536,
+            flags: 0,
+        }
+    }
+}
+
+impl Filesystem for FeedFs {
+    fn destroy(&mut self) {
+        let _ = self.events.send(Event::Unmounted);
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(p) = self.node(parent) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let Some(name) = name.to_str() else {
+            return reply.error(Errno::ENOENT);
+        };
+        match p.children.binary_search_by(|c| c.0.as_str().cmp(name)) {
+            Ok(i) => {
+                let ino = p.children[i].1;
+                let n = &self.nodes[(ino - 1) as usize];
+                reply.entry(&TTL, &self.attr(ino, n), Generation(0));
+            }
+            Err(_) => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.node(ino) {
+            Some(n) => reply.attr(&TTL, &self.attr(ino.0, n)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.node(ino) {
+            None => reply.error(Errno::ENOENT),
+            Some(n) if n.kind == EntryKind::Dir => reply.error(Errno::EISDIR),
+            Some(_) if flags.acc_mode() != OpenAccMode::O_RDONLY => reply.error(Errno::EROFS),
+            Some(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.node(ino).and_then(|n| n.id) {
+            Some(id) => self.core.read(id, offset, size, reply),
+            None => reply.error(Errno::EISDIR),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let Some(n) = self.node(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        if n.kind != EntryKind::Dir {
+            return reply.error(Errno::ENOTDIR);
+        }
+        let fixed = [(".".to_string(), ino.0), ("..".to_string(), n.parent)];
+        for (i, (name, child)) in fixed
+            .iter()
+            .chain(n.children.iter())
+            .enumerate()
+            .skip(offset as usize)
+        {
+            let kind = match self.nodes[(*child - 1) as usize].kind {
+                EntryKind::File => FileType::RegularFile,
+                EntryKind::Dir => FileType::Directory,
+            };
+            if reply.add(INodeNo(*child), (i + 1) as u64, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let bytes = self.core.manifest().total_bytes();
+        reply.statfs(
+            bytes.div_ceil(4096),
+            0,
+            0,
+            self.nodes.len() as u64,
+            0,
+            4096,
+            255,
+            4096,
+        );
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply.error(Errno::ENODATA);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(0);
+        } else {
+            reply.data(&[]);
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _m: u32,
+        _u: u32,
+        _r: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mkdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn unlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _l: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _np: INodeNo,
+        _nn: &OsStr,
+        _flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn link(&self, _req: &Request, _ino: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+}

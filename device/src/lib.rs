@@ -1,0 +1,26 @@
+//! feedfs-device: mounts a host's files through FUSE at once and fills them
+//! block by block, on demand and in the background.
+//!
+//! [`session`] runs the daemon: the link thread speaks the protocol, the
+//! main thread mounts and waits for a signal. [`core`] holds the shared
+//! state (stored files, parked reads), [`fs`] is the thin FUSE adapter over
+//! it, [`store`] and [`bitmap`] are the persisted block map.
+
+pub mod bitmap;
+pub mod core;
+pub mod fs;
+pub mod session;
+pub mod store;
+pub mod units;
+
+/// What the daemon's threads tell its main thread.
+pub enum Event {
+    /// SIGINT or SIGTERM arrived.
+    Signal(i32),
+    /// The manifest arrived and the store is open: mount it.
+    Manifest(core::SharedCore),
+    /// The link thread ended; `Err` with the reason if the session failed.
+    LinkEnded(Result<(), String>),
+    /// The FUSE session ended (unmounted by us or by someone else).
+    Unmounted,
+}

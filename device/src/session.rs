@@ -1,0 +1,446 @@
+//! The daemon's life: handshake and manifest on the link thread, mount and
+//! signals on the main thread, then frames from the host until the link ends.
+//!
+//! The link is the process's own stdin/stdout; nothing else writes to
+//! stdout. The mount outlives the link: when the link ends, blocks already
+//! present keep being served and reads of missing ones fail with EIO. The
+//! daemon unmounts and exits on SIGINT or SIGTERM, or when someone else
+//! unmounts it.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use feedfs_protocol::io::{FrameReader, ReadError};
+use feedfs_protocol::message::MAX_RANGES_PER_HAVE;
+use feedfs_protocol::{
+    BlockRange, ErrorCode, FileId, ManifestBuilder, Message, Recovery, Role, VERSION,
+};
+use fuser::{Config, MountOption, SessionACL};
+
+use crate::core::{Core, LandError, Outbox, SharedCore};
+use crate::fs::FeedFs;
+use crate::store::Store;
+use crate::Event;
+
+/// Where the daemon's files come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// A host on this process's stdin/stdout.
+    Stdio,
+    /// No link: mount the manifest the store holds and serve the blocks present.
+    Offline,
+}
+
+/// How `feedfs-device mount` was asked to run.
+pub struct MountOptions {
+    pub mountpoint: PathBuf,
+    pub store: PathBuf,
+    pub read_timeout: Duration,
+    pub allow_other: bool,
+    pub link: Link,
+}
+
+/// Mount and run until a signal or an unmount.
+pub fn run(opts: MountOptions) -> anyhow::Result<()> {
+    if !opts.mountpoint.is_dir() {
+        bail!(
+            "mount point {} is not a directory",
+            opts.mountpoint.display()
+        );
+    }
+    let store = Store::open(&opts.store)?;
+    let (events_tx, events) = mpsc::channel::<Event>();
+    watch_signals(events_tx.clone())?;
+    let (mounted_tx, mounted_rx) = mpsc::channel::<bool>();
+    match opts.link {
+        Link::Offline => {
+            let core = Core::new(store.load_manifest()?, &store, opts.read_timeout)?;
+            log::info!(
+                "offline: {} of {} blocks present",
+                core.present_blocks(),
+                core.total_blocks()
+            );
+            let _ = events_tx.send(Event::Manifest(Arc::new(core)));
+        }
+        Link::Stdio => start_stdio(store, opts.read_timeout, &events_tx, mounted_rx)?,
+    }
+    main_loop(&opts, events, events_tx, mounted_tx)
+}
+
+fn start_stdio(
+    store: Store,
+    read_timeout: Duration,
+    events_tx: &Sender<Event>,
+    mounted_rx: Receiver<bool>,
+) -> anyhow::Result<()> {
+    let input = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+    let output = File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+
+    let (outbox, frames) = mpsc::channel::<Vec<u8>>();
+    thread::Builder::new()
+        .name("link-writer".into())
+        .spawn(move || write_frames(output, frames))?;
+    let link_events = events_tx.clone();
+    thread::Builder::new()
+        .name("link-reader".into())
+        .spawn(move || {
+            let result = link_thread(
+                input,
+                outbox,
+                &store,
+                read_timeout,
+                &link_events,
+                mounted_rx,
+            );
+            let _ = link_events.send(Event::LinkEnded(result.map_err(|e| format!("{e:#}"))));
+        })?;
+    Ok(())
+}
+
+fn watch_signals(tx: Sender<Event>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                if tx.send(Event::Signal(s)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn write_frames(mut out: File, frames: Receiver<Vec<u8>>) {
+    for frame in frames {
+        if let Err(e) = out.write_all(&frame) {
+            log::warn!("link write failed: {e}");
+            break;
+        }
+    }
+}
+
+fn main_loop(
+    opts: &MountOptions,
+    events: Receiver<Event>,
+    events_tx: Sender<Event>,
+    mounted_tx: Sender<bool>,
+) -> anyhow::Result<()> {
+    let mut session = None;
+    let stop_reaper = Arc::new(AtomicBool::new(false));
+    let mut core_for_reaper: Option<SharedCore> = None;
+    let result = loop {
+        match events.recv() {
+            Ok(Event::Manifest(core)) => {
+                let fs = FeedFs::new(core.clone(), events_tx.clone());
+                match fuser::spawn_mount(fs, &opts.mountpoint, &mount_config(opts.allow_other)) {
+                    Ok(s) => {
+                        log::info!(
+                            "mounted {} entries ({} bytes) at {}",
+                            core.manifest().host_entries(),
+                            core.manifest().total_bytes(),
+                            opts.mountpoint.display()
+                        );
+                        session = Some(s);
+                        let stop = stop_reaper.clone();
+                        let reaper_core = core.clone();
+                        thread::Builder::new()
+                            .name("reaper".into())
+                            .spawn(move || reaper_core.reap(&stop))?;
+                        core_for_reaper = Some(core);
+                        let _ = mounted_tx.send(true);
+                    }
+                    Err(e) => {
+                        let _ = mounted_tx.send(false);
+                        break Err(anyhow!(e).context(format!(
+                            "cannot mount FUSE at {} (is /dev/fuse there and usable by this user?)",
+                            opts.mountpoint.display()
+                        )));
+                    }
+                }
+            }
+            Ok(Event::LinkEnded(Ok(()))) => {
+                log::info!("link ended; still serving the blocks present")
+            }
+            Ok(Event::LinkEnded(Err(e))) if session.is_none() => break Err(anyhow!(e)),
+            Ok(Event::LinkEnded(Err(e))) => {
+                log::warn!("link failed: {e}; still serving the blocks present")
+            }
+            Ok(Event::Signal(s)) => {
+                log::info!("signal {s}: unmounting");
+                break Ok(());
+            }
+            Ok(Event::Unmounted) => {
+                log::info!("unmounted");
+                break Ok(());
+            }
+            Err(_) => break Ok(()),
+        }
+    };
+    stop_reaper.store(true, Ordering::Relaxed);
+    if let Some(core) = core_for_reaper {
+        core.wake();
+    }
+    if let Some(s) = session {
+        s.umount_and_join().context("unmount failed")?;
+    }
+    result
+}
+
+fn mount_config(allow_other: bool) -> Config {
+    let mut c = Config::default();
+    c.mount_options = vec![
+        MountOption::RO,
+        MountOption::FSName("feedfs".into()),
+        MountOption::Subtype("feedfs".into()),
+        MountOption::NoSuid,
+        MountOption::NoDev,
+        MountOption::NoAtime,
+        MountOption::DefaultPermissions,
+    ];
+    c.acl = if allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    c.n_threads = Some(2);
+    c
+}
+
+/// Send a message to the host directly (before the core exists).
+fn send(outbox: &Outbox, msg: &Message) {
+    let _ = outbox.send(msg.to_frame());
+}
+
+/// Send an error to the host and return it as ours too.
+fn refuse(outbox: &Outbox, code: ErrorCode, text: String) -> anyhow::Error {
+    send(outbox, &Message::Error { code, text: &text });
+    anyhow!(text)
+}
+
+fn link_thread(
+    input: File,
+    outbox: Outbox,
+    store: &Store,
+    read_timeout: Duration,
+    events: &Sender<Event>,
+    mounted: Receiver<bool>,
+) -> anyhow::Result<()> {
+    let agent = format!("feedfs-device {}", env!("CARGO_PKG_VERSION"));
+    send(
+        &outbox,
+        &Message::Hello {
+            role: Role::Device,
+            min_version: VERSION,
+            max_version: VERSION,
+            agent: &agent,
+        },
+    );
+    let mut reader = FrameReader::new(input);
+
+    // Handshake: the first frame must be the host's Hello.
+    let hello = match reader.next_frame() {
+        Ok(Some(f)) => {
+            Message::parse(f).map_err(|e| anyhow!("bad first message from host: {e}"))?
+        }
+        Ok(None) => bail!("link closed before the host said hello"),
+        Err(ReadError::Frame(e @ feedfs_protocol::FrameError::UnsupportedVersion { .. })) => {
+            return Err(refuse(&outbox, ErrorCode::Version, e.to_string()))
+        }
+        Err(e) => bail!("link failed during handshake: {e}"),
+    };
+    match hello {
+        Message::Hello { role: Role::Host, min_version, max_version, agent }
+            if (min_version..=max_version).contains(&VERSION) =>
+        {
+            log::info!("host is {agent}");
+        }
+        Message::Hello { role: Role::Host, min_version, max_version, agent } => {
+            return Err(refuse(
+                &outbox,
+                ErrorCode::Version,
+                format!("host {agent} speaks protocol versions {min_version}..={max_version}, this device speaks {VERSION}"),
+            ))
+        }
+        other => {
+            return Err(refuse(&outbox, ErrorCode::Protocol, format!("expected the host's Hello, got {other:?}")))
+        }
+    }
+
+    // Manifest.
+    let mut builder = ManifestBuilder::new();
+    let manifest = loop {
+        let frame = match reader.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => bail!("link closed during the manifest"),
+            Err(e) => bail!("link failed during the manifest: {e}"),
+        };
+        let msg = Message::parse(frame)
+            .map_err(|e| refuse(&outbox, ErrorCode::Protocol, e.to_string()))?;
+        match msg {
+            Message::ManifestEnd {
+                entries,
+                total_bytes,
+            } => {
+                break builder
+                    .finish(entries, total_bytes)
+                    .map_err(|e| refuse(&outbox, ErrorCode::Manifest, e.to_string()))?;
+            }
+            Message::Error { code, text } => bail!("host reported an error ({code:?}): {text}"),
+            msg => builder.push_message(&msg).map_err(|e| {
+                refuse(
+                    &outbox,
+                    ErrorCode::Manifest,
+                    format!("manifest refused: {e}"),
+                )
+            })?,
+        }
+    };
+    if let Err(e) = store.save_manifest(&manifest) {
+        log::warn!("{e:#}; a restart without a link will not find these files");
+    }
+    let core: SharedCore = Arc::new(Core::new(manifest, store, read_timeout).map_err(|e| {
+        refuse(
+            &outbox,
+            ErrorCode::Store,
+            format!("cannot open the store: {e:#}"),
+        )
+    })?);
+    core.link_up(outbox.clone());
+    drop(outbox);
+    events
+        .send(Event::Manifest(core.clone()))
+        .map_err(|_| anyhow!("daemon is stopping"))?;
+    if !mounted.recv().unwrap_or(false) {
+        core.send(&Message::Error {
+            code: ErrorCode::Internal,
+            text: "the device could not mount the files",
+        });
+        core.link_down();
+        bail!("mount failed");
+    }
+
+    send_have(&core);
+    core.maybe_complete();
+    let result = frame_loop(&mut reader, &core);
+    core.link_down();
+    result
+}
+
+/// Tell the host which blocks are already here.
+fn send_have(core: &Core) {
+    let files = core.manifest().host_entries();
+    for i in 0..files {
+        let Some(f) = core.file(FileId(i)) else {
+            continue;
+        };
+        let ranges: Vec<BlockRange> = f
+            .present_ranges()
+            .into_iter()
+            .map(|(first, count)| BlockRange { first, count })
+            .collect();
+        for chunk in ranges.chunks(MAX_RANGES_PER_HAVE) {
+            core.send(&Message::Have {
+                file: FileId(i),
+                ranges: chunk.to_vec(),
+            });
+        }
+    }
+    core.send(&Message::HaveEnd {
+        files: core.manifest().files().count() as u32,
+    });
+    log::info!(
+        "{} of {} blocks already present",
+        core.present_blocks(),
+        core.total_blocks()
+    );
+}
+
+fn frame_loop(reader: &mut FrameReader<File>, core: &Core) -> anyhow::Result<()> {
+    loop {
+        let frame = match reader.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                log::info!("host closed the link");
+                return Ok(());
+            }
+            Err(ReadError::Frame(e)) => match e.recovery() {
+                Recovery::Skip | Recovery::Resync => {
+                    log::warn!("dropped a frame from the host: {e}");
+                    continue;
+                }
+                Recovery::Reconnect | Recovery::Fatal => bail!("link from host failed: {e}"),
+            },
+            Err(ReadError::Io(e)) => bail!("link read failed: {e}"),
+        };
+        let msg = match Message::parse(frame) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!("dropped a message from the host: {e}");
+                continue;
+            }
+        };
+        match msg {
+            Message::Block {
+                file,
+                index,
+                crc,
+                data,
+            } => match core.land(file, index, crc, data) {
+                Ok(_) => core.maybe_complete(),
+                Err(e @ LandError::BadCrc { .. }) => {
+                    log::warn!("{e}; asking again");
+                    core.redemand(file, index);
+                }
+                Err(LandError::Store {
+                    file,
+                    index,
+                    source,
+                }) => {
+                    let (code, errno) = if source.raw_os_error() == Some(libc::ENOSPC) {
+                        (ErrorCode::NoSpace, fuser::Errno::ENOSPC)
+                    } else {
+                        (ErrorCode::Store, fuser::Errno::EIO)
+                    };
+                    let text = format!("device cannot store block {index} of {file}: {source}");
+                    log::error!("{text}");
+                    core.fail_waiters(file, index, errno);
+                    core.send(&Message::Error { code, text: &text });
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    log::error!("{text}");
+                    core.send(&Message::Error {
+                        code: ErrorCode::Protocol,
+                        text: &text,
+                    });
+                    bail!("host sent a bad block: {text}");
+                }
+            },
+            Message::StreamDone { blocks_sent } => {
+                log::info!("host stream done ({blocks_sent} blocks sent)");
+                if core.present_blocks() < core.total_blocks() {
+                    core.demand_all_missing();
+                }
+            }
+            Message::Error { code, text } => bail!("host reported an error ({code:?}): {text}"),
+            Message::Goodbye => {
+                log::info!("host said goodbye");
+                return Ok(());
+            }
+            other => log::warn!(
+                "ignoring unexpected {:?} message from the host",
+                other.message_type()
+            ),
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! End to end over a pipe: the real feedfs-host and feedfs-device, a real
+//! FUSE mount, real processes. These tests need /dev/fuse and the right to
+//! mount (root in CI); without them they fail, they never skip.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use feedfs_tests::*;
+
+const MIB: u64 = 1 << 20;
+const BLOCK: u64 = 64 * 1024;
+
+/// The tree every test pushes: one large file, empty files, sizes that are
+/// not multiples of the block size, nested and empty directories.
+fn make_tree(root: &Path, big: u64) -> PathBuf {
+    let src = root.join("src");
+    write_file(&src.join("big.bin"), big, 1, 0o644);
+    write_file(&src.join("empty.txt"), 0, 2, 0o600);
+    write_file(&src.join("one.byte"), 1, 3, 0o444);
+    write_file(&src.join("odd.bin"), 100_003, 4, 0o640);
+    write_file(&src.join("exact.bin"), 2 * BLOCK, 5, 0o755);
+    write_file(&src.join("a/b/c/deep.dat"), 3 * BLOCK + 17, 6, 0o600);
+    write_file(&src.join("a/b/also-empty"), 0, 7, 0o644);
+    fs::create_dir_all(src.join("a/empty-dir")).unwrap();
+    fs::set_permissions(src.join("a"), fs::Permissions::from_mode(0o750)).unwrap();
+    src
+}
+
+fn device_cmd(mnt: &Path, store: &Path, extra: &str) -> String {
+    format!(
+        "exec {} mount {} --store {} --stdio {extra}",
+        bin("feedfs-device").display(),
+        mnt.display(),
+        store.display()
+    )
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "process {} did not exit within {timeout:?}",
+            child.id()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Stop a daemon with SIGTERM and check that it unmounted and exited.
+fn stop_device(pid: i32, mnt: &Path) {
+    signal(pid, libc::SIGTERM);
+    wait_for(
+        "the daemon to exit after SIGTERM",
+        Duration::from_secs(10),
+        || !alive(pid),
+    );
+    assert!(!is_mounted(mnt), "still mounted after SIGTERM");
+}
+
+/// A device daemon started by the test, and a host fed through pipes to it.
+struct Pair {
+    device: Child,
+    host: Child,
+}
+
+fn start_pair(mnt: &Path, store: &Path, host_args: &[&str], device_args: &[&str]) -> Pair {
+    let mut device = Command::new(bin("feedfs-device"))
+        .args([
+            "mount",
+            mnt.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--stdio",
+        ])
+        .args(device_args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let host = Command::new(bin("feedfs-host"))
+        .args(["push", "--stdio"])
+        .args(host_args)
+        .stdin(Stdio::from(device.stdout.take().unwrap()))
+        .stdout(Stdio::from(device.stdin.take().unwrap()))
+        .spawn()
+        .unwrap();
+    Pair { device, host }
+}
+
+fn sent(events: &[RecordEvent]) -> Vec<(u32, u64, String, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            RecordEvent::Sent {
+                file,
+                index,
+                kind,
+                stream_sent,
+                ..
+            } => Some((*file, *index, kind.clone(), *stream_sent)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn file_id(events: &[RecordEvent], path: &str) -> (u32, u64) {
+    events
+        .iter()
+        .find_map(|e| match e {
+            RecordEvent::File {
+                id,
+                size,
+                block_size,
+                path: p,
+            } if p == path => Some((*id, size.div_ceil(u64::from(*block_size)))),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{path} not in record"))
+}
+
+#[test]
+fn a_tree_arrives_byte_for_byte_and_the_mount_is_read_only() {
+    let s = Scratch::new("tree");
+    let src = make_tree(&s.root, 256 * MIB);
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let status = Command::new(bin("feedfs-host"))
+        .args([
+            "push",
+            "--exec",
+            &device_cmd(&mnt, &store, ""),
+            src.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "feedfs-host push failed: {status}");
+    assert!(is_mounted(&mnt));
+    let checked = assert_same_tree(&src, &mnt.join("src"));
+    assert_eq!(checked, 12, "entries compared");
+
+    // Nothing on the mount can be changed.
+    let m = mnt.join("src");
+    let erofs = |r: std::io::Result<()>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{what}: {e}");
+    };
+    erofs(File::create(m.join("new.txt")).map(drop), "create");
+    erofs(
+        OpenOptions::new()
+            .write(true)
+            .open(m.join("big.bin"))
+            .map(drop),
+        "open for writing",
+    );
+    erofs(fs::create_dir(m.join("newdir")), "mkdir");
+    erofs(
+        fs::rename(m.join("odd.bin"), m.join("renamed.bin")),
+        "rename",
+    );
+    erofs(fs::remove_file(m.join("odd.bin")), "unlink");
+    erofs(
+        fs::set_permissions(m.join("odd.bin"), fs::Permissions::from_mode(0o777)),
+        "chmod",
+    );
+
+    stop_device(device_pid(&store), &mnt);
+}
+
+#[test]
+fn a_read_near_the_end_is_answered_before_the_stream_gets_there() {
+    let s = Scratch::new("lazy");
+    let src = make_tree(&s.root, 256 * MIB);
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let record = s.root.join("record.tsv");
+    let mut host = Command::new(bin("feedfs-host"))
+        .args([
+            "push",
+            "--record",
+            record.to_str().unwrap(),
+            "--exec",
+            &device_cmd(&mnt, &store, ""),
+        ])
+        .arg(src.join("big.bin"))
+        .spawn()
+        .unwrap();
+    let big = mnt.join("big.bin");
+    wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
+    // The file is there at full size before its data.
+    assert_eq!(fs::metadata(&big).unwrap().len(), 256 * MIB);
+    let offset = 256 * MIB - 4096;
+    let got = read_at(&big, offset, 4096).unwrap();
+    assert_eq!(got, content(1, offset, 4096), "bytes read near the end");
+
+    assert!(wait_exit(&mut host, Duration::from_secs(120)).success());
+    let events = read_record(&record);
+    let (id, blocks) = file_id(&events, "big.bin");
+    let last = blocks - 1;
+    let sends = sent(&events);
+    let (_, _, kind, stream_sent) = sends
+        .iter()
+        .find(|(f, i, _, _)| *f == id && *i == last)
+        .expect("last block sent")
+        .clone();
+    assert_eq!(
+        kind, "demand",
+        "the last block went out because it was asked for"
+    );
+    assert!(
+        stream_sent < last,
+        "when the last block was sent, the stream had sent {stream_sent} of {blocks} blocks"
+    );
+    // And the stream never sent it again.
+    assert_eq!(
+        sends
+            .iter()
+            .filter(|(f, i, _, _)| *f == id && *i == last)
+            .count(),
+        1
+    );
+    assert_same_tree(&src.join("big.bin"), &big);
+    stop_device(device_pid(&store), &mnt);
+}
+
+#[test]
+fn a_killed_device_resumes_and_the_new_host_sends_only_what_is_missing() {
+    let s = Scratch::new("resume");
+    let src = make_tree(&s.root, 64 * MIB);
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let big = mnt.join("src/big.bin");
+
+    // 1. A slow push, killed in mid-stream once the first 8 MiB are readable.
+    let mut pair = start_pair(&mnt, &store, &["--rate", "16M", src.to_str().unwrap()], &[]);
+    wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
+    assert_eq!(read_at(&big, 0, 8 << 20).unwrap(), content(1, 0, 8 << 20));
+    signal(pair.device.id() as i32, libc::SIGKILL);
+    pair.device.wait().unwrap();
+    let host_status = wait_exit(&mut pair.host, Duration::from_secs(20));
+    assert!(
+        !host_status.success(),
+        "the host must fail when the device dies"
+    );
+    // A killed FUSE daemon leaves a dead mount behind; detach it.
+    let c = std::ffi::CString::new(mnt.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+
+    // 2. Restarted without any link, it serves what it had, and only that.
+    let mut offline = Command::new(bin("feedfs-device"))
+        .args([
+            "mount",
+            mnt.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--offline",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the offline mount", Duration::from_secs(20), || {
+        is_mounted(&mnt)
+    });
+    assert_eq!(
+        read_at(&big, 0, 8 << 20).unwrap(),
+        content(1, 0, 8 << 20),
+        "blocks held before the kill"
+    );
+    let e = read_at(&big, 64 * MIB - 10, 10).expect_err("a missing block with no link");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    stop_device(offline.id() as i32, &mnt);
+    offline.wait().unwrap();
+
+    // 3. A new host: the device says what it has, the host sends only the rest.
+    let record = s.root.join("record2.tsv");
+    let mut pair = start_pair(
+        &mnt,
+        &store,
+        &["--record", record.to_str().unwrap(), src.to_str().unwrap()],
+        &[],
+    );
+    assert!(wait_exit(&mut pair.host, Duration::from_secs(120)).success());
+    let events = read_record(&record);
+    let total: u64 = events
+        .iter()
+        .filter_map(|e| match e {
+            RecordEvent::File {
+                size, block_size, ..
+            } => Some(size.div_ceil(u64::from(*block_size))),
+            _ => None,
+        })
+        .sum();
+    let had: u64 = events
+        .iter()
+        .filter_map(|e| match e {
+            RecordEvent::Have { blocks, .. } => Some(*blocks),
+            _ => None,
+        })
+        .sum();
+    let sends = sent(&events);
+    assert!(
+        had >= 8 * MIB / BLOCK,
+        "the device reported {had} blocks, at least the 8 MiB read before the kill"
+    );
+    assert!(had < total, "the kill came in mid-stream");
+    assert_eq!(
+        sends.len() as u64,
+        total - had,
+        "blocks sent by the new host: exactly the missing ones"
+    );
+    let mut unique: Vec<_> = sends.iter().map(|(f, i, _, _)| (*f, *i)).collect();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), sends.len(), "no block sent twice");
+    assert_same_tree(&src, &mnt.join("src"));
+    stop_device(pair.device.id() as i32, &mnt);
+    pair.device.wait().unwrap();
+}
+
+#[test]
+fn when_the_host_dies_present_blocks_are_served_and_missing_ones_fail_fast() {
+    let s = Scratch::new("linkloss");
+    let src = make_tree(&s.root, 64 * MIB);
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let big = mnt.join("src/big.bin");
+    let mut pair = start_pair(
+        &mnt,
+        &store,
+        &["--rate", "8M", src.to_str().unwrap()],
+        &["--read-timeout", "3s"],
+    );
+    wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
+    assert_eq!(
+        read_at(&big, 0, MIB as usize).unwrap(),
+        content(1, 0, MIB as usize)
+    );
+
+    signal(pair.host.id() as i32, libc::SIGKILL);
+    pair.host.wait().unwrap();
+
+    // Present blocks, read from the daemon again (not the page cache).
+    drop_cache(&big);
+    assert_eq!(
+        read_at(&big, 0, MIB as usize).unwrap(),
+        content(1, 0, MIB as usize)
+    );
+    // Missing blocks: EIO, within the read timeout.
+    let start = Instant::now();
+    let e = read_at(&big, 60 * MIB, 4096).expect_err("missing block after link loss");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "EIO took {:?}",
+        start.elapsed()
+    );
+    // Still mounted; a clean unmount on SIGTERM.
+    assert!(is_mounted(&mnt));
+    stop_device(pair.device.id() as i32, &mnt);
+    assert!(pair.device.wait().unwrap().success());
+}
+
+/// Frames a hostile or mismatched host would send, straight into the real daemon.
+fn feed_device(
+    s: &Scratch,
+    frames: &[u8],
+) -> (ExitStatus, Vec<feedfs_protocol::message::ErrorCode>, String) {
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let mut device = Command::new(bin("feedfs-device"))
+        .args([
+            "mount",
+            mnt.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--stdio",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    device.stdin.take().unwrap().write_all(frames).unwrap();
+    let status = wait_exit(&mut device, Duration::from_secs(20));
+    let mut reader = feedfs_protocol::io::FrameReader::new(device.stdout.take().unwrap());
+    let mut codes = Vec::new();
+    while let Ok(Some(f)) = reader.next_frame() {
+        if let Ok(feedfs_protocol::Message::Error { code, .. }) = feedfs_protocol::Message::parse(f)
+        {
+            codes.push(code);
+        }
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut device.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        !is_mounted(&mnt),
+        "nothing is mounted from a refused manifest"
+    );
+    (status, codes, stderr)
+}
+
+fn hello() -> Vec<u8> {
+    feedfs_protocol::Message::Hello {
+        role: feedfs_protocol::Role::Host,
+        min_version: 1,
+        max_version: 1,
+        agent: "test",
+    }
+    .to_frame()
+}
+
+#[test]
+fn a_hostile_manifest_is_refused_and_nothing_is_written_outside_the_store() {
+    use feedfs_protocol::{EntryKind, FileId, Message};
+    for (path, says) in [
+        ("../escape", "\"..\""),
+        ("/abs/escape", "absolute"),
+        ("a\0b", "NUL"),
+    ] {
+        let s = Scratch::new("hostile");
+        let mut frames = hello();
+        Message::Entry {
+            id: FileId(0),
+            kind: EntryKind::File,
+            size: 10,
+            mode: 0o644,
+            block_size: 4096,
+            identity: [0; 16],
+            path,
+        }
+        .emit(&mut frames);
+        Message::ManifestEnd {
+            entries: 1,
+            total_bytes: 10,
+        }
+        .emit(&mut frames);
+        let (status, codes, stderr) = feed_device(&s, &frames);
+        assert!(!status.success(), "{path:?}: the daemon must refuse");
+        assert_eq!(
+            codes,
+            vec![feedfs_protocol::ErrorCode::Manifest],
+            "{path:?}: error sent to the host"
+        );
+        assert!(stderr.contains(says), "{path:?}: stderr says why: {stderr}");
+        assert!(!s.root.join("escape").exists() && !Path::new("/abs").exists());
+        let stored: Vec<_> = fs::read_dir(s.root.join("store/files")).unwrap().collect();
+        assert!(stored.is_empty(), "{path:?}: nothing stored");
+    }
+}
+
+#[test]
+fn a_host_of_another_protocol_version_is_told_clearly() {
+    let s = Scratch::new("version");
+    // A Hello frame as a version 2 host would send it (valid checksum).
+    let mut frame = hello();
+    frame[4] = 2;
+    let crc = crc32fast::hash(&[&frame[..12], &frame[16..]].concat());
+    frame[12..16].copy_from_slice(&crc.to_le_bytes());
+    let (status, codes, stderr) = feed_device(&s, &frame);
+    assert!(!status.success());
+    assert_eq!(codes, vec![feedfs_protocol::ErrorCode::Version]);
+    assert!(
+        stderr.contains("version 2") && stderr.contains("version 1"),
+        "stderr: {stderr}"
+    );
+}
