@@ -60,7 +60,7 @@ pub fn run(opts: MountOptions) -> anyhow::Result<()> {
     let (events_tx, events) = mpsc::channel::<Event>();
     watch_signals(events_tx.clone())?;
     let (mounted_tx, mounted_rx) = mpsc::channel::<bool>();
-    match opts.link {
+    let writer = match opts.link {
         Link::Offline => {
             let core = Core::new(store.load_manifest()?, &store, opts.read_timeout)?;
             log::info!(
@@ -69,10 +69,22 @@ pub fn run(opts: MountOptions) -> anyhow::Result<()> {
                 core.total_blocks()
             );
             let _ = events_tx.send(Event::Manifest(Arc::new(core)));
+            None
         }
-        Link::Stdio => start_stdio(store, opts.read_timeout, &events_tx, mounted_rx)?,
+        Link::Stdio => Some(start_stdio(
+            store,
+            opts.read_timeout,
+            &events_tx,
+            mounted_rx,
+        )?),
+    };
+    let result = main_loop(&opts, events, events_tx, mounted_tx);
+    if let (Err(_), Some(writer)) = (&result, writer) {
+        // The session failed and its link thread has ended: let the host
+        // read why before this process goes.
+        let _ = writer.join();
     }
-    main_loop(&opts, events, events_tx, mounted_tx)
+    result
 }
 
 fn start_stdio(
@@ -80,12 +92,12 @@ fn start_stdio(
     read_timeout: Duration,
     events_tx: &Sender<Event>,
     mounted_rx: Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<thread::JoinHandle<()>> {
     let input = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let output = File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
 
     let (outbox, frames) = mpsc::channel::<Vec<u8>>();
-    thread::Builder::new()
+    let writer = thread::Builder::new()
         .name("link-writer".into())
         .spawn(move || write_frames(output, frames))?;
     let link_events = events_tx.clone();
@@ -102,7 +114,7 @@ fn start_stdio(
             );
             let _ = link_events.send(Event::LinkEnded(result.map_err(|e| format!("{e:#}"))));
         })?;
-    Ok(())
+    Ok(writer)
 }
 
 fn watch_signals(tx: Sender<Event>) -> anyhow::Result<()> {

@@ -1,1 +1,27 @@
-fn main() {}
+//! The `feedfs-host` binary: parse the command line, set up logging, run,
+//! and turn the outcome into an exit status.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use env_logger::Env;
+
+use feedfs_host::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("feedfs-host: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Push(args) => feedfs_host::push(&args).map(|_| ()),
+    }
+}

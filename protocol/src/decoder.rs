@@ -56,7 +56,7 @@ impl Decoder {
     }
 
     /// Free space to read new bytes into; follow with [`Decoder::commit`].
-    /// Never empty while [`Decoder::next`] returns `None`.
+    /// Never empty while [`Decoder::next_frame`] returns `None`.
     pub fn spare(&mut self) -> &mut [u8] {
         self.compact();
         &mut self.buf[self.end..]
@@ -68,7 +68,7 @@ impl Decoder {
     }
 
     /// Copy as much of `data` as fits; returns how many bytes were taken.
-    /// Call [`Decoder::next`] until `None`, then feed the rest.
+    /// Call [`Decoder::next_frame`] until `None`, then feed the rest.
     pub fn feed(&mut self, data: &[u8]) -> usize {
         let spare = self.spare();
         let n = data.len().min(spare.len());
@@ -78,7 +78,7 @@ impl Decoder {
     }
 
     /// The next whole frame, an error for damaged bytes, or `None` when more bytes are needed.
-    pub fn next(&mut self) -> Option<Result<FrameRef, FrameError>> {
+    pub fn next_frame(&mut self) -> Option<Result<FrameRef, FrameError>> {
         let held = &self.buf[self.start..self.end];
         if held.is_empty() {
             return None;
@@ -109,10 +109,11 @@ impl Decoder {
         }
     }
 
-    /// The frame at `r`, as returned by the last [`Decoder::next`].
+    /// The frame at `r`, as returned by the last [`Decoder::next_frame`].
     pub fn frame(&self, r: FrameRef) -> Frame<&[u8]> {
-        // The bytes were checked by `next`, and nothing has moved them since.
-        Frame::new_checked(&self.buf[r.start..r.start + r.len]).expect("frame checked by next()")
+        // The bytes were checked by `next_frame`, and nothing has moved them since.
+        Frame::new_checked(&self.buf[r.start..r.start + r.len])
+            .expect("frame checked by next_frame()")
     }
 
     /// Drop the first byte, then everything up to the next possible magic.
@@ -151,7 +152,7 @@ mod tests {
 
     fn drain(d: &mut Decoder) -> Vec<Result<Vec<u8>, FrameError>> {
         let mut out = Vec::new();
-        while let Some(r) = d.next() {
+        while let Some(r) = d.next_frame() {
             out.push(r.map(|r| d.frame(r).payload().to_vec()));
         }
         out
@@ -216,7 +217,7 @@ mod tests {
         let f = Message::Goodbye.to_frame();
         let mut d = Decoder::new();
         d.feed(&f[..10]);
-        assert!(d.next().is_none());
+        assert!(d.next_frame().is_none());
         assert_eq!(
             d.finish(),
             Err(FrameError::Truncated {
@@ -230,7 +231,7 @@ mod tests {
         let mut d = Decoder::new();
         d.feed(&big);
         assert_eq!(
-            d.next(),
+            d.next_frame(),
             Some(Err(FrameError::Oversized {
                 len: MAX_PAYLOAD + 1,
                 max: MAX_PAYLOAD
@@ -246,7 +247,7 @@ mod tests {
         while fed < junk.len() {
             let n = d.feed(&junk[fed..]);
             fed += n;
-            while let Some(r) = d.next() {
+            while let Some(r) = d.next_frame() {
                 assert!(r.is_err());
             }
             assert!(d.buffered() <= CAPACITY);

@@ -40,7 +40,7 @@ impl<R: Read> FrameReader<R> {
     /// again goes on with the next good frame.
     pub fn next_frame(&mut self) -> Result<Option<Frame<&[u8]>>, ReadError> {
         loop {
-            match self.decoder.next() {
+            match self.decoder.next_frame() {
                 Some(Ok(r)) => return Ok(Some(self.decoder.frame(r))),
                 Some(Err(e)) => return Err(e.into()),
                 None => {}

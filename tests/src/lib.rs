@@ -59,19 +59,24 @@ impl Drop for Scratch {
     }
 }
 
-fn mount_points() -> Vec<(PathBuf, String)> {
+/// (mount point, filesystem type, source) of every mount.
+fn mount_points() -> Vec<(PathBuf, String, String)> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
             let sep = f.iter().position(|&x| x == "-")?;
-            Some((PathBuf::from(f.get(4)?), f.get(sep + 1)?.to_string()))
+            Some((
+                PathBuf::from(f.get(4)?),
+                f.get(sep + 1)?.to_string(),
+                f.get(sep + 2)?.to_string(),
+            ))
         })
         .collect()
 }
 
 fn detach_mounts_below(root: &Path) {
-    for (p, _) in mount_points() {
+    for (p, _, _) in mount_points() {
         if p.starts_with(root) {
             let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
             // SAFETY: a valid NUL-terminated path; umount2 touches no memory of ours.
@@ -84,7 +89,7 @@ fn detach_mounts_below(root: &Path) {
 pub fn is_mounted(mnt: &Path) -> bool {
     mount_points()
         .iter()
-        .any(|(p, ty)| p == mnt && ty == "fuse.feedfs")
+        .any(|(p, ty, src)| p == mnt && ty.starts_with("fuse") && src == "feedfs")
 }
 
 /// Poll `cond` every few milliseconds until it holds; panic after `timeout`.
@@ -170,7 +175,14 @@ pub fn assert_same_tree(src: &Path, dst: &Path) -> usize {
     let mut checked = 0;
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
-        let (s, d) = (src.join(&rel), dst.join(&rel));
+        let join = |root: &Path| {
+            if rel.as_os_str().is_empty() {
+                root.to_path_buf()
+            } else {
+                root.join(&rel)
+            }
+        };
+        let (s, d) = (join(src), join(dst));
         let (sm, dm) = (
             fs::metadata(&s).unwrap(),
             fs::metadata(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())),

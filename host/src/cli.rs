@@ -1,0 +1,105 @@
+//! The command line, as clap derive types.
+//!
+//! `feedfs-host push (--exec CMD | --stdio) [--block-size SIZE]
+//! [--readahead N] [--record FILE] PATH...`: exactly one link flag, at
+//! least one path, sizes in human units.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use crate::size::{parse_block_size, parse_size};
+
+fn parse_rate(s: &str) -> Result<u64, String> {
+    match parse_size(s) {
+        Ok(0) => Err("a rate must be above zero".into()),
+        Ok(r) => Ok(r),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Serve read-only files to a feedfs device: the device mounts them at full
+/// size at once, the host streams their blocks, and blocks a program on the
+/// device is waiting for go first.
+#[derive(Debug, Parser)]
+#[command(name = "feedfs-host", version, about, long_about = None)]
+#[command(after_help = "Logs go to stderr; set RUST_LOG=info (or debug) for more detail.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve files and directories to a device until it holds all of them.
+    Push(PushArgs),
+}
+
+/// Options of `feedfs-host push`.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("link").required(true).args(["exec", "stdio"])))]
+pub struct PushArgs {
+    /// Start the device side with `sh -c CMD` and talk over its stdin and
+    /// stdout (its stderr shows here). It is left running after the push.
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+
+    /// Talk over this process's own stdin and stdout (stdout then carries
+    /// frames only; messages go to stderr).
+    #[arg(long)]
+    pub stdio: bool,
+
+    /// Block size: a power of two from 4K to 1M (units K, M; e.g. 64K, 1MiB, 4096).
+    #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_block_size)]
+    pub block_size: u32,
+
+    /// Blocks of the same file sent after each block a program waited for.
+    #[arg(long, value_name = "BLOCKS", default_value_t = 8)]
+    pub readahead: u64,
+
+    /// Limit the link to RATE bytes per second (units K, M, G: binary; 40M
+    /// is about a USB 2.0 cable's real rate). Demanded blocks still go first.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub rate: Option<u64>,
+
+    /// Write a tab-separated log of every demand and every block sent to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Files and directories to serve; each is served under its own name.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exactly_one_link() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        assert!(parse(&["feedfs-host", "push", "a"]).is_err());
+        assert!(parse(&["feedfs-host", "push", "--stdio", "--exec", "x", "a"]).is_err());
+        assert!(parse(&["feedfs-host", "push", "--stdio"]).is_err());
+        let Command::Push(p) = parse(&["feedfs-host", "push", "--exec", "x", "a", "b"])
+            .unwrap()
+            .command;
+        assert_eq!(p.exec.as_deref(), Some("x"));
+        assert_eq!(p.block_size, 65536);
+        assert_eq!(p.readahead, 8);
+        assert_eq!(p.paths.len(), 2);
+        let Command::Push(p) =
+            parse(&["feedfs-host", "push", "--stdio", "--block-size", "1M", "a"])
+                .unwrap()
+                .command;
+        assert!(p.stdio);
+        assert_eq!(p.block_size, 1 << 20);
+        assert!(parse(&["feedfs-host", "push", "--stdio", "--block-size", "3K", "a"]).is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! `feedfs-host`: serves a set of read-only files to a feedfs device over a
+//! byte link, demanded blocks first.
+//!
+//! The pieces, from the command line down: [`cli`] parses, [`push`] runs the
+//! command, [`manifest`] turns paths into checked manifest entries with
+//! identities, [`link`] opens the pipe to the device, [`session`] speaks the
+//! protocol, with [`scheduler`] (a pure state machine) choosing each block
+//! and [`source`] reading it; [`record`] and [`progress`] report what
+//! happened. The wire format itself is the `feedfs-protocol` crate.
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod link;
+pub mod manifest;
+pub mod progress;
+pub mod push;
+pub mod rate;
+pub mod record;
+pub mod scheduler;
+pub mod session;
+pub mod size;
+pub mod source;
+
+#[cfg(test)]
+mod testutil;
+
+pub use push::push;

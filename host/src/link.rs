@@ -1,0 +1,149 @@
+//! The byte link to the device: a child process (`--exec`) or this
+//! process's own stdin and stdout (`--stdio`).
+//!
+//! A link is a read side, a write side and the [`Peer`] at the other end.
+//! Both sides are plain unbuffered pipes, so a frame written with
+//! `write_all` leaves at once. With `--exec` the command runs under `sh -c`
+//! with its stdin and stdout piped and its stderr inherited, so the device's
+//! logs show. The device daemon stays mounted after a session, so the host
+//! never waits for it nor kills it; only after a broken link does it look
+//! (briefly) whether the command exited, to say so in the error. With
+//! `--stdio` the descriptors are duplicated, so nothing goes through the
+//! standard library's stdout buffer, and stdout carries frames only.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long to wait for a device command to exit after the link broke.
+pub const EXIT_GRACE: Duration = Duration::from_millis(200);
+
+/// Both sides of a link and the peer behind them.
+pub struct Link {
+    pub read: Box<dyn Read + Send>,
+    pub write: Box<dyn Write + Send>,
+    pub peer: Peer,
+}
+
+/// What is at the other end of the link.
+pub enum Peer {
+    /// Whatever is connected to this process's stdin and stdout.
+    Stdio,
+    /// A command this process started.
+    Command { child: Child, command: String },
+}
+
+impl Link {
+    /// Start `sh -c command` and talk to it over its stdin and stdout.
+    pub fn exec(command: &str) -> io::Result<Link> {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let missing = || io::Error::other("the command's pipes were not set up");
+        let write = child.stdin.take().ok_or_else(missing)?;
+        let read = child.stdout.take().ok_or_else(missing)?;
+        Ok(Link {
+            read: Box::new(read),
+            write: Box::new(write),
+            peer: Peer::Command {
+                child,
+                command: command.to_string(),
+            },
+        })
+    }
+
+    /// Talk over this process's stdin and stdout.
+    pub fn stdio() -> io::Result<Link> {
+        let read = File::from(io::stdin().as_fd().try_clone_to_owned()?);
+        let write = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        Ok(Link {
+            read: Box::new(read),
+            write: Box::new(write),
+            peer: Peer::Stdio,
+        })
+    }
+}
+
+impl Peer {
+    /// The command's exit status if it has exited or exits within `grace`;
+    /// `None` for stdio or a command still running.
+    pub fn exit_status(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let Peer::Command { child, .. } = self else {
+            return None;
+        };
+        let deadline = Instant::now() + grace;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    log::debug!("cannot check the device command: {e}");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// A sentence on how the peer ended, for an error after a broken link.
+    pub fn describe_end(&mut self) -> Option<String> {
+        let status = self.exit_status(EXIT_GRACE);
+        let Peer::Command { command, .. } = self else {
+            return None;
+        };
+        Some(match status {
+            Some(s) => format!("device {} (command: {command})", describe_status(s)),
+            None => format!("device command is still running (command: {command})"),
+        })
+    }
+}
+
+/// `exited with status N` or `was killed by signal N`.
+pub fn describe_status(s: ExitStatus) -> String {
+    match (s.code(), s.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        (None, None) => format!("ended ({s})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_links_to_the_command_and_reports_its_exit() {
+        let mut link = Link::exec("read line; echo \"got $line\"; exit 3").unwrap();
+        link.write.write_all(b"hello\n").unwrap();
+        let mut out = String::new();
+        link.read.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "got hello\n");
+        let text = link.peer.describe_end().unwrap();
+        assert!(text.starts_with("device exited with status 3 ("), "{text}");
+    }
+
+    #[test]
+    fn a_running_command_is_left_alone() {
+        let mut link = Link::exec("read line").unwrap();
+        assert_eq!(link.peer.exit_status(Duration::from_millis(20)), None);
+        let text = link.peer.describe_end().unwrap();
+        assert!(text.contains("is still running"), "{text}");
+        // Closing its stdin lets it finish.
+        drop(link.write);
+        assert!(link.peer.exit_status(Duration::from_secs(10)).is_some());
+    }
+
+    #[test]
+    fn stdio_has_no_command() {
+        assert!(Peer::Stdio.describe_end().is_none());
+    }
+}

@@ -1,0 +1,463 @@
+//! The served set: the walk from command-line paths to manifest entries, and
+//! each file's identity.
+//!
+//! Each PATH's basename becomes a top-level entry; directories are walked
+//! recursively in sorted byte order, each directory listed before its
+//! contents, so the same tree always gives the same manifest. Symlinks named
+//! on the command line are followed; symlinks and special files (sockets,
+//! fifos, devices) found inside directories are skipped with a warning.
+//! Non-UTF-8 names and duplicate top-level names are errors naming the path.
+//! Every entry goes through the protocol's [`ManifestBuilder`], so the host
+//! refuses before the session whatever the device would refuse.
+//!
+//! A file's identity is the 128-bit xxh3 of: its relative path (length, then
+//! bytes), its size, its modification time in nanoseconds, its inode number
+//! and the contents of its first and last 64 KiB. It changes whenever a file
+//! is rewritten, replaced or touched, so a device never resumes from blocks
+//! of an older version; it is a quick check, not a content hash of the whole
+//! file, which is why every block also carries its own CRC-32.
+
+use std::collections::HashMap;
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use feedfs_protocol::manifest::check_path;
+use feedfs_protocol::{EntryKind, FileId, ManifestBuilder, ManifestError, Message};
+use xxhash_rust::xxh3::Xxh3Default;
+
+/// How much of each end of a file goes into its identity.
+pub const IDENTITY_EDGE: u64 = 64 * 1024;
+
+/// Why the served set could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    #[error("cannot read {}: {error}", .path.display())]
+    Io { path: PathBuf, error: io::Error },
+    #[error("{} has a name that is not valid UTF-8; rename it or leave it out", .0.display())]
+    NonUtf8(PathBuf),
+    #[error("{} has no name to serve it under; name the directory itself instead", .0.display())]
+    NoName(PathBuf),
+    #[error("{} and {} would both be served as {name:?}; top-level names must be unique", .first.display(), .second.display())]
+    Duplicate {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("{} is neither a regular file nor a directory", .0.display())]
+    NotFileOrDir(PathBuf),
+    #[error("{} cannot be served: {reason}", .path.display())]
+    Refused {
+        path: PathBuf,
+        reason: ManifestError,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalkError + '_ {
+    move |error| WalkError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// One entry of the served set, with where its content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedEntry {
+    pub id: FileId,
+    pub kind: EntryKind,
+    /// The path on the device, relative, `/`-separated.
+    pub path: String,
+    /// The path on this machine.
+    pub source: PathBuf,
+    pub size: u64,
+    /// Permission bits (`st_mode & 0o777`).
+    pub mode: u32,
+    /// 0 for directories.
+    pub block_size: u32,
+    /// Zeros for directories.
+    pub identity: [u8; 16],
+    /// What the file looked like when the manifest was built.
+    pub stamp: Stamp,
+}
+
+impl ServedEntry {
+    /// This entry as a manifest `Entry` message.
+    pub fn message(&self) -> Message<'_> {
+        Message::Entry {
+            id: self.id,
+            kind: self.kind,
+            size: self.size,
+            mode: self.mode,
+            block_size: self.block_size,
+            identity: self.identity,
+            path: &self.path,
+        }
+    }
+
+    /// Number of blocks (0 for a directory).
+    pub fn blocks(&self) -> u64 {
+        match self.kind {
+            EntryKind::File => feedfs_protocol::block_count(self.size, self.block_size),
+            EntryKind::Dir => 0,
+        }
+    }
+}
+
+/// The facts about a file that, if they change, mean it is no longer the file served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ino: u64,
+}
+
+impl Stamp {
+    pub fn of(meta: &Metadata) -> Self {
+        Stamp {
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// Every entry to serve, ids `0..n` in order, checked as the device will check them.
+#[derive(Debug, Clone, Default)]
+pub struct ServedSet {
+    pub entries: Vec<ServedEntry>,
+    /// Sum of the file sizes.
+    pub total_bytes: u64,
+}
+
+impl ServedSet {
+    /// The entry with this id.
+    pub fn get(&self, id: FileId) -> Option<&ServedEntry> {
+        self.entries.get(id.0 as usize)
+    }
+
+    /// The file entries.
+    pub fn files(&self) -> impl Iterator<Item = &ServedEntry> {
+        self.entries.iter().filter(|e| e.kind == EntryKind::File)
+    }
+
+    /// The closing `ManifestEnd` message.
+    pub fn manifest_end(&self) -> Message<'static> {
+        Message::ManifestEnd {
+            entries: self.entries.len() as u32,
+            total_bytes: self.total_bytes,
+        }
+    }
+}
+
+/// Build the served set from command-line paths, every file cut in blocks of `block_size`.
+pub fn walk(paths: &[PathBuf], block_size: u32) -> Result<ServedSet, WalkError> {
+    let mut w = Walker {
+        set: ServedSet::default(),
+        builder: ManifestBuilder::new(),
+        block_size,
+    };
+    let mut top: HashMap<String, &PathBuf> = HashMap::new();
+    for path in paths {
+        let name = top_name(path)?;
+        if let Some(first) = top.insert(name.clone(), path) {
+            return Err(WalkError::Duplicate {
+                name,
+                first: first.clone(),
+                second: path.clone(),
+            });
+        }
+        let meta = fs::metadata(path).map_err(io_err(path))?;
+        if meta.is_dir() {
+            w.dir(path, name, &meta)?;
+        } else if meta.is_file() {
+            w.file(path, name)?;
+        } else {
+            return Err(WalkError::NotFileOrDir(path.clone()));
+        }
+    }
+    let n = w.set.entries.len() as u32;
+    let total = w.set.total_bytes;
+    // Every entry was accepted one by one; this checks the closing counts too.
+    w.builder
+        .finish(n, total)
+        .map_err(|reason| WalkError::Refused {
+            path: PathBuf::from("the manifest"),
+            reason,
+        })?;
+    Ok(w.set)
+}
+
+/// The name a command-line path is served under: its last component, or
+/// for `.`-like paths the name of the directory it resolves to.
+fn top_name(path: &Path) -> Result<String, WalkError> {
+    let resolved;
+    let name = match path.file_name() {
+        Some(n) => n,
+        None => {
+            resolved = fs::canonicalize(path).map_err(io_err(path))?;
+            resolved
+                .file_name()
+                .ok_or_else(|| WalkError::NoName(path.to_path_buf()))?
+        }
+    };
+    name.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| WalkError::NonUtf8(path.to_path_buf()))
+}
+
+struct Walker {
+    set: ServedSet,
+    builder: ManifestBuilder,
+    block_size: u32,
+}
+
+impl Walker {
+    fn push(&mut self, mut entry: ServedEntry) -> Result<(), WalkError> {
+        entry.id = FileId(self.set.entries.len() as u32);
+        check_path(&entry.path)
+            .and_then(|_| self.builder.push_message(&entry.message()))
+            .map_err(|reason| WalkError::Refused {
+                path: entry.source.clone(),
+                reason,
+            })?;
+        self.set.total_bytes = self.set.total_bytes.saturating_add(entry.size);
+        self.set.entries.push(entry);
+        Ok(())
+    }
+
+    fn dir(&mut self, source: &Path, rel: String, meta: &Metadata) -> Result<(), WalkError> {
+        self.push(ServedEntry {
+            id: FileId(0),
+            kind: EntryKind::Dir,
+            path: rel.clone(),
+            source: source.to_path_buf(),
+            size: 0,
+            mode: meta.mode() & 0o777,
+            block_size: 0,
+            identity: [0; 16],
+            stamp: Stamp::default(),
+        })?;
+        let mut children = Vec::new();
+        for child in fs::read_dir(source).map_err(io_err(source))? {
+            let child = child.map_err(io_err(source))?;
+            children.push(child);
+        }
+        children.sort_by_key(|c| c.file_name());
+        for child in children {
+            let path = child.path();
+            let Some(name) = child.file_name().to_str().map(str::to_string) else {
+                return Err(WalkError::NonUtf8(path));
+            };
+            let rel = format!("{rel}/{name}");
+            let ty = child.file_type().map_err(io_err(&path))?;
+            if ty.is_symlink() {
+                log::warn!("skipping symlink {}", path.display());
+            } else if ty.is_dir() {
+                let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+                self.dir(&path, rel, &meta)?;
+            } else if ty.is_file() {
+                self.file(&path, rel)?;
+            } else {
+                log::warn!(
+                    "skipping {}: not a regular file or directory",
+                    path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, source: &Path, rel: String) -> Result<(), WalkError> {
+        let file = File::open(source).map_err(io_err(source))?;
+        let meta = file.metadata().map_err(io_err(source))?;
+        let stamp = Stamp::of(&meta);
+        let identity = identity(&rel, &stamp, &file).map_err(io_err(source))?;
+        self.push(ServedEntry {
+            id: FileId(0),
+            kind: EntryKind::File,
+            path: rel,
+            source: source.to_path_buf(),
+            size: stamp.size,
+            mode: meta.mode() & 0o777,
+            block_size: self.block_size,
+            identity,
+            stamp,
+        })
+    }
+}
+
+/// The identity of an open file; see the module documentation.
+pub fn identity(rel: &str, stamp: &Stamp, file: &File) -> io::Result<[u8; 16]> {
+    let mut h = Xxh3Default::new();
+    h.update(&(rel.len() as u64).to_le_bytes());
+    h.update(rel.as_bytes());
+    h.update(&stamp.size.to_le_bytes());
+    h.update(&stamp.mtime_ns.to_le_bytes());
+    h.update(&stamp.ino.to_le_bytes());
+    let edge = stamp.size.min(IDENTITY_EDGE);
+    let mut buf = vec![0u8; edge as usize];
+    file.read_exact_at(&mut buf, 0)?;
+    h.update(&buf);
+    file.read_exact_at(&mut buf, stamp.size - edge)?;
+    h.update(&buf);
+    Ok(h.digest128().to_le_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+    use std::os::unix::ffi::OsStrExt;
+
+    fn paths(set: &ServedSet) -> Vec<(u32, EntryKind, &str, u64)> {
+        set.entries
+            .iter()
+            .map(|e| (e.id.0, e.kind, e.path.as_str(), e.size))
+            .collect()
+    }
+
+    #[test]
+    fn nested_dirs_in_sorted_order_with_empty_files() {
+        let t = TempDir::new("walk");
+        t.write("a.img", &[7; 5000]);
+        t.write("tree/z", b"zz");
+        t.write("tree/b/inner", b"");
+        t.write("tree/a", b"a");
+        fs::create_dir_all(t.join("tree/empty")).unwrap();
+        let set = walk(&[t.join("a.img"), t.join("tree/")], 4096).unwrap();
+        use EntryKind::{Dir, File};
+        assert_eq!(
+            paths(&set),
+            vec![
+                (0, File, "a.img", 5000),
+                (1, Dir, "tree", 0),
+                (2, File, "tree/a", 1),
+                (3, Dir, "tree/b", 0),
+                (4, File, "tree/b/inner", 0),
+                (5, Dir, "tree/empty", 0),
+                (6, File, "tree/z", 2),
+            ]
+        );
+        assert_eq!(set.total_bytes, 5003);
+        assert_eq!(set.entries[0].blocks(), 2);
+        assert_eq!(set.entries[0].block_size, 4096);
+        assert_eq!(set.entries[1].block_size, 0);
+        assert_eq!(set.entries[1].identity, [0; 16]);
+        assert_eq!(set.entries[4].blocks(), 0);
+        assert_ne!(set.entries[4].identity, set.entries[2].identity);
+        assert_eq!(set.files().count(), 4);
+        assert_eq!(
+            set.manifest_end(),
+            Message::ManifestEnd {
+                entries: 7,
+                total_bytes: 5003
+            }
+        );
+    }
+
+    #[test]
+    fn modes_are_permission_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = TempDir::new("mode");
+        let p = t.write("x", b"1");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        let set = walk(&[p], 4096).unwrap();
+        assert_eq!(set.entries[0].mode, 0o640);
+    }
+
+    #[test]
+    fn symlinks_inside_are_skipped_and_named_ones_followed() {
+        let t = TempDir::new("link");
+        t.write("tree/real", b"data");
+        std::os::unix::fs::symlink(t.join("tree/real"), t.join("tree/link")).unwrap();
+        std::os::unix::fs::symlink(t.join("tree/real"), t.join("named")).unwrap();
+        let set = walk(&[t.join("tree"), t.join("named")], 4096).unwrap();
+        let got: Vec<_> = set.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(got, vec!["tree", "tree/real", "named"]);
+        assert_eq!(set.entries[2].size, 4);
+        assert_eq!(set.entries[2].kind, EntryKind::File);
+    }
+
+    #[test]
+    fn duplicate_top_level_names_are_refused() {
+        let t = TempDir::new("dup");
+        let a = t.write("one/same", b"1");
+        let b = t.write("two/same", b"2");
+        let err = walk(&[a, b], 4096).unwrap_err();
+        assert!(matches!(err, WalkError::Duplicate { ref name, .. } if name == "same"));
+        let text = err.to_string();
+        assert!(
+            text.contains("one/same") && text.contains("two/same"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn non_utf8_names_are_refused() {
+        let t = TempDir::new("utf8");
+        let bad =
+            t.0.join("tree")
+                .join(std::ffi::OsStr::from_bytes(b"bad\xff"));
+        fs::create_dir_all(t.join("tree")).unwrap();
+        fs::write(&bad, b"x").unwrap();
+        let err = walk(&[t.join("tree")], 4096).unwrap_err();
+        assert!(
+            matches!(err, WalkError::NonUtf8(ref p) if *p == bad),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not valid UTF-8"));
+        let err = walk(std::slice::from_ref(&bad), 4096).unwrap_err();
+        assert!(matches!(err, WalkError::NonUtf8(_)), "{err}");
+    }
+
+    #[test]
+    fn missing_paths_and_refused_names_say_which() {
+        let t = TempDir::new("missing");
+        let gone = t.join("gone");
+        let err = walk(std::slice::from_ref(&gone), 4096).unwrap_err();
+        assert!(err.to_string().contains(&*gone.to_string_lossy()), "{err}");
+        let long = t.write(&"x".repeat(255), b"1");
+        assert!(walk(&[long], 4096).is_ok());
+        let err = walk(&[PathBuf::from("/")], 4096).unwrap_err();
+        assert!(matches!(err, WalkError::NoName(_)), "{err}");
+    }
+
+    #[test]
+    fn dot_is_served_under_its_directory_name() {
+        let t = TempDir::new("dot");
+        t.write("d/f", b"1");
+        let set = walk(&[t.join("d/.")], 4096).unwrap();
+        let got: Vec<_> = set.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(got, vec!["d", "d/f"]);
+    }
+
+    #[test]
+    fn identity_follows_content_and_time() {
+        let t = TempDir::new("ident");
+        let p = t.write("f", &vec![1u8; 200_000]);
+        let first = walk(std::slice::from_ref(&p), 4096).unwrap().entries[0].identity;
+        let again = walk(std::slice::from_ref(&p), 4096).unwrap().entries[0].identity;
+        assert_eq!(first, again);
+        // Same size, same inode, same mtime, new tail: a new identity.
+        let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+        let mtime = f.metadata().unwrap().modified().unwrap();
+        f.write_all_at(b"2", 199_999).unwrap();
+        f.set_modified(mtime).unwrap();
+        drop(f);
+        let changed = walk(std::slice::from_ref(&p), 4096).unwrap().entries[0].identity;
+        assert_ne!(first, changed);
+        // Touched only: a new identity.
+        let f = fs::File::open(&p).unwrap();
+        f.set_modified(mtime + std::time::Duration::from_secs(1))
+            .unwrap();
+        drop(f);
+        let touched = walk(std::slice::from_ref(&p), 4096).unwrap().entries[0].identity;
+        assert_ne!(changed, touched);
+        // The same file under another name: a new identity.
+        fs::create_dir_all(t.join("d")).unwrap();
+        fs::hard_link(&p, t.join("d/g")).unwrap();
+        let g = walk(&[t.join("d/g")], 4096).unwrap().entries[0].identity;
+        assert_ne!(touched, g);
+    }
+}

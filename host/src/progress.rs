@@ -1,0 +1,161 @@
+//! The progress line on stderr, drawn only when stderr is a terminal.
+//!
+//! One line rewritten in place with `\r`, at most every
+//! [`REDRAW_INTERVAL`]: bytes sent of bytes to send, the rate, and how many
+//! demand requests were served. When stderr is not a terminal nothing is
+//! drawn. Times are passed in by the caller; [`line`] and [`summary`] are
+//! pure so tests can pin the text down.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::size::format_bytes;
+
+/// Shortest time between two redraws.
+pub const REDRAW_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Numbers shown on the progress line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Block data bytes sent so far.
+    pub bytes_sent: u64,
+    /// Bytes the device lacks (the manifest's total until the device has said what it holds).
+    pub bytes_total: u64,
+    /// Demand messages answered.
+    pub demands: u64,
+}
+
+/// MiB per second, 0 for an empty interval.
+fn rate(bytes: u64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 {
+        bytes as f64 / secs / (1024.0 * 1024.0)
+    } else {
+        0.0
+    }
+}
+
+/// The progress line's text.
+pub fn line(s: &Snapshot, elapsed: Duration) -> String {
+    format!(
+        "sent {} of {} at {:.1} MiB/s, {} demand{} served",
+        format_bytes(s.bytes_sent),
+        format_bytes(s.bytes_total),
+        rate(s.bytes_sent, elapsed),
+        s.demands,
+        if s.demands == 1 { "" } else { "s" }
+    )
+}
+
+/// The closing one-line summary.
+pub fn summary(s: &Snapshot, elapsed: Duration) -> String {
+    format!(
+        "done: sent {} in {:.1} s ({:.1} MiB/s), {} demand{} served",
+        format_bytes(s.bytes_sent),
+        elapsed.as_secs_f64(),
+        rate(s.bytes_sent, elapsed),
+        s.demands,
+        if s.demands == 1 { "" } else { "s" }
+    )
+}
+
+/// Draws the progress line when enabled.
+pub struct Progress {
+    enabled: bool,
+    start: Instant,
+    last: Option<Instant>,
+    /// Width of the last line drawn, to blank it out when the new one is shorter.
+    drawn: usize,
+}
+
+impl Progress {
+    /// `enabled` should be whether stderr is a terminal.
+    pub fn new(enabled: bool, start: Instant) -> Self {
+        Progress {
+            enabled,
+            start,
+            last: None,
+            drawn: 0,
+        }
+    }
+
+    /// Redraw if enabled and the last redraw is old enough.
+    pub fn update(&mut self, now: Instant, s: &Snapshot) {
+        if !self.enabled
+            || self
+                .last
+                .is_some_and(|t| now.duration_since(t) < REDRAW_INTERVAL)
+        {
+            return;
+        }
+        self.last = Some(now);
+        let text = line(s, now.duration_since(self.start));
+        let pad = self.drawn.saturating_sub(text.len());
+        self.drawn = text.len();
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{text}{:pad$}", "");
+        let _ = err.flush();
+    }
+
+    /// End the line in place (before an error message or the summary).
+    pub fn clear(&mut self) {
+        if self.enabled && self.drawn > 0 {
+            let _ = write!(std::io::stderr(), "\r{:w$}\r", "", w = self.drawn);
+            self.drawn = 0;
+        }
+    }
+
+    /// Replace the line with the summary, if enabled.
+    pub fn finish(&mut self, now: Instant, s: &Snapshot) {
+        self.clear();
+        if self.enabled {
+            let _ = writeln!(
+                std::io::stderr(),
+                "feedfs-host: {}",
+                summary(s, now.duration_since(self.start))
+            );
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text() {
+        let s = Snapshot {
+            bytes_sent: 3 << 20,
+            bytes_total: 10 << 20,
+            demands: 1,
+        };
+        assert_eq!(
+            line(&s, Duration::from_secs(2)),
+            "sent 3.0 MiB of 10.0 MiB at 1.5 MiB/s, 1 demand served"
+        );
+        assert_eq!(
+            summary(&s, Duration::from_millis(1500)),
+            "done: sent 3.0 MiB in 1.5 s (2.0 MiB/s), 1 demand served"
+        );
+        let none = Snapshot::default();
+        assert_eq!(
+            line(&none, Duration::ZERO),
+            "sent 0 B of 0 B at 0.0 MiB/s, 0 demands served"
+        );
+    }
+
+    #[test]
+    fn disabled_draws_nothing() {
+        let start = Instant::now();
+        let mut p = Progress::new(false, start);
+        p.update(start, &Snapshot::default());
+        assert_eq!(p.last, None);
+        p.finish(start, &Snapshot::default());
+    }
+}

@@ -1,0 +1,73 @@
+//! The `push` command from start to finish: walk the paths, open the record
+//! file and the link, run the session, and explain a failure.
+//!
+//! Everything the device would refuse is refused before the link is opened.
+//! A broken link with `--exec` is explained with the device command's exit
+//! status when it has exited; a successful push leaves the command running.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::cli::PushArgs;
+use crate::link::Link;
+use crate::manifest::walk;
+use crate::progress::Progress;
+use crate::record::Recorder;
+use crate::session::{Options, Session, Summary};
+
+/// Run `feedfs-host push`; `Ok` only when the device reported `Complete`.
+pub fn push(args: &PushArgs) -> Result<Summary> {
+    let start = Instant::now();
+    let set = walk(&args.paths, args.block_size)?;
+    log::info!(
+        "serving {} entries, {} files, {} bytes in blocks of {}",
+        set.entries.len(),
+        set.files().count(),
+        set.total_bytes,
+        args.block_size
+    );
+    let mut record = match &args.record {
+        Some(path) => Recorder::create(path)
+            .with_context(|| format!("cannot create the record file {}", path.display()))?,
+        None => Recorder::disabled(),
+    };
+    for e in set.files() {
+        record
+            .file(e.id, e.size, e.block_size, &e.path)
+            .context("cannot write the record file")?;
+    }
+    record.flush().context("cannot write the record file")?;
+
+    let link = match (&args.exec, args.stdio) {
+        (Some(cmd), _) => {
+            Link::exec(cmd).with_context(|| format!("cannot start the device command {cmd:?}"))?
+        }
+        (None, true) => Link::stdio().context("cannot use stdin and stdout as the link")?,
+        (None, false) => anyhow::bail!("no link given: use --exec CMD or --stdio"),
+    };
+    let Link {
+        read,
+        write,
+        mut peer,
+    } = link;
+    let mut progress = Progress::new(std::io::stderr().is_terminal(), start);
+    let options = Options {
+        readahead: args.readahead,
+        rate: args.rate,
+    };
+    let result = Session::new(&set, options, &mut record, &mut progress, start).run(read, write);
+    progress.clear();
+    if let Err(e) = record.flush() {
+        log::warn!("could not finish the record file: {e}");
+    }
+    match result {
+        Ok(summary) => Ok(summary),
+        Err(e) if e.is_link() => match peer.describe_end() {
+            Some(end) => Err(anyhow::Error::new(e).context(end)),
+            None => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}

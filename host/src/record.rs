@@ -1,0 +1,194 @@
+//! The `--record` file: a text log of what the host sent and why, for tests
+//! and for tuning.
+//!
+//! One event per line, fields separated by tabs, after a version line:
+//!
+//! ```text
+//! # feedfs-host record v1
+//! file    <id> <size> <block_size> <path>        one per file, before the session
+//! have    <t_us> <file_id> <blocks>              the device already holds these
+//! demand  <t_us> <file_id> <first> <count>       a Demand message arrived
+//! sent    <t_us> <file_id> <index> <kind> <stream_sent>
+//! done    <t_us> <blocks_sent>                   the device reported Complete
+//! ```
+//!
+//! `t_us` is microseconds since the push started; `kind` is `demand`,
+//! `readahead` or `stream`; `stream_sent` is how many `stream` blocks were
+//! sent before this one. In paths, backslash, tab, newline and carriage
+//! return are written as `\\`, `\t`, `\n` and `\r`. Lines go through a
+//! buffer that is flushed at the end of the session and again on drop, so
+//! the file is whole however the process ends short of a crash. The
+//! recorder takes times from its caller and reads no clock.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use feedfs_protocol::FileId;
+
+use crate::scheduler::Kind;
+
+/// The first line of every record file.
+pub const HEADER: &str = "# feedfs-host record v1";
+
+/// Writes the record file, or nothing when no file was asked for.
+pub struct Recorder {
+    out: Option<BufWriter<Box<dyn Write + Send>>>,
+}
+
+impl Recorder {
+    /// A recorder that writes nothing.
+    pub fn disabled() -> Self {
+        Recorder { out: None }
+    }
+
+    /// Create (or truncate) `path` and write the version line.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let file = File::create(path)?;
+        Self::from_writer(Box::new(file))
+    }
+
+    /// Record into any writer (tests use a shared buffer).
+    pub fn from_writer(w: Box<dyn Write + Send>) -> io::Result<Self> {
+        let mut out = BufWriter::with_capacity(64 * 1024, w);
+        writeln!(out, "{HEADER}")?;
+        Ok(Recorder { out: Some(out) })
+    }
+
+    fn line(&mut self, args: std::fmt::Arguments) -> io::Result<()> {
+        match &mut self.out {
+            Some(out) => out.write_fmt(args),
+            None => Ok(()),
+        }
+    }
+
+    pub fn file(&mut self, id: FileId, size: u64, block_size: u32, path: &str) -> io::Result<()> {
+        let path = escape(path);
+        self.line(format_args!(
+            "file\t{}\t{size}\t{block_size}\t{path}\n",
+            id.0
+        ))
+    }
+
+    pub fn have(&mut self, t_us: u64, file: FileId, blocks: u64) -> io::Result<()> {
+        self.line(format_args!("have\t{t_us}\t{}\t{blocks}\n", file.0))
+    }
+
+    pub fn demand(&mut self, t_us: u64, file: FileId, first: u64, count: u64) -> io::Result<()> {
+        self.line(format_args!(
+            "demand\t{t_us}\t{}\t{first}\t{count}\n",
+            file.0
+        ))
+    }
+
+    pub fn sent(
+        &mut self,
+        t_us: u64,
+        file: FileId,
+        index: u64,
+        kind: Kind,
+        stream_sent: u64,
+    ) -> io::Result<()> {
+        self.line(format_args!(
+            "sent\t{t_us}\t{}\t{index}\t{}\t{stream_sent}\n",
+            file.0,
+            kind.as_str()
+        ))
+    }
+
+    pub fn done(&mut self, t_us: u64, blocks_sent: u64) -> io::Result<()> {
+        self.line(format_args!("done\t{t_us}\t{blocks_sent}\n"))
+    }
+
+    /// Push everything written so far to the file.
+    pub fn flush(&mut self) -> io::Result<()> {
+        match &mut self.out {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            log::warn!("could not finish the record file: {e}");
+        }
+    }
+}
+
+/// A path with the record's separators escaped.
+fn escape(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains(['\\', '\t', '\n', '\r']) {
+        return path.into();
+    }
+    let mut s = String::with_capacity(path.len() + 8);
+    for c in path.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '\t' => s.push_str("\\t"),
+            '\n' => s.push_str("\\n"),
+            '\r' => s.push_str("\\r"),
+            c => s.push(c),
+        }
+    }
+    s.into()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A writer whose bytes can be read after it is handed away.
+    #[derive(Clone, Default)]
+    pub(crate) struct Shared(pub Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    #[test]
+    fn exact_format() {
+        let buf = Shared::default();
+        let mut r = Recorder::from_writer(Box::new(buf.clone())).unwrap();
+        r.file(FileId(0), 5000, 4096, "a.img").unwrap();
+        r.file(FileId(2), 0, 65536, "tree/odd\tname").unwrap();
+        r.demand(15, FileId(0), 1, 1).unwrap();
+        r.sent(20, FileId(0), 1, Kind::Demand, 0).unwrap();
+        r.sent(31, FileId(0), 0, Kind::Stream, 0).unwrap();
+        r.done(40, 2).unwrap();
+        drop(r);
+        assert_eq!(
+            buf.text(),
+            "# feedfs-host record v1\n\
+             file\t0\t5000\t4096\ta.img\n\
+             file\t2\t0\t65536\ttree/odd\\tname\n\
+             demand\t15\t0\t1\t1\n\
+             sent\t20\t0\t1\tdemand\t0\n\
+             sent\t31\t0\t0\tstream\t0\n\
+             done\t40\t2\n"
+        );
+    }
+
+    #[test]
+    fn disabled_writes_nothing_and_escapes_are_reversible_by_eye() {
+        let mut r = Recorder::disabled();
+        r.done(1, 1).unwrap();
+        r.flush().unwrap();
+        assert_eq!(escape("a\\b\nc\r"), "a\\\\b\\nc\\r");
+        assert_eq!(escape("plain/path"), "plain/path");
+    }
+}

@@ -1,0 +1,624 @@
+//! The host's send order, as a pure state machine: which block goes out next.
+//!
+//! It owns, per file, four bitsets over the file's blocks: what the device
+//! lacks, what has been sent, and what is queued as demand or as readahead.
+//! Three sources feed [`Scheduler::pick_next`], in strict priority:
+//! 1. demanded blocks, in arrival order; a demand for a block already queued
+//!    as a demand and not yet sent is dropped, a demand for a block already
+//!    sent is sent again (the device only asks for what it is missing);
+//! 2. readahead: after a demand for `[first, first + count)`, the next
+//!    `readahead` block indexes of the same file, those the device lacks and
+//!    that are neither sent nor queued;
+//! 3. the background stream: every block the device lacks, files in manifest
+//!    order, blocks in ascending order, skipping blocks already sent.
+//!
+//! Until the device's `HaveEnd` the scheduler does not know what the device
+//! holds, so it answers demands only: no readahead, no stream. It does no I/O
+//! and reads no clock. Memory is the bitsets plus two queues, each bounded by
+//! the number of blocks (a block is in a queue at most once). An index past a
+//! file's end, or an id that is not a file, is an error, never ignored.
+
+use std::collections::VecDeque;
+
+use feedfs_protocol::{BlockRange, FileId};
+
+/// Why a device message could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchedError {
+    #[error("file id {0} is not a file of the manifest")]
+    NotAFile(FileId),
+    #[error("blocks {first}..{end} of file {file} are out of range: the file has {blocks} blocks", end = u128::from(*.first) + u128::from(*.count))]
+    OutOfRange {
+        file: FileId,
+        first: u64,
+        count: u64,
+        blocks: u64,
+    },
+}
+
+/// Why a block was picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Demand,
+    Readahead,
+    Stream,
+}
+
+impl Kind {
+    /// The word used in logs and the record file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Demand => "demand",
+            Kind::Readahead => "readahead",
+            Kind::Stream => "stream",
+        }
+    }
+}
+
+/// The next block to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    pub file: FileId,
+    pub index: u64,
+    pub kind: Kind,
+}
+
+/// What the scheduler has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Demand messages received.
+    pub demands: u64,
+    /// Demanded blocks dropped because they were already queued.
+    pub duplicates: u64,
+    pub sent_demand: u64,
+    pub sent_readahead: u64,
+    pub sent_stream: u64,
+}
+
+impl Counters {
+    /// Blocks picked so far, of every kind.
+    pub fn sent(&self) -> u64 {
+        self.sent_demand + self.sent_readahead + self.sent_stream
+    }
+}
+
+/// A fixed-length set of block indexes.
+#[derive(Debug, Clone)]
+struct Bits {
+    words: Vec<u64>,
+}
+
+impl Bits {
+    fn empty(len: u64) -> Self {
+        Bits {
+            words: vec![0; len.div_ceil(64) as usize],
+        }
+    }
+
+    fn full(len: u64) -> Self {
+        let mut b = Bits {
+            words: vec![u64::MAX; len.div_ceil(64) as usize],
+        };
+        let tail = len % 64;
+        if tail != 0 {
+            if let Some(last) = b.words.last_mut() {
+                *last = (1u64 << tail) - 1;
+            }
+        }
+        b
+    }
+
+    fn get(&self, i: u64) -> bool {
+        self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, i: u64) {
+        self.words[(i / 64) as usize] |= 1 << (i % 64);
+    }
+
+    fn clear(&mut self, i: u64) {
+        self.words[(i / 64) as usize] &= !(1 << (i % 64));
+    }
+
+    /// Clear `[first, end)`, a word at a time.
+    fn clear_range(&mut self, first: u64, end: u64) {
+        let mut i = first;
+        while i < end {
+            let bit = i % 64;
+            let n = (64 - bit).min(end - i);
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << bit
+            };
+            self.words[(i / 64) as usize] &= !mask;
+            i += n;
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.words.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+}
+
+/// The first index `>= from` set in `a` and clear in `b` (same lengths).
+fn first_in_a_not_b(a: &Bits, b: &Bits, from: u64) -> Option<u64> {
+    let mut k = (from / 64) as usize;
+    let mut mask = u64::MAX << (from % 64);
+    while k < a.words.len() {
+        let w = a.words[k] & !b.words[k] & mask;
+        if w != 0 {
+            return Some(k as u64 * 64 + u64::from(w.trailing_zeros()));
+        }
+        mask = u64::MAX;
+        k += 1;
+    }
+    None
+}
+
+#[derive(Debug)]
+struct FileState {
+    blocks: u64,
+    lacks: Bits,
+    sent: Bits,
+    in_demand: Bits,
+    in_readahead: Bits,
+}
+
+/// The send-order state machine; see the module documentation.
+#[derive(Debug)]
+pub struct Scheduler {
+    /// Indexed by file id; `None` for ids that are not files (directories).
+    files: Vec<Option<FileState>>,
+    readahead: u64,
+    have_end: bool,
+    demand: VecDeque<(FileId, u64)>,
+    ahead: VecDeque<(FileId, u64)>,
+    /// Where the stream goes on: index into `files`, then block index.
+    cursor: (usize, u64),
+    counters: Counters,
+}
+
+impl Scheduler {
+    /// A scheduler for these files (id, number of blocks); every block starts
+    /// as lacking on the device. Ids not listed are not files.
+    pub fn new(files: &[(FileId, u64)], readahead: u64) -> Self {
+        let len = files.iter().map(|(id, _)| id.0 as usize + 1).max();
+        let mut slots: Vec<Option<FileState>> = Vec::new();
+        slots.resize_with(len.unwrap_or(0), || None);
+        for &(id, blocks) in files {
+            slots[id.0 as usize] = Some(FileState {
+                blocks,
+                lacks: Bits::full(blocks),
+                sent: Bits::empty(blocks),
+                in_demand: Bits::empty(blocks),
+                in_readahead: Bits::empty(blocks),
+            });
+        }
+        Scheduler {
+            files: slots,
+            readahead,
+            have_end: false,
+            demand: VecDeque::new(),
+            ahead: VecDeque::new(),
+            cursor: (0, 0),
+            counters: Counters::default(),
+        }
+    }
+
+    fn file_mut(&mut self, file: FileId) -> Result<&mut FileState, SchedError> {
+        self.files
+            .get_mut(file.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(SchedError::NotAFile(file))
+    }
+
+    fn check_range(f: &FileState, file: FileId, first: u64, count: u64) -> Result<u64, SchedError> {
+        match first.checked_add(count) {
+            Some(end) if end <= f.blocks => Ok(end),
+            _ => Err(SchedError::OutOfRange {
+                file,
+                first,
+                count,
+                blocks: f.blocks,
+            }),
+        }
+    }
+
+    /// The device already holds these blocks: never stream them. Every range
+    /// is checked before any is applied.
+    pub fn on_have(&mut self, file: FileId, ranges: &[BlockRange]) -> Result<(), SchedError> {
+        let f = self.file_mut(file)?;
+        for r in ranges {
+            Self::check_range(f, file, r.first, r.count)?;
+        }
+        for r in ranges {
+            f.lacks.clear_range(r.first, r.end());
+        }
+        Ok(())
+    }
+
+    /// The device has reported everything it holds: readahead and the stream may start.
+    pub fn on_have_end(&mut self) {
+        self.have_end = true;
+    }
+
+    /// Whether the device's `HaveEnd` has arrived.
+    pub fn have_end(&self) -> bool {
+        self.have_end
+    }
+
+    /// A reader on the device waits for `[first, first + count)` of `file`.
+    pub fn on_demand(&mut self, file: FileId, first: u64, count: u64) -> Result<(), SchedError> {
+        let readahead = self.readahead;
+        let have_end = self.have_end;
+        let f = self.file_mut(file)?;
+        let end = Self::check_range(f, file, first, count)?;
+        let mut queued = Vec::new();
+        let mut duplicates = 0;
+        for i in first..end {
+            if f.in_demand.get(i) {
+                duplicates += 1;
+            } else {
+                f.in_demand.set(i);
+                queued.push((file, i));
+            }
+        }
+        let mut ahead = Vec::new();
+        if have_end {
+            for i in end..end.saturating_add(readahead).min(f.blocks) {
+                if f.lacks.get(i) && !f.sent.get(i) && !f.in_demand.get(i) && !f.in_readahead.get(i)
+                {
+                    f.in_readahead.set(i);
+                    ahead.push((file, i));
+                }
+            }
+        }
+        self.demand.extend(queued);
+        self.ahead.extend(ahead);
+        self.counters.demands += 1;
+        self.counters.duplicates += duplicates;
+        Ok(())
+    }
+
+    /// The next block to send, marked as sent; `None` when nothing is due.
+    pub fn pick_next(&mut self) -> Option<Pick> {
+        if let Some((file, index)) = self.demand.pop_front() {
+            if let Some(f) = self.files[file.0 as usize].as_mut() {
+                f.in_demand.clear(index);
+                f.sent.set(index);
+            }
+            self.counters.sent_demand += 1;
+            return Some(Pick {
+                file,
+                index,
+                kind: Kind::Demand,
+            });
+        }
+        self.prune_readahead();
+        if let Some((file, index)) = self.ahead.pop_front() {
+            if let Some(f) = self.files[file.0 as usize].as_mut() {
+                f.in_readahead.clear(index);
+                f.sent.set(index);
+            }
+            self.counters.sent_readahead += 1;
+            return Some(Pick {
+                file,
+                index,
+                kind: Kind::Readahead,
+            });
+        }
+        if !self.have_end || !self.advance_stream() {
+            return None;
+        }
+        let (slot, index) = self.cursor;
+        if let Some(f) = self.files[slot].as_mut() {
+            f.sent.set(index);
+        }
+        self.cursor.1 = index + 1;
+        self.counters.sent_stream += 1;
+        Some(Pick {
+            file: FileId(slot as u32),
+            index,
+            kind: Kind::Stream,
+        })
+    }
+
+    /// Drop readahead entries at the front of the queue that no longer need
+    /// sending (sent meanwhile, or reported held by a late `Have`).
+    fn prune_readahead(&mut self) {
+        while let Some(&(file, index)) = self.ahead.front() {
+            let Some(f) = self.files[file.0 as usize].as_mut() else {
+                self.ahead.pop_front();
+                continue;
+            };
+            if f.sent.get(index) || !f.lacks.get(index) {
+                f.in_readahead.clear(index);
+                self.ahead.pop_front();
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Move the stream cursor to the next block the device lacks and that
+    /// was not sent; false when there is none. The set of such blocks only
+    /// shrinks, so the cursor only moves forward.
+    fn advance_stream(&mut self) -> bool {
+        while self.cursor.0 < self.files.len() {
+            let (slot, from) = self.cursor;
+            if let Some(f) = &self.files[slot] {
+                if let Some(i) = first_in_a_not_b(&f.lacks, &f.sent, from) {
+                    self.cursor.1 = i;
+                    return true;
+                }
+            }
+            self.cursor = (slot + 1, 0);
+        }
+        false
+    }
+
+    /// Whether [`Scheduler::pick_next`] would return a block now.
+    pub fn has_work(&mut self) -> bool {
+        self.prune_readahead();
+        !self.demand.is_empty()
+            || !self.ahead.is_empty()
+            || (self.have_end && self.advance_stream())
+    }
+
+    /// True once `HaveEnd` has arrived, the stream has nothing left and no
+    /// demand or readahead is queued: the moment to send `StreamDone`.
+    pub fn stream_finished(&mut self) -> bool {
+        self.prune_readahead();
+        self.have_end && self.demand.is_empty() && self.ahead.is_empty() && !self.advance_stream()
+    }
+
+    /// How many blocks of `file` the device lacks (as far as it has said),
+    /// and whether its last block is among them; `None` if not a file.
+    pub fn lacking(&self, file: FileId) -> Option<(u64, bool)> {
+        let f = self.files.get(file.0 as usize)?.as_ref()?;
+        let last = f.blocks.checked_sub(1).is_some_and(|l| f.lacks.get(l));
+        Some((f.lacks.count(), last))
+    }
+
+    /// What the scheduler has done so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(first: u64, count: u64) -> BlockRange {
+        BlockRange { first, count }
+    }
+
+    fn pick(file: u32, index: u64, kind: Kind) -> Option<Pick> {
+        Some(Pick {
+            file: FileId(file),
+            index,
+            kind,
+        })
+    }
+
+    /// Every pick until the scheduler is idle.
+    fn drain(s: &mut Scheduler) -> Vec<(u32, u64, Kind)> {
+        std::iter::from_fn(|| s.pick_next())
+            .map(|p| (p.file.0, p.index, p.kind))
+            .collect()
+    }
+
+    #[test]
+    fn no_stream_before_have_end() {
+        let mut s = Scheduler::new(&[(FileId(0), 3)], 8);
+        assert_eq!(s.pick_next(), None);
+        assert!(!s.stream_finished());
+        s.on_have_end();
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                (0, 0, Kind::Stream),
+                (0, 1, Kind::Stream),
+                (0, 2, Kind::Stream)
+            ]
+        );
+        assert!(s.stream_finished());
+    }
+
+    #[test]
+    fn demands_are_answered_before_have_end_without_readahead() {
+        let mut s = Scheduler::new(&[(FileId(0), 20)], 8);
+        s.on_demand(FileId(0), 5, 2).unwrap();
+        assert_eq!(
+            drain(&mut s),
+            vec![(0, 5, Kind::Demand), (0, 6, Kind::Demand)]
+        );
+        assert!(!s.stream_finished());
+    }
+
+    #[test]
+    fn demand_preempts_stream() {
+        let mut s = Scheduler::new(&[(FileId(0), 4), (FileId(2), 4)], 0);
+        s.on_have_end();
+        assert_eq!(s.pick_next(), pick(0, 0, Kind::Stream));
+        s.on_demand(FileId(2), 3, 1).unwrap();
+        assert_eq!(s.pick_next(), pick(2, 3, Kind::Demand));
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                (0, 1, Kind::Stream),
+                (0, 2, Kind::Stream),
+                (0, 3, Kind::Stream),
+                (2, 0, Kind::Stream),
+                (2, 1, Kind::Stream),
+                (2, 2, Kind::Stream),
+            ]
+        );
+        let c = s.counters();
+        assert_eq!((c.sent_demand, c.sent_stream, c.sent()), (1, 7, 8));
+    }
+
+    #[test]
+    fn readahead_follows_a_miss_and_skips_held_and_sent_blocks() {
+        let mut s = Scheduler::new(&[(FileId(0), 20)], 4);
+        s.on_have(FileId(0), &[r(12, 1)]).unwrap();
+        s.on_have_end();
+        // The stream sends block 0, then a reader misses block 10.
+        assert_eq!(s.pick_next(), pick(0, 0, Kind::Stream));
+        s.on_demand(FileId(0), 10, 1).unwrap();
+        assert_eq!(s.pick_next(), pick(0, 10, Kind::Demand));
+        // Window 11..15: 12 is held.
+        assert_eq!(s.pick_next(), pick(0, 11, Kind::Readahead));
+        // A demand for a queued readahead block jumps ahead of the readahead queue.
+        s.on_demand(FileId(0), 14, 1).unwrap();
+        assert_eq!(s.pick_next(), pick(0, 14, Kind::Demand));
+        // Its own window 15..19 is queued after the older one; 14 is not resent.
+        assert_eq!(
+            drain(&mut s)[..6],
+            [
+                (0, 13, Kind::Readahead),
+                (0, 15, Kind::Readahead),
+                (0, 16, Kind::Readahead),
+                (0, 17, Kind::Readahead),
+                (0, 18, Kind::Readahead),
+                (0, 1, Kind::Stream),
+            ]
+        );
+        assert!(s.stream_finished());
+    }
+
+    #[test]
+    fn readahead_stops_at_the_end_of_the_file() {
+        let mut s = Scheduler::new(&[(FileId(0), 5), (FileId(1), 5)], 8);
+        s.on_have_end();
+        s.on_demand(FileId(0), 2, 1).unwrap();
+        assert_eq!(
+            drain(&mut s)[..3],
+            [
+                (0, 2, Kind::Demand),
+                (0, 3, Kind::Readahead),
+                (0, 4, Kind::Readahead),
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_demands_are_dropped_and_sent_blocks_resent() {
+        let mut s = Scheduler::new(&[(FileId(0), 10)], 0);
+        s.on_demand(FileId(0), 3, 2).unwrap();
+        s.on_demand(FileId(0), 4, 2).unwrap();
+        assert_eq!(s.counters().duplicates, 1);
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                (0, 3, Kind::Demand),
+                (0, 4, Kind::Demand),
+                (0, 5, Kind::Demand)
+            ]
+        );
+        // Block 3 was sent, but the device asks again (say its CRC failed).
+        s.on_demand(FileId(0), 3, 1).unwrap();
+        assert_eq!(drain(&mut s), vec![(0, 3, Kind::Demand)]);
+        assert_eq!(s.counters().demands, 3);
+        assert_eq!(s.counters().sent_demand, 4);
+    }
+
+    #[test]
+    fn held_blocks_are_never_streamed() {
+        let mut s = Scheduler::new(&[(FileId(0), 130), (FileId(1), 2)], 8);
+        s.on_have(FileId(0), &[r(0, 64), r(65, 64)]).unwrap();
+        s.on_have(FileId(1), &[r(0, 2)]).unwrap();
+        assert_eq!(s.lacking(FileId(0)), Some((2, true)));
+        assert_eq!(s.lacking(FileId(1)), Some((0, false)));
+        s.on_have_end();
+        assert_eq!(
+            drain(&mut s),
+            vec![(0, 64, Kind::Stream), (0, 129, Kind::Stream)]
+        );
+        assert!(s.stream_finished());
+    }
+
+    #[test]
+    fn stream_done_waits_for_queues() {
+        let mut s = Scheduler::new(&[(FileId(0), 4)], 2);
+        s.on_have(FileId(0), &[r(0, 4)]).unwrap();
+        s.on_have_end();
+        assert!(s.stream_finished());
+        // A re-demand after the end reopens the queue until it is answered.
+        s.on_demand(FileId(0), 1, 1).unwrap();
+        assert!(!s.stream_finished());
+        assert_eq!(s.pick_next(), pick(0, 1, Kind::Demand));
+        // Readahead skipped 2 and 3: the device holds them.
+        assert_eq!(s.pick_next(), None);
+        assert!(s.stream_finished());
+    }
+
+    #[test]
+    fn empty_manifest_finishes_at_once() {
+        let mut s = Scheduler::new(&[], 8);
+        assert!(!s.stream_finished());
+        s.on_have_end();
+        assert!(s.stream_finished());
+        let mut s = Scheduler::new(&[(FileId(1), 0)], 8);
+        s.on_have_end();
+        assert_eq!(s.pick_next(), None);
+        assert!(s.stream_finished());
+    }
+
+    #[test]
+    fn out_of_range_and_non_files_are_errors() {
+        let mut s = Scheduler::new(&[(FileId(1), 10)], 8);
+        assert_eq!(
+            s.on_demand(FileId(1), 9, 2),
+            Err(SchedError::OutOfRange {
+                file: FileId(1),
+                first: 9,
+                count: 2,
+                blocks: 10
+            })
+        );
+        assert!(matches!(
+            s.on_demand(FileId(1), u64::MAX, 2),
+            Err(SchedError::OutOfRange { .. })
+        ));
+        assert_eq!(
+            s.on_demand(FileId(0), 0, 1),
+            Err(SchedError::NotAFile(FileId(0)))
+        );
+        assert_eq!(
+            s.on_demand(FileId(7), 0, 1),
+            Err(SchedError::NotAFile(FileId(7)))
+        );
+        // A Have with one bad range applies none of them.
+        assert!(s.on_have(FileId(1), &[r(0, 2), r(10, 1)]).is_err());
+        assert_eq!(s.lacking(FileId(1)), Some((10, true)));
+        assert_eq!(s.counters().demands, 0);
+        let text = s.on_demand(FileId(1), 9, 2).unwrap_err().to_string();
+        assert_eq!(
+            text,
+            "blocks 9..11 of file #1 are out of range: the file has 10 blocks"
+        );
+    }
+
+    #[test]
+    fn bitset_edges() {
+        let mut b = Bits::full(130);
+        assert_eq!(b.count(), 130);
+        b.clear_range(0, 130);
+        assert_eq!(b.count(), 0);
+        let mut b = Bits::full(200);
+        b.clear_range(3, 197);
+        assert_eq!(b.count(), 6);
+        assert!(b.get(2) && !b.get(3) && !b.get(196) && b.get(197));
+        let e = Bits::empty(200);
+        assert_eq!(first_in_a_not_b(&b, &e, 3), Some(197));
+        assert_eq!(first_in_a_not_b(&b, &b, 0), None);
+        assert_eq!(first_in_a_not_b(&b, &e, 200), None);
+        let mut b = Bits::full(64);
+        assert_eq!(b.words, vec![u64::MAX]);
+        b.clear_range(0, 64);
+        assert_eq!(b.words, vec![0]);
+    }
+}

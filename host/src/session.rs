@@ -1,0 +1,572 @@
+//! One push session over a link: the manifest, then blocks until the device
+//! reports `Complete`.
+//!
+//! A reader thread decodes the device's frames and passes owned [`Event`]s
+//! over a channel; it logs and drops damaged frames (the protocol's
+//! `Skip`/`Resync`) and malformed messages, and ends on a clean end of
+//! stream, a cut inside a frame or a fatal frame error. The calling thread
+//! owns the write side and the [`Scheduler`]: it drains every pending event
+//! before each block it sends, writes one frame at a time, and blocks on the
+//! channel only when there is nothing to send. So a demand waits at most for
+//! one block frame plus what is already in the pipe.
+//!
+//! Order on the wire: the host's `Hello` and the whole manifest go out at
+//! once, without waiting for the device. The device's first message must be
+//! its `Hello`; then `Have`s, `HaveEnd`, and `Demand`s at any time. The host
+//! sends `StreamDone` once when nothing is left, keeps answering demands,
+//! and on `Complete` says `Goodbye` and returns. When the host gives up
+//! because of the device (a bad request, a version mismatch, a file that
+//! changed) it tells the device with an `Error` before returning.
+
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use feedfs_protocol::io::{FrameReader, FrameWriter, ReadError};
+use feedfs_protocol::{
+    block_len, BlockRange, ErrorCode, FileId, FrameError, Message, MessageType, Recovery, Role,
+    VERSION,
+};
+
+use crate::manifest::ServedSet;
+use crate::progress::{Progress, Snapshot};
+use crate::rate::RateLimit;
+use crate::record::Recorder;
+use crate::scheduler::{Counters, Kind, Scheduler};
+use crate::source::{Source, SourceError};
+
+/// How long to look for the device's last words after a write to it failed.
+const LAST_WORDS: Duration = Duration::from_millis(200);
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the link closed before the transfer completed")]
+    LinkClosed,
+    #[error("reading from the device failed: {0}")]
+    ReadFailed(io::Error),
+    #[error("sending to the device failed: {0}")]
+    SendFailed(io::Error),
+    #[error("the link was cut inside a frame: {0}")]
+    Truncated(FrameError),
+    #[error(transparent)]
+    Frame(FrameError),
+    #[error("the device speaks feedfs protocol versions {min} to {max}, this host speaks version {ours}: install matching versions of feedfs-host and feedfs-device")]
+    Version { min: u8, max: u8, ours: u8 },
+    #[error("device reported an error: {code:?}: {text}")]
+    Device { code: ErrorCode, text: String },
+    #[error("device ended the session before the transfer completed")]
+    DeviceEnded,
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("cannot write the record file: {0}")]
+    Record(io::Error),
+    #[error("cannot start the link reader thread: {0}")]
+    Thread(io::Error),
+}
+
+impl SessionError {
+    /// True when the link itself broke (the peer may have exited).
+    pub fn is_link(&self) -> bool {
+        matches!(
+            self,
+            SessionError::LinkClosed
+                | SessionError::ReadFailed(_)
+                | SessionError::SendFailed(_)
+                | SessionError::Truncated(_)
+        )
+    }
+
+    /// The error code to tell the device, when the device should be told.
+    fn code_for_device(&self) -> Option<ErrorCode> {
+        match self {
+            SessionError::Version { .. } => Some(ErrorCode::Version),
+            SessionError::Frame(FrameError::UnsupportedVersion { .. }) => Some(ErrorCode::Version),
+            SessionError::Frame(_) | SessionError::Protocol(_) => Some(ErrorCode::Protocol),
+            SessionError::Source(_) | SessionError::Record(_) | SessionError::Thread(_) => {
+                Some(ErrorCode::Internal)
+            }
+            SessionError::LinkClosed
+            | SessionError::ReadFailed(_)
+            | SessionError::SendFailed(_)
+            | SessionError::Truncated(_)
+            | SessionError::Device { .. }
+            | SessionError::DeviceEnded => None,
+        }
+    }
+}
+
+/// A device message, owned, as the reader thread passes it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceMsg {
+    Hello {
+        role: Role,
+        min_version: u8,
+        max_version: u8,
+        agent: String,
+    },
+    Have {
+        file: FileId,
+        ranges: Vec<BlockRange>,
+    },
+    HaveEnd {
+        files: u32,
+    },
+    Demand {
+        file: FileId,
+        first: u64,
+        count: u32,
+    },
+    Complete {
+        blocks: u64,
+    },
+    Error {
+        code: ErrorCode,
+        text: String,
+    },
+    Goodbye,
+    /// A message only a host sends.
+    Unexpected(MessageType),
+}
+
+impl From<Message<'_>> for DeviceMsg {
+    fn from(m: Message<'_>) -> Self {
+        match m {
+            Message::Hello {
+                role,
+                min_version,
+                max_version,
+                agent,
+            } => DeviceMsg::Hello {
+                role,
+                min_version,
+                max_version,
+                agent: agent.to_string(),
+            },
+            Message::Have { file, ranges } => DeviceMsg::Have { file, ranges },
+            Message::HaveEnd { files } => DeviceMsg::HaveEnd { files },
+            Message::Demand { file, first, count } => DeviceMsg::Demand { file, first, count },
+            Message::Complete { blocks } => DeviceMsg::Complete { blocks },
+            Message::Error { code, text } => DeviceMsg::Error {
+                code,
+                text: text.to_string(),
+            },
+            Message::Goodbye => DeviceMsg::Goodbye,
+            other => DeviceMsg::Unexpected(other.message_type()),
+        }
+    }
+}
+
+/// What the reader thread reports.
+#[derive(Debug)]
+pub enum Event {
+    Msg(DeviceMsg),
+    /// The reader stopped: `None` at a clean end of stream.
+    End(Option<ReadError>),
+}
+
+/// The reader thread's loop: decode frames until the link ends or nobody listens.
+pub fn read_events(read: impl Read, tx: Sender<Event>) {
+    let mut reader = FrameReader::new(read);
+    loop {
+        let event = match reader.next_frame() {
+            Ok(Some(frame)) => match Message::parse(frame) {
+                Ok(m) => Event::Msg(m.into()),
+                Err(e) => {
+                    log::warn!("ignoring a malformed message from the device: {e}");
+                    continue;
+                }
+            },
+            Ok(None) => Event::End(None),
+            Err(ReadError::Frame(e))
+                if matches!(e.recovery(), Recovery::Skip | Recovery::Resync) =>
+            {
+                log::warn!("ignoring a damaged frame from the device: {e}");
+                continue;
+            }
+            Err(e) => Event::End(Some(e)),
+        };
+        let end = matches!(event, Event::End(_));
+        if tx.send(event).is_err() || end {
+            return;
+        }
+    }
+}
+
+/// Settings of a session.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Blocks queued after each demanded range.
+    pub readahead: u64,
+    /// Bytes per second the host may send (`--rate`), if limited.
+    pub rate: Option<u64>,
+}
+
+/// What a successful session did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub counters: Counters,
+    /// Block data bytes sent.
+    pub bytes_sent: u64,
+    /// Blocks the device reported holding at the end.
+    pub device_blocks: u64,
+}
+
+/// One session; see the module documentation.
+pub struct Session<'a> {
+    set: &'a ServedSet,
+    sched: Scheduler,
+    source: Source<'a>,
+    record: &'a mut Recorder,
+    progress: &'a mut Progress,
+    start: Instant,
+    hello: bool,
+    stream_done: bool,
+    bytes_sent: u64,
+    bytes_total: u64,
+    complete: Option<u64>,
+    rate: Option<RateLimit>,
+    block_size: u64,
+}
+
+impl<'a> Session<'a> {
+    /// A session serving `set`; times in the record count from `start`.
+    pub fn new(
+        set: &'a ServedSet,
+        options: Options,
+        record: &'a mut Recorder,
+        progress: &'a mut Progress,
+        start: Instant,
+    ) -> Self {
+        let files: Vec<_> = set.files().map(|e| (e.id, e.blocks())).collect();
+        let block_size = set
+            .files()
+            .map(|e| e.block_size)
+            .max()
+            .unwrap_or(feedfs_protocol::MIN_BLOCK_SIZE);
+        Session {
+            set,
+            sched: Scheduler::new(&files, options.readahead),
+            source: Source::new(set),
+            record,
+            progress,
+            start,
+            hello: false,
+            stream_done: false,
+            bytes_sent: 0,
+            bytes_total: set.total_bytes,
+            complete: None,
+            rate: options.rate.map(|r| RateLimit::new(r, block_size, start)),
+            block_size: u64::from(block_size),
+        }
+    }
+
+    /// Run the session to `Complete` over a link's read and write sides.
+    pub fn run<R, W>(mut self, read: R, write: W) -> Result<Summary, SessionError>
+    where
+        R: Read + Send + 'static,
+        W: Write,
+    {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("link-reader".into())
+            .spawn(move || read_events(read, tx))
+            .map_err(SessionError::Thread)?;
+        let mut w = FrameWriter::new(write);
+        match self.serve(&mut w, &rx) {
+            Ok(()) => {}
+            Err(SessionError::SendFailed(e)) => {
+                return Err(last_words(&rx).unwrap_or(SessionError::SendFailed(e)))
+            }
+            Err(e) => {
+                if let Some(code) = e.code_for_device() {
+                    let text = e.to_string();
+                    if let Err(we) = w.send(&Message::Error { code, text: &text }) {
+                        log::debug!("could not tell the device about the error: {we}");
+                    }
+                }
+                return Err(e);
+            }
+        }
+        // A device that hangs up right after Complete is fine.
+        if let Err(e) = w.send(&Message::Goodbye) {
+            log::debug!("could not say goodbye: {e}");
+        }
+        let counters = self.sched.counters();
+        let t = self.t_us();
+        self.record
+            .done(t, counters.sent())
+            .and_then(|()| self.record.flush())
+            .map_err(SessionError::Record)?;
+        self.progress.finish(Instant::now(), &self.snapshot());
+        Ok(Summary {
+            counters,
+            bytes_sent: self.bytes_sent,
+            device_blocks: self.complete.unwrap_or(0),
+        })
+    }
+
+    fn serve<W: Write>(
+        &mut self,
+        w: &mut FrameWriter<W>,
+        rx: &Receiver<Event>,
+    ) -> Result<(), SessionError> {
+        let agent = format!("feedfs-host {}", env!("CARGO_PKG_VERSION"));
+        send(
+            w,
+            &Message::Hello {
+                role: Role::Host,
+                min_version: VERSION,
+                max_version: VERSION,
+                agent: &agent,
+            },
+        )?;
+        for e in &self.set.entries {
+            send(w, &e.message())?;
+        }
+        send(w, &self.set.manifest_end())?;
+        log::debug!(
+            "manifest sent: {} entries, {} bytes",
+            self.set.entries.len(),
+            self.set.total_bytes
+        );
+        loop {
+            // Stop at Complete: what follows it (a hang-up) does not matter.
+            while self.complete.is_none() {
+                match rx.try_recv() {
+                    Ok(event) => self.handle(event)?,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return Err(SessionError::LinkClosed),
+                }
+            }
+            if self.complete.is_some() {
+                return Ok(());
+            }
+            // Under --rate, wait for the link's budget while still taking in
+            // demands, so one that arrives meanwhile goes out first.
+            let delay = match (&mut self.rate, self.sched.has_work()) {
+                (Some(r), true) => r.delay(Instant::now(), self.block_size),
+                _ => None,
+            };
+            if let Some(d) = delay {
+                match rx.recv_timeout(d) {
+                    Ok(event) => self.handle(event)?,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return Err(SessionError::LinkClosed),
+                }
+                continue;
+            }
+            if let Some(pick) = self.sched.pick_next() {
+                self.send_block(w, pick.file, pick.index, pick.kind)?;
+                continue;
+            }
+            if !self.stream_done && self.sched.stream_finished() {
+                let blocks_sent = self.sched.counters().sent();
+                send(w, &Message::StreamDone { blocks_sent })?;
+                self.stream_done = true;
+                log::info!("stream done: {blocks_sent} blocks sent");
+            }
+            match rx.recv() {
+                Ok(event) => self.handle(event)?,
+                Err(_) => return Err(SessionError::LinkClosed),
+            }
+        }
+    }
+
+    fn t_us(&self) -> u64 {
+        self.start
+            .elapsed()
+            .as_micros()
+            .try_into()
+            .unwrap_or(u64::MAX)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            bytes_sent: self.bytes_sent,
+            bytes_total: self.bytes_total,
+            demands: self.sched.counters().demands,
+        }
+    }
+
+    fn send_block<W: Write>(
+        &mut self,
+        w: &mut FrameWriter<W>,
+        file: FileId,
+        index: u64,
+        kind: Kind,
+    ) -> Result<(), SessionError> {
+        let data = self.source.read(file, index)?;
+        let crc = crc32fast::hash(data);
+        let len = data.len() as u64;
+        send(
+            w,
+            &Message::Block {
+                file,
+                index,
+                crc,
+                data,
+            },
+        )?;
+        self.bytes_sent += len;
+        if let Some(r) = &mut self.rate {
+            r.consume(Instant::now(), len);
+        }
+        let counters = self.sched.counters();
+        let stream_before = counters.sent_stream - u64::from(kind == Kind::Stream);
+        let t = self.t_us();
+        self.record
+            .sent(t, file, index, kind, stream_before)
+            .map_err(SessionError::Record)?;
+        log::trace!("sent block {index} of file {file} ({})", kind.as_str());
+        self.progress.update(Instant::now(), &self.snapshot());
+        Ok(())
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), SessionError> {
+        let msg = match event {
+            Event::Msg(m) => m,
+            Event::End(None) => return Err(SessionError::LinkClosed),
+            Event::End(Some(ReadError::Io(e))) => return Err(SessionError::ReadFailed(e)),
+            Event::End(Some(ReadError::Frame(e))) => {
+                return Err(match e {
+                    FrameError::Truncated { .. } => SessionError::Truncated(e),
+                    e => SessionError::Frame(e),
+                })
+            }
+        };
+        if !self.hello {
+            return match msg {
+                DeviceMsg::Hello {
+                    role,
+                    min_version,
+                    max_version,
+                    agent,
+                } => self.on_hello(role, min_version, max_version, &agent),
+                DeviceMsg::Error { code, text } => Err(SessionError::Device { code, text }),
+                other => Err(SessionError::Protocol(format!(
+                    "the device's first message was {} instead of Hello",
+                    msg_name(&other)
+                ))),
+            };
+        }
+        match msg {
+            DeviceMsg::Hello { .. } => log::warn!("ignoring a second Hello from the device"),
+            DeviceMsg::Have { file, ranges } => {
+                self.sched
+                    .on_have(file, &ranges)
+                    .map_err(|e| SessionError::Protocol(format!("device sent a bad Have: {e}")))?;
+                let blocks = ranges.iter().map(|r| r.count).sum();
+                let t = self.t_us();
+                self.record
+                    .have(t, file, blocks)
+                    .map_err(SessionError::Record)?;
+            }
+            DeviceMsg::HaveEnd { files } => {
+                self.sched.on_have_end();
+                self.bytes_total = self.bytes_to_send();
+                log::info!(
+                    "device reported {files} files; {} bytes to send",
+                    self.bytes_total
+                );
+            }
+            DeviceMsg::Demand { file, first, count } => {
+                let t = self.t_us();
+                self.record
+                    .demand(t, file, first, count.into())
+                    .map_err(SessionError::Record)?;
+                log::debug!("demand for blocks {first}+{count} of file {file}");
+                self.sched
+                    .on_demand(file, first, count.into())
+                    .map_err(|e| {
+                        SessionError::Protocol(format!("device sent a bad Demand: {e}"))
+                    })?;
+            }
+            DeviceMsg::Complete { blocks } => {
+                log::info!("device complete: it holds {blocks} blocks");
+                self.complete = Some(blocks);
+            }
+            DeviceMsg::Error { code, text } => return Err(SessionError::Device { code, text }),
+            DeviceMsg::Goodbye => return Err(SessionError::DeviceEnded),
+            DeviceMsg::Unexpected(ty) => {
+                return Err(SessionError::Protocol(format!(
+                    "the device sent a {ty:?} message, which only a host sends"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn on_hello(&mut self, role: Role, min: u8, max: u8, agent: &str) -> Result<(), SessionError> {
+        if role != Role::Device {
+            return Err(SessionError::Protocol(format!(
+                "the peer ({agent:?}) says it is a host, not a device"
+            )));
+        }
+        if !(min..=max).contains(&VERSION) {
+            return Err(SessionError::Version {
+                min,
+                max,
+                ours: VERSION,
+            });
+        }
+        log::info!("connected to {agent:?}");
+        self.hello = true;
+        Ok(())
+    }
+
+    /// Bytes of the blocks the device lacks, as far as it has said.
+    fn bytes_to_send(&self) -> u64 {
+        self.set
+            .files()
+            .filter_map(|e| {
+                let (lacking, last) = self.sched.lacking(e.id)?;
+                let last_len = block_len(e.size, e.block_size, e.blocks().checked_sub(1)?) as u64;
+                Some(if last {
+                    (lacking - 1) * u64::from(e.block_size) + last_len
+                } else {
+                    lacking * u64::from(e.block_size)
+                })
+            })
+            .sum()
+    }
+}
+
+fn send<W: Write>(w: &mut FrameWriter<W>, msg: &Message) -> Result<(), SessionError> {
+    w.send(msg).map_err(SessionError::SendFailed)
+}
+
+/// After a failed write: the device's own error, if it sent one before hanging up.
+fn last_words(rx: &Receiver<Event>) -> Option<SessionError> {
+    let deadline = Instant::now() + LAST_WORDS;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Event::Msg(DeviceMsg::Error { code, text })) => {
+                return Some(SessionError::Device { code, text })
+            }
+            Ok(Event::Msg(_)) => {}
+            Ok(Event::End(_)) | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                return None
+            }
+        }
+    }
+}
+
+fn msg_name(m: &DeviceMsg) -> String {
+    match m {
+        DeviceMsg::Hello { .. } => "Hello".into(),
+        DeviceMsg::Have { .. } => "Have".into(),
+        DeviceMsg::HaveEnd { .. } => "HaveEnd".into(),
+        DeviceMsg::Demand { .. } => "Demand".into(),
+        DeviceMsg::Complete { .. } => "Complete".into(),
+        DeviceMsg::Error { .. } => "Error".into(),
+        DeviceMsg::Goodbye => "Goodbye".into(),
+        DeviceMsg::Unexpected(ty) => format!("{ty:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

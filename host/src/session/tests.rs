@@ -1,0 +1,409 @@
+//! Whole sessions against a scripted device over a socket pair.
+
+use std::os::unix::net::UnixStream;
+use std::thread::JoinHandle;
+
+use feedfs_protocol::frame::Frame;
+use feedfs_protocol::EntryKind;
+
+use super::*;
+use crate::manifest::walk;
+use crate::record::tests::Shared;
+use crate::testutil::TempDir;
+
+/// The device end of a socket pair, driven by a test script on its own thread.
+struct FakeDevice {
+    r: FrameReader<UnixStream>,
+    w: FrameWriter<UnixStream>,
+}
+
+/// A host message, owned, as the fake device sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostMsg {
+    Hello(u8, u8, String),
+    Entry(u32, EntryKind, String, u64),
+    ManifestEnd(u32, u64),
+    Block(u32, u64, Vec<u8>),
+    StreamDone(u64),
+    Error(ErrorCode, String),
+    Goodbye,
+    Other(MessageType),
+}
+
+impl FakeDevice {
+    fn recv(&mut self) -> Option<HostMsg> {
+        let frame: Frame<&[u8]> = self.r.next_frame().ok()??;
+        Some(match Message::parse(frame).unwrap() {
+            Message::Hello {
+                role,
+                min_version,
+                max_version,
+                agent,
+            } => {
+                assert_eq!(role, Role::Host);
+                HostMsg::Hello(min_version, max_version, agent.into())
+            }
+            Message::Entry {
+                id,
+                kind,
+                size,
+                path,
+                ..
+            } => HostMsg::Entry(id.0, kind, path.into(), size),
+            Message::ManifestEnd {
+                entries,
+                total_bytes,
+            } => HostMsg::ManifestEnd(entries, total_bytes),
+            Message::Block {
+                file,
+                index,
+                crc,
+                data,
+            } => {
+                assert_eq!(crc, crc32fast::hash(data), "block CRC");
+                HostMsg::Block(file.0, index, data.to_vec())
+            }
+            Message::StreamDone { blocks_sent } => HostMsg::StreamDone(blocks_sent),
+            Message::Error { code, text } => HostMsg::Error(code, text.into()),
+            Message::Goodbye => HostMsg::Goodbye,
+            m => HostMsg::Other(m.message_type()),
+        })
+    }
+
+    fn send(&mut self, m: Message) {
+        self.w.send(&m).unwrap();
+    }
+
+    fn hello(&mut self, min: u8, max: u8) {
+        self.send(Message::Hello {
+            role: Role::Device,
+            min_version: min,
+            max_version: max,
+            agent: "fake-device",
+        });
+    }
+
+    /// Read the host's Hello and manifest; returns the number of entries.
+    fn read_manifest(&mut self) -> u32 {
+        assert!(
+            matches!(self.recv(), Some(HostMsg::Hello(1, 1, a)) if a.starts_with("feedfs-host "))
+        );
+        let mut n = 0;
+        loop {
+            match self.recv().unwrap() {
+                HostMsg::Entry(id, ..) => {
+                    assert_eq!(id, n);
+                    n += 1;
+                }
+                HostMsg::ManifestEnd(entries, _) => {
+                    assert_eq!(entries, n);
+                    return n;
+                }
+                m => panic!("unexpected {m:?} in the manifest"),
+            }
+        }
+    }
+}
+
+struct Run {
+    result: Result<Summary, SessionError>,
+    record: String,
+}
+
+/// Serve `set` to a device running `script`; returns the host's outcome,
+/// the record, and what the script returned.
+fn session<T: Send + 'static>(
+    set: &ServedSet,
+    readahead: u64,
+    script: impl FnOnce(&mut FakeDevice) -> T + Send + 'static,
+) -> (Run, T) {
+    let (host, device) = UnixStream::pair().unwrap();
+    let dev: JoinHandle<T> = std::thread::spawn(move || {
+        let mut d = FakeDevice {
+            r: FrameReader::new(device.try_clone().unwrap()),
+            w: FrameWriter::new(device),
+        };
+        script(&mut d)
+    });
+    let buf = Shared::default();
+    let mut record = Recorder::from_writer(Box::new(buf.clone())).unwrap();
+    let start = Instant::now();
+    let mut progress = Progress::new(false, start);
+    let ctl = host.try_clone().unwrap();
+    let result = Session::new(
+        set,
+        Options {
+            readahead,
+            rate: None,
+        },
+        &mut record,
+        &mut progress,
+        start,
+    )
+    .run(host.try_clone().unwrap(), host);
+    // Unblock a script still reading, and the session's reader thread.
+    let _ = ctl.shutdown(std::net::Shutdown::Both);
+    drop(record);
+    let out = dev.join().unwrap();
+    (
+        Run {
+            result,
+            record: buf.text(),
+        },
+        out,
+    )
+}
+
+/// Record lines of one kind, with the timestamp (field 1) dropped.
+fn lines(record: &str, kind: &str) -> Vec<String> {
+    record
+        .lines()
+        .filter(|l| l.split('\t').next() == Some(kind))
+        .map(|l| {
+            let mut f: Vec<&str> = l.split('\t').collect();
+            f.remove(1);
+            f.join(" ")
+        })
+        .collect()
+}
+
+fn two_files(t: &TempDir) -> (ServedSet, Vec<u8>) {
+    let big: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+    t.write("tree/big", &big);
+    t.write("tree/small", b"small");
+    (walk(&[t.join("tree")], 4096).unwrap(), big)
+}
+
+#[test]
+fn demands_before_have_end_then_stream_then_complete() {
+    let t = TempDir::new("session");
+    let (set, big) = two_files(&t);
+    let (run, got) = session(&set, 8, |d| {
+        assert_eq!(d.read_manifest(), 3);
+        d.hello(1, 1);
+        // The device holds block 1 of "big" (id 1), and a reader wants block 2.
+        d.send(Message::Have {
+            file: FileId(1),
+            ranges: vec![BlockRange { first: 1, count: 1 }],
+        });
+        d.send(Message::Demand {
+            file: FileId(1),
+            first: 2,
+            count: 1,
+        });
+        let first = d.recv().unwrap();
+        d.send(Message::HaveEnd { files: 2 });
+        let mut got = vec![first];
+        loop {
+            let m = d.recv().unwrap();
+            let done = matches!(m, HostMsg::StreamDone(_));
+            got.push(m);
+            if done {
+                break;
+            }
+        }
+        d.send(Message::Complete { blocks: 4 });
+        got.push(d.recv().unwrap());
+        got
+    });
+    let summary = run.result.unwrap();
+    assert_eq!(
+        got,
+        vec![
+            HostMsg::Block(1, 2, big[8192..].to_vec()),
+            HostMsg::Block(1, 0, big[..4096].to_vec()),
+            HostMsg::Block(2, 0, b"small".to_vec()),
+            HostMsg::StreamDone(3),
+            HostMsg::Goodbye,
+        ]
+    );
+    assert_eq!(summary.counters.sent(), 3);
+    assert_eq!(summary.bytes_sent, (10_000 - 8192) + 4096 + 5);
+    assert_eq!(summary.device_blocks, 4);
+    assert!(run.record.starts_with("# feedfs-host record v1\n"));
+    assert_eq!(lines(&run.record, "demand"), vec!["demand 1 2 1"]);
+    assert_eq!(
+        lines(&run.record, "sent"),
+        vec![
+            "sent 1 2 demand 0",
+            "sent 1 0 stream 0",
+            "sent 2 0 stream 1"
+        ]
+    );
+    assert_eq!(lines(&run.record, "done"), vec!["done 3"]);
+}
+
+#[test]
+fn a_re_demand_after_stream_done_is_answered() {
+    let t = TempDir::new("redemand");
+    let (set, big) = two_files(&t);
+    let (run, got) = session(&set, 0, move |d| {
+        d.read_manifest();
+        d.hello(1, 1);
+        d.send(Message::HaveEnd { files: 0 });
+        while !matches!(d.recv().unwrap(), HostMsg::StreamDone(4)) {}
+        d.send(Message::Demand {
+            file: FileId(1),
+            first: 1,
+            count: 1,
+        });
+        let again = d.recv().unwrap();
+        d.send(Message::Complete { blocks: 4 });
+        again
+    });
+    assert_eq!(got, HostMsg::Block(1, 1, big[4096..8192].to_vec()));
+    assert_eq!(run.result.unwrap().counters.sent(), 5);
+    assert_eq!(lines(&run.record, "sent")[4], "sent 1 1 demand 4");
+}
+
+#[test]
+fn device_error_is_reported() {
+    let t = TempDir::new("deverr");
+    let (set, _) = two_files(&t);
+    let (run, ()) = session(&set, 8, |d| {
+        d.read_manifest();
+        d.hello(1, 1);
+        d.send(Message::Error {
+            code: ErrorCode::NoSpace,
+            text: "store is full",
+        });
+    });
+    let e = run.result.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "device reported an error: NoSpace: store is full"
+    );
+    assert!(!e.is_link());
+}
+
+#[test]
+fn version_mismatch_is_explained_to_both_sides() {
+    let t = TempDir::new("version");
+    let (set, _) = two_files(&t);
+    let (run, told) = session(&set, 8, |d| {
+        d.read_manifest();
+        d.hello(2, 3);
+        d.recv()
+    });
+    let e = run.result.unwrap_err();
+    assert!(matches!(
+        e,
+        SessionError::Version {
+            min: 2,
+            max: 3,
+            ours: 1
+        }
+    ));
+    assert!(e.to_string().contains("install matching versions"), "{e}");
+    assert!(
+        matches!(told, Some(HostMsg::Error(ErrorCode::Version, _))),
+        "{told:?}"
+    );
+}
+
+#[test]
+fn bad_demand_is_a_protocol_error() {
+    let t = TempDir::new("baddemand");
+    let (set, _) = two_files(&t);
+    let (run, told) = session(&set, 8, |d| {
+        d.read_manifest();
+        d.hello(1, 1);
+        // Id 0 is the directory "tree".
+        d.send(Message::Demand {
+            file: FileId(0),
+            first: 0,
+            count: 1,
+        });
+        d.recv()
+    });
+    let e = run.result.unwrap_err();
+    assert!(matches!(e, SessionError::Protocol(_)), "{e}");
+    assert!(
+        matches!(told, Some(HostMsg::Error(ErrorCode::Protocol, _))),
+        "{told:?}"
+    );
+    let (run, _) = session(&set, 8, |d| {
+        d.read_manifest();
+        d.hello(1, 1);
+        d.send(Message::Demand {
+            file: FileId(1),
+            first: 2,
+            count: 2,
+        });
+        d.recv()
+    });
+    let e = run.result.unwrap_err().to_string();
+    assert!(e.contains("out of range"), "{e}");
+}
+
+#[test]
+fn goodbye_before_complete_and_hangups_are_errors() {
+    let t = TempDir::new("hangup");
+    let (set, _) = two_files(&t);
+    let (run, ()) = session(&set, 8, |d| {
+        d.read_manifest();
+        d.hello(1, 1);
+        d.send(Message::Goodbye);
+    });
+    assert_eq!(
+        run.result.unwrap_err().to_string(),
+        "device ended the session before the transfer completed"
+    );
+    let (run, ()) = session(&set, 8, |d| {
+        d.read_manifest();
+        d.hello(1, 1);
+    });
+    let e = run.result.unwrap_err();
+    assert!(e.is_link(), "{e}");
+    // Nothing at all: not even a Hello.
+    let (run, ()) = session(&set, 8, |_| {});
+    assert!(run.result.unwrap_err().is_link());
+}
+
+#[test]
+fn first_message_must_be_hello() {
+    let t = TempDir::new("nohello");
+    let (set, _) = two_files(&t);
+    let (run, _) = session(&set, 8, |d| {
+        d.read_manifest();
+        d.send(Message::HaveEnd { files: 0 });
+        d.recv()
+    });
+    let e = run.result.unwrap_err().to_string();
+    assert!(e.contains("HaveEnd instead of Hello"), "{e}");
+}
+
+#[test]
+fn damaged_frames_are_skipped() {
+    let t = TempDir::new("damaged");
+    let (set, _) = two_files(&t);
+    let (run, ()) = session(&set, 8, |d| {
+        d.read_manifest();
+        d.hello(1, 1);
+        let mut bad = Message::HaveEnd { files: 0 }.to_frame();
+        bad[16] ^= 0xff;
+        d.w.get_mut().write_all(&bad).unwrap();
+        d.w.get_mut().write_all(b"garbage").unwrap();
+        d.send(Message::HaveEnd { files: 0 });
+        while !matches!(d.recv().unwrap(), HostMsg::StreamDone(_)) {}
+        d.send(Message::Complete { blocks: 4 });
+    });
+    assert_eq!(run.result.unwrap().counters.sent_stream, 4);
+}
+
+#[test]
+fn empty_manifest_completes() {
+    let t = TempDir::new("emptyset");
+    std::fs::create_dir_all(t.join("empty")).unwrap();
+    let set = walk(&[t.join("empty")], 4096).unwrap();
+    let (run, got) = session(&set, 8, |d| {
+        assert_eq!(d.read_manifest(), 1);
+        d.hello(1, 1);
+        d.send(Message::HaveEnd { files: 0 });
+        let m = d.recv();
+        d.send(Message::Complete { blocks: 0 });
+        m
+    });
+    assert_eq!(got, Some(HostMsg::StreamDone(0)));
+    assert_eq!(run.result.unwrap().counters.sent(), 0);
+}

@@ -1,0 +1,127 @@
+//! The real `feedfs-host` binary, run the way people and scripts run it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn host(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_feedfs-host"))
+        .args(args)
+        .stdin(Stdio::null())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run feedfs-host")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A scratch directory for one test, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("feedfs-host-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+    fn file(&self, name: &str, data: &[u8]) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, data).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn help_explains_push() {
+    let o = host(&["--help"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("push"), "{out}");
+    let o = host(&["push", "--help"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    for flag in [
+        "--exec",
+        "--stdio",
+        "--block-size",
+        "--readahead",
+        "--record",
+    ] {
+        assert!(out.contains(flag), "{flag} missing from {out}");
+    }
+}
+
+#[test]
+fn push_needs_a_link() {
+    let o = host(&["push", "somefile"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--exec"), "{}", stderr(&o));
+    let o = host(&["push", "--stdio", "--exec", "true", "somefile"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_block_size_is_a_usage_error() {
+    let o = host(&["push", "--stdio", "--block-size", "3000", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("power of two"), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_path_is_named() {
+    let o = host(&["push", "--stdio", "/nonexistent"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.starts_with("feedfs-host: error: "), "{err}");
+    assert!(err.contains("/nonexistent"), "{err}");
+    // Nothing but frames may go to stdout, and no frame was sent.
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn device_that_exits_is_reported_and_the_record_is_whole() {
+    let s = Scratch::new("exit");
+    let file = s.file("somefile", &[1; 10_000]);
+    let record = s.0.join("record.tsv");
+    let o = host(&[
+        "push",
+        "--exec",
+        "exit 3",
+        "--block-size",
+        "4K",
+        "--record",
+        record.to_str().unwrap(),
+        &file,
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("device exited with status 3"), "{err}");
+    assert!(
+        err.contains("link closed") || err.contains("sending to the device failed"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert_eq!(
+        text,
+        "# feedfs-host record v1\nfile\t0\t10000\t4096\tsomefile\n"
+    );
+}
+
+#[test]
+fn a_peer_that_is_not_a_device_is_refused() {
+    // `cat` echoes the host's own Hello back.
+    let s = Scratch::new("echo");
+    let file = s.file("f", b"data");
+    let o = host(&["push", "--exec", "cat", &file]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("not a device"), "{err}");
+}
