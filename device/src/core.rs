@@ -382,22 +382,14 @@ impl Core {
         })
     }
 
-    /// A block the host sent could not be used: readers waiting for it must
-    /// not wait for a copy that will not come, so demand it again.
+    /// A block the host sent could not be used (bad CRC): ask for it
+    /// again, whether or not a reader waits for it yet.
     pub fn redemand(&self, id: FileId, index: u64) {
-        let p = self.pending();
-        if p.waiters.contains_key(&(id.0, index)) {
-            if let Some(tx) = &p.outbox {
-                let _ = tx.send(
-                    Message::Demand {
-                        file: id,
-                        first: index,
-                        count: 1,
-                    }
-                    .to_frame(),
-                );
-            }
-        }
+        self.send(&Message::Demand {
+            file: id,
+            first: index,
+            count: 1,
+        });
     }
 
     /// Fail every read waiting for this block (the store cannot hold it).

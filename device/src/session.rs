@@ -78,10 +78,11 @@ pub fn run(opts: MountOptions) -> anyhow::Result<()> {
             mounted_rx,
         )?),
     };
-    let result = main_loop(&opts, events, events_tx, mounted_tx);
-    if let (Err(_), Some(writer)) = (&result, writer) {
-        // The session failed and its link thread has ended: let the host
-        // read why before this process goes.
+    let mut link_ended = false;
+    let result = main_loop(&opts, events, events_tx, mounted_tx, &mut link_ended);
+    if let (Err(_), true, Some(writer)) = (&result, link_ended, writer) {
+        // The session failed and its link thread has ended (so every sender
+        // of frames is gone): let the host read why before this process goes.
         let _ = writer.join();
     }
     result
@@ -146,6 +147,7 @@ fn main_loop(
     events: Receiver<Event>,
     events_tx: Sender<Event>,
     mounted_tx: Sender<bool>,
+    link_ended: &mut bool,
 ) -> anyhow::Result<()> {
     let mut session = None;
     let stop_reaper = Arc::new(AtomicBool::new(false));
@@ -173,6 +175,13 @@ fn main_loop(
                     }
                     Err(e) => {
                         let _ = mounted_tx.send(false);
+                        // The link thread tells the host and ends; wait for it.
+                        while let Ok(ev) = events.recv_timeout(Duration::from_secs(2)) {
+                            if matches!(ev, Event::LinkEnded(_)) {
+                                *link_ended = true;
+                                break;
+                            }
+                        }
                         break Err(anyhow!(e).context(format!(
                             "cannot mount FUSE at {} (is /dev/fuse there and usable by this user?)",
                             opts.mountpoint.display()
@@ -183,7 +192,10 @@ fn main_loop(
             Ok(Event::LinkEnded(Ok(()))) => {
                 log::info!("link ended; still serving the blocks present")
             }
-            Ok(Event::LinkEnded(Err(e))) if session.is_none() => break Err(anyhow!(e)),
+            Ok(Event::LinkEnded(Err(e))) if session.is_none() => {
+                *link_ended = true;
+                break Err(anyhow!(e));
+            }
             Ok(Event::LinkEnded(Err(e))) => {
                 log::warn!("link failed: {e}; still serving the blocks present")
             }
@@ -198,14 +210,48 @@ fn main_loop(
             Err(_) => break Ok(()),
         }
     };
+    // Readers first: every parked read fails now and no new one waits, so
+    // nothing blocks the unmount.
+    if let Some(core) = &core_for_reaper {
+        core.link_down();
+    }
+    if let Some(s) = session {
+        if let Err(e) = s.umount_and_join() {
+            log::warn!("unmount: {e}; files are still open on it, detaching it lazily");
+            detach_lazily(&opts.mountpoint)?;
+        }
+    }
     stop_reaper.store(true, Ordering::Relaxed);
     if let Some(core) = core_for_reaper {
         core.wake();
     }
-    if let Some(s) = session {
-        s.umount_and_join().context("unmount failed")?;
-    }
     result
+}
+
+/// Take a busy mount out of the tree; open files on it lose their daemon
+/// when this process exits, and get ENOTCONN instead of waiting.
+fn detach_lazily(mountpoint: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } == 0 {
+        let c = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())?;
+        // SAFETY: a valid NUL-terminated path; umount2 touches no memory of ours.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot unmount {}", mountpoint.display()));
+        }
+        return Ok(());
+    }
+    let status = std::process::Command::new("fusermount3")
+        .arg("-uz")
+        .arg(mountpoint)
+        .status()?;
+    anyhow::ensure!(
+        status.success(),
+        "fusermount3 -uz {} failed",
+        mountpoint.display()
+    );
+    Ok(())
 }
 
 fn mount_config(allow_other: bool) -> Config {
@@ -261,12 +307,23 @@ fn link_thread(
 
     // Handshake: the first frame must be the host's Hello.
     let hello = match reader.next_frame() {
-        Ok(Some(f)) => {
-            Message::parse(f).map_err(|e| anyhow!("bad first message from host: {e}"))?
-        }
+        Ok(Some(f)) => Message::parse(f).map_err(|e| {
+            refuse(
+                &outbox,
+                ErrorCode::Protocol,
+                format!("bad first message from host: {e}"),
+            )
+        })?,
         Ok(None) => bail!("link closed before the host said hello"),
         Err(ReadError::Frame(e @ feedfs_protocol::FrameError::UnsupportedVersion { .. })) => {
             return Err(refuse(&outbox, ErrorCode::Version, e.to_string()))
+        }
+        Err(e @ ReadError::Frame(_)) => {
+            return Err(refuse(
+                &outbox,
+                ErrorCode::Protocol,
+                format!("bad first frame from host: {e}"),
+            ))
         }
         Err(e) => bail!("link failed during handshake: {e}"),
     };
@@ -294,6 +351,13 @@ fn link_thread(
         let frame = match reader.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => bail!("link closed during the manifest"),
+            Err(e @ ReadError::Frame(_)) => {
+                return Err(refuse(
+                    &outbox,
+                    ErrorCode::Protocol,
+                    format!("damaged frame in the manifest: {e}"),
+                ))
+            }
             Err(e) => bail!("link failed during the manifest: {e}"),
         };
         let msg = Message::parse(frame)
@@ -378,6 +442,7 @@ fn send_have(core: &Core) {
 }
 
 fn frame_loop(reader: &mut FrameReader<File>, core: &Core) -> anyhow::Result<()> {
+    let mut stream_dones = 0u32;
     loop {
         let frame = match reader.next_frame() {
             Ok(Some(f)) => f,
@@ -439,9 +504,15 @@ fn frame_loop(reader: &mut FrameReader<File>, core: &Core) -> anyhow::Result<()>
                 }
             },
             Message::StreamDone { blocks_sent } => {
+                stream_dones += 1;
                 log::info!("host stream done ({blocks_sent} blocks sent)");
                 if core.present_blocks() < core.total_blocks() {
                     core.demand_all_missing();
+                } else if stream_dones > 1 {
+                    // Said again: our Complete may have been lost.
+                    core.send(&Message::Complete {
+                        blocks: core.present_blocks(),
+                    });
                 }
             }
             Message::Error { code, text } => bail!("host reported an error ({code:?}): {text}"),

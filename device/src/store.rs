@@ -188,6 +188,26 @@ fn header_for(entry: &Entry) -> Vec<u8> {
     h
 }
 
+/// An empty file of `len` bytes at `path`. A file that holds old bytes is
+/// replaced by a new one rather than truncated: ext4 flushes a file that was
+/// truncated to zero and written again when it is closed, which made a
+/// daemon take seconds to exit after a large first push.
+fn recreate(path: &Path, len: u64) -> anyhow::Result<File> {
+    if fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+        fs::remove_file(path).with_context(|| format!("cannot replace {}", path.display()))?;
+    }
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot create store file {}", path.display()))?;
+    f.set_len(len)
+        .with_context(|| format!("cannot size store file {}", path.display()))?;
+    Ok(f)
+}
+
 /// Present blocks, which of them were checked in this daemon's life, and their CRCs.
 struct MapState {
     present: Bitmap,
@@ -250,7 +270,7 @@ impl StoredFile {
             Ok(()) => {}
             Err(reason) => {
                 log::info!("store: {}: {reason}; starting it afresh", entry.path);
-                sf.reset(&header)?;
+                sf.reset(&header, data_path, map_path)?;
             }
         }
         Ok(sf)
@@ -306,13 +326,11 @@ impl StoredFile {
     }
 
     /// Drop everything and write an empty map with the right header.
-    fn reset(&mut self, header: &[u8]) -> anyhow::Result<()> {
-        self.data.set_len(0)?;
-        self.data
-            .set_len(self.size)
-            .context("cannot size the store's data file")?;
-        self.map.set_len(0)?;
-        self.map.set_len(self.layout.total)?;
+    fn reset(&mut self, header: &[u8], data_path: &Path, map_path: &Path) -> anyhow::Result<()> {
+        // The map first, so that a crash during the reset leaves no map that
+        // trusts the old data.
+        self.map = recreate(map_path, self.layout.total)?;
+        self.data = recreate(data_path, self.size)?;
         self.map
             .write_all_at(header, 0)
             .context("cannot write the store's map")?;
@@ -377,18 +395,35 @@ impl StoredFile {
         let mut buf = vec![0u8; block_len(self.size, self.block_size, index)];
         self.data
             .read_exact_at(&mut buf, index * u64::from(self.block_size))?;
+        let good = crc32fast::hash(&buf) == crc;
         let mut st = self.lock();
-        if crc32fast::hash(&buf) == crc {
-            let _ = st.verified.set(index, true);
-            Ok(BlockState::Ready)
-        } else {
-            log::warn!("store: block {index} does not match its recorded CRC; dropping it");
-            let _ = st.present.set(index, false);
-            let byte = st.present.byte_of(index);
-            self.map
-                .write_all_at(&[byte], self.layout.bitmap_off + index / 8)?;
-            Ok(BlockState::Dropped)
+        // Decide under the lock: another reader, or a landing, may have
+        // changed this block since the snapshot above.
+        let still_same = st.present.get(index).unwrap_or(false)
+            && !st.verified.get(index).unwrap_or(false)
+            && st.crcs[index as usize] == crc;
+        if !still_same {
+            return Ok(if st.present.get(index).unwrap_or(false) {
+                BlockState::Ready
+            } else {
+                BlockState::Missing
+            });
         }
+        if good {
+            let _ = st.verified.set(index, true);
+            return Ok(BlockState::Ready);
+        }
+        log::warn!("store: block {index} does not match its recorded CRC; dropping it");
+        let _ = st.present.set(index, false);
+        let byte = st.present.byte_of(index);
+        if let Err(e) = self
+            .map
+            .write_all_at(&[byte], self.layout.bitmap_off + index / 8)
+        {
+            // Not on disk yet, but never served: it is missing in memory.
+            log::warn!("store: cannot record the dropped block {index}: {e}");
+        }
+        Ok(BlockState::Dropped)
     }
 
     /// Store a block whose data the caller has checked against `crc`.

@@ -195,6 +195,9 @@ pub fn read_events(read: impl Read, tx: Sender<Event>) {
     }
 }
 
+/// How long the host waits, idle, for Complete before it says StreamDone again.
+const IDLE_RESEND: Duration = Duration::from_secs(1);
+
 /// Settings of a session.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -368,9 +371,18 @@ impl<'a> Session<'a> {
                 self.stream_done = true;
                 log::info!("stream done: {blocks_sent} blocks sent");
             }
-            match rx.recv() {
+            match rx.recv_timeout(IDLE_RESEND) {
                 Ok(event) => self.handle(event)?,
-                Err(_) => return Err(SessionError::LinkClosed),
+                // Idle and no Complete: the StreamDone, or a block sent after
+                // it, may have been lost on the way. Saying StreamDone again
+                // makes the device demand whatever it still lacks.
+                Err(RecvTimeoutError::Timeout) if self.stream_done => {
+                    let blocks_sent = self.sched.counters().sent();
+                    log::debug!("idle without Complete: StreamDone again");
+                    send(w, &Message::StreamDone { blocks_sent })?;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err(SessionError::LinkClosed),
             }
         }
     }

@@ -16,6 +16,10 @@ use crate::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 
 /// Most entries a manifest may hold (files and directories).
 pub const MAX_ENTRIES: u32 = 1_000_000;
+/// Most blocks all files of a manifest may have together. The device keeps
+/// about 4.25 bytes of map per block in memory, so this bounds it to about
+/// 285 MiB (64 Mi blocks: 4 TiB in 64 KiB blocks, 256 GiB in 4 KiB blocks).
+pub const MAX_TOTAL_BLOCKS: u64 = 1 << 26;
 /// Largest file a manifest may describe (16 TiB).
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
 /// Longest path component, as on Linux.
@@ -89,6 +93,8 @@ pub enum ManifestError {
     BadBlockSize { path: String, block_size: u32 },
     #[error("manifest entry {path:?} is {size} bytes, over the {MAX_FILE_SIZE}-byte cap")]
     FileTooLarge { path: String, size: u64 },
+    #[error("manifest entry {path:?} brings the blocks of all files to {total}, over the cap of {MAX_TOTAL_BLOCKS}: use a larger block size")]
+    TooManyBlocks { path: String, total: u64 },
     #[error("manifest directory {0:?} has a nonzero size")]
     DirWithSize(String),
     #[error("manifest announced {announced} entries and {announced_bytes} bytes, but {received} entries and {received_bytes} bytes arrived")]
@@ -168,6 +174,8 @@ impl Manifest {
 #[derive(Debug, Default)]
 pub struct ManifestBuilder {
     m: Manifest,
+    /// Blocks of all files accepted so far.
+    blocks: u64,
     kinds: HashMap<String, (EntryKind, usize)>,
 }
 
@@ -232,6 +240,13 @@ impl ManifestBuilder {
                         size,
                     });
                 }
+                let total = self.blocks + crate::block_count(size, block_size);
+                if total > MAX_TOTAL_BLOCKS {
+                    return Err(ManifestError::TooManyBlocks {
+                        path: path.into(),
+                        total,
+                    });
+                }
             }
             EntryKind::Dir if size != 0 => return Err(ManifestError::DirWithSize(path.into())),
             EntryKind::Dir => {}
@@ -264,6 +279,7 @@ impl ManifestBuilder {
                     .insert(path.to_string(), (kind, self.m.entries.len()));
                 self.m.by_id.push(self.m.entries.len());
                 self.m.total_bytes = self.m.total_bytes.saturating_add(entry.size);
+                self.blocks += entry.blocks();
                 self.m.entries.push(entry);
             }
         }
@@ -434,6 +450,45 @@ mod tests {
         assert_eq!(m.get(FileId(0)).unwrap().path, "top/sub/f");
         assert_eq!(m.get(FileId(1)).unwrap().path, "top");
         assert_eq!(m.files().count(), 1);
+    }
+
+    #[test]
+    fn total_blocks_are_capped() {
+        let mut b = ManifestBuilder::new();
+        let tib = 1u64 << 40;
+        // 4 KiB blocks: 2^28 blocks per TiB, over the cap at once.
+        assert_eq!(
+            b.push(FileId(0), EntryKind::File, "a", tib, 0o644, 4096, [0; 16]),
+            Err(ManifestError::TooManyBlocks {
+                path: "a".into(),
+                total: 1 << 28
+            })
+        );
+        // In 1 MiB blocks a TiB is 2^20 blocks; 64 of them reach the cap.
+        for i in 0..64 {
+            b.push(
+                FileId(i),
+                EntryKind::File,
+                &format!("f{i}"),
+                tib,
+                0o644,
+                1 << 20,
+                [0; 16],
+            )
+            .unwrap();
+        }
+        assert!(matches!(
+            b.push(
+                FileId(64),
+                EntryKind::File,
+                "one-more",
+                1 << 20,
+                0o644,
+                1 << 20,
+                [0; 16]
+            ),
+            Err(ManifestError::TooManyBlocks { .. })
+        ));
     }
 
     #[test]

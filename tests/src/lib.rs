@@ -78,11 +78,16 @@ fn mount_points() -> Vec<(PathBuf, String, String)> {
 fn detach_mounts_below(root: &Path) {
     for (p, _, _) in mount_points() {
         if p.starts_with(root) {
-            let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-            // SAFETY: a valid NUL-terminated path; umount2 touches no memory of ours.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            detach(&p);
         }
     }
+}
+
+/// Lazily unmount `mnt` (what a dead daemon leaves behind).
+pub fn detach(mnt: &Path) {
+    let c = std::ffi::CString::new(mnt.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; umount2 touches no memory of ours.
+    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
 }
 
 /// Whether a feedfs FUSE filesystem is mounted at `mnt`.

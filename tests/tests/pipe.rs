@@ -65,6 +65,13 @@ fn stop_device(pid: i32, mnt: &Path) {
     assert!(!is_mounted(mnt), "still mounted after SIGTERM");
 }
 
+/// `feedfs-device mount MNT --store STORE LINK`, ready to spawn.
+fn device_command(mnt: &Path, store: &Path, link: &str) -> Command {
+    let mut c = Command::new(bin("feedfs-device"));
+    c.arg("mount").arg(mnt).arg("--store").arg(store).arg(link);
+    c
+}
+
 /// A device daemon started by the test, and a host fed through pipes to it.
 struct Pair {
     device: Child,
@@ -72,14 +79,7 @@ struct Pair {
 }
 
 fn start_pair(mnt: &Path, store: &Path, host_args: &[&str], device_args: &[&str]) -> Pair {
-    let mut device = Command::new(bin("feedfs-device"))
-        .args([
-            "mount",
-            mnt.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--stdio",
-        ])
+    let mut device = device_command(mnt, store, "--stdio")
         .args(device_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -247,19 +247,10 @@ fn a_killed_device_resumes_and_the_new_host_sends_only_what_is_missing() {
         "the host must fail when the device dies"
     );
     // A killed FUSE daemon leaves a dead mount behind; detach it.
-    let c = std::ffi::CString::new(mnt.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    detach(&mnt);
 
     // 2. Restarted without any link, it serves what it had, and only that.
-    let mut offline = Command::new(bin("feedfs-device"))
-        .args([
-            "mount",
-            mnt.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--offline",
-        ])
+    let mut offline = device_command(&mnt, &store, "--offline")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -370,14 +361,7 @@ fn feed_device(
     frames: &[u8],
 ) -> (ExitStatus, Vec<feedfs_protocol::message::ErrorCode>, String) {
     let (mnt, store) = (s.dir("mnt"), s.dir("store"));
-    let mut device = Command::new(bin("feedfs-device"))
-        .args([
-            "mount",
-            mnt.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--stdio",
-        ])
+    let mut device = device_command(&mnt, &store, "--stdio")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -466,4 +450,69 @@ fn a_host_of_another_protocol_version_is_told_clearly() {
         stderr.contains("version 2") && stderr.contains("version 1"),
         "stderr: {stderr}"
     );
+}
+
+#[test]
+fn sigterm_with_a_parked_reader_neither_hangs_nor_leaves_a_mount() {
+    use feedfs_protocol::{EntryKind, FileId, Message};
+    let s = Scratch::new("sigterm");
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let mut device = device_command(&mnt, &store, "--stdio")
+        .args(["--read-timeout", "60s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A host that sends its manifest and then never answers.
+    let mut frames = hello();
+    Message::Entry {
+        id: FileId(0),
+        kind: EntryKind::File,
+        size: MIB,
+        mode: 0o644,
+        block_size: 65536,
+        identity: [7; 16],
+        path: "silent.bin",
+    }
+    .emit(&mut frames);
+    Message::ManifestEnd {
+        entries: 1,
+        total_bytes: MIB,
+    }
+    .emit(&mut frames);
+    let mut to_device = device.stdin.take().unwrap();
+    to_device.write_all(&frames).unwrap();
+    let (demand_tx, demand_rx) = std::sync::mpsc::channel();
+    let from_device = device.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut r = feedfs_protocol::io::FrameReader::new(from_device);
+        while let Ok(Some(f)) = r.next_frame() {
+            if let Ok(Message::Demand { .. }) = Message::parse(f) {
+                let _ = demand_tx.send(());
+            }
+        }
+    });
+    wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
+    let path = mnt.join("silent.bin");
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(read_at(&path, 0, 4096));
+    });
+    demand_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the read was parked and demanded");
+
+    signal(device.id() as i32, libc::SIGTERM);
+    let read = done_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the parked reader was answered");
+    let errno = read.expect_err("no data ever came").raw_os_error();
+    assert!(
+        matches!(errno, Some(libc::EIO) | Some(libc::ENOTCONN)),
+        "errno {errno:?}"
+    );
+    let status = wait_exit(&mut device, Duration::from_secs(10));
+    assert!(status.success(), "daemon exit: {status}");
+    assert!(!is_mounted(&mnt), "still mounted after SIGTERM");
+    drop(to_device);
 }
