@@ -90,6 +90,16 @@ impl<'a> Source<'a> {
             .1
             .read_exact_at(&mut self.buf, offset)
             .map_err(io_err)?;
+        // Checked after the read too: a file rewritten in place while it is
+        // being pushed must not reach the device as a mix of two versions.
+        let now = Stamp::of(&self.open[0].1.metadata().map_err(io_err)?);
+        if now != entry.stamp {
+            return Err(SourceError::Changed {
+                path: entry.source.clone(),
+                was: entry.stamp,
+                now,
+            });
+        }
         Ok(&self.buf)
     }
 }
@@ -125,5 +135,21 @@ mod tests {
         let err = Source::new(&set).read(FileId(0), 0).unwrap_err();
         assert!(matches!(err, SourceError::Changed { .. }), "{err}");
         assert!(err.to_string().contains("changed after the manifest"));
+    }
+
+    #[test]
+    fn a_file_rewritten_in_place_while_open_is_refused() {
+        let t = TempDir::new("rewritten");
+        let p = t.write("f", &[1u8; 10_000]);
+        let set = walk(std::slice::from_ref(&p), 4096).unwrap();
+        let mut s = Source::new(&set);
+        assert!(s.read(FileId(0), 0).is_ok());
+        // Same inode and size, new content and mtime: the file is already open.
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[2u8; 4096], 4096).unwrap();
+        f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+            .unwrap();
+        let err = s.read(FileId(0), 1).unwrap_err();
+        assert!(matches!(err, SourceError::Changed { .. }), "{err}");
     }
 }
