@@ -62,6 +62,12 @@ pub struct PushArgs {
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub rate: Option<u64>,
 
+    /// Send only the blocks readers ask for (and their readahead), never
+    /// the background stream; for measuring demand reads on an idle link.
+    /// The push then ends only if the device completes by demand alone.
+    #[arg(long)]
+    pub no_stream: bool,
+
     /// Write a tab-separated log of every demand and every block sent to FILE.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,

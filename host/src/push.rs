@@ -56,6 +56,7 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
     let options = Options {
         readahead: args.readahead,
         rate: args.rate,
+        stream: !args.no_stream,
     };
     let result = Session::new(&set, options, &mut record, &mut progress, start).run(read, write);
     progress.clear();

@@ -172,6 +172,8 @@ pub struct Scheduler {
     files: Vec<Option<FileState>>,
     readahead: u64,
     have_end: bool,
+    /// Whether to stream in the background at all (`--no-stream` clears it).
+    stream: bool,
     demand: VecDeque<(FileId, u64)>,
     ahead: VecDeque<(FileId, u64)>,
     /// Where the stream goes on: index into `files`, then block index.
@@ -199,6 +201,7 @@ impl Scheduler {
             files: slots,
             readahead,
             have_end: false,
+            stream: true,
             demand: VecDeque::new(),
             ahead: VecDeque::new(),
             cursor: (0, 0),
@@ -239,6 +242,12 @@ impl Scheduler {
     }
 
     /// The device has reported everything it holds: readahead and the stream may start.
+    /// Serve demands (and their readahead) only, never the background stream.
+    pub fn without_stream(mut self) -> Self {
+        self.stream = false;
+        self
+    }
+
     pub fn on_have_end(&mut self) {
         self.have_end = true;
     }
@@ -308,7 +317,7 @@ impl Scheduler {
                 kind: Kind::Readahead,
             });
         }
-        if !self.have_end || !self.advance_stream() {
+        if !self.have_end || !self.stream || !self.advance_stream() {
             return None;
         }
         let (slot, index) = self.cursor;
@@ -363,14 +372,19 @@ impl Scheduler {
         self.prune_readahead();
         !self.demand.is_empty()
             || !self.ahead.is_empty()
-            || (self.have_end && self.advance_stream())
+            || (self.have_end && self.stream && self.advance_stream())
     }
 
     /// True once `HaveEnd` has arrived, the stream has nothing left and no
     /// demand or readahead is queued: the moment to send `StreamDone`.
     pub fn stream_finished(&mut self) -> bool {
         self.prune_readahead();
-        self.have_end && self.demand.is_empty() && self.ahead.is_empty() && !self.advance_stream()
+        // Without a stream there is no end of it to announce.
+        self.stream
+            && self.have_end
+            && self.demand.is_empty()
+            && self.ahead.is_empty()
+            && !self.advance_stream()
     }
 
     /// How many blocks of `file` the device lacks (as far as it has said),
@@ -620,5 +634,26 @@ mod tests {
         assert_eq!(b.words, vec![u64::MAX]);
         b.clear_range(0, 64);
         assert_eq!(b.words, vec![0]);
+    }
+
+    #[test]
+    fn without_stream_only_demands_go_out() {
+        let mut s = Scheduler::new(&[(FileId(0), 100)], 2).without_stream();
+        s.on_have_end();
+        assert!(!s.has_work());
+        assert_eq!(s.pick_next(), None);
+        assert!(!s.stream_finished(), "no StreamDone without a stream");
+        s.on_demand(FileId(0), 50, 1).unwrap();
+        let kinds: Vec<_> = std::iter::from_fn(|| s.pick_next())
+            .map(|p| (p.index, p.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (50, Kind::Demand),
+                (51, Kind::Readahead),
+                (52, Kind::Readahead)
+            ]
+        );
     }
 }

@@ -205,6 +205,8 @@ pub struct Options {
     pub readahead: u64,
     /// Bytes per second the host may send (`--rate`), if limited.
     pub rate: Option<u64>,
+    /// Stream every block in the background (off with `--no-stream`).
+    pub stream: bool,
 }
 
 /// What a successful session did.
@@ -251,7 +253,11 @@ impl<'a> Session<'a> {
             .unwrap_or(feedfs_protocol::MIN_BLOCK_SIZE);
         Session {
             set,
-            sched: Scheduler::new(&files, options.readahead),
+            sched: if options.stream {
+                Scheduler::new(&files, options.readahead)
+            } else {
+                Scheduler::new(&files, options.readahead).without_stream()
+            },
             source: Source::new(set),
             record,
             progress,

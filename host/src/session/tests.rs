@@ -135,6 +135,7 @@ fn session<T: Send + 'static>(
         Options {
             readahead,
             rate: None,
+            stream: true,
         },
         &mut record,
         &mut progress,
