@@ -306,8 +306,17 @@ impl Core {
         }
     }
 
-    /// A block arrived from the host: check it, store it, answer the reads it completes.
-    pub fn land(&self, id: FileId, index: u64, crc: u32, data: &[u8]) -> Result<Landed, LandError> {
+    /// A block arrived from the host: check it, store it, answer the reads it
+    /// completes. `actual` is the CRC-32 of `data`, computed once while the
+    /// frame was checked; `crc` is what the host says it should be.
+    pub fn land(
+        &self,
+        id: FileId,
+        index: u64,
+        crc: u32,
+        data: &[u8],
+        actual: u32,
+    ) -> Result<Landed, LandError> {
         let file = self.file(id).ok_or(LandError::NoSuchFile(id))?;
         if index >= file.blocks() {
             return Err(LandError::PastEnd {
@@ -325,7 +334,6 @@ impl Core {
                 expected,
             });
         }
-        let actual = crc32fast::hash(data);
         if actual != crc {
             return Err(LandError::BadCrc {
                 file: id,

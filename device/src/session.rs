@@ -459,6 +459,8 @@ fn frame_loop(reader: &mut FrameReader<File>, core: &Core) -> anyhow::Result<()>
             },
             Err(ReadError::Io(e)) => bail!("link read failed: {e}"),
         };
+        // A Block's data was hashed once, while its frame was checked.
+        let data_crc = frame.data_crc();
         let msg = match Message::parse(frame) {
             Ok(m) => m,
             Err(e) => {
@@ -472,7 +474,13 @@ fn frame_loop(reader: &mut FrameReader<File>, core: &Core) -> anyhow::Result<()>
                 index,
                 crc,
                 data,
-            } => match core.land(file, index, crc, data) {
+            } => match core.land(
+                file,
+                index,
+                crc,
+                data,
+                data_crc.unwrap_or_else(|| crc32fast::hash(data)),
+            ) {
                 Ok(_) => core.maybe_complete(),
                 Err(e @ LandError::BadCrc { .. }) => {
                     log::warn!("{e}; asking again");

@@ -18,6 +18,7 @@ pub const CAPACITY: usize = HEADER_LEN + MAX_PAYLOAD as usize;
 pub struct FrameRef {
     start: usize,
     len: usize,
+    tail_crc: Option<u32>,
 }
 
 /// Chunk-fed frame decoder with a fixed buffer.
@@ -85,23 +86,22 @@ impl Decoder {
         }
         match frame::peek(held) {
             Ok(Peek::NeedMore(_)) => None,
-            Ok(Peek::Whole(len)) => {
-                let r = FrameRef {
-                    start: self.start,
-                    len,
-                };
-                match Frame::new_checked(&held[..len]) {
-                    Ok(f) => {
-                        let known = f.message_type();
-                        self.start += len;
-                        Some(known.map(|_| r))
-                    }
-                    Err(e) => {
-                        self.resync();
-                        Some(Err(e))
-                    }
+            Ok(Peek::Whole(len)) => match Frame::new_checked(&held[..len]) {
+                Ok(f) => {
+                    let r = FrameRef {
+                        start: self.start,
+                        len,
+                        tail_crc: f.data_crc(),
+                    };
+                    let known = f.message_type();
+                    self.start += len;
+                    Some(known.map(|_| r))
                 }
-            }
+                Err(e) => {
+                    self.resync();
+                    Some(Err(e))
+                }
+            },
             Err(e) => {
                 self.resync();
                 Some(Err(e))
@@ -111,9 +111,9 @@ impl Decoder {
 
     /// The frame at `r`, as returned by the last [`Decoder::next_frame`].
     pub fn frame(&self, r: FrameRef) -> Frame<&[u8]> {
-        // The bytes were checked by `next_frame`, and nothing has moved them since.
-        Frame::new_checked(&self.buf[r.start..r.start + r.len])
-            .expect("frame checked by next_frame()")
+        // The bytes were checked by `next_frame`, and nothing has moved them
+        // since, so they are not hashed a second time.
+        Frame::already_checked(&self.buf[r.start..r.start + r.len], r.tail_crc)
     }
 
     /// Drop the first byte, then everything up to the next possible magic.
@@ -169,7 +169,7 @@ mod tests {
         Message::Block {
             file: FileId(1),
             index: 2,
-            crc: 7,
+            crc: crc32fast::hash(&[9; 100]),
             data: &[9; 100],
         }
         .emit(&mut s);

@@ -89,6 +89,8 @@ impl FrameError {
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<T: AsRef<[u8]>> {
     buffer: T,
+    /// CRC-32 of a Block's data, computed once while checking the frame.
+    tail_crc: Option<u32>,
 }
 
 /// Outcome of looking at the start of a buffer that may hold a frame.
@@ -138,14 +140,39 @@ fn magic_of(buf: &[u8]) -> [u8; 4] {
 }
 
 /// CRC-32 of a header's first 12 bytes followed by a payload.
-fn checksum(header12: &[u8], payload: &[u8]) -> u32 {
+/// Where a message type's bulk data starts in its payload: the part whose
+/// CRC-32 the message itself carries (a Block's data).
+fn tail_start(ty: u8) -> Option<usize> {
+    (ty == crate::MessageType::Block as u8).then_some(crate::message::BLOCK_HEADER_LEN)
+}
+
+/// CRC-32 of `header12`, then `head`, then a tail of `tail_len` bytes whose
+/// own CRC-32 is `tail_crc`: the same value as hashing all three in a row,
+/// without reading the tail again.
+fn checksum(header12: &[u8], head: &[u8], tail_crc: u32, tail_len: u64) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(header12);
+    h.update(head);
     #[cfg(not(fuzzing))]
-    h.update(payload);
+    h.combine(&crc32fast::Hasher::new_with_initial_len(tail_crc, tail_len));
     #[cfg(fuzzing)]
-    let _ = payload;
+    let _ = (tail_crc, tail_len);
     h.finalize()
+}
+
+/// The frame checksum of a whole payload, and the CRC-32 of its tail (if its type has one).
+fn checksum_of(header12: &[u8], ty: u8, payload: &[u8]) -> (u32, Option<u32>) {
+    match tail_start(ty) {
+        Some(n) if payload.len() >= n => {
+            let tail = &payload[n..];
+            let tail_crc = crc32fast::hash(tail);
+            (
+                checksum(header12, &payload[..n], tail_crc, tail.len() as u64),
+                Some(tail_crc),
+            )
+        }
+        _ => (checksum(header12, payload, 0, 0), None),
+    }
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
@@ -170,7 +197,11 @@ impl<T: AsRef<[u8]>> Frame<T> {
             Peek::Whole(_) => {}
         }
         let expected = LE::read_u32(&buf[field::CRC]);
-        let actual = checksum(&buf[field::CRC_COVERED], &buf[HEADER_LEN..]);
+        let (actual, tail_crc) = checksum_of(
+            &buf[field::CRC_COVERED],
+            buf[field::TYPE],
+            &buf[HEADER_LEN..],
+        );
         if expected != actual && !cfg!(fuzzing) {
             return Err(FrameError::BadChecksum { expected, actual });
         }
@@ -180,7 +211,21 @@ impl<T: AsRef<[u8]>> Frame<T> {
                 supported: VERSION,
             });
         }
-        Ok(Frame { buffer })
+        Ok(Frame { buffer, tail_crc })
+    }
+
+    /// A view over bytes that [`Frame::new_checked`] accepted before, with
+    /// the tail CRC it computed then (the decoder uses this to hand out a
+    /// frame it has checked without hashing it again).
+    pub(crate) fn already_checked(buffer: T, tail_crc: Option<u32>) -> Frame<T> {
+        Frame { buffer, tail_crc }
+    }
+
+    /// The CRC-32 of a Block's data, as computed while checking the frame
+    /// (`None` for other types): compare it with the Block's `crc` field
+    /// instead of hashing the data again.
+    pub fn data_crc(&self) -> Option<u32> {
+        self.tail_crc
     }
 
     /// The raw type byte.
@@ -223,7 +268,40 @@ pub fn emit(out: &mut Vec<u8>, ty: u8, fill: impl FnOnce(&mut Vec<u8>)) {
     let len = (out.len() - start - HEADER_LEN) as u32;
     LE::write_u32(&mut out[start + 8..start + 12], len);
     let (head, payload) = out[start..].split_at(HEADER_LEN);
-    let crc = checksum(&head[field::CRC_COVERED], payload);
+    let crc = checksum_of(&head[field::CRC_COVERED], ty, payload).0;
+    LE::write_u32(&mut out[start + 12..start + 16], crc);
+}
+
+/// Like [`emit`], for a payload made of a head that `fill` appends and a
+/// tail whose CRC-32 the caller already has (a Block's data and its `crc`):
+/// the frame checksum is derived from `tail_crc` without reading the tail
+/// again. If `tail_crc` is not the tail's CRC, the frame fails its checksum
+/// at the receiver, so a wrong value can never pass as good data.
+pub fn emit_with_tail(
+    out: &mut Vec<u8>,
+    ty: u8,
+    fill: impl FnOnce(&mut Vec<u8>),
+    tail: &[u8],
+    tail_crc: u32,
+) {
+    let start = out.len();
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(ty);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&[0; 8]);
+    fill(out);
+    let head_len = out.len() - start - HEADER_LEN;
+    out.extend_from_slice(tail);
+    let len = (out.len() - start - HEADER_LEN) as u32;
+    LE::write_u32(&mut out[start + 8..start + 12], len);
+    let (head, payload) = out[start..].split_at(HEADER_LEN);
+    let crc = checksum(
+        &head[field::CRC_COVERED],
+        &payload[..head_len],
+        tail_crc,
+        tail.len() as u64,
+    );
     LE::write_u32(&mut out[start + 12..start + 16], crc);
 }
 

@@ -109,7 +109,7 @@ mod tests {
         w.send(&Message::Block {
             file: FileId(3),
             index: 9,
-            crc: 1,
+            crc: crc32fast::hash(&data),
             data: &data,
         })
         .unwrap();

@@ -452,9 +452,19 @@ impl<'a> Message<'a> {
     /// The sender is responsible for the limits a receiver checks (path
     /// length, range count, block size): a message over them is still
     /// emitted, and the receiver refuses it with a clear error.
+    ///
+    /// A Block's data is not hashed here: its `crc` (the CRC-32 the sender
+    /// computed once) is combined into the frame checksum. A `crc` that is
+    /// not its data's CRC therefore yields a frame that fails its checksum.
     pub fn emit(&self, out: &mut Vec<u8>) {
         out.reserve(frame::HEADER_LEN + self.buffer_len());
-        frame::emit(out, self.message_type() as u8, |o| self.emit_payload(o));
+        let ty = self.message_type() as u8;
+        match self {
+            Message::Block { crc, data, .. } => {
+                frame::emit_with_tail(out, ty, |o| self.emit_payload(o), data, *crc)
+            }
+            _ => frame::emit(out, ty, |o| self.emit_payload(o)),
+        }
     }
 
     /// This message as a new frame.
@@ -519,17 +529,14 @@ impl<'a> Message<'a> {
                 u64le(o, *first);
                 u32le(o, *count);
             }
+            // The data follows, appended by `emit` (see there).
             Message::Block {
-                file,
-                index,
-                crc,
-                data,
+                file, index, crc, ..
             } => {
                 u32le(o, file.0);
                 u64le(o, *index);
                 u32le(o, *crc);
                 o.extend_from_slice(&[0, 0, 0, 0]);
-                o.extend_from_slice(data);
             }
             Message::StreamDone { blocks_sent } => u64le(o, *blocks_sent),
             Message::Complete { blocks } => u64le(o, *blocks),
@@ -635,12 +642,12 @@ mod tests {
             Message::Block {
                 file: FileId(2),
                 index: 7,
-                crc: 0xdead_beef,
+                crc: 0xeb8e_ba67,
                 data: b"xyz",
             },
             0x07,
             &[
-                2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0xef, 0xbe, 0xad, 0xde, 0, 0, 0, 0, b'x', b'y',
+                2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0x67, 0xba, 0x8e, 0xeb, 0, 0, 0, 0, b'x', b'y',
                 b'z',
             ],
         );
@@ -733,6 +740,46 @@ mod tests {
         assert_eq!(
             parse_payload(0x7f, &[]),
             Err(ParseError::Frame(frame::FrameError::UnknownType(0x7f)))
+        );
+    }
+
+    #[test]
+    fn a_block_is_hashed_once_and_a_false_crc_cannot_pass() {
+        let data = vec![0x5au8; 65536];
+        let good = Message::Block {
+            file: FileId(1),
+            index: 3,
+            crc: crc32fast::hash(&data),
+            data: &data,
+        };
+        let f = good.to_frame();
+        // The frame checksum is the same as hashing header and payload in a row.
+        let whole = crc32fast::hash(&[&f[..12], &f[16..]].concat());
+        assert_eq!(u32::from_le_bytes(f[12..16].try_into().unwrap()), whole);
+        let checked = Frame::new_checked(&f[..]).unwrap();
+        assert_eq!(checked.data_crc(), Some(crc32fast::hash(&data)));
+        let mut d = crate::Decoder::new();
+        d.feed(&f);
+        let r = d.next_frame().unwrap().unwrap();
+        assert_eq!(d.frame(r).data_crc(), Some(crc32fast::hash(&data)));
+        assert_eq!(Message::parse(d.frame(r)).unwrap(), good);
+
+        let lie = Message::Block {
+            file: FileId(1),
+            index: 3,
+            crc: 42,
+            data: &data,
+        }
+        .to_frame();
+        assert!(matches!(
+            Frame::new_checked(&lie[..]),
+            Err(frame::FrameError::BadChecksum { .. })
+        ));
+        assert_eq!(
+            Frame::new_checked(&Message::Goodbye.to_frame()[..])
+                .unwrap()
+                .data_crc(),
+            None
         );
     }
 
