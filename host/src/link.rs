@@ -49,6 +49,8 @@ impl Link {
         let missing = || io::Error::other("the command's pipes were not set up");
         let write = child.stdin.take().ok_or_else(missing)?;
         let read = child.stdout.take().ok_or_else(missing)?;
+        grow_pipe(&write);
+        grow_pipe(&read);
         Ok(Link {
             read: Box::new(read),
             write: Box::new(write),
@@ -63,6 +65,8 @@ impl Link {
     pub fn stdio() -> io::Result<Link> {
         let read = File::from(io::stdin().as_fd().try_clone_to_owned()?);
         let write = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        grow_pipe(&read);
+        grow_pipe(&write);
         Ok(Link {
             read: Box::new(read),
             write: Box::new(write),
@@ -113,6 +117,24 @@ pub fn describe_status(s: ExitStatus) -> String {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(sig)) => format!("was killed by signal {sig}"),
         (None, None) => format!("ended ({s})"),
+    }
+}
+
+/// Bytes a link pipe may hold. Larger than the default 64 KiB so a stream
+/// frame rarely waits for the reader (a 1 GiB push ran at 0.6 of a raw pipe
+/// copy's rate with 64 KiB and matched it with 256 KiB), small enough that a
+/// demanded block queues behind at most this much stream data (about 0.3 ms
+/// at 1 GB/s).
+pub const PIPE_BUFFER: i32 = 256 * 1024;
+
+/// Ask the kernel for a [`PIPE_BUFFER`]-byte pipe; a refusal (not a pipe,
+/// or over the system's limit) leaves the pipe as it is.
+#[allow(unsafe_code)]
+pub fn grow_pipe(fd: &impl std::os::fd::AsRawFd) {
+    // SAFETY: F_SETPIPE_SZ on a descriptor we own; no memory is passed.
+    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BUFFER) };
+    if rc < 0 {
+        log::debug!("pipe size unchanged: {}", io::Error::last_os_error());
     }
 }
 
