@@ -12,12 +12,14 @@ use std::time::{Duration, SystemTime};
 
 use feedfs_protocol::{EntryKind, FileId};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 
 use crate::core::SharedCore;
+use crate::opens::Opens;
 use crate::Event;
 
 /// Attributes never change while mounted.
@@ -42,6 +44,7 @@ pub struct FeedFs {
     gid: u32,
     mounted_at: SystemTime,
     events: Sender<Event>,
+    opens: Opens,
 }
 
 impl FeedFs {
@@ -86,6 +89,7 @@ impl FeedFs {
             gid,
             mounted_at: SystemTime::now(),
             events,
+            opens: Opens::default(),
         }
     }
 
@@ -147,13 +151,44 @@ impl Filesystem for FeedFs {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.node(ino) {
-            None => reply.error(Errno::ENOENT),
-            Some(n) if n.kind == EntryKind::Dir => reply.error(Errno::EISDIR),
-            Some(_) if flags.acc_mode() != OpenAccMode::O_RDONLY => reply.error(Errno::EROFS),
-            Some(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Passthrough needs a stacking depth of 1 (0 makes every backing open
+        // fail) and must not be combined with the writeback cache.
+        match config.add_capabilities(InitFlags::FUSE_PASSTHROUGH) {
+            Ok(()) if config.set_max_stack_depth(1).is_ok() => self.opens.enable_passthrough(),
+            _ => log::info!("kernel passthrough not available; reads go through the daemon"),
         }
+        Ok(())
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let Some(n) = self.node(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        if n.kind == EntryKind::Dir {
+            return reply.error(Errno::EISDIR);
+        }
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        match n.id.and_then(|id| self.core.file(id)) {
+            Some(file) => self.opens.open(ino.0, file, reply),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.opens.release(ino.0, fh);
+        reply.ok();
     }
 
     fn read(

@@ -355,6 +355,17 @@ impl StoredFile {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether every block is present and was checked in this daemon's life:
+    /// only then may reads bypass the checks (kernel passthrough).
+    pub fn all_verified(&self) -> bool {
+        self.lock().verified.is_full()
+    }
+
+    /// The backing data file (for kernel passthrough of a verified file).
+    pub fn data_file(&self) -> &File {
+        &self.data
+    }
+
     /// Number of present blocks.
     pub fn present_count(&self) -> u64 {
         self.lock().present.count()
