@@ -6,9 +6,14 @@
 //! 1. demanded blocks, in arrival order; a demand for a block already queued
 //!    as a demand and not yet sent is dropped, a demand for a block already
 //!    sent is sent again (the device only asks for what it is missing);
-//! 2. readahead: after a demand for `[first, first + count)`, the next
-//!    `readahead` block indexes of the same file, those the device lacks and
-//!    that are neither sent nor queued;
+//! 2. readahead, only for a reader that goes forward: a demand that starts
+//!    a file, or that continues where the previous demand of that file (or
+//!    the readahead sent after it) ended, queues the next blocks after it
+//!    (those the device lacks and that are neither sent nor queued). The
+//!    window starts at [`INITIAL_WINDOW`] blocks and doubles with each
+//!    demand that continues the run, up to the `readahead` limit; any other
+//!    demand is taken as random access and gets none, so a random reader's
+//!    next block never waits behind data nobody asked for;
 //! 3. the background stream: every block the device lacks, files in manifest
 //!    order, blocks in ascending order, skipping blocks already sent.
 //!
@@ -21,6 +26,9 @@
 use std::collections::VecDeque;
 
 use feedfs_protocol::{BlockRange, FileId};
+
+/// Readahead window, in blocks, after the first demand of a forward run.
+pub const INITIAL_WINDOW: u64 = 4;
 
 /// Why a device message could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,6 +167,13 @@ fn first_in_a_not_b(a: &Bits, b: &Bits, from: u64) -> Option<u64> {
 #[derive(Debug)]
 struct FileState {
     blocks: u64,
+    /// Whether this file has had a demand yet.
+    demanded: bool,
+    /// End of the last demand, and of the readahead queued after it.
+    run_end: u64,
+    ahead_end: u64,
+    /// Current readahead window, in blocks (0 after a random demand).
+    window: u64,
     lacks: Bits,
     sent: Bits,
     in_demand: Bits,
@@ -191,6 +206,10 @@ impl Scheduler {
         for &(id, blocks) in files {
             slots[id.0 as usize] = Some(FileState {
                 blocks,
+                demanded: false,
+                run_end: 0,
+                ahead_end: 0,
+                window: 0,
                 lacks: Bits::full(blocks),
                 sent: Bits::empty(blocks),
                 in_demand: Bits::empty(blocks),
@@ -273,9 +292,22 @@ impl Scheduler {
                 queued.push((file, i));
             }
         }
+        let forward = if f.demanded {
+            first >= f.run_end && first <= f.ahead_end.max(f.run_end)
+        } else {
+            first == 0
+        };
+        f.window = if forward {
+            (f.window * 2).max(INITIAL_WINDOW).min(readahead)
+        } else {
+            0
+        };
+        f.demanded = true;
+        f.run_end = end;
+        f.ahead_end = end.saturating_add(f.window).min(f.blocks);
         let mut ahead = Vec::new();
         if have_end {
-            for i in end..end.saturating_add(readahead).min(f.blocks) {
+            for i in end..f.ahead_end {
                 if f.lacks.get(i) && !f.sent.get(i) && !f.in_demand.get(i) && !f.in_readahead.get(i)
                 {
                     f.in_readahead.set(i);
@@ -475,47 +507,66 @@ mod tests {
     }
 
     #[test]
-    fn readahead_follows_a_miss_and_skips_held_and_sent_blocks() {
-        let mut s = Scheduler::new(&[(FileId(0), 20)], 4);
-        s.on_have(FileId(0), &[r(12, 1)]).unwrap();
+    fn readahead_follows_a_forward_run_and_skips_held_and_sent_blocks() {
+        let mut s = Scheduler::new(&[(FileId(0), 40)], 8);
+        s.on_have(FileId(0), &[r(6, 1)]).unwrap();
         s.on_have_end();
-        // The stream sends block 0, then a reader misses block 10.
+        // The stream sends block 0; a reader starts at block 2: random, no readahead.
         assert_eq!(s.pick_next(), pick(0, 0, Kind::Stream));
-        s.on_demand(FileId(0), 10, 1).unwrap();
-        assert_eq!(s.pick_next(), pick(0, 10, Kind::Demand));
-        // Window 11..15: 12 is held.
-        assert_eq!(s.pick_next(), pick(0, 11, Kind::Readahead));
-        // A demand for a queued readahead block jumps ahead of the readahead queue.
-        s.on_demand(FileId(0), 14, 1).unwrap();
-        assert_eq!(s.pick_next(), pick(0, 14, Kind::Demand));
-        // Its own window 15..19 is queued after the older one; 14 is not resent.
+        s.on_demand(FileId(0), 2, 1).unwrap();
+        assert_eq!(s.pick_next(), pick(0, 2, Kind::Demand));
+        assert_eq!(s.pick_next(), pick(0, 1, Kind::Stream));
+        // It goes on at block 3, where the last demand ended: a window of 4
+        // (4..8), of which 6 is held.
+        s.on_demand(FileId(0), 3, 1).unwrap();
         assert_eq!(
-            drain(&mut s)[..6],
+            drain(&mut s)[..4],
             [
-                (0, 13, Kind::Readahead),
-                (0, 15, Kind::Readahead),
-                (0, 16, Kind::Readahead),
-                (0, 17, Kind::Readahead),
-                (0, 18, Kind::Readahead),
-                (0, 1, Kind::Stream),
+                (0, 3, Kind::Demand),
+                (0, 4, Kind::Readahead),
+                (0, 5, Kind::Readahead),
+                (0, 7, Kind::Readahead)
             ]
         );
-        assert!(s.stream_finished());
     }
 
     #[test]
     fn readahead_stops_at_the_end_of_the_file() {
         let mut s = Scheduler::new(&[(FileId(0), 5), (FileId(1), 5)], 8);
         s.on_have_end();
-        s.on_demand(FileId(0), 2, 1).unwrap();
+        // A read from the start of a file is a forward run from the first demand.
+        s.on_demand(FileId(0), 0, 3).unwrap();
         assert_eq!(
-            drain(&mut s)[..3],
+            drain(&mut s)[..5],
             [
+                (0, 0, Kind::Demand),
+                (0, 1, Kind::Demand),
                 (0, 2, Kind::Demand),
                 (0, 3, Kind::Readahead),
                 (0, 4, Kind::Readahead),
             ]
         );
+    }
+
+    #[test]
+    fn the_window_doubles_along_a_run_and_a_random_demand_resets_it() {
+        let mut s = Scheduler::new(&[(FileId(0), 1000)], 16).without_stream();
+        s.on_have_end();
+        let ahead = |s: &mut Scheduler| drain(s).iter().filter(|p| p.2 == Kind::Readahead).count();
+        s.on_demand(FileId(0), 0, 1).unwrap();
+        assert_eq!(ahead(&mut s), 4);
+        // The reader reached the end of the readahead: 8, then 16 (the limit), then 16.
+        s.on_demand(FileId(0), 5, 1).unwrap();
+        assert_eq!(ahead(&mut s), 8);
+        s.on_demand(FileId(0), 14, 1).unwrap();
+        assert_eq!(ahead(&mut s), 16);
+        s.on_demand(FileId(0), 31, 1).unwrap();
+        assert_eq!(ahead(&mut s), 16);
+        // A jump elsewhere is random: nothing extra; then a new run starts small.
+        s.on_demand(FileId(0), 500, 1).unwrap();
+        assert_eq!(ahead(&mut s), 0);
+        s.on_demand(FileId(0), 501, 1).unwrap();
+        assert_eq!(ahead(&mut s), 4);
     }
 
     #[test]
@@ -643,16 +694,16 @@ mod tests {
         assert!(!s.has_work());
         assert_eq!(s.pick_next(), None);
         assert!(!s.stream_finished(), "no StreamDone without a stream");
-        s.on_demand(FileId(0), 50, 1).unwrap();
+        s.on_demand(FileId(0), 0, 1).unwrap();
         let kinds: Vec<_> = std::iter::from_fn(|| s.pick_next())
             .map(|p| (p.index, p.kind))
             .collect();
         assert_eq!(
             kinds,
             vec![
-                (50, Kind::Demand),
-                (51, Kind::Readahead),
-                (52, Kind::Readahead)
+                (0, Kind::Demand),
+                (1, Kind::Readahead),
+                (2, Kind::Readahead)
             ]
         );
     }
