@@ -1,28 +1,33 @@
 //! The device's shared state: stored files, parked reads, and the link's outbox.
 //!
 //! A FUSE read of a missing block is parked here with its fuser reply and a
-//! deadline; the block's first waiter sends one demand for it. Whoever lands
-//! the block answers every read it completes. The reaper thread fails parked
-//! reads whose deadline passed with EIO, so no reader waits forever.
+//! deadline; the block's first waiter sends one demand for it. A block from
+//! the host lands in two steps: the link thread checks it ([`Core::accept`])
+//! and at once answers, from the checked bytes, every parked read that lies
+//! wholly within it; a store writer then writes it ([`Core::store`]), sets
+//! its bit and answers the reads that needed more than that block. So a
+//! demanded block never waits behind a slow disk write. The reaper thread
+//! fails parked reads whose deadline passed with EIO, so no reader waits
+//! forever.
 //!
 //! Lock order: a file's map lock is never held while taking the pending
 //! lock. A read re-checks presence under the pending lock, and a landing
 //! sets the block's bit before taking it, which closes the race between
 //! "missing" and "arrived".
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use feedfs_protocol::{FileId, Manifest, Message};
 use fuser::{Errno, ReplyData};
 
+use crate::outbox::Outbox;
 use crate::store::{BlockState, Store, StoredFile};
 
-/// Frames on their way to the host, already emitted.
-pub type Outbox = Sender<Vec<u8>>;
+/// Longest time a landed block's bit stays in memory only.
+const MAP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Parked {
     file: u32,
@@ -43,6 +48,8 @@ struct Pending {
     waiters: HashMap<(u32, u64), Vec<u64>>,
     deadlines: BTreeSet<(Instant, u64)>,
     outbox: Option<Outbox>,
+    /// Blocks checked and on their way to the store: waited for, never demanded.
+    landing: HashSet<(u32, u64)>,
 }
 
 /// Figures for logs and tests.
@@ -65,6 +72,14 @@ pub struct Core {
     pending: Mutex<Pending>,
     wake_reaper: Condvar,
     pub counters: Counters,
+}
+
+/// A checked block on its way from the link thread to the store writer.
+pub struct Landing {
+    file: FileId,
+    index: u64,
+    crc: u32,
+    data: Vec<u8>,
 }
 
 /// What happened to a landed block.
@@ -182,7 +197,7 @@ impl Core {
     pub fn send(&self, msg: &Message) -> bool {
         let p = self.pending();
         match &p.outbox {
-            Some(tx) => tx.send(msg.to_frame()).is_ok(),
+            Some(outbox) => outbox.send(msg.to_frame()),
             None => false,
         }
     }
@@ -266,8 +281,9 @@ impl Core {
         p.next_id += 1;
         let mut to_demand = Vec::new();
         for &b in &missing {
+            let arriving = p.landing.contains(&(id.0, b));
             let w = p.waiters.entry((id.0, b)).or_default();
-            if w.is_empty() {
+            if w.is_empty() && !arriving {
                 to_demand.push(b);
             }
             w.push(rid);
@@ -289,26 +305,27 @@ impl Core {
             },
         );
         self.counters.reads_parked.fetch_add(1, Ordering::Relaxed);
-        if let Some(tx) = &p.outbox {
+        // Sent outside the lock: a direct write is a system call.
+        let outbox = p.outbox.clone();
+        drop(p);
+        if let Some(outbox) = outbox {
             for (first, count) in runs(&to_demand) {
                 let msg = Message::Demand {
                     file: id,
                     first,
                     count: count as u32,
                 };
-                let _ = tx.send(msg.to_frame());
+                outbox.send(msg.to_frame());
                 self.counters.demands_sent.fetch_add(1, Ordering::Relaxed);
             }
         }
-        drop(p);
         if earliest {
             self.wake_reaper.notify_one();
         }
     }
 
     /// A block arrived from the host: check it, store it, answer the reads it
-    /// completes. `actual` is the CRC-32 of `data`, computed once while the
-    /// frame was checked; `crc` is what the host says it should be.
+    /// completes (what the link thread and the store writer do, in one call).
     pub fn land(
         &self,
         id: FileId,
@@ -317,6 +334,26 @@ impl Core {
         data: &[u8],
         actual: u32,
     ) -> Result<Landed, LandError> {
+        match self.accept(id, index, crc, data, actual)? {
+            Some(landing) => self.store(landing, true),
+            None => Ok(Landed::Duplicate),
+        }
+    }
+
+    /// The link thread's half of landing a block: check it against the
+    /// manifest and its CRC (`actual` is the CRC-32 of `data`, computed once
+    /// while the frame was checked; `crc` is what the host says it should
+    /// be), answer at once, from memory, every parked read that lies wholly
+    /// within it, and hand it on for [`Core::store`]. `None` for a block the
+    /// store has or is about to have.
+    pub fn accept(
+        &self,
+        id: FileId,
+        index: u64,
+        crc: u32,
+        data: &[u8],
+        actual: u32,
+    ) -> Result<Option<Landing>, LandError> {
         let file = self.file(id).ok_or(LandError::NoSuchFile(id))?;
         if index >= file.blocks() {
             return Err(LandError::PastEnd {
@@ -342,28 +379,91 @@ impl Core {
                 actual,
             });
         }
-        let stored = file
-            .write_block(index, data, crc)
-            .map_err(|source| LandError::Store {
-                file: id,
-                index,
-                source,
-            })?;
-        if stored {
-            self.present_blocks.fetch_add(1, Ordering::Relaxed);
-            self.counters.blocks_landed.fetch_add(1, Ordering::Relaxed);
+        if file.is_present(index).unwrap_or(false) {
+            return Ok(None);
         }
-        let done: Vec<Parked> = {
+        let early: Vec<Parked> = {
             let mut p = self.pending();
-            let Some(ids) = p.waiters.remove(&(id.0, index)) else {
-                return Ok(if stored {
-                    Landed::Stored
-                } else {
-                    Landed::Duplicate
-                });
+            if !p.landing.insert((id.0, index)) {
+                return Ok(None);
+            }
+            let Some(ids) = p.waiters.get(&(id.0, index)).cloned() else {
+                return Ok(Some(Landing {
+                    file: id,
+                    index,
+                    crc,
+                    data: data.to_vec(),
+                }));
             };
+            let (within, rest): (Vec<u64>, Vec<u64>) = ids.into_iter().partition(|rid| {
+                p.reads
+                    .get(rid)
+                    .is_some_and(|r| r.first == index && r.last == index)
+            });
+            if rest.is_empty() {
+                p.waiters.remove(&(id.0, index));
+            } else {
+                p.waiters.insert((id.0, index), rest);
+            }
+            within
+                .into_iter()
+                .filter_map(|rid| {
+                    let r = p.reads.remove(&rid)?;
+                    p.deadlines.remove(&(r.deadline, rid));
+                    Some(r)
+                })
+                .collect()
+        };
+        let block_start = index * u64::from(file.block_size());
+        for r in early {
+            // Checked against its CRC above; the read lies within this block.
+            let from = (r.offset - block_start) as usize;
+            let to = (from + r.size as usize).min(data.len());
+            r.reply.data(&data[from..to]);
+        }
+        Ok(Some(Landing {
+            file: id,
+            index,
+            crc,
+            data: data.to_vec(),
+        }))
+    }
+
+    /// The store writer's half: write a checked block, set its bit, answer
+    /// the reads it completes, and tell the host when every block is here.
+    ///
+    /// The block map is written before any read is answered from the store
+    /// (so a block a reader saw is recorded), and whenever `idle` says no
+    /// other block is waiting to be written; otherwise in batches.
+    pub fn store(&self, l: Landing, idle: bool) -> Result<Landed, LandError> {
+        let Landing {
+            file: id,
+            index,
+            crc,
+            data,
+        } = l;
+        let file = self.file(id).ok_or(LandError::NoSuchFile(id))?;
+        let written = file.write_block(index, &data, crc);
+        let done: (Vec<Parked>, bool) = {
+            let mut p = self.pending();
+            p.landing.remove(&(id.0, index));
+            let written = match written {
+                Ok(w) => w,
+                // Not stored: the caller fails its waiters.
+                Err(source) => {
+                    return Err(LandError::Store {
+                        file: id,
+                        index,
+                        source,
+                    })
+                }
+            };
+            if written {
+                self.present_blocks.fetch_add(1, Ordering::Relaxed);
+                self.counters.blocks_landed.fetch_add(1, Ordering::Relaxed);
+            }
             let mut done = Vec::new();
-            for rid in ids {
+            for rid in p.waiters.remove(&(id.0, index)).unwrap_or_default() {
                 let finished = match p.reads.get_mut(&rid) {
                     Some(r) => {
                         r.missing -= 1;
@@ -377,17 +477,33 @@ impl Core {
                     done.push(r);
                 }
             }
-            done
+            (done, written)
         };
+        let (done, stored) = done;
+        if idle || !done.is_empty() {
+            if let Err(e) = file.flush_map() {
+                log::warn!("store: cannot write the block map: {e}");
+            }
+        }
         for r in done {
             let file = self.file(FileId(r.file)).expect("parked on a file");
             serve(file, r.offset, r.size, r.reply);
         }
+        self.maybe_complete();
         Ok(if stored {
             Landed::Stored
         } else {
             Landed::Duplicate
         })
+    }
+
+    /// Write every file's pending map entries (see `store::MAP_BATCH`).
+    pub fn flush_maps(&self) {
+        for f in self.files.iter().flatten() {
+            if let Err(e) = f.flush_map() {
+                log::warn!("store: cannot write a block map: {e}");
+            }
+        }
     }
 
     /// A block the host sent could not be used (bad CRC): ask for it
@@ -420,22 +536,42 @@ impl Core {
         }
     }
 
-    /// Demand every block still missing (after the host's stream ended).
+    /// Demand every block still missing (after the host's stream ended),
+    /// except those already checked and on their way to the store.
     pub fn demand_all_missing(&self) {
         for (i, f) in self.files.iter().enumerate() {
             let Some(f) = f else { continue };
-            for (first, count) in f.missing_ranges() {
-                let mut first = first;
-                let mut left = count;
-                while left > 0 {
-                    let n = left.min(u64::from(u32::MAX));
-                    self.send(&Message::Demand {
-                        file: FileId(i as u32),
-                        first,
-                        count: n as u32,
-                    });
-                    first += n;
-                    left -= n;
+            let id = i as u32;
+            // Both under the pending lock: the writer sets a block's bit
+            // before it takes this lock to drop it from `landing`, so no
+            // block is seen as neither present nor arriving.
+            let (missing, arriving) = {
+                let p = self.pending();
+                let arriving: HashSet<u64> = p
+                    .landing
+                    .iter()
+                    .filter(|(file, _)| *file == id)
+                    .map(|&(_, b)| b)
+                    .collect();
+                (f.missing_ranges(), arriving)
+            };
+            for (first, count) in missing {
+                let wanted: Vec<u64> = (first..first + count)
+                    .filter(|b| !arriving.contains(b))
+                    .collect();
+                for (first, count) in runs(&wanted) {
+                    let mut first = first;
+                    let mut left = count;
+                    while left > 0 {
+                        let n = left.min(u64::from(u32::MAX));
+                        self.send(&Message::Demand {
+                            file: FileId(id),
+                            first,
+                            count: n as u32,
+                        });
+                        first += n;
+                        left -= n;
+                    }
                 }
             }
         }
@@ -446,15 +582,24 @@ impl Core {
         let present = self.present_blocks();
         if present == self.total_blocks && !self.complete_sent.swap(true, Ordering::SeqCst) {
             log::info!("all {present} blocks present");
+            self.flush_maps();
             self.send(&Message::Complete { blocks: present });
         }
     }
 
-    /// Run until `stop` is set: fail parked reads whose deadline has passed.
+    /// Run until `stop` is set: fail parked reads whose deadline has passed,
+    /// and write the block maps' pending entries at least every second.
     pub fn reap(&self, stop: &AtomicBool) {
+        let mut last_flush = Instant::now();
         let mut p = self.pending();
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
+            if now.duration_since(last_flush) >= MAP_FLUSH_INTERVAL {
+                drop(p);
+                self.flush_maps();
+                last_flush = now;
+                p = self.pending();
+            }
             let mut expired = Vec::new();
             while let Some(&(d, rid)) = p.deadlines.first() {
                 if d > now {

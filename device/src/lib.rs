@@ -10,6 +10,7 @@ pub mod bitmap;
 pub mod core;
 pub mod fs;
 pub mod opens;
+pub mod outbox;
 pub mod session;
 pub mod store;
 pub mod units;

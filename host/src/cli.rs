@@ -1,13 +1,14 @@
 //! The command line, as clap derive types.
 //!
 //! `feedfs-host push (--exec CMD | --stdio) [--block-size SIZE]
-//! [--readahead N] [--record FILE] PATH...`: exactly one link flag, at
-//! least one path, sizes in human units.
+//! [--readahead N] [--rate RATE] [--compress WHEN] [--record FILE] PATH...`:
+//! exactly one link flag, at least one path, sizes in human units.
 
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
+use crate::compress::Mode;
 use crate::size::{parse_block_size, parse_size};
 
 fn parse_rate(s: &str) -> Result<u64, String> {
@@ -63,6 +64,14 @@ pub struct PushArgs {
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub rate: Option<u64>,
 
+    /// Compress blocks with LZ4 on the link. `auto`: while the link is the
+    /// bottleneck (under --rate, or while writes to it block) and LZ4 keeps
+    /// up with it, and only blocks that shrink below 95 %; data that does
+    /// not shrink is tried less and less often. `lz4`: try every block.
+    /// `none`: never.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = Mode::Auto)]
+    pub compress: Mode,
+
     /// Send only the blocks readers ask for (and their readahead), never
     /// the background stream; for measuring demand reads on an idle link.
     /// The push then ends only if the device completes by demand alone.
@@ -108,5 +117,20 @@ mod tests {
         assert!(p.stdio);
         assert_eq!(p.block_size, 1 << 20);
         assert!(parse(&["feedfs-host", "push", "--stdio", "--block-size", "3K", "a"]).is_err());
+    }
+
+    #[test]
+    fn compress_is_auto_unless_told() {
+        let compress = |extra: &[&str]| {
+            let args = [&["feedfs-host", "push", "--stdio"], extra, &["a"]].concat();
+            Cli::try_parse_from(args).map(|c| match c.command {
+                Command::Push(p) => p.compress,
+            })
+        };
+        assert_eq!(compress(&[]).unwrap(), Mode::Auto);
+        assert_eq!(compress(&["--compress", "lz4"]).unwrap(), Mode::Lz4);
+        assert_eq!(compress(&["--compress", "none"]).unwrap(), Mode::None);
+        assert_eq!(compress(&["--compress=auto"]).unwrap(), Mode::Auto);
+        assert!(compress(&["--compress", "zstd"]).is_err());
     }
 }

@@ -4,12 +4,14 @@
 //! The pieces, from the command line down: [`cli`] parses, [`push`] runs the
 //! command, [`manifest`] turns paths into checked manifest entries with
 //! identities, [`link`] opens the pipe to the device, [`session`] speaks the
-//! protocol, with [`scheduler`] (a pure state machine) choosing each block
-//! and [`source`] reading it; [`record`] and [`progress`] report what
-//! happened. The wire format itself is the `feedfs-protocol` crate.
+//! protocol, with [`scheduler`] (a pure state machine) choosing each block,
+//! [`source`] reading it and [`compress`] deciding whether to send it
+//! compressed; [`record`] and [`progress`] report what happened. The wire
+//! format itself is the `feedfs-protocol` crate.
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod compress;
 pub mod link;
 pub mod manifest;
 pub mod progress;

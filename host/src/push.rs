@@ -57,6 +57,7 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
         readahead: args.readahead,
         rate: args.rate,
         stream: !args.no_stream,
+        compress: args.compress,
     };
     let result = Session::new(&set, options, &mut record, &mut progress, start).run(read, write);
     progress.clear();

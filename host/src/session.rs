@@ -28,6 +28,7 @@ use feedfs_protocol::{
     VERSION,
 };
 
+use crate::compress::{Compressor, Mode, Policy};
 use crate::manifest::ServedSet;
 use crate::progress::{Progress, Snapshot};
 use crate::rate::RateLimit;
@@ -207,6 +208,8 @@ pub struct Options {
     pub rate: Option<u64>,
     /// Stream every block in the background (off with `--no-stream`).
     pub stream: bool,
+    /// When to send blocks LZ4-compressed (`--compress`).
+    pub compress: Mode,
 }
 
 /// What a successful session did.
@@ -234,6 +237,7 @@ pub struct Session<'a> {
     complete: Option<u64>,
     rate: Option<RateLimit>,
     block_size: u64,
+    compress: Compressor,
 }
 
 impl<'a> Session<'a> {
@@ -269,6 +273,7 @@ impl<'a> Session<'a> {
             complete: None,
             rate: options.rate.map(|r| RateLimit::new(r, block_size, start)),
             block_size: u64::from(block_size),
+            compress: Compressor::new(Policy::new(options.compress, options.rate)),
         }
     }
 
@@ -416,21 +421,31 @@ impl<'a> Session<'a> {
         index: u64,
         kind: Kind,
     ) -> Result<(), SessionError> {
+        let t0 = Instant::now();
         let data = self.source.read(file, index)?;
+        // The block's CRC is of its bytes as stored, whatever the encoding.
         let crc = crc32fast::hash(data);
         let len = data.len() as u64;
+        let (encoding, data) = self.compress.encode(data);
+        let wire = data.len() as u64;
+        let t1 = Instant::now();
         send(
             w,
             &Message::Block {
                 file,
                 index,
                 crc,
+                encoding,
                 data,
             },
         )?;
+        let t2 = Instant::now();
+        self.compress
+            .sent(t1 - t0, t2 - t1, len as usize, wire as usize);
         self.bytes_sent += len;
+        // The rate limit is on the link: what went on it.
         if let Some(r) = &mut self.rate {
-            r.consume(Instant::now(), len);
+            r.consume(t2, wire);
         }
         let counters = self.sched.counters();
         let stream_before = counters.sent_stream - u64::from(kind == Kind::Stream);
@@ -438,7 +453,10 @@ impl<'a> Session<'a> {
         self.record
             .sent(t, file, index, kind, stream_before)
             .map_err(SessionError::Record)?;
-        log::trace!("sent block {index} of file {file} ({})", kind.as_str());
+        log::trace!(
+            "sent block {index} of file {file} ({}, {encoding:?}, {wire} bytes)",
+            kind.as_str()
+        );
         self.progress.update(Instant::now(), &self.snapshot());
         Ok(())
     }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use feedfs_protocol::io::{FrameReader, FrameWriter};
-use feedfs_protocol::{ErrorCode, FileId, Message, Role};
+use feedfs_protocol::message::{decode_block, Encoding};
+use feedfs_protocol::{block_len, ErrorCode, FileId, Message, Role, VERSION};
 
 /// A scratch directory for one test, removed on drop.
 struct Scratch(PathBuf);
@@ -64,8 +65,8 @@ fn push_over_stdio_to_completion() {
     assert_eq!(paths, ["tree", "tree/big", "tree/sub", "tree/sub/small"]);
     w.send(&Message::Hello {
         role: Role::Device,
-        min_version: 1,
-        max_version: 1,
+        min_version: VERSION,
+        max_version: VERSION,
         agent: "test-device",
     })
     .unwrap();
@@ -85,8 +86,12 @@ fn push_over_stdio_to_completion() {
                 file,
                 index,
                 crc,
+                encoding,
                 data,
             } => {
+                // --compress auto without --rate judges the link over 16
+                // blocks before it compresses any: these six go raw.
+                assert_eq!(encoding, Encoding::Raw);
                 assert_eq!(crc, crc32fast::hash(data));
                 order.push((file.0, index));
                 if file == FileId(1) {
@@ -146,8 +151,8 @@ fn device_error_fails_the_push() {
     let mut w = FrameWriter::new(child.stdin.take().unwrap());
     w.send(&Message::Hello {
         role: Role::Device,
-        min_version: 1,
-        max_version: 1,
+        min_version: VERSION,
+        max_version: VERSION,
         agent: "test-device",
     })
     .unwrap();
@@ -164,4 +169,114 @@ fn device_error_fails_the_push() {
         err.contains("device reported an error: Manifest: no thanks"),
         "{err}"
     );
+}
+
+#[test]
+fn compress_lz4_sends_lz4_frames_that_decode_to_the_files_bytes() {
+    let s = scratch("lz4");
+    // Text-like data (shrinks), then noise (does not): the noise goes raw.
+    let text: Vec<u8> = b"feedfs streams file blocks over a pipe. "
+        .iter()
+        .cycle()
+        .take(200_000)
+        .copied()
+        .collect();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..70_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(s.0.join("tree/text"), &text).unwrap();
+    std::fs::write(s.0.join("tree/sub/noise"), &noise).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_feedfs-host"))
+        .args([
+            "push",
+            "--stdio",
+            "--block-size",
+            "64K",
+            "--compress",
+            "lz4",
+        ])
+        .arg(s.0.join("tree"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut r = FrameReader::new(child.stdout.take().unwrap());
+    let mut w = FrameWriter::new(child.stdin.take().unwrap());
+    // The sizes from the manifest: what the device knows a block's length by.
+    let mut sizes = std::collections::HashMap::new();
+    loop {
+        match Message::parse(r.next_frame().unwrap().unwrap()).unwrap() {
+            Message::Hello { .. } => {}
+            Message::Entry { id, size, path, .. } => {
+                sizes.insert(id, (path.to_string(), size));
+            }
+            Message::ManifestEnd { .. } => break,
+            m => panic!("unexpected {m:?}"),
+        }
+    }
+    w.send(&Message::Hello {
+        role: Role::Device,
+        min_version: VERSION,
+        max_version: VERSION,
+        agent: "test-device",
+    })
+    .unwrap();
+    w.send(&Message::HaveEnd { files: 2 }).unwrap();
+    let mut got: std::collections::HashMap<String, Vec<u8>> = Default::default();
+    let (mut lz4, mut raw, mut wire) = (0, 0, 0);
+    let mut plain = Vec::new();
+    loop {
+        match Message::parse(r.next_frame().unwrap().unwrap()).unwrap() {
+            Message::Block {
+                file,
+                index,
+                crc,
+                encoding,
+                data,
+            } => {
+                let (path, size) = &sizes[&file];
+                let len = block_len(*size, 65536, index);
+                match encoding {
+                    Encoding::Lz4 => {
+                        lz4 += 1;
+                        assert!(
+                            data.len() * 20 < len * 19,
+                            "sent compressed only when it pays"
+                        );
+                    }
+                    Encoding::Raw => raw += 1,
+                }
+                wire += data.len();
+                let block = decode_block(encoding, data, len, &mut plain).unwrap();
+                assert_eq!(block.len(), len);
+                assert_eq!(crc, crc32fast::hash(block), "crc is of the decoded block");
+                let out = got.entry(path.clone()).or_default();
+                out.resize(*size as usize, 0);
+                let at = index as usize * 65536;
+                out[at..at + len].copy_from_slice(block);
+            }
+            Message::StreamDone { blocks_sent } => {
+                assert_eq!(blocks_sent, 4 + 2);
+                break;
+            }
+            m => panic!("unexpected {m:?}"),
+        }
+    }
+    assert_eq!((lz4, raw), (4, 2), "text in LZ4, noise raw");
+    assert!(wire < 70_000 + 20_000, "{wire} bytes on the wire");
+    assert_eq!(got["tree/text"], text);
+    assert_eq!(got["tree/sub/noise"], noise);
+    w.send(&Message::Complete { blocks: 6 }).unwrap();
+    assert_eq!(
+        Message::parse(r.next_frame().unwrap().unwrap()).unwrap(),
+        Message::Goodbye
+    );
+    assert!(child.wait().unwrap().success());
 }

@@ -170,6 +170,7 @@ mod tests {
             file: FileId(1),
             index: 2,
             crc: crc32fast::hash(&[9; 100]),
+            encoding: crate::message::Encoding::Raw,
             data: &[9; 100],
         }
         .emit(&mut s);

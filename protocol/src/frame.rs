@@ -24,8 +24,8 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 
 /// The four bytes every frame starts with.
 pub const MAGIC: [u8; 4] = *b"FDFS";
-/// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+/// The protocol version this build speaks (2: Block data may be LZ4).
+pub const VERSION: u8 = 2;
 /// Length of the frame header.
 pub const HEADER_LEN: usize = 16;
 /// Largest payload a frame may carry: one block of the largest block size plus its header.
@@ -89,7 +89,7 @@ impl FrameError {
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<T: AsRef<[u8]>> {
     buffer: T,
-    /// CRC-32 of a Block's data, computed once while checking the frame.
+    /// CRC-32 of a raw Block's data, computed once while checking the frame.
     tail_crc: Option<u32>,
 }
 
@@ -140,8 +140,8 @@ fn magic_of(buf: &[u8]) -> [u8; 4] {
 }
 
 /// CRC-32 of a header's first 12 bytes followed by a payload.
-/// Where a message type's bulk data starts in its payload: the part whose
-/// CRC-32 the message itself carries (a Block's data).
+/// Where a message type's bulk data starts in its payload (a Block's data,
+/// whose CRC-32 the message itself carries when the data is raw).
 fn tail_start(ty: u8) -> Option<usize> {
     (ty == crate::MessageType::Block as u8).then_some(crate::message::BLOCK_HEADER_LEN)
 }
@@ -211,6 +211,11 @@ impl<T: AsRef<[u8]>> Frame<T> {
                 supported: VERSION,
             });
         }
+        // The tail's CRC is the block's CRC only when the data is raw; of
+        // encoded data it is the CRC of the bytes as sent, which no one needs.
+        let raw = buf.get(HEADER_LEN + crate::message::BLOCK_ENCODING_OFFSET)
+            == Some(&(crate::message::Encoding::Raw as u8));
+        let tail_crc = tail_crc.filter(|_| raw);
         Ok(Frame { buffer, tail_crc })
     }
 
@@ -221,9 +226,10 @@ impl<T: AsRef<[u8]>> Frame<T> {
         Frame { buffer, tail_crc }
     }
 
-    /// The CRC-32 of a Block's data, as computed while checking the frame
-    /// (`None` for other types): compare it with the Block's `crc` field
-    /// instead of hashing the data again.
+    /// The CRC-32 of a raw Block's data, as computed while checking the
+    /// frame: compare it with the Block's `crc` field instead of hashing the
+    /// data again. `None` for other types and for a Block whose data is
+    /// encoded (its `crc` is that of the decoded bytes).
     pub fn data_crc(&self) -> Option<u32> {
         self.tail_crc
     }
@@ -318,7 +324,7 @@ mod tests {
     #[test]
     fn fixed_header_bytes() {
         let f = frame(0x0b, &[0]);
-        assert_eq!(&f[..12], b"FDFS\x01\x0b\x00\x00\x01\x00\x00\x00");
+        assert_eq!(&f[..12], b"FDFS\x02\x0b\x00\x00\x01\x00\x00\x00");
         let crc = crc32fast::hash(&[&f[..12], &[0u8][..]].concat());
         assert_eq!(LE::read_u32(&f[12..16]), crc);
         let checked = Frame::new_checked(&f[..]).unwrap();
@@ -343,7 +349,7 @@ mod tests {
             Frame::new_checked(&other[..]).unwrap_err(),
             FrameError::UnsupportedVersion {
                 found: 9,
-                supported: 1
+                supported: VERSION
             }
         );
         // ...while a damaged version byte is damage.

@@ -110,6 +110,7 @@ mod tests {
             file: FileId(3),
             index: 9,
             crc: crc32fast::hash(&data),
+            encoding: crate::message::Encoding::Raw,
             data: &data,
         })
         .unwrap();

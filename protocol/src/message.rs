@@ -7,6 +7,11 @@
 //! defines (roles, entry kinds, encodings) convert totally: an unknown value
 //! is a [`ParseError::BadValue`], never a panic. `docs/protocol.md` gives
 //! each layout byte by byte.
+//!
+//! A Block's data is carried as it is on the wire: raw, or compressed in
+//! the LZ4 block format ([`Encoding`]). [`decode_block`] turns it back into
+//! the block's bytes, bounded by the length the receiver expects from the
+//! manifest, never by anything the sender says.
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
@@ -134,6 +139,69 @@ pub enum EntryKind {
 
 /// Length of a `Block` message's fixed part, before the data.
 pub const BLOCK_HEADER_LEN: usize = 20;
+/// Where a `Block` message's `encoding` byte sits in its payload.
+pub const BLOCK_ENCODING_OFFSET: usize = 16;
+
+/// How a Block's data is carried on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Encoding {
+    /// The block's bytes as they are.
+    Raw = 0,
+    /// The block's bytes compressed in the LZ4 block format, without a
+    /// size prefix: the receiver knows the block's length from the manifest.
+    Lz4 = 1,
+}
+
+impl TryFrom<u8> for Encoding {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        match v {
+            0 => Ok(Encoding::Raw),
+            1 => Ok(Encoding::Lz4),
+            other => Err(other),
+        }
+    }
+}
+
+/// Why a Block's data could not be turned back into the block's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("its LZ4 data is damaged: {0}")]
+    Damaged(String),
+    #[error("its LZ4 data decodes to {got} bytes, the block has {expected}")]
+    Length { got: usize, expected: usize },
+}
+
+/// The bytes of a block whose data arrived with `encoding`, the block being
+/// `expected` bytes long (from the manifest).
+///
+/// Raw data is returned as it is (its length is the caller's to check). LZ4
+/// data is decoded into `scratch`, which is reused from call to call and
+/// never grows past `expected` (itself capped at [`crate::MAX_BLOCK_SIZE`]):
+/// data that would decode to more, or to less, is an error, as is data that
+/// is not valid LZ4. CRC-32 checks are the caller's: a Block's `crc` is over
+/// the bytes returned here.
+pub fn decode_block<'d>(
+    encoding: Encoding,
+    data: &'d [u8],
+    expected: usize,
+    scratch: &'d mut Vec<u8>,
+) -> Result<&'d [u8], DecodeError> {
+    match encoding {
+        Encoding::Raw => Ok(data),
+        Encoding::Lz4 => {
+            let expected = expected.min(crate::MAX_BLOCK_SIZE as usize);
+            scratch.resize(expected, 0);
+            let got = lz4_flex::block::decompress_into(data, scratch)
+                .map_err(|e| DecodeError::Damaged(e.to_string()))?;
+            if got != expected {
+                return Err(DecodeError::Length { got, expected });
+            }
+            Ok(&scratch[..])
+        }
+    }
+}
 /// Length of an `Entry` message's fixed part, before the path.
 pub const ENTRY_HEADER_LEN: usize = 42;
 /// Longest path an `Entry` may carry, in bytes.
@@ -179,10 +247,13 @@ pub enum Message<'a> {
         count: u32,
     },
     /// One block of data with the CRC-32 of its content (host to device).
+    /// `data` is as it is on the wire, in `encoding`; `crc` is the CRC-32 of
+    /// the block's bytes (after decoding, see [`decode_block`]).
     Block {
         file: FileId,
         index: u64,
         crc: u32,
+        encoding: Encoding,
         data: &'a [u8],
     },
     /// The host has sent every block the device lacked.
@@ -400,9 +471,8 @@ impl<'a> Message<'a> {
                 let index = c.u64()?;
                 let crc = c.u32()?;
                 let encoding = c.u8()?;
-                if encoding != 0 {
-                    return Err(c.bad("encoding", encoding.into()));
-                }
+                let encoding =
+                    Encoding::try_from(encoding).map_err(|v| c.bad("encoding", v.into()))?;
                 c.take(3)?;
                 let data = c.rest();
                 if data.len() > crate::MAX_BLOCK_SIZE as usize {
@@ -412,6 +482,7 @@ impl<'a> Message<'a> {
                     file,
                     index,
                     crc,
+                    encoding,
                     data,
                 }
             }
@@ -453,16 +524,26 @@ impl<'a> Message<'a> {
     /// length, range count, block size): a message over them is still
     /// emitted, and the receiver refuses it with a clear error.
     ///
-    /// A Block's data is not hashed here: its `crc` (the CRC-32 the sender
-    /// computed once) is combined into the frame checksum. A `crc` that is
-    /// not its data's CRC therefore yields a frame that fails its checksum.
+    /// A raw Block's data is not hashed here: its `crc` (the CRC-32 the
+    /// sender computed once) is combined into the frame checksum. A `crc`
+    /// that is not its data's CRC therefore yields a frame that fails its
+    /// checksum. An LZ4 Block's `crc` is that of the block before
+    /// compression, so the frame checksum hashes the compressed data (one
+    /// pass over the smaller bytes).
     pub fn emit(&self, out: &mut Vec<u8>) {
         out.reserve(frame::HEADER_LEN + self.buffer_len());
         let ty = self.message_type() as u8;
         match self {
-            Message::Block { crc, data, .. } => {
-                frame::emit_with_tail(out, ty, |o| self.emit_payload(o), data, *crc)
-            }
+            Message::Block {
+                crc,
+                encoding: Encoding::Raw,
+                data,
+                ..
+            } => frame::emit_with_tail(out, ty, |o| self.emit_payload(o), data, *crc),
+            Message::Block { data, .. } => frame::emit(out, ty, |o| {
+                self.emit_payload(o);
+                o.extend_from_slice(data);
+            }),
             _ => frame::emit(out, ty, |o| self.emit_payload(o)),
         }
     }
@@ -531,12 +612,16 @@ impl<'a> Message<'a> {
             }
             // The data follows, appended by `emit` (see there).
             Message::Block {
-                file, index, crc, ..
+                file,
+                index,
+                crc,
+                encoding,
+                ..
             } => {
                 u32le(o, file.0);
                 u64le(o, *index);
                 u32le(o, *crc);
-                o.extend_from_slice(&[0, 0, 0, 0]);
+                o.extend_from_slice(&[*encoding as u8, 0, 0, 0]);
             }
             Message::StreamDone { blocks_sent } => u64le(o, *blocks_sent),
             Message::Complete { blocks } => u64le(o, *blocks),
@@ -643,6 +728,7 @@ mod tests {
                 file: FileId(2),
                 index: 7,
                 crc: 0xeb8e_ba67,
+                encoding: Encoding::Raw,
                 data: b"xyz",
             },
             0x07,
@@ -651,6 +737,33 @@ mod tests {
                 b'z',
             ],
         );
+        // "ab" 12 times (24 bytes) in LZ4: a token (2 literals, then a match
+        // of 4 + 12 bytes), the literals, the match offset 2, then a token
+        // for the last 6 literals and the literals.
+        vector(
+            Message::Block {
+                file: FileId(2),
+                index: 7,
+                crc: 0xfaea_cfaa,
+                encoding: Encoding::Lz4,
+                data: &[
+                    0x2c, b'a', b'b', 2, 0, 0x60, b'a', b'b', b'a', b'b', b'a', b'b',
+                ],
+            },
+            0x07,
+            &[
+                2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0xaa, 0xcf, 0xea, 0xfa, 1, 0, 0, 0, 0x2c, b'a',
+                b'b', 2, 0, 0x60, b'a', b'b', b'a', b'b', b'a', b'b',
+            ],
+        );
+        let mut scratch = Vec::new();
+        let lz4 = [
+            0x2c, b'a', b'b', 2, 0, 0x60, b'a', b'b', b'a', b'b', b'a', b'b',
+        ];
+        let plain = decode_block(Encoding::Lz4, &lz4, 24, &mut scratch).unwrap();
+        assert_eq!(plain, "ab".repeat(12).as_bytes());
+        assert_eq!(crc32fast::hash(plain), 0xfaea_cfaa);
+        assert_eq!(lz4_flex::block::compress(plain), lz4);
         vector(
             Message::StreamDone { blocks_sent: 9 },
             0x08,
@@ -722,21 +835,23 @@ mod tests {
                 got: 8
             })
         );
-        assert_eq!(
-            parse_payload(
-                0x07,
-                &[0; 12]
-                    .iter()
-                    .chain(&[0, 0, 0, 0, 1, 0, 0, 0])
-                    .copied()
-                    .collect::<Vec<_>>()
-            ),
-            Err(ParseError::BadValue {
-                ty: MessageType::Block,
-                field: "encoding",
-                value: 1
-            })
-        );
+        let block_with = |encoding: u8| {
+            let mut p = vec![0u8; BLOCK_HEADER_LEN];
+            p[BLOCK_ENCODING_OFFSET] = encoding;
+            parse_payload(0x07, &p)
+        };
+        assert_eq!(block_with(0), Ok(()));
+        assert_eq!(block_with(1), Ok(()));
+        for v in [2u8, 0x80, 0xff] {
+            assert_eq!(
+                block_with(v),
+                Err(ParseError::BadValue {
+                    ty: MessageType::Block,
+                    field: "encoding",
+                    value: v.into()
+                })
+            );
+        }
         assert_eq!(
             parse_payload(0x7f, &[]),
             Err(ParseError::Frame(frame::FrameError::UnknownType(0x7f)))
@@ -750,6 +865,7 @@ mod tests {
             file: FileId(1),
             index: 3,
             crc: crc32fast::hash(&data),
+            encoding: Encoding::Raw,
             data: &data,
         };
         let f = good.to_frame();
@@ -768,6 +884,7 @@ mod tests {
             file: FileId(1),
             index: 3,
             crc: 42,
+            encoding: Encoding::Raw,
             data: &data,
         }
         .to_frame();
@@ -781,6 +898,98 @@ mod tests {
                 .data_crc(),
             None
         );
+    }
+
+    #[test]
+    fn an_lz4_block_round_trips_and_its_crc_is_of_the_plain_bytes() {
+        let plain: Vec<u8> = (0..65536u32).map(|i| (i / 100) as u8).collect();
+        let packed = lz4_flex::block::compress(&plain);
+        assert!(packed.len() < plain.len() / 10, "{} bytes", packed.len());
+        let msg = Message::Block {
+            file: FileId(4),
+            index: 9,
+            crc: crc32fast::hash(&plain),
+            encoding: Encoding::Lz4,
+            data: &packed,
+        };
+        let f = msg.to_frame();
+        assert_eq!(f.len(), frame::HEADER_LEN + BLOCK_HEADER_LEN + packed.len());
+        // The frame checksum covers the compressed bytes as sent.
+        let whole = crc32fast::hash(&[&f[..12], &f[16..]].concat());
+        assert_eq!(u32::from_le_bytes(f[12..16].try_into().unwrap()), whole);
+        // The frame's data CRC is only offered for raw data: here it would
+        // be the CRC of the compressed bytes, not the block's.
+        let checked = Frame::new_checked(&f[..]).unwrap();
+        assert_eq!(checked.data_crc(), None);
+        let mut d = crate::Decoder::new();
+        d.feed(&f);
+        let r = d.next_frame().unwrap().unwrap();
+        assert_eq!(d.frame(r).data_crc(), None);
+        let parsed = Message::parse(checked).unwrap();
+        assert_eq!(parsed, msg);
+        let Message::Block {
+            crc,
+            encoding,
+            data,
+            ..
+        } = parsed
+        else {
+            unreachable!()
+        };
+        let mut scratch = Vec::new();
+        let out = decode_block(encoding, data, plain.len(), &mut scratch).unwrap();
+        assert_eq!(out, &plain[..]);
+        assert_eq!(crc32fast::hash(out), crc);
+        // The scratch buffer is reused: a second decode does not allocate.
+        let cap = scratch.capacity();
+        decode_block(encoding, data, plain.len(), &mut scratch).unwrap();
+        assert_eq!(scratch.capacity(), cap);
+    }
+
+    #[test]
+    fn damaged_or_mis_sized_lz4_data_is_refused_within_bounds() {
+        let plain: Vec<u8> = (0..4096u32).map(|i| (i % 7) as u8).collect();
+        let packed = lz4_flex::block::compress(&plain);
+        let mut scratch = Vec::new();
+        assert_eq!(
+            decode_block(Encoding::Raw, b"as is", 99, &mut scratch),
+            Ok(&b"as is"[..])
+        );
+        assert!(scratch.is_empty(), "raw data is not copied");
+        // Expecting more than the data holds: a length error.
+        assert_eq!(
+            decode_block(Encoding::Lz4, &packed, 8192, &mut scratch),
+            Err(DecodeError::Length {
+                got: 4096,
+                expected: 8192
+            })
+        );
+        // Expecting less: decoding stops at the bound, never writes past it.
+        assert!(matches!(
+            decode_block(Encoding::Lz4, &packed, 100, &mut scratch),
+            Err(DecodeError::Damaged(_))
+        ));
+        assert_eq!(scratch.len(), 100);
+        // A length on the wire cannot make it allocate: the bound is the caller's, capped.
+        decode_block(Encoding::Lz4, &packed, usize::MAX, &mut scratch).unwrap_err();
+        assert_eq!(scratch.len(), crate::MAX_BLOCK_SIZE as usize);
+        // Damaged data: a match offset pointing before the start, or data cut short.
+        assert!(matches!(
+            decode_block(Encoding::Lz4, &[0x0f, 0xff, 0xff], 4096, &mut scratch),
+            Err(DecodeError::Damaged(_))
+        ));
+        let cut = &packed[..packed.len() / 2];
+        assert!(decode_block(Encoding::Lz4, cut, 4096, &mut scratch).is_err());
+        assert!(decode_block(Encoding::Lz4, &[], 4096, &mut scratch).is_err());
+        // Every single-byte change is caught here or, failing that, by the block CRC.
+        let crc = crc32fast::hash(&plain);
+        for i in 0..packed.len() {
+            let mut bad = packed.clone();
+            bad[i] ^= 0x5a;
+            if let Ok(out) = decode_block(Encoding::Lz4, &bad, 4096, &mut scratch) {
+                assert_ne!(crc32fast::hash(out), crc, "byte {i}");
+            }
+        }
     }
 
     #[test]

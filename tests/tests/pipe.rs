@@ -299,15 +299,19 @@ fn a_killed_device_resumes_and_the_new_host_sends_only_what_is_missing() {
         "the device reported {had} blocks, at least the 8 MiB read before the kill"
     );
     assert!(had < total, "the kill came in mid-stream");
+    let mut unique: Vec<_> = sends.iter().map(|(f, i, _, _)| (*f, *i)).collect();
+    unique.sort();
+    unique.dedup();
+    let twice: Vec<_> = sends
+        .iter()
+        .filter(|(f, i, _, _)| sends.iter().filter(|(g, j, _, _)| g == f && j == i).count() > 1)
+        .collect();
+    assert_eq!(unique.len(), sends.len(), "no block sent twice: {twice:?}");
     assert_eq!(
         sends.len() as u64,
         total - had,
         "blocks sent by the new host: exactly the missing ones"
     );
-    let mut unique: Vec<_> = sends.iter().map(|(f, i, _, _)| (*f, *i)).collect();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(unique.len(), sends.len(), "no block sent twice");
     assert_same_tree(&src, &mnt.join("src"));
     stop_device(pair.device.id() as i32, &mnt);
     pair.device.wait().unwrap();
@@ -389,8 +393,8 @@ fn feed_device(
 fn hello() -> Vec<u8> {
     feedfs_protocol::Message::Hello {
         role: feedfs_protocol::Role::Host,
-        min_version: 1,
-        max_version: 1,
+        min_version: feedfs_protocol::VERSION,
+        max_version: feedfs_protocol::VERSION,
         agent: "test",
     }
     .to_frame()
@@ -438,16 +442,18 @@ fn a_hostile_manifest_is_refused_and_nothing_is_written_outside_the_store() {
 #[test]
 fn a_host_of_another_protocol_version_is_told_clearly() {
     let s = Scratch::new("version");
-    // A Hello frame as a version 2 host would send it (valid checksum).
+    // A Hello frame as a host of the next version would send it (valid checksum).
+    let ours = feedfs_protocol::VERSION;
     let mut frame = hello();
-    frame[4] = 2;
+    frame[4] = ours + 1;
     let crc = crc32fast::hash(&[&frame[..12], &frame[16..]].concat());
     frame[12..16].copy_from_slice(&crc.to_le_bytes());
     let (status, codes, stderr) = feed_device(&s, &frame);
     assert!(!status.success());
     assert_eq!(codes, vec![feedfs_protocol::ErrorCode::Version]);
     assert!(
-        stderr.contains("version 2") && stderr.contains("version 1"),
+        stderr.contains(&format!("version {}", ours + 1))
+            && stderr.contains(&format!("version {ours}")),
         "stderr: {stderr}"
     );
 }

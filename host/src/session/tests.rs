@@ -4,6 +4,7 @@ use std::os::unix::net::UnixStream;
 use std::thread::JoinHandle;
 
 use feedfs_protocol::frame::Frame;
+use feedfs_protocol::message::Encoding;
 use feedfs_protocol::EntryKind;
 
 use super::*;
@@ -58,8 +59,10 @@ impl FakeDevice {
                 file,
                 index,
                 crc,
+                encoding,
                 data,
             } => {
+                assert_eq!(encoding, Encoding::Raw, "--compress none");
                 assert_eq!(crc, crc32fast::hash(data), "block CRC");
                 HostMsg::Block(file.0, index, data.to_vec())
             }
@@ -86,7 +89,7 @@ impl FakeDevice {
     /// Read the host's Hello and manifest; returns the number of entries.
     fn read_manifest(&mut self) -> u32 {
         assert!(
-            matches!(self.recv(), Some(HostMsg::Hello(1, 1, a)) if a.starts_with("feedfs-host "))
+            matches!(self.recv(), Some(HostMsg::Hello(VERSION, VERSION, a)) if a.starts_with("feedfs-host "))
         );
         let mut n = 0;
         loop {
@@ -136,6 +139,7 @@ fn session<T: Send + 'static>(
             readahead,
             rate: None,
             stream: true,
+            compress: Mode::None,
         },
         &mut record,
         &mut progress,
@@ -181,7 +185,7 @@ fn demands_before_have_end_then_stream_then_complete() {
     let (set, big) = two_files(&t);
     let (run, got) = session(&set, 8, |d| {
         assert_eq!(d.read_manifest(), 3);
-        d.hello(1, 1);
+        d.hello(VERSION, VERSION);
         // The device holds block 1 of "big" (id 1), and a reader wants block 2.
         d.send(Message::Have {
             file: FileId(1),
@@ -240,7 +244,7 @@ fn a_re_demand_after_stream_done_is_answered() {
     let (set, big) = two_files(&t);
     let (run, got) = session(&set, 0, move |d| {
         d.read_manifest();
-        d.hello(1, 1);
+        d.hello(VERSION, VERSION);
         d.send(Message::HaveEnd { files: 0 });
         while !matches!(d.recv().unwrap(), HostMsg::StreamDone(4)) {}
         d.send(Message::Demand {
@@ -263,7 +267,7 @@ fn device_error_is_reported() {
     let (set, _) = two_files(&t);
     let (run, ()) = session(&set, 8, |d| {
         d.read_manifest();
-        d.hello(1, 1);
+        d.hello(VERSION, VERSION);
         d.send(Message::Error {
             code: ErrorCode::NoSpace,
             text: "store is full",
@@ -283,17 +287,17 @@ fn version_mismatch_is_explained_to_both_sides() {
     let (set, _) = two_files(&t);
     let (run, told) = session(&set, 8, |d| {
         d.read_manifest();
-        d.hello(2, 3);
+        d.hello(VERSION + 1, VERSION + 2);
         d.recv()
     });
     let e = run.result.unwrap_err();
     assert!(matches!(
         e,
         SessionError::Version {
-            min: 2,
-            max: 3,
-            ours: 1
-        }
+            min,
+            max,
+            ours: VERSION
+        } if (min, max) == (VERSION + 1, VERSION + 2)
     ));
     assert!(e.to_string().contains("install matching versions"), "{e}");
     assert!(
@@ -308,7 +312,7 @@ fn bad_demand_is_a_protocol_error() {
     let (set, _) = two_files(&t);
     let (run, told) = session(&set, 8, |d| {
         d.read_manifest();
-        d.hello(1, 1);
+        d.hello(VERSION, VERSION);
         // Id 0 is the directory "tree".
         d.send(Message::Demand {
             file: FileId(0),
@@ -325,7 +329,7 @@ fn bad_demand_is_a_protocol_error() {
     );
     let (run, _) = session(&set, 8, |d| {
         d.read_manifest();
-        d.hello(1, 1);
+        d.hello(VERSION, VERSION);
         d.send(Message::Demand {
             file: FileId(1),
             first: 2,
@@ -343,7 +347,7 @@ fn goodbye_before_complete_and_hangups_are_errors() {
     let (set, _) = two_files(&t);
     let (run, ()) = session(&set, 8, |d| {
         d.read_manifest();
-        d.hello(1, 1);
+        d.hello(VERSION, VERSION);
         d.send(Message::Goodbye);
     });
     assert_eq!(
@@ -352,7 +356,7 @@ fn goodbye_before_complete_and_hangups_are_errors() {
     );
     let (run, ()) = session(&set, 8, |d| {
         d.read_manifest();
-        d.hello(1, 1);
+        d.hello(VERSION, VERSION);
     });
     let e = run.result.unwrap_err();
     assert!(e.is_link(), "{e}");
@@ -380,7 +384,7 @@ fn damaged_frames_are_skipped() {
     let (set, _) = two_files(&t);
     let (run, ()) = session(&set, 8, |d| {
         d.read_manifest();
-        d.hello(1, 1);
+        d.hello(VERSION, VERSION);
         let mut bad = Message::HaveEnd { files: 0 }.to_frame();
         bad[16] ^= 0xff;
         d.w.get_mut().write_all(&bad).unwrap();
@@ -399,7 +403,7 @@ fn empty_manifest_completes() {
     let set = walk(&[t.join("empty")], 4096).unwrap();
     let (run, got) = session(&set, 8, |d| {
         assert_eq!(d.read_manifest(), 1);
-        d.hello(1, 1);
+        d.hello(VERSION, VERSION);
         d.send(Message::HaveEnd { files: 0 });
         let m = d.recv();
         d.send(Message::Complete { blocks: 0 });
