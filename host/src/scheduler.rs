@@ -189,6 +189,8 @@ pub struct Scheduler {
     have_end: bool,
     /// Whether to stream in the background at all (`--no-stream` clears it).
     stream: bool,
+    /// The stream waits while readers are active (see [`Scheduler::pause_stream`]).
+    stream_paused: bool,
     demand: VecDeque<(FileId, u64)>,
     ahead: VecDeque<(FileId, u64)>,
     /// Where the stream goes on: index into `files`, then block index.
@@ -221,6 +223,7 @@ impl Scheduler {
             readahead,
             have_end: false,
             stream: true,
+            stream_paused: false,
             demand: VecDeque::new(),
             ahead: VecDeque::new(),
             cursor: (0, 0),
@@ -265,6 +268,13 @@ impl Scheduler {
     pub fn without_stream(mut self) -> Self {
         self.stream = false;
         self
+    }
+
+    /// Hold back the background stream (demands and readahead still go):
+    /// the session does this for a moment after each demand, so a reader's
+    /// next block does not compete with the stream for the link and the CPUs.
+    pub fn pause_stream(&mut self, paused: bool) {
+        self.stream_paused = paused;
     }
 
     pub fn on_have_end(&mut self) {
@@ -349,7 +359,7 @@ impl Scheduler {
                 kind: Kind::Readahead,
             });
         }
-        if !self.have_end || !self.stream || !self.advance_stream() {
+        if !self.have_end || !self.stream || self.stream_paused || !self.advance_stream() {
             return None;
         }
         let (slot, index) = self.cursor;
@@ -404,7 +414,7 @@ impl Scheduler {
         self.prune_readahead();
         !self.demand.is_empty()
             || !self.ahead.is_empty()
-            || (self.have_end && self.stream && self.advance_stream())
+            || (self.have_end && self.stream && !self.stream_paused && self.advance_stream())
     }
 
     /// True once `HaveEnd` has arrived, the stream has nothing left and no
@@ -706,5 +716,19 @@ mod tests {
                 (2, Kind::Readahead)
             ]
         );
+    }
+
+    #[test]
+    fn a_paused_stream_still_lets_demands_and_readahead_out() {
+        let mut s = Scheduler::new(&[(FileId(0), 100)], 4);
+        s.on_have_end();
+        s.pause_stream(true);
+        assert!(!s.has_work());
+        assert_eq!(s.pick_next(), None);
+        assert!(!s.stream_finished(), "paused is not finished");
+        s.on_demand(FileId(0), 0, 1).unwrap();
+        assert_eq!(drain(&mut s).len(), 5, "the demand and its readahead");
+        s.pause_stream(false);
+        assert_eq!(s.pick_next(), pick(0, 5, Kind::Stream));
     }
 }

@@ -196,6 +196,12 @@ pub fn read_events(read: impl Read, tx: Sender<Event>) {
     }
 }
 
+/// How long the background stream holds back after a demand. Readers of a
+/// mount the stream is filling then get the link and the CPUs first; with
+/// the stream unthrottled on two cores, random reads waited up to several
+/// milliseconds behind it.
+const STREAM_YIELD: Duration = Duration::from_millis(2);
+
 /// How long the host waits, idle, for Complete before it says StreamDone again.
 const IDLE_RESEND: Duration = Duration::from_secs(1);
 
@@ -235,6 +241,8 @@ pub struct Session<'a> {
     bytes_sent: u64,
     bytes_total: u64,
     complete: Option<u64>,
+    /// When the last demand arrived (the stream yields for a moment after it).
+    last_demand: Option<Instant>,
     rate: Option<RateLimit>,
     block_size: u64,
     compress: Compressor,
@@ -271,6 +279,7 @@ impl<'a> Session<'a> {
             bytes_sent: 0,
             bytes_total: set.total_bytes,
             complete: None,
+            last_demand: None,
             rate: options.rate.map(|r| RateLimit::new(r, block_size, start)),
             block_size: u64::from(block_size),
             compress: Compressor::new(Policy::new(options.compress, options.rate)),
@@ -358,6 +367,13 @@ impl<'a> Session<'a> {
             if self.complete.is_some() {
                 return Ok(());
             }
+            // The stream yields to readers: for a moment after a demand only
+            // demanded blocks and their readahead go out.
+            let yielding = self
+                .last_demand
+                .map(|t| STREAM_YIELD.saturating_sub(t.elapsed()))
+                .filter(|left| !left.is_zero());
+            self.sched.pause_stream(yielding.is_some());
             // Under --rate, wait for the link's budget while still taking in
             // demands, so one that arrives meanwhile goes out first.
             let delay = match (&mut self.rate, self.sched.has_work()) {
@@ -382,8 +398,9 @@ impl<'a> Session<'a> {
                 self.stream_done = true;
                 log::info!("stream done: {blocks_sent} blocks sent");
             }
-            match rx.recv_timeout(IDLE_RESEND) {
+            match rx.recv_timeout(yielding.unwrap_or(IDLE_RESEND)) {
                 Ok(event) => self.handle(event)?,
+                Err(RecvTimeoutError::Timeout) if yielding.is_some() => {}
                 // Idle and no Complete: the StreamDone, or a block sent after
                 // it, may have been lost on the way. Saying StreamDone again
                 // makes the device demand whatever it still lacks.
@@ -509,6 +526,7 @@ impl<'a> Session<'a> {
                 );
             }
             DeviceMsg::Demand { file, first, count } => {
+                self.last_demand = Some(Instant::now());
                 let t = self.t_us();
                 self.record
                     .demand(t, file, first, count.into())
