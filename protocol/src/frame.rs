@@ -260,16 +260,21 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 }
 
-/// Append one frame (header, then the payload written by `fill`) to `out`.
-/// `fill` must append exactly `payload_len` bytes; the length field is taken
-/// from what it appended, so a mismatch cannot produce a corrupt frame.
-pub fn emit(out: &mut Vec<u8>, ty: u8, fill: impl FnOnce(&mut Vec<u8>)) {
+/// Append a header with the length and checksum left zero; returns where it starts.
+fn begin(out: &mut Vec<u8>, ty: u8) -> usize {
     let start = out.len();
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(ty);
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&[0; 10]);
+    start
+}
+
+/// Append one frame (header, then the payload written by `fill`) to `out`.
+/// `fill` must append exactly `payload_len` bytes; the length field is taken
+/// from what it appended, so a mismatch cannot produce a corrupt frame.
+pub fn emit(out: &mut Vec<u8>, ty: u8, fill: impl FnOnce(&mut Vec<u8>)) {
+    let start = begin(out, ty);
     fill(out);
     let len = (out.len() - start - HEADER_LEN) as u32;
     LE::write_u32(&mut out[start + 8..start + 12], len);
@@ -290,12 +295,7 @@ pub fn emit_with_tail(
     tail: &[u8],
     tail_crc: u32,
 ) {
-    let start = out.len();
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
-    out.push(ty);
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&[0; 8]);
+    let start = begin(out, ty);
     fill(out);
     let head_len = out.len() - start - HEADER_LEN;
     out.extend_from_slice(tail);
