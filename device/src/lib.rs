@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod session;
 pub mod store;
 pub mod units;
+pub mod verify;
 
 /// What the daemon's threads tell its main thread.
 pub enum Event {

@@ -24,6 +24,17 @@ enum Command {
     /// (at most --read-timeout, then EIO). The daemon stays mounted when the
     /// link ends and unmounts on SIGINT or SIGTERM.
     Mount(MountArgs),
+    /// Re-check every block the store holds against its recorded CRC-32.
+    ///
+    /// Bad blocks are dropped from the store's map, so the next host sends
+    /// them again. Exit status: 0 all good, 3 bad blocks were found and
+    /// dropped, 1 the store could not be checked (for example, a daemon is
+    /// using it).
+    Verify {
+        /// The store directory.
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -54,7 +65,7 @@ fn main() -> ExitCode {
         .target(env_logger::Target::Stderr)
         .init();
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("feedfs-device: error: {e:#}");
             ExitCode::FAILURE
@@ -62,8 +73,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Verify { store } => {
+            let reports = feedfs_device::verify::verify(&store)?;
+            let mut bad = 0;
+            for r in &reports {
+                println!(
+                    "{}: {} of {} blocks present and good, {} bad",
+                    r.path,
+                    r.present,
+                    r.blocks,
+                    r.bad.len()
+                );
+                if !r.bad.is_empty() {
+                    println!("  dropped, to be fetched again: blocks {:?}", r.bad);
+                }
+                bad += r.bad.len();
+            }
+            Ok(if bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
         Command::Mount(a) => session::run(MountOptions {
             link: if a.offline {
                 Link::Offline
@@ -74,6 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             store: a.store,
             read_timeout: a.read_timeout,
             allow_other: a.allow_other,
-        }),
+        })
+        .map(|()| ExitCode::SUCCESS),
     }
 }

@@ -524,3 +524,69 @@ fn sigterm_with_a_parked_reader_neither_hangs_nor_leaves_a_mount() {
     assert!(!is_mounted(&mnt), "still mounted after SIGTERM");
     drop(to_device);
 }
+
+#[test]
+fn verify_drops_a_damaged_block_and_the_next_host_sends_only_it() {
+    let s = Scratch::new("verify");
+    let src = s.root.join("src");
+    write_file(&src.join("f.bin"), 4 * MIB, 9, 0o644);
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let push = |record: &Path| {
+        Command::new(bin("feedfs-host"))
+            .args([
+                "push",
+                "--record",
+                record.to_str().unwrap(),
+                "--exec",
+                &device_cmd(&mnt, &store, ""),
+            ])
+            .arg(src.join("f.bin"))
+            .status()
+            .unwrap()
+    };
+    assert!(push(&s.root.join("r1.tsv")).success());
+    stop_device(device_pid(&store), &mnt);
+    let verify = || {
+        let out = Command::new(bin("feedfs-device"))
+            .args(["verify", "--store"])
+            .arg(&store)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    assert_eq!(
+        verify(),
+        (
+            Some(0),
+            "f.bin: 64 of 64 blocks present and good, 0 bad\n".to_string()
+        )
+    );
+
+    // A torn write: block 10's bytes on disk no longer match its CRC.
+    let data = fs::read_dir(store.join("files"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "data"))
+        .unwrap();
+    let f = OpenOptions::new().write(true).open(&data).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0xff; 16], 10 * BLOCK + 100).unwrap();
+    let (code, text) = verify();
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("63 of 64 blocks present and good, 1 bad") && text.contains("[10]"),
+        "{text}"
+    );
+    assert_eq!(
+        verify().0,
+        Some(0),
+        "dropped for good: nothing bad the second time"
+    );
+
+    // The next host is told what is there and sends block 10 alone.
+    let record = s.root.join("r2.tsv");
+    assert!(push(&record).success());
+    let sends: Vec<u64> = sent(&read_record(&record)).iter().map(|s| s.1).collect();
+    assert_eq!(sends, vec![10]);
+    assert_same_tree(&src.join("f.bin"), &mnt.join("f.bin"));
+    stop_device(device_pid(&store), &mnt);
+}
