@@ -590,3 +590,32 @@ fn verify_drops_a_damaged_block_and_the_next_host_sends_only_it() {
     assert_same_tree(&src.join("f.bin"), &mnt.join("f.bin"));
     stop_device(device_pid(&store), &mnt);
 }
+
+#[test]
+fn lz4_blocks_arrive_byte_for_byte() {
+    let s = Scratch::new("lz4");
+    let src = s.root.join("src");
+    fs::create_dir_all(&src).unwrap();
+    // Text that compresses well, with a random tail that does not.
+    let mut text = Vec::new();
+    while text.len() < 3 * MIB as usize {
+        text.extend_from_slice(format!("line {} of a compressible file\n", text.len()).as_bytes());
+    }
+    text.extend(content(11, 0, 300_000));
+    fs::write(src.join("text.log"), &text).unwrap();
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let status = Command::new(bin("feedfs-host"))
+        .args([
+            "push",
+            "--compress",
+            "lz4",
+            "--exec",
+            &device_cmd(&mnt, &store, ""),
+        ])
+        .arg(src.join("text.log"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(fs::read(mnt.join("text.log")).unwrap(), text);
+    stop_device(device_pid(&store), &mnt);
+}
