@@ -665,12 +665,12 @@ mod tests {
         vector(
             Message::Hello {
                 role: Role::Device,
-                min_version: 1,
-                max_version: 1,
+                min_version: 2,
+                max_version: 2,
                 agent: "fd",
             },
             0x01,
-            &[2, 1, 1, 0, 2, 0, b'f', b'd'],
+            &[2, 2, 2, 0, 2, 0, b'f', b'd'],
         );
         vector(
             Message::Entry {
