@@ -52,15 +52,6 @@ struct Pending {
     landing: HashSet<(u32, u64)>,
 }
 
-/// Figures for logs and tests.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub demands_sent: AtomicU64,
-    pub blocks_landed: AtomicU64,
-    pub reads_parked: AtomicU64,
-    pub reads_timed_out: AtomicU64,
-}
-
 pub struct Core {
     manifest: Manifest,
     /// Stored copy of each host id that is a file.
@@ -71,7 +62,6 @@ pub struct Core {
     read_timeout: Duration,
     pending: Mutex<Pending>,
     wake_reaper: Condvar,
-    pub counters: Counters,
 }
 
 /// A checked block on its way from the link thread to the store writer.
@@ -80,13 +70,6 @@ pub struct Landing {
     index: u64,
     crc: u32,
     data: Vec<u8>,
-}
-
-/// What happened to a landed block.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Landed {
-    Stored,
-    Duplicate,
 }
 
 /// Why a block from the host was refused.
@@ -146,7 +129,6 @@ impl Core {
             read_timeout,
             pending: Mutex::new(Pending::default()),
             wake_reaper: Condvar::new(),
-            counters: Counters::default(),
         })
     }
 
@@ -304,7 +286,6 @@ impl Core {
                 reply,
             },
         );
-        self.counters.reads_parked.fetch_add(1, Ordering::Relaxed);
         // Sent outside the lock: a direct write is a system call.
         let outbox = p.outbox.clone();
         drop(p);
@@ -316,27 +297,10 @@ impl Core {
                     count: count as u32,
                 };
                 outbox.send(msg.to_frame());
-                self.counters.demands_sent.fetch_add(1, Ordering::Relaxed);
             }
         }
         if earliest {
             self.wake_reaper.notify_one();
-        }
-    }
-
-    /// A block arrived from the host: check it, store it, answer the reads it
-    /// completes (what the link thread and the store writer do, in one call).
-    pub fn land(
-        &self,
-        id: FileId,
-        index: u64,
-        crc: u32,
-        data: &[u8],
-        actual: u32,
-    ) -> Result<Landed, LandError> {
-        match self.accept(id, index, crc, data, actual)? {
-            Some(landing) => self.store(landing, true),
-            None => Ok(Landed::Duplicate),
         }
     }
 
@@ -435,7 +399,7 @@ impl Core {
     /// The block map is written before any read is answered from the store
     /// (so a block a reader saw is recorded), and whenever `idle` says no
     /// other block is waiting to be written; otherwise in batches.
-    pub fn store(&self, l: Landing, idle: bool) -> Result<Landed, LandError> {
+    pub fn store(&self, l: Landing, idle: bool) -> Result<(), LandError> {
         let Landing {
             file: id,
             index,
@@ -444,7 +408,7 @@ impl Core {
         } = l;
         let file = self.file(id).ok_or(LandError::NoSuchFile(id))?;
         let written = file.write_block(index, &data, crc);
-        let done: (Vec<Parked>, bool) = {
+        let done: Vec<Parked> = {
             let mut p = self.pending();
             p.landing.remove(&(id.0, index));
             let written = match written {
@@ -460,7 +424,6 @@ impl Core {
             };
             if written {
                 self.present_blocks.fetch_add(1, Ordering::Relaxed);
-                self.counters.blocks_landed.fetch_add(1, Ordering::Relaxed);
             }
             let mut done = Vec::new();
             for rid in p.waiters.remove(&(id.0, index)).unwrap_or_default() {
@@ -477,9 +440,8 @@ impl Core {
                     done.push(r);
                 }
             }
-            (done, written)
+            done
         };
-        let (done, stored) = done;
         if idle || !done.is_empty() {
             if let Err(e) = file.flush_map() {
                 log::warn!("store: cannot write the block map: {e}");
@@ -490,11 +452,7 @@ impl Core {
             serve(file, r.offset, r.size, r.reply);
         }
         self.maybe_complete();
-        Ok(if stored {
-            Landed::Stored
-        } else {
-            Landed::Duplicate
-        })
+        Ok(())
     }
 
     /// Write every file's pending map entries (see `store::MAP_BATCH`).
@@ -620,9 +578,6 @@ impl Core {
                         r.offset,
                         self.read_timeout
                     );
-                    self.counters
-                        .reads_timed_out
-                        .fetch_add(1, Ordering::Relaxed);
                     r.reply.error(Errno::EIO);
                 }
                 p = self.pending();
