@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use feedfs_device::gadget::Gadget;
 use feedfs_device::session::{self, Link, MountOptions};
 use feedfs_device::units::parse_duration;
+use feedfs_device::usb::Ffs;
 
 /// Mount files served by feedfs-host at once and fill them block by block.
 #[derive(Parser)]
@@ -35,6 +37,24 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         store: PathBuf,
     },
+    /// Be the device end of `feedfs-host usb-check`: echo transfers (to
+    /// check zero-length packets both ways) and sink a stream (to measure
+    /// the raw bulk rate), until the host is done.
+    UsbCheck(UsbArgs),
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("usb").required(true))]
+struct UsbArgs {
+    /// Use the FunctionFS instance mounted at DIR (set up by you or an init script).
+    #[arg(long, value_name = "DIR", group = "usb")]
+    usb_ffs: Option<PathBuf>,
+    /// Set up the USB gadget through configfs, and remove it on exit.
+    #[arg(long, group = "usb")]
+    usb_gadget: bool,
+    /// With --usb-gadget: the USB device controller to bind (default: the first in /sys/class/udc).
+    #[arg(long, value_name = "NAME", requires = "usb_gadget")]
+    udc: Option<String>,
 }
 
 #[derive(Args)]
@@ -48,6 +68,17 @@ struct MountArgs {
     /// Use this process's stdin/stdout as the link (for feedfs-host --exec, adb shell, ssh).
     #[arg(long, group = "link")]
     stdio: bool,
+    /// Use the USB function whose FunctionFS is mounted at DIR: write its
+    /// descriptors, then serve each host that configures the device.
+    #[arg(long, value_name = "DIR", group = "link")]
+    usb_ffs: Option<PathBuf>,
+    /// Set up a USB gadget with the feedfs function through configfs (needs
+    /// root and a UDC), serve over it, and remove it on exit.
+    #[arg(long, group = "link")]
+    usb_gadget: bool,
+    /// With --usb-gadget: the USB device controller to bind (default: the first in /sys/class/udc).
+    #[arg(long, value_name = "NAME", requires = "usb_gadget")]
+    udc: Option<String>,
     /// No link: mount the files the store already knows and serve the blocks it holds
     /// (reads of missing blocks fail with EIO).
     #[arg(long, group = "link")]
@@ -97,11 +128,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(3)
             })
         }
+        Command::UsbCheck(a) => {
+            let mut gadget = None;
+            let ffs = match (a.usb_ffs, a.usb_gadget) {
+                (Some(dir), _) => Ffs::start(&dir)?,
+                (None, _) => {
+                    let mut g = Gadget::create()?;
+                    let ffs = Ffs::start(g.ffs_dir())?;
+                    g.adopt(ffs.closer());
+                    g.bind(a.udc.as_deref())?;
+                    gadget = Some(g);
+                    ffs
+                }
+            };
+            let result = feedfs_device::usbcheck::run(&ffs);
+            drop(gadget);
+            result.map(|()| ExitCode::SUCCESS)
+        }
         Command::Mount(a) => session::run(MountOptions {
-            link: if a.offline {
-                Link::Offline
-            } else {
-                Link::Stdio
+            link: match (a.offline, a.usb_ffs, a.usb_gadget) {
+                (true, _, _) => Link::Offline,
+                (_, Some(dir), _) => Link::UsbFfs(dir),
+                (_, _, true) => Link::UsbGadget(a.udc),
+                _ => Link::Stdio,
             },
             mountpoint: a.mountpoint,
             store: a.store,
