@@ -8,6 +8,7 @@
 //! state (stored files, parked reads), [`fs`] is the thin FUSE adapter over
 //! it, [`store`] and [`bitmap`] are the persisted block map.
 
+pub mod attach;
 pub mod bitmap;
 pub mod core;
 pub mod fs;

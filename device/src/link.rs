@@ -59,13 +59,14 @@ impl Daemon {
         read_timeout: Duration,
         events: Sender<Event>,
         mounted: Receiver<bool>,
+        mounted_core: Option<SharedCore>,
     ) -> Daemon {
         Daemon {
             store,
             read_timeout,
             events,
             mounted: Mutex::new(Some(mounted)),
-            core: Mutex::new(None),
+            core: Mutex::new(mounted_core),
         }
     }
 

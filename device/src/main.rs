@@ -26,6 +26,21 @@ enum Command {
     /// (at most --read-timeout, then EIO). The daemon stays mounted when the
     /// link ends and unmounts on SIGINT or SIGTERM.
     Mount(MountArgs),
+    /// Hand a new link to the daemon already serving a store (after the
+    /// first host went away), without an unmount.
+    ///
+    /// The daemon takes this process's stdin and stdout as its link; this
+    /// process stays until that link ends. Refused while another link
+    /// feeds the store. Use it as the device command of a new host:
+    /// `feedfs-host push --exec 'adb shell feedfs-device attach --store DIR --stdio' ...`.
+    Attach {
+        /// The store of the running daemon.
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        /// Hand over this process's stdin/stdout (the only kind of link attach takes).
+        #[arg(long, required = true)]
+        stdio: bool,
+    },
     /// Re-check every block the store holds against its recorded CRC-32.
     ///
     /// Bad blocks are dropped from the store's map, so the next host sends
@@ -127,6 +142,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(3)
             })
+        }
+        Command::Attach { store, stdio: _ } => {
+            feedfs_device::attach::attach_stdio(&store).map(|()| ExitCode::SUCCESS)
         }
         Command::UsbCheck(a) => {
             let mut gadget = None;

@@ -1,9 +1,11 @@
 //! The daemon's life: links on the link thread, mount and signals on the
 //! main thread, until a signal or an unmount.
 //!
-//! Links come one after another from a source: this process's stdin/stdout
-//! (once), or a USB function's bulk endpoints (each time the host
-//! configures the device). [`link::serve`] speaks the protocol on each. The
+//! Links come one at a time: this process's stdin/stdout (the first one),
+//! a USB function's bulk endpoints (each time a host configures the device),
+//! or a pipe handed over by `feedfs-device attach` ([`attach`]); one that
+//! comes while another is up is refused (attach) or waits (USB).
+//! [`link::serve`] speaks the protocol on each. The
 //! mount outlives every link: while no link is up, blocks already present
 //! are served and reads of missing ones wait, within `--read-timeout`, for
 //! the next link. The daemon unmounts and exits on SIGINT or SIGTERM, or
@@ -22,6 +24,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use fuser::{Config, MountOption, SessionACL};
 
+use crate::attach::{self, Busy, Incoming};
 use crate::core::{Core, SharedCore};
 use crate::fs::FeedFs;
 use crate::gadget::Gadget;
@@ -65,38 +68,54 @@ pub fn run(opts: MountOptions) -> anyhow::Result<()> {
     let (events_tx, events) = mpsc::channel::<Event>();
     watch_signals(events_tx.clone())?;
     let (mounted_tx, mounted_rx) = mpsc::channel::<bool>();
+    let (links_tx, links) = mpsc::channel::<Incoming>();
+    let busy: Busy = Arc::new(AtomicBool::new(false));
+    let mut offline = None;
     // Held until the end: the gadget is removed when it drops.
     let mut _gadget = None;
-    let links: Box<dyn FnMut() -> Option<anyhow::Result<LinkIo>> + Send> = match &opts.link {
+    match &opts.link {
         Link::Offline => {
-            let core = Core::new(store.load_manifest()?, &store, opts.read_timeout)?;
+            let core = Arc::new(Core::new(
+                store.load_manifest()?,
+                &store,
+                opts.read_timeout,
+            )?);
             log::info!(
                 "offline: {} of {} blocks present",
                 core.present_blocks(),
                 core.total_blocks()
             );
-            let _ = events_tx.send(Event::Manifest(Arc::new(core)));
-            Box::new(|| None)
+            let _ = events_tx.send(Event::Manifest(core.clone()));
+            offline = Some(core);
         }
         Link::Stdio => {
-            let mut once = Some(stdio_link()?);
-            Box::new(move || once.take().map(Ok))
+            busy.store(true, Ordering::SeqCst);
+            let _ = links_tx.send(Incoming {
+                link: stdio_link()?,
+                done: None,
+            });
         }
-        Link::UsbFfs(dir) => {
-            let ffs = Ffs::start(dir)?;
-            Box::new(move || Some(ffs.next_link()))
-        }
+        Link::UsbFfs(dir) => start_usb(Ffs::start(dir)?, links_tx.clone(), busy.clone())?,
         Link::UsbGadget(udc) => {
             let mut gadget = Gadget::create()?;
             let ffs = Ffs::start(gadget.ffs_dir())?;
             gadget.adopt(ffs.closer());
             gadget.bind(udc.as_deref())?;
             _gadget = Some(gadget);
-            Box::new(move || Some(ffs.next_link()))
+            start_usb(ffs, links_tx.clone(), busy.clone())?;
         }
-    };
-    let daemon = Daemon::new(store, opts.read_timeout, events_tx.clone(), mounted_rx);
-    start_links(daemon, links, events_tx.clone())?;
+    }
+    let _socket = attach::listen(&opts.store, links_tx, busy.clone())
+        .map_err(|e| log::warn!("{e:#}; `feedfs-device attach` cannot reach this daemon"))
+        .ok();
+    let daemon = Daemon::new(
+        store,
+        opts.read_timeout,
+        events_tx.clone(),
+        mounted_rx,
+        offline,
+    );
+    start_links(daemon, links, busy, events_tx.clone())?;
     main_loop(&opts, events, events_tx, mounted_tx)
 }
 
@@ -114,21 +133,57 @@ fn stdio_link() -> anyhow::Result<LinkIo> {
     })
 }
 
-/// The link thread: serve each link the source gives, one at a time.
+/// Each time a USB host configures the device (and no other link is up),
+/// hand its endpoints to the link thread and wait until that link ends.
+fn start_usb(ffs: Ffs, links: Sender<Incoming>, busy: Busy) -> anyhow::Result<()> {
+    thread::Builder::new()
+        .name("usb-links".into())
+        .spawn(move || loop {
+            let link = match ffs.next_link() {
+                Ok(l) => l,
+                Err(e) => {
+                    log::error!("USB: {e:#}");
+                    return;
+                }
+            };
+            while busy
+                .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                thread::sleep(Duration::from_millis(100));
+            }
+            let (done, ended) = mpsc::channel();
+            if links
+                .send(Incoming {
+                    link,
+                    done: Some(done),
+                })
+                .is_err()
+            {
+                return;
+            }
+            let _ = ended.recv();
+        })?;
+    Ok(())
+}
+
+/// The link thread: serve each link handed over, one at a time.
 fn start_links(
     daemon: Daemon,
-    mut links: Box<dyn FnMut() -> Option<anyhow::Result<LinkIo>> + Send>,
+    links: Receiver<Incoming>,
+    busy: Busy,
     events: Sender<Event>,
 ) -> anyhow::Result<()> {
     thread::Builder::new()
         .name("link-reader".into())
         .spawn(move || {
-            while let Some(link) = links() {
-                let result = link.and_then(|l| link::serve(&daemon, l));
-                if events
-                    .send(Event::LinkEnded(result.map_err(|e| format!("{e:#}"))))
-                    .is_err()
-                {
+            for Incoming { link, done } in links {
+                let result = link::serve(&daemon, link).map_err(|e| format!("{e:#}"));
+                busy.store(false, Ordering::SeqCst);
+                if let Some(done) = done {
+                    let _ = done.send(result.clone());
+                }
+                if events.send(Event::LinkEnded(result)).is_err() {
                     break;
                 }
             }
@@ -312,7 +367,7 @@ fn mount_config(allow_other: bool) -> Config {
 const PIPE_BUFFER: i32 = 256 * 1024;
 
 /// Ask for a [`PIPE_BUFFER`]-byte pipe; anything but a pipe stays as it is.
-fn grow_pipe(fd: &File) {
+pub(crate) fn grow_pipe(fd: &File) {
     use std::os::fd::AsRawFd;
     // SAFETY: F_SETPIPE_SZ on a descriptor we own; no memory is passed.
     if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BUFFER) } < 0 {
