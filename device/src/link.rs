@@ -84,6 +84,26 @@ struct Hello {
     agent: String,
 }
 
+impl Hello {
+    /// The owned form of a Hello message; `None` for any other message.
+    fn of(msg: &Message) -> Option<Hello> {
+        match *msg {
+            Message::Hello {
+                role,
+                min_version,
+                max_version,
+                agent,
+            } => Some(Hello {
+                role,
+                min_version,
+                max_version,
+                agent: agent.to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// How a host session ended.
 enum End {
     /// The host said Goodbye: the link stays for the next host.
@@ -157,24 +177,14 @@ fn wait_hello<R: Read>(
             }
             Err(e) => bail!("link failed before the host said hello: {e}"),
         };
-        match Message::parse(frame) {
-            Ok(Message::Hello {
-                role,
-                min_version,
-                max_version,
-                agent,
-            }) => {
+        match Message::parse(frame).ok().as_ref().and_then(Hello::of) {
+            Some(hello) => {
                 if skipped > 0 {
                     log::warn!("skipped {skipped} frames of an earlier session before this Hello");
                 }
-                return Ok(Some(Hello {
-                    role,
-                    min_version,
-                    max_version,
-                    agent: agent.to_string(),
-                }));
+                return Ok(Some(hello));
             }
-            Ok(_) | Err(_) => skipped += 1,
+            None => skipped += 1,
         }
     }
 }
@@ -259,6 +269,9 @@ fn read_manifest<R: Read>(
         };
         let msg = Message::parse(frame)
             .map_err(|e| refuse(outbox, ErrorCode::Protocol, e.to_string()))?;
+        if let Some(hello) = Hello::of(&msg) {
+            return Ok(Err(End::Hello(hello)));
+        }
         match msg {
             Message::ManifestEnd {
                 entries,
@@ -268,19 +281,6 @@ fn read_manifest<R: Read>(
                     .finish(entries, total_bytes)
                     .map(Ok)
                     .map_err(|e| refuse(outbox, ErrorCode::Manifest, e.to_string()));
-            }
-            Message::Hello {
-                role,
-                min_version,
-                max_version,
-                agent,
-            } => {
-                return Ok(Err(End::Hello(Hello {
-                    role,
-                    min_version,
-                    max_version,
-                    agent: agent.to_string(),
-                })))
             }
             Message::Error { code, text } => bail!("host reported an error ({code:?}): {text}"),
             msg => builder.push_message(&msg).map_err(|e| {
@@ -466,6 +466,9 @@ fn frame_loop<R: Read>(
                 continue;
             }
         };
+        if let Some(hello) = Hello::of(&msg) {
+            return Ok(End::Hello(hello));
+        }
         match msg {
             Message::Block {
                 file,
@@ -487,19 +490,6 @@ fn frame_loop<R: Read>(
                         blocks: core.present_blocks(),
                     });
                 }
-            }
-            Message::Hello {
-                role,
-                min_version,
-                max_version,
-                agent,
-            } => {
-                return Ok(End::Hello(Hello {
-                    role,
-                    min_version,
-                    max_version,
-                    agent: agent.to_string(),
-                }))
             }
             Message::Error { code, text } => bail!("host reported an error ({code:?}): {text}"),
             Message::Goodbye => {
