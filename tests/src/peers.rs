@@ -56,6 +56,8 @@ pub enum Read {
     Good,
     /// The read failed with EIO (allowed while the link is faulty or gone).
     Eio,
+    /// The read failed with ENOSPC (the store could not hold its block).
+    NoSpace,
 }
 
 /// Read `expected.len()` bytes at `offset` of `path` (pread after pread,
@@ -94,6 +96,7 @@ pub fn checked_read(
             Ok(0) => break Read::Good,
             Ok(n) => got += n,
             Err(e) if e.raw_os_error() == Some(libc::EIO) => break Read::Eio,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break Read::NoSpace,
             Err(e) => panic!("{what}: read of {} at {offset}: {e}", path.display()),
         }
     };

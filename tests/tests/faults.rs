@@ -122,6 +122,7 @@ fn run_seed(seed: u64, faults: Faults) -> (String, u64, u64, u64) {
                     match outcome {
                         Read::Good => tally.good.fetch_add(1, Ordering::Relaxed),
                         Read::Eio => tally.eio.fetch_add(1, Ordering::Relaxed),
+                        Read::NoSpace => panic!("{what}: ENOSPC from a roomy store"),
                     };
                     tally
                         .slowest_ms
