@@ -8,7 +8,9 @@
 //! its bit and answers the reads that needed more than that block. So a
 //! demanded block never waits behind a slow disk write. The reaper thread
 //! fails parked reads whose deadline passed with EIO, so no reader waits
-//! forever.
+//! forever; for a second after that, new reads of a block that timed out
+//! fail at once, so the kernel's own retry of the failed page does not make
+//! one read(2) wait twice.
 //!
 //! Lock order: a file's map lock is never held while taking the pending
 //! lock. A read re-checks presence under the pending lock, and a landing
@@ -28,6 +30,11 @@ use crate::store::{BlockState, Store, StoredFile};
 
 /// Longest time a landed block's bit stays in memory only.
 const MAP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// After a read of a block times out, how long new reads of that block fail
+/// at once. The kernel answers a failed page read by reading the page again
+/// on its own; without this, that retry waited a second read timeout inside
+/// the same read(2).
+const EXPIRED_GRACE: Duration = Duration::from_secs(1);
 
 struct Parked {
     file: u32,
@@ -50,6 +57,8 @@ struct Pending {
     outbox: Option<Outbox>,
     /// Blocks checked and on their way to the store: waited for, never demanded.
     landing: HashSet<(u32, u64)>,
+    /// Missing blocks whose reads timed out, and when: see [`EXPIRED_GRACE`].
+    expired: HashMap<(u32, u64), Instant>,
 }
 
 pub struct Core {
@@ -258,6 +267,20 @@ impl Core {
         if missing.is_empty() {
             drop(p);
             return serve(file, offset, size, reply);
+        }
+        let now = Instant::now();
+        if missing.iter().any(|&b| {
+            p.expired
+                .get(&(id.0, b))
+                .is_some_and(|&t| now.duration_since(t) < EXPIRED_GRACE)
+        }) {
+            drop(p);
+            log::debug!(
+                "read of {} at {offset}: its block timed out just now: EIO",
+                self.path_of(id)
+            );
+            reply.error(Errno::EIO);
+            return;
         }
         let rid = p.next_id;
         p.next_id += 1;
@@ -559,6 +582,8 @@ impl Core {
                 p = self.pending();
             }
             let mut expired = Vec::new();
+            p.expired
+                .retain(|_, t| now.duration_since(*t) < EXPIRED_GRACE);
             while let Some(&(d, rid)) = p.deadlines.first() {
                 if d > now {
                     break;
@@ -566,6 +591,14 @@ impl Core {
                 p.deadlines.pop_first();
                 if let Some(r) = p.reads.remove(&rid) {
                     forget_waits(&mut p.waiters, &r, rid);
+                    if let Some(file) = self.file(FileId(r.file)) {
+                        for b in r.first..=r.last {
+                            let key = (r.file, b);
+                            if !file.is_present(b).unwrap_or(true) && !p.landing.contains(&key) {
+                                p.expired.insert(key, now);
+                            }
+                        }
+                    }
                     expired.push(r);
                 }
             }

@@ -261,3 +261,30 @@ fn a_frame_cut_short_before_an_idle_link_does_not_stall_the_device() {
     assert!(status.success(), "{status}: {stderr}");
     assert!(stderr.contains("stalled"), "{stderr}");
 }
+
+#[test]
+fn a_read_the_host_never_answers_fails_once_within_the_read_timeout() {
+    use feedfs_tests::peers::FakeHost;
+    // A host that sends its manifest and then ignores every demand. The
+    // kernel retries a page whose read failed with a read of its own;
+    // that retry must not wait a second read timeout.
+    let s = Scratch::new("noanswer");
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let mut host = FakeHost::start(&mnt, &store, &["--read-timeout", "2s"]);
+    assert!(host.send(&opening(4 << 20, 65536)));
+    wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
+    let f = mnt.join("f.bin");
+    for offset in [0, 1 << 20, (3 << 20) + 12_345] {
+        let (outcome, took) = checked_read(
+            &f,
+            offset,
+            &content(3, offset, 4096),
+            Duration::from_secs(2) + Duration::from_millis(1500),
+            "no answer",
+        );
+        assert_eq!(outcome, Read::Eio, "at {offset}");
+        eprintln!("read at {offset}: EIO after {took:?}");
+    }
+    stop_device(host.device.id() as i32, &mnt);
+    host.wait(Duration::from_secs(10));
+}
