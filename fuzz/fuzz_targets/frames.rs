@@ -6,8 +6,9 @@
 //! yields is parsed as a [`Message`]; an Entry or ManifestEnd goes to a
 //! [`ManifestBuilder`], a Block's data through `decode_block`. Checked
 //! invariants: nothing panics; the decoder never holds more than its fixed
-//! buffer; a message that parses emits exactly `buffer_len()` bytes and
-//! parses back to itself; LZ4 never decodes past the block's length.
+//! buffer; a message that parses emits a frame of exactly `buffer_len()`
+//! payload bytes and parses back to itself; LZ4 never decodes past the
+//! block's length.
 //! Frame checksums are bypassed under `cfg(fuzzing)` (see `frame.rs`), so
 //! mutated frames reach the parser.
 #![no_main]
@@ -64,7 +65,11 @@ fn check_message(
         return;
     };
     let emitted = msg.to_frame();
-    assert_eq!(emitted.len(), msg.buffer_len(), "buffer_len of {msg:?}");
+    assert_eq!(
+        emitted.len(),
+        feedfs_protocol::HEADER_LEN + msg.buffer_len(),
+        "buffer_len (the payload's) of {msg:?}"
+    );
     assert_eq!(emitted.len(), total, "re-emitted length of {msg:?}");
     let back = Message::parse(Frame::new_checked(&emitted[..]).expect("own frame checks"))
         .expect("own frame parses");
