@@ -5,8 +5,10 @@
 //! For each seed: while the faults run, reader threads read scattered
 //! ranges through the mount; every read must return the source's bytes or
 //! fail with EIO, and none may take longer than the read timeout plus a
-//! margin. Then the faults stop and the transfer must complete, every file
-//! exact. Seeds: `FEEDFS_FAULT_SEEDS` (`7`, `1..=50`), default 1..=3;
+//! margin. At a seeded moment the link is cut (the host killed) and a new
+//! host attaches to the same daemon (`feedfs-device attach`) behind a new
+//! faulty link. Then the faults stop and the transfer must complete, every
+//! file exact. Seeds: `FEEDFS_FAULT_SEEDS` (`7`, `1..=50`), default 1..=3;
 //! `FEEDFS_FAULT_RATE` multiplies every fault's rate (default 1).
 //! These tests need /dev/fuse and the right to mount; they fail without.
 
@@ -64,7 +66,58 @@ struct Tally {
     slowest_ms: AtomicU64,
 }
 
-/// One seed: faults while readers read, then calm, then every byte checked.
+/// A new host for the daemon on `store`, through `feedfs-device attach`
+/// behind a faulty relay seeded from `seed`. The attach is tried again
+/// while the daemon still refuses it (the cut link not yet seen as ended).
+fn attach_host(
+    seed: u64,
+    faults: Faults,
+    store: &Path,
+    src: &Path,
+    what: &str,
+) -> (std::process::Child, Relay) {
+    let start = Instant::now();
+    let mut attach = loop {
+        let mut a = std::process::Command::new(bin("feedfs-device"))
+            .args(["attach", "--stdio", "--store"])
+            .arg(store)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // A refusal comes at once; an accepted attach stays.
+        let refused = (0..30).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            a.try_wait().unwrap().is_some()
+        });
+        if !refused {
+            break a;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what}: the daemon kept refusing an attach after the cut"
+        );
+    };
+    let mut host = host_command(&["--block-size", "16K", "--rate", "6M", src.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let relay = Relay::start(
+        seed.wrapping_add(1 << 32),
+        faults,
+        host.stdout.take().unwrap(),
+        attach.stdin.take().unwrap(),
+        attach.stdout.take().unwrap(),
+        host.stdin.take().unwrap(),
+    );
+    (host, relay)
+}
+
+/// One seed: faults while readers read, a cut and a new host attached,
+/// then calm, then every byte checked.
 fn run_seed(seed: u64, faults: Faults) -> (String, u64, u64, u64) {
     let what = format!("seed {seed} (replay: FEEDFS_FAULT_SEEDS={seed})");
     let s = Scratch::new(&format!("faults-{seed}"));
@@ -91,9 +144,6 @@ fn run_seed(seed: u64, faults: Faults) -> (String, u64, u64, u64) {
         device.stdout.take().unwrap(),
         host.stdin.take().unwrap(),
     );
-    // A place for the "cut and reconnected" fault: once `feedfs-device
-    // attach` exists, a seeded cut ends this relay and its host here, and a
-    // new host and relay attach to the same daemon before the calm phase.
     wait_for(
         &format!("{what}: the mount"),
         Duration::from_secs(20),
@@ -133,9 +183,18 @@ fn run_seed(seed: u64, faults: Faults) -> (String, u64, u64, u64) {
         })
         .collect();
     // The faults run for a while (the stream alone takes about 1.2 s at 6M).
-    std::thread::sleep(Duration::from_millis(2500));
+    // At a seeded moment the link is cut: the host is killed and its relay
+    // dies with it. A new host attaches to the same daemon through
+    // `feedfs-device attach`, behind a new faulty relay; readers go on.
+    let cut_at = Duration::from_millis(200 + Rng::new(seed ^ 0x5eed).below(1500));
+    std::thread::sleep(cut_at);
+    signal(host.id() as i32, libc::SIGKILL);
+    let _ = host.wait();
+    let before_cut = relay.faults() + 1;
+    let (mut host, relay) = attach_host(seed, faults, &store, &src, &what);
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(cut_at));
     relay.calm();
-    let faults_injected = relay.faults();
+    let faults_injected = before_cut + relay.faults();
     stop.store(true, Ordering::Relaxed);
     for r in readers {
         r.join().expect("a reader failed");
@@ -145,7 +204,7 @@ fn run_seed(seed: u64, faults: Faults) -> (String, u64, u64, u64) {
     let status = wait_exit(&mut host, Duration::from_secs(60));
     assert!(status.success(), "{what}: host after calm: {status}");
     let summary = format!(
-        "{what}: {faults_injected} faults (to device: {}; to host: {}); reads: {} good, {} EIO, slowest {} ms",
+        "{what}: {faults_injected} faults (a cut at {cut_at:?}; after it, to device: {}; to host: {}); reads: {} good, {} EIO, slowest {} ms",
         relay.to_device.summary(),
         relay.to_host.summary(),
         tally.good.load(Ordering::Relaxed),
