@@ -20,10 +20,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use feedfs_protocol::reqlog::Outcome;
 use feedfs_protocol::{FileId, Manifest, Message};
 use fuser::{Errno, ReplyData};
 
 use crate::outbox::Outbox;
+use crate::reqlog::RequestLog;
 use crate::store::{BlockState, Store, StoredFile};
 
 /// Longest time a landed block's bit stays in memory only.
@@ -38,6 +40,11 @@ struct Parked {
     missing: usize,
     deadline: Instant,
     reply: ReplyData,
+    /// For the request log: when it was parked, by whom, and whether it
+    /// sent a demand itself.
+    since: Instant,
+    pid: u32,
+    demanded: bool,
 }
 
 #[derive(Default)]
@@ -62,6 +69,7 @@ pub struct Core {
     read_timeout: Duration,
     pending: Mutex<Pending>,
     wake_reaper: Condvar,
+    log: RequestLog,
 }
 
 /// A checked block on its way from the link thread to the store writer.
@@ -120,6 +128,7 @@ impl Core {
         }
         let total_blocks = files.iter().flatten().map(StoredFile::blocks).sum();
         let present = files.iter().flatten().map(StoredFile::present_count).sum();
+        let log = RequestLog::start(store.dir(), &manifest);
         Ok(Core {
             manifest,
             files,
@@ -129,6 +138,7 @@ impl Core {
             read_timeout,
             pending: Mutex::new(Pending::default()),
             wake_reaper: Condvar::new(),
+            log,
         })
     }
 
@@ -155,6 +165,7 @@ impl Core {
     /// Attach a link: frames sent from now on go to `outbox`.
     pub fn link_up(&self, outbox: Outbox) {
         self.pending().outbox = Some(outbox);
+        self.log.link(true);
     }
 
     /// The link ended: every parked read fails with EIO now, and so will
@@ -170,7 +181,9 @@ impl Core {
         if !failed.is_empty() {
             log::warn!("link down: failing {} parked reads with EIO", failed.len());
         }
+        self.log.link(false);
         for r in failed {
+            self.ended(&r, Outcome::Failed);
             r.reply.error(Errno::EIO);
         }
     }
@@ -186,6 +199,11 @@ impl Core {
 
     /// Serve a FUSE read, or park it until its blocks land.
     pub fn read(&self, id: FileId, offset: u64, size: u32, reply: ReplyData) {
+        self.read_by(id, offset, size, 0, reply)
+    }
+
+    /// [`Core::read`] for process `pid` (0 if unknown), as the request log names it.
+    pub fn read_by(&self, id: FileId, offset: u64, size: u32, pid: u32, reply: ReplyData) {
         let Some(file) = self.file(id) else {
             reply.error(Errno::EISDIR);
             return;
@@ -198,7 +216,10 @@ impl Core {
         let first = offset / bs;
         let last = (offset.saturating_add(u64::from(size)).min(file.size()) - 1) / bs;
         match self.missing_blocks(file, first, last) {
-            Ok(missing) if missing.is_empty() => return serve(file, offset, size, reply),
+            Ok(missing) if missing.is_empty() => {
+                self.log_served(id, file, offset, size, first, last);
+                return serve(file, offset, size, reply);
+            }
             Ok(_) => {}
             Err(e) => {
                 log::error!("store read of {} failed: {e}", self.path_of(id));
@@ -206,7 +227,38 @@ impl Core {
                 return;
             }
         }
-        self.park(id, file, offset, size, first, last, reply);
+        self.park(id, file, offset, size, first, last, pid, reply);
+    }
+
+    fn log_served(
+        &self,
+        id: FileId,
+        file: &StoredFile,
+        offset: u64,
+        size: u32,
+        first: u64,
+        last: u64,
+    ) {
+        let bytes = file.size().saturating_sub(offset).min(size.into());
+        self.log.served(id, first, last, bytes);
+    }
+
+    /// Record a parked read that has ended.
+    fn ended(&self, r: &Parked, outcome: Outcome) {
+        self.log.waited(
+            FileId(r.file),
+            r.first,
+            r.last,
+            r.since,
+            r.pid,
+            outcome,
+            r.demanded,
+        );
+    }
+
+    /// Write the request log out and stop its writer (at unmount).
+    pub fn close_log(&self) {
+        self.log.close();
     }
 
     fn missing_blocks(
@@ -239,6 +291,7 @@ impl Core {
         size: u32,
         first: u64,
         last: u64,
+        pid: u32,
         reply: ReplyData,
     ) {
         let mut p = self.pending();
@@ -257,6 +310,7 @@ impl Core {
             .collect();
         if missing.is_empty() {
             drop(p);
+            self.log_served(id, file, offset, size, first, last);
             return serve(file, offset, size, reply);
         }
         let rid = p.next_id;
@@ -284,11 +338,15 @@ impl Core {
                 missing: missing.len(),
                 deadline,
                 reply,
+                since: Instant::now(),
+                pid,
+                demanded: !to_demand.is_empty(),
             },
         );
         // Sent outside the lock: a direct write is a system call.
         let outbox = p.outbox.clone();
         drop(p);
+        self.log.waiting(id, first, last);
         if let Some(outbox) = outbox {
             for (first, count) in runs(&to_demand) {
                 let msg = Message::Demand {
@@ -383,6 +441,7 @@ impl Core {
             // Checked against its CRC above; the read lies within this block.
             let from = (r.offset - block_start) as usize;
             let to = (from + r.size as usize).min(data.len());
+            self.ended(&r, Outcome::Served);
             r.reply.data(&data[from..to]);
         }
         Ok(Some(Landing {
@@ -448,6 +507,7 @@ impl Core {
             }
         }
         for r in done {
+            self.ended(&r, Outcome::Served);
             let file = self.file(FileId(r.file)).expect("parked on a file");
             serve(file, r.offset, r.size, r.reply);
         }
@@ -490,6 +550,7 @@ impl Core {
             failed
         };
         for r in failed {
+            self.ended(&r, Outcome::Failed);
             r.reply.error(errno);
         }
     }
@@ -578,6 +639,7 @@ impl Core {
                         r.offset,
                         self.read_timeout
                     );
+                    self.ended(&r, Outcome::TimedOut);
                     r.reply.error(Errno::EIO);
                 }
                 p = self.pending();

@@ -4,14 +4,18 @@
 //! [`session`] runs the daemon: the link thread speaks the protocol, the
 //! main thread mounts and waits for a signal. [`core`] holds the shared
 //! state (stored files, parked reads), [`fs`] is the thin FUSE adapter over
-//! it, [`store`] and [`bitmap`] are the persisted block map.
+//! it, [`store`] and [`bitmap`] are the persisted block map. [`reqlog`]
+//! records the reads that waited (and first reads) in the store, and
+//! [`status`] reports on a store from outside the daemon.
 
 pub mod bitmap;
 pub mod core;
 pub mod fs;
 pub mod opens;
 pub mod outbox;
+pub mod reqlog;
 pub mod session;
+pub mod status;
 pub mod store;
 pub mod units;
 pub mod verify;

@@ -35,6 +35,21 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         store: PathBuf,
     },
+    /// Show what a store holds and how long its readers waited.
+    ///
+    /// Per file: bytes present of the total, reads that had to wait for the
+    /// host (demand requests) with their median and 99th-percentile wait
+    /// (in the last mount), and whether a daemon runs with its link up.
+    /// Reads only: works while the daemon runs (figures up to a second
+    /// behind) and after it stopped.
+    Status {
+        /// The store directory.
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -96,6 +111,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(3)
             })
+        }
+        Command::Status { store, json } => {
+            let s = feedfs_device::status::status(&store)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", feedfs_device::status::render_text(&s));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Mount(a) => session::run(MountOptions {
             link: if a.offline {

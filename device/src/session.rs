@@ -220,6 +220,7 @@ fn main_loop(
     stop_reaper.store(true, Ordering::Relaxed);
     if let Some(core) = core_for_reaper {
         core.wake();
+        core.close_log();
     }
     result
 }

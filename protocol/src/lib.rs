@@ -10,6 +10,8 @@
 //! [`manifest`] checks a host's file list before anything is created from
 //! it, and [`io`] is the thin adapter over `Read`/`Write` used by both
 //! binaries. The format is described byte by byte in `docs/protocol.md`.
+//! [`reqlog`] is the device's request log format (`docs/store.md`), shared
+//! by the device that writes it and the host that reads copies of it.
 #![deny(unsafe_code)]
 
 pub mod decoder;
@@ -17,6 +19,7 @@ pub mod frame;
 pub mod io;
 pub mod manifest;
 pub mod message;
+pub mod reqlog;
 
 pub use decoder::Decoder;
 pub use frame::{FrameError, Recovery, HEADER_LEN, MAGIC, MAX_PAYLOAD, VERSION};
