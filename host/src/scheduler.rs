@@ -13,12 +13,16 @@
 //!    window starts at [`INITIAL_WINDOW`] blocks and doubles with each
 //!    demand that continues the run, up to the `readahead` limit; any other
 //!    demand is taken as random access and gets none, so a random reader's
-//!    next block never waits behind data nobody asked for;
+//!    next block never waits behind data nobody asked for. A demand for a
+//!    planned block gets none either: the plan knows better what the
+//!    reader needs next, and goes on sending it;
 //! 3. the background stream: first the planned blocks, in the order of a
 //!    prefetch plan given with [`Scheduler::with_plan`] (a learned plan or
 //!    a zip file's built-in order), then every block the device lacks,
 //!    files in manifest order, blocks in ascending order; both skip blocks
-//!    already sent or held.
+//!    already sent or held. [`Scheduler::pause_stream`] holds back the
+//!    file-order part only: planned blocks are what readers are about to
+//!    ask for, so they keep the link busy while a reader is active.
 //!
 //! Until the device's `HaveEnd` the scheduler does not know what the device
 //! holds, so it answers demands only: no readahead, no stream. It does no I/O
@@ -186,6 +190,8 @@ struct FileState {
     sent: Bits,
     in_demand: Bits,
     in_readahead: Bits,
+    /// Blocks named by the plan.
+    planned: Bits,
 }
 
 /// The send-order state machine; see the module documentation.
@@ -226,6 +232,7 @@ impl Scheduler {
                 sent: Bits::empty(blocks),
                 in_demand: Bits::empty(blocks),
                 in_readahead: Bits::empty(blocks),
+                planned: Bits::empty(blocks),
             });
         }
         Scheduler {
@@ -287,6 +294,12 @@ impl Scheduler {
             let f = self.file_mut(file)?;
             Self::check_range(f, file, first, count)?;
         }
+        for &(file, first, count) in ranges {
+            let f = self.file_mut(file)?;
+            for i in first..first + count {
+                f.planned.set(i);
+            }
+        }
         self.plan = ranges
             .iter()
             .map(|&(file, first, count)| (file, first, first + count))
@@ -347,7 +360,7 @@ impl Scheduler {
         f.run_end = end;
         f.ahead_end = end.saturating_add(f.window).min(f.blocks);
         let mut ahead = Vec::new();
-        if have_end {
+        if have_end && !f.planned.get(first) {
             for i in end..f.ahead_end {
                 if f.lacks.get(i) && !f.sent.get(i) && !f.in_demand.get(i) && !f.in_readahead.get(i)
                 {
@@ -390,7 +403,7 @@ impl Scheduler {
                 kind: Kind::Readahead,
             });
         }
-        if !self.have_end || !self.stream || self.stream_paused {
+        if !self.have_end || !self.stream {
             return None;
         }
         if self.advance_plan() {
@@ -406,7 +419,7 @@ impl Scheduler {
                 kind: Kind::Plan,
             });
         }
-        if !self.advance_stream() {
+        if self.stream_paused || !self.advance_stream() {
             return None;
         }
         let (slot, index) = self.cursor;
@@ -479,8 +492,7 @@ impl Scheduler {
             || !self.ahead.is_empty()
             || (self.have_end
                 && self.stream
-                && !self.stream_paused
-                && (self.advance_plan() || self.advance_stream()))
+                && (self.advance_plan() || (!self.stream_paused && self.advance_stream())))
     }
 
     /// True once `HaveEnd` has arrived, the stream has nothing left and no
@@ -831,19 +843,47 @@ mod tests {
     }
 
     #[test]
-    fn a_paused_stream_holds_the_plan_too_and_bad_plans_are_refused() {
+    fn a_paused_stream_lets_the_plan_go_and_bad_plans_are_refused() {
         let mut s = Scheduler::new(&[(FileId(0), 10)], 0)
             .with_plan(&[(FileId(0), 5, 1)])
             .unwrap();
         s.on_have_end();
         s.pause_stream(true);
-        assert!(!s.has_work());
-        s.pause_stream(false);
         assert!(s.has_work());
         assert_eq!(s.pick_next(), pick(0, 5, Kind::Plan));
+        assert!(!s.has_work(), "the rest of the stream waits");
+        assert_eq!(s.pick_next(), None);
+        s.pause_stream(false);
+        assert_eq!(s.pick_next(), pick(0, 0, Kind::Stream));
         let bad = Scheduler::new(&[(FileId(0), 10)], 0).with_plan(&[(FileId(0), 9, 2)]);
         assert!(matches!(bad, Err(SchedError::OutOfRange { .. })));
         let bad = Scheduler::new(&[(FileId(0), 10)], 0).with_plan(&[(FileId(1), 0, 1)]);
         assert!(matches!(bad, Err(SchedError::NotAFile(_))));
+    }
+
+    #[test]
+    fn a_demand_for_a_planned_block_gets_no_readahead_the_plan_goes_on() {
+        let mut s = Scheduler::new(&[(FileId(0), 100)], 8)
+            .with_plan(&[(FileId(0), 10, 2), (FileId(0), 50, 2)])
+            .unwrap();
+        s.on_have_end();
+        // A reader at the start of the file: not planned, readahead as usual.
+        s.on_demand(FileId(0), 0, 1).unwrap();
+        assert_eq!(s.pick_next(), pick(0, 0, Kind::Demand));
+        assert_eq!(s.pick_next(), pick(0, 1, Kind::Readahead));
+        for _ in 2..5 {
+            assert_eq!(s.pick_next().unwrap().kind, Kind::Readahead);
+        }
+        // A reader at a planned block: the plan goes on from there.
+        s.on_demand(FileId(0), 11, 1).unwrap();
+        assert_eq!(
+            drain(&mut s)[..4],
+            [
+                (0, 11, Kind::Demand),
+                (0, 10, Kind::Plan),
+                (0, 50, Kind::Plan),
+                (0, 51, Kind::Plan)
+            ]
+        );
     }
 }
