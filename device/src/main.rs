@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use feedfs_device::session::{self, Link, MountOptions};
-use feedfs_device::units::parse_duration;
+use feedfs_device::units::{parse_duration, parse_kib};
 
 /// Mount files served by feedfs-host at once and fill them block by block.
 #[derive(Parser)]
@@ -73,6 +73,11 @@ struct MountArgs {
     /// Let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root).
     #[arg(long)]
     allow_other: bool,
+    /// How far the kernel reads ahead of a reader on the mount (K, M; 0 for
+    /// none; set as root only). Large suits a fast link; on a slow link
+    /// (USB 2.0) with scattered reads, 128K wastes less of it.
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_kib)]
+    kernel_readahead: u32,
 }
 
 fn main() -> ExitCode {
@@ -131,6 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store: a.store,
             read_timeout: a.read_timeout,
             allow_other: a.allow_other,
+            kernel_readahead_kb: a.kernel_readahead,
         })
         .map(|()| ExitCode::SUCCESS),
     }
