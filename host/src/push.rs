@@ -20,8 +20,12 @@ use crate::record::Recorder;
 use crate::session::{Options, Session, Summary};
 use crate::ziporder::zip_blocks;
 
+/// Smallest file looked at for a zip order.
+const ZIP_ORDER_MIN: u64 = 1 << 20;
+
 /// What to stream first: the plan's ranges (`--plan`), then the built-in
-/// order of zip files the plan does not cover (unless `--no-zip-order`).
+/// order of zip files of at least [`ZIP_ORDER_MIN`] bytes that the plan
+/// does not cover (unless `--no-zip-order`).
 fn first_ranges(args: &PushArgs, set: &ServedSet) -> Result<Vec<(FileId, u64, u64)>> {
     let mut ranges = Vec::new();
     if let Some(path) = &args.plan {
@@ -41,7 +45,12 @@ fn first_ranges(args: &PushArgs, set: &ServedSet) -> Result<Vec<(FileId, u64, u6
         return Ok(ranges);
     }
     let covered: HashSet<FileId> = ranges.iter().map(|r| r.0).collect();
-    for e in set.files().filter(|e| !covered.contains(&e.id)) {
+    // Smaller files stream in moments whatever their order; leaving them
+    // out keeps a tree of many small files from costing an open each.
+    let zips = set
+        .files()
+        .filter(|e| e.size >= ZIP_ORDER_MIN && !covered.contains(&e.id));
+    for e in zips {
         let Ok(file) = std::fs::File::open(&e.source) else {
             continue;
         };
