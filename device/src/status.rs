@@ -291,6 +291,75 @@ pub fn render_text(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reqlog::RequestLog;
+    use crate::store::Store;
+    use feedfs_protocol::ManifestBuilder;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_store_with_blocks_and_waits_is_reported() {
+        let dir = std::env::temp_dir().join(format!("feedfs-status-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut b = ManifestBuilder::new();
+        b.push(
+            FileId(0),
+            EntryKind::File,
+            "a.bin",
+            10_000,
+            0o644,
+            4096,
+            [1; 16],
+        )
+        .unwrap();
+        b.push(
+            FileId(1),
+            EntryKind::File,
+            "b.bin",
+            4096,
+            0o644,
+            4096,
+            [2; 16],
+        )
+        .unwrap();
+        let m = b.finish(2, 14_096).unwrap();
+        let store = Store::open(&dir).unwrap();
+        store.save_manifest(&m).unwrap();
+        let a = store.open_file(m.get(FileId(0)).unwrap()).unwrap();
+        let last = vec![7u8; 10_000 - 8192];
+        a.write_block(2, &last, crc32fast::hash(&last)).unwrap();
+        a.flush_map().unwrap();
+        let log = RequestLog::start(&dir, &m);
+        let t = Instant::now() - Duration::from_millis(30);
+        for (pid, outcome) in [
+            (5, Outcome::Served),
+            (6, Outcome::TimedOut),
+            (7, Outcome::Served),
+        ] {
+            log.waited(FileId(0), 2, 2, t, pid, outcome, true);
+        }
+        log.close();
+        let s = status(&dir).unwrap();
+        assert!(s.notes.is_empty(), "{:?}", s.notes);
+        let d = s.daemon.as_ref().unwrap();
+        assert!(!d.running, "the log was closed: the daemon stopped");
+        assert_eq!(d.link, "none");
+        let f = &s.files[0];
+        assert_eq!((f.present_blocks, f.present_bytes), (1, 10_000 - 8192));
+        assert_eq!((f.demand_requests, f.timed_out, f.failed), (3, 1, 0));
+        assert!(f.median_wait_us.unwrap() >= 30_000);
+        assert_eq!(s.files[1].demand_requests, 0);
+        assert_eq!(s.files[1].median_wait_us, None);
+        let text = render_text(&s);
+        assert!(text.contains("daemon: none (the last one"), "{text}");
+        assert!(text.contains("(0 failed, 1 timed out)"), "{text}");
+        // A damaged log is a note, not a failure.
+        fs::write(crate::reqlog::current_path(&dir), b"FDFSRLOG garbage").unwrap();
+        let s = status(&dir).unwrap();
+        assert_eq!(s.notes.len(), 1, "{:?}", s.notes);
+        assert_eq!(s.files[0].demand_requests, 0);
+        drop((a, store));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {
