@@ -18,7 +18,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -133,7 +133,7 @@ impl Ffs {
             match &*t {
                 Some(rx) => rx.clone(),
                 None => {
-                    let rx = Arc::new(Mutex::new(read_transfers(input)?));
+                    let rx = read_transfers(input)?;
                     *t = Some(rx.clone());
                     rx
                 }
@@ -251,8 +251,14 @@ fn max_packet(ep: &File) -> io::Result<usize> {
     }
 }
 
-/// The `ep1` reader thread's queue, shared by the links one after another.
-type Transfers = Arc<Mutex<Receiver<io::Result<Vec<u8>>>>>;
+/// The `ep1` reader thread's queue, shared by the links one after another:
+/// full buffers (their whole length is the transfer) one way, emptied ones
+/// back for reuse.
+#[derive(Clone)]
+struct Transfers {
+    full: Arc<Mutex<Receiver<io::Result<Vec<u8>>>>>,
+    empty: Sender<Vec<u8>>,
+}
 
 /// Transfers queued ahead of the link thread: `ep1` is read again while
 /// the link thread checks and stores the last transfer, so the bus does not
@@ -262,12 +268,14 @@ const READ_AHEAD: usize = 4;
 /// The `ep1` reader thread: whole transfers (or the error that ended one,
 /// ESHUTDOWN when the host went away) into a channel, for ever; after an
 /// error the next read waits until a host configures the device again.
-fn read_transfers(mut ep: File) -> anyhow::Result<Receiver<io::Result<Vec<u8>>>> {
-    let (tx, rx) = mpsc::sync_channel(READ_AHEAD);
+fn read_transfers(mut ep: File) -> anyhow::Result<Transfers> {
+    let (tx, full) = mpsc::sync_channel(READ_AHEAD);
+    let (empty, recycled) = mpsc::channel::<Vec<u8>>();
     thread::Builder::new()
         .name("usb-reader".into())
         .spawn(move || loop {
-            let mut buf = vec![0u8; TRANSFER_SIZE];
+            let mut buf = recycled.try_recv().unwrap_or_default();
+            buf.resize(TRANSFER_SIZE, 0);
             let got = match ep.read(&mut buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.raw_os_error() == Some(libc::ESHUTDOWN) => Err(io::Error::new(
@@ -289,25 +297,29 @@ fn read_transfers(mut ep: File) -> anyhow::Result<Receiver<io::Result<Vec<u8>>>>
                 thread::sleep(Duration::from_millis(50));
             }
         })?;
-    Ok(rx)
+    Ok(Transfers {
+        full: Arc::new(Mutex::new(full)),
+        empty,
+    })
 }
 
 /// The bulk OUT endpoint as a byte stream, a whole transfer at a time; the
 /// host going away is the end of the link.
-pub type BulkIn = TransferReader<Box<dyn FnMut(&mut [u8]) -> io::Result<usize> + Send>>;
+pub type BulkIn = TransferReader<Box<dyn FnMut(&mut Vec<u8>) -> io::Result<usize> + Send>>;
 
 fn bulk_in(transfers: Transfers) -> BulkIn {
     TransferReader::new(
         TRANSFER_SIZE,
-        Box::new(move |buf: &mut [u8]| {
+        Box::new(move |buf: &mut Vec<u8>| {
             let next = transfers
+                .full
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .recv()
-                .map_err(|_| io::Error::other("the USB reader stopped"))?;
-            let t = next?;
-            buf[..t.len()].copy_from_slice(&t);
-            Ok(t.len())
+                .map_err(|_| io::Error::other("the USB reader stopped"))??;
+            // The filled buffer becomes the reader's; the old one goes back.
+            let _ = transfers.empty.send(std::mem::replace(buf, next));
+            Ok(buf.len())
         }),
     )
 }
