@@ -302,18 +302,32 @@ pub fn emit_with_tail(
     tail: &[u8],
     tail_crc: u32,
 ) {
+    emit_head(out, ty, fill, tail.len(), tail_crc);
+    out.extend_from_slice(tail);
+}
+
+/// [`emit_with_tail`] without the tail: the frame's header and payload head,
+/// with the length and checksum of the whole frame; the caller writes the
+/// `tail_len` bytes of the tail right after them (so they need not be copied
+/// into `out`).
+pub fn emit_head(
+    out: &mut Vec<u8>,
+    ty: u8,
+    fill: impl FnOnce(&mut Vec<u8>),
+    tail_len: usize,
+    tail_crc: u32,
+) {
     let start = begin(out, ty);
     fill(out);
     let head_len = out.len() - start - HEADER_LEN;
-    out.extend_from_slice(tail);
-    let len = (out.len() - start - HEADER_LEN) as u32;
+    let len = (head_len + tail_len) as u32;
     LE::write_u32(&mut out[start + 8..start + 12], len);
     let (head, payload) = out[start..].split_at(HEADER_LEN);
     let crc = checksum(
         &head[field::CRC_COVERED],
         &payload[..head_len],
         tail_crc,
-        tail.len() as u64,
+        tail_len as u64,
     );
     LE::write_u32(&mut out[start + 12..start + 16], crc);
 }

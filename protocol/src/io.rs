@@ -146,8 +146,10 @@ impl<W: Write> FrameWriter<W> {
     /// link gathers frames into transfers) may hold it until [`Self::flush`].
     pub fn send(&mut self, msg: &Message) -> io::Result<()> {
         self.buf.clear();
-        msg.emit(&mut self.buf);
-        self.inner.write_all(&self.buf)
+        // A raw Block's data goes straight from the caller's buffer.
+        let tail = msg.emit_split(&mut self.buf);
+        self.inner.write_all(&self.buf)?;
+        self.inner.write_all(tail)
     }
 
     /// Push out whatever the writer holds: call it before waiting for the peer.
@@ -315,6 +317,21 @@ mod tests {
         let mut r = FrameReader::new(Chunks(chunks, Duration::from_millis(1)));
         let f = r.next_frame().unwrap().unwrap();
         assert_eq!(f.total_len(), block.len());
+    }
+
+    #[test]
+    fn a_block_sent_in_two_writes_is_the_same_frame() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        let msg = Message::Block {
+            file: FileId(1),
+            index: 2,
+            crc: crc32fast::hash(&data),
+            encoding: crate::message::Encoding::Raw,
+            data: &data,
+        };
+        let mut w = FrameWriter::new(Vec::new());
+        w.send(&msg).unwrap();
+        assert_eq!(w.get_mut(), &msg.to_frame());
     }
 
     #[test]

@@ -548,6 +548,28 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// Like [`Message::emit`], but a raw Block's data is not copied: `out`
+    /// gets the frame up to its data, and the data to write right after it
+    /// is returned (empty for every other message).
+    pub fn emit_split(&self, out: &mut Vec<u8>) -> &'a [u8] {
+        match *self {
+            Message::Block {
+                crc,
+                encoding: Encoding::Raw,
+                data,
+                ..
+            } => {
+                let ty = self.message_type() as u8;
+                frame::emit_head(out, ty, |o| self.emit_payload(o), data.len(), crc);
+                data
+            }
+            _ => {
+                self.emit(out);
+                &[]
+            }
+        }
+    }
+
     /// This message as a new frame.
     pub fn to_frame(&self) -> Vec<u8> {
         let mut v = Vec::new();
