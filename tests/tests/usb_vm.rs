@@ -9,6 +9,7 @@
 //! fetched once and cached under target/usb-vm/); without them these tests
 //! fail, they never skip. `scripts/test` installs what is missing.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
@@ -24,7 +25,15 @@ fn run_guest(speed: &str) {
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    // Shown by the test harness when the test fails (or with --nocapture).
+    // The guest's step and result lines always reach the log (a direct write
+    // to stderr is not captured by the test harness); its whole console is
+    // shown when the test fails (or with --nocapture).
+    let summary: String = stdout
+        .lines()
+        .filter(|l| l.starts_with("USBVM "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let _ = std::io::stderr().write_all(summary.as_bytes());
     print!("{stdout}");
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
