@@ -8,7 +8,10 @@
 //! its bit and answers the reads that needed more than that block. So a
 //! demanded block never waits behind a slow disk write. The reaper thread
 //! fails parked reads whose deadline passed with EIO, so no reader waits
-//! forever.
+//! forever, and a read of a block that already timed out fails at once
+//! until the block lands or a new link comes up. When the link is lost,
+//! parked reads keep waiting, within their deadline, and a new link is
+//! asked at once for every block they need.
 //!
 //! Lock order: a file's map lock is never held while taking the pending
 //! lock. A read re-checks presence under the pending lock, and a landing
@@ -50,6 +53,13 @@ struct Pending {
     outbox: Option<Outbox>,
     /// Blocks checked and on their way to the store: waited for, never demanded.
     landing: HashSet<(u32, u64)>,
+    /// The daemon is stopping: reads of missing blocks fail at once.
+    closed: bool,
+    /// Blocks a read timed out waiting for, since the last link came up:
+    /// a read that needs one fails at once instead of waiting a whole
+    /// timeout again (the kernel retries a failed readahead with a read of
+    /// its own). Cleared by the block's landing or a new link.
+    expired: HashSet<(u32, u64)>,
 }
 
 pub struct Core {
@@ -152,23 +162,63 @@ impl Core {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Attach a link: frames sent from now on go to `outbox`.
+    /// Attach a link: frames sent from now on go to `outbox`, and every
+    /// block a parked read still waits for is demanded over it (reads that
+    /// parked while no link was up, or whose demand went to a link that was
+    /// lost).
     pub fn link_up(&self, outbox: Outbox) {
-        self.pending().outbox = Some(outbox);
+        let wanted = {
+            let mut p = self.pending();
+            p.outbox = Some(outbox.clone());
+            p.expired.clear();
+            let mut wanted: Vec<(u32, u64)> = p
+                .waiters
+                .keys()
+                .filter(|k| !p.landing.contains(k))
+                .copied()
+                .collect();
+            wanted.sort_unstable();
+            wanted
+        };
+        if !wanted.is_empty() {
+            log::info!(
+                "link up: asking for {} blocks readers wait for",
+                wanted.len()
+            );
+        }
+        for file in wanted.chunk_by(|a, b| a.0 == b.0) {
+            let blocks: Vec<u64> = file.iter().map(|&(_, b)| b).collect();
+            for (first, count) in runs(&blocks) {
+                let msg = Message::Demand {
+                    file: FileId(file[0].0),
+                    first,
+                    count: count as u32,
+                };
+                outbox.send(msg.to_frame());
+            }
+        }
     }
 
-    /// The link ended: every parked read fails with EIO now, and so will
-    /// every new read of a missing block until a link comes back.
-    pub fn link_down(&self) {
+    /// The link was lost: nothing more is sent, but parked reads keep
+    /// waiting, until their deadline, for a new link to bring their blocks;
+    /// new reads of missing blocks park the same way.
+    pub fn link_lost(&self) {
+        self.pending().outbox = None;
+    }
+
+    /// The daemon is stopping: every parked read fails with EIO now, and so
+    /// does every later read of a missing block.
+    pub fn shut_down(&self) {
         let failed: Vec<Parked> = {
             let mut p = self.pending();
             p.outbox = None;
+            p.closed = true;
             p.waiters.clear();
             p.deadlines.clear();
             p.reads.drain().map(|(_, r)| r).collect()
         };
         if !failed.is_empty() {
-            log::warn!("link down: failing {} parked reads with EIO", failed.len());
+            log::warn!("stopping: failing {} parked reads with EIO", failed.len());
         }
         for r in failed {
             r.reply.error(Errno::EIO);
@@ -242,10 +292,10 @@ impl Core {
         reply: ReplyData,
     ) {
         let mut p = self.pending();
-        if p.outbox.is_none() {
+        if p.closed {
             drop(p);
             log::debug!(
-                "read of missing data in {} with the link down: EIO",
+                "read of missing data in {} while stopping: EIO",
                 self.path_of(id)
             );
             reply.error(Errno::EIO);
@@ -258,6 +308,15 @@ impl Core {
         if missing.is_empty() {
             drop(p);
             return serve(file, offset, size, reply);
+        }
+        if missing.iter().any(|&b| p.expired.contains(&(id.0, b))) {
+            drop(p);
+            log::debug!(
+                "read of {} at {offset} needs a block a read already timed out on: EIO",
+                self.path_of(id)
+            );
+            reply.error(Errno::EIO);
+            return;
         }
         let rid = p.next_id;
         p.next_id += 1;
@@ -411,6 +470,7 @@ impl Core {
         let done: Vec<Parked> = {
             let mut p = self.pending();
             p.landing.remove(&(id.0, index));
+            p.expired.remove(&(id.0, index));
             let written = match written {
                 Ok(w) => w,
                 // Not stored: the caller fails its waiters.
@@ -566,6 +626,13 @@ impl Core {
                 p.deadlines.pop_first();
                 if let Some(r) = p.reads.remove(&rid) {
                     forget_waits(&mut p.waiters, &r, rid);
+                    if let Some(f) = self.file(FileId(r.file)) {
+                        for b in r.first..=r.last {
+                            if !f.is_present(b).unwrap_or(false) {
+                                p.expired.insert((r.file, b));
+                            }
+                        }
+                    }
                     expired.push(r);
                 }
             }

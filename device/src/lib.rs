@@ -1,19 +1,26 @@
 //! feedfs-device: mounts a host's files through FUSE at once and fills them
 //! block by block, on demand and in the background.
 //!
-//! [`session`] runs the daemon: the link thread speaks the protocol, the
-//! main thread mounts and waits for a signal. [`core`] holds the shared
+//! [`session`] runs the daemon: the link thread serves links ([`link`]) one
+//! after another, the main thread mounts and waits for a signal. A link is
+//! stdin/stdout or a USB function ([`usb`], set up by [`gadget`] when asked;
+//! [`usbcheck`] is the peer of the host's link check). [`core`] holds the shared
 //! state (stored files, parked reads), [`fs`] is the thin FUSE adapter over
 //! it, [`store`] and [`bitmap`] are the persisted block map.
 
+pub mod attach;
 pub mod bitmap;
 pub mod core;
 pub mod fs;
+pub mod gadget;
+pub mod link;
 pub mod opens;
 pub mod outbox;
 pub mod session;
 pub mod store;
 pub mod units;
+pub mod usb;
+pub mod usbcheck;
 pub mod verify;
 
 /// What the daemon's threads tell its main thread.
@@ -22,7 +29,7 @@ pub enum Event {
     Signal(i32),
     /// The manifest arrived and the store is open: mount it.
     Manifest(core::SharedCore),
-    /// The link thread ended; `Err` with the reason if the session failed.
+    /// A link ended; `Err` with the reason if it failed.
     LinkEnded(Result<(), String>),
     /// The FUSE session ended (unmounted by us or by someone else).
     Unmounted,

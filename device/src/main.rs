@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use feedfs_device::gadget::Gadget;
 use feedfs_device::session::{self, Link, MountOptions};
 use feedfs_device::units::parse_duration;
+use feedfs_device::usb::Ffs;
 
 /// Mount files served by feedfs-host at once and fill them block by block.
 #[derive(Parser)]
@@ -24,6 +26,21 @@ enum Command {
     /// (at most --read-timeout, then EIO). The daemon stays mounted when the
     /// link ends and unmounts on SIGINT or SIGTERM.
     Mount(MountArgs),
+    /// Hand a new link to the daemon already serving a store (after the
+    /// first host went away), without an unmount.
+    ///
+    /// The daemon takes this process's stdin and stdout as its link; this
+    /// process stays until that link ends. Refused while another link
+    /// feeds the store. Use it as the device command of a new host:
+    /// `feedfs-host push --exec 'adb shell feedfs-device attach --store DIR --stdio' ...`.
+    Attach {
+        /// The store of the running daemon.
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        /// Hand over this process's stdin/stdout (the only kind of link attach takes).
+        #[arg(long, required = true)]
+        stdio: bool,
+    },
     /// Re-check every block the store holds against its recorded CRC-32.
     ///
     /// Bad blocks are dropped from the store's map, so the next host sends
@@ -35,6 +52,24 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         store: PathBuf,
     },
+    /// Be the device end of `feedfs-host usb-check`: echo transfers (to
+    /// check zero-length packets both ways) and sink a stream (to measure
+    /// the raw bulk rate), until the host is done.
+    UsbCheck(UsbArgs),
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("usb").required(true))]
+struct UsbArgs {
+    /// Use the FunctionFS instance mounted at DIR (set up by you or an init script).
+    #[arg(long, value_name = "DIR", group = "usb")]
+    usb_ffs: Option<PathBuf>,
+    /// Set up the USB gadget through configfs, and remove it on exit.
+    #[arg(long, group = "usb")]
+    usb_gadget: bool,
+    /// With --usb-gadget: the USB device controller to bind (default: the first in /sys/class/udc).
+    #[arg(long, value_name = "NAME", requires = "usb_gadget")]
+    udc: Option<String>,
 }
 
 #[derive(Args)]
@@ -48,6 +83,17 @@ struct MountArgs {
     /// Use this process's stdin/stdout as the link (for feedfs-host --exec, adb shell, ssh).
     #[arg(long, group = "link")]
     stdio: bool,
+    /// Use the USB function whose FunctionFS is mounted at DIR: write its
+    /// descriptors, then serve each host that configures the device.
+    #[arg(long, value_name = "DIR", group = "link")]
+    usb_ffs: Option<PathBuf>,
+    /// Set up a USB gadget with the feedfs function through configfs (needs
+    /// root and a UDC), serve over it, and remove it on exit.
+    #[arg(long, group = "link")]
+    usb_gadget: bool,
+    /// With --usb-gadget: the USB device controller to bind (default: the first in /sys/class/udc).
+    #[arg(long, value_name = "NAME", requires = "usb_gadget")]
+    udc: Option<String>,
     /// No link: mount the files the store already knows and serve the blocks it holds
     /// (reads of missing blocks fail with EIO).
     #[arg(long, group = "link")]
@@ -97,11 +143,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(3)
             })
         }
+        Command::Attach { store, stdio: _ } => {
+            feedfs_device::attach::attach_stdio(&store).map(|()| ExitCode::SUCCESS)
+        }
+        Command::UsbCheck(a) => {
+            let mut gadget = None;
+            let ffs = match (a.usb_ffs, a.usb_gadget) {
+                (Some(dir), _) => Ffs::start(&dir)?,
+                (None, _) => {
+                    let mut g = Gadget::create()?;
+                    let ffs = Ffs::start(g.ffs_dir())?;
+                    g.adopt(ffs.closer());
+                    g.bind(a.udc.as_deref())?;
+                    gadget = Some(g);
+                    ffs
+                }
+            };
+            let result = feedfs_device::usbcheck::run(&ffs);
+            drop(gadget);
+            result.map(|()| ExitCode::SUCCESS)
+        }
         Command::Mount(a) => session::run(MountOptions {
-            link: if a.offline {
-                Link::Offline
-            } else {
-                Link::Stdio
+            link: match (a.offline, a.usb_ffs, a.usb_gadget) {
+                (true, _, _) => Link::Offline,
+                (_, Some(dir), _) => Link::UsbFfs(dir),
+                (_, _, true) => Link::UsbGadget(a.udc),
+                _ => Link::Stdio,
             },
             mountpoint: a.mountpoint,
             store: a.store,

@@ -5,8 +5,8 @@
 //! bytes to a pipe is atomic, so it never tears a frame, and the descriptor
 //! is non-blocking, so a FUSE worker never waits on the link. Anything else
 //! (a larger frame, a busy or full pipe, a link that is not a pipe) goes to
-//! the link writer thread, which writes frames whole, one at a time, under
-//! the same lock. Skipping that thread's wake-up keeps a demand's way to
+//! the link writer thread, which writes frames whole, several at a time,
+//! under the same lock (on USB, with a zero-length packet where one is due). Skipping that thread's wake-up keeps a demand's way to
 //! the host short when the CPUs are busy with the stream.
 
 use std::fs::File;
@@ -14,6 +14,8 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
+
+use feedfs_protocol::usb::{needs_zlp, TRANSFER_SIZE};
 
 /// The link's write side, shared by direct senders and the writer thread.
 pub type LinkOut = Arc<Mutex<File>>;
@@ -75,12 +77,30 @@ fn make_nonblocking_pipe(f: &File) -> bool {
     }
 }
 
-/// The link writer thread: write each queued frame whole, waiting for room
-/// (the descriptor may be non-blocking).
-pub fn write_frames(out: LinkOut, frames: Receiver<Vec<u8>>) {
-    for frame in frames {
+/// The link writer thread: write the queued frames whole, waiting for room
+/// (the descriptor may be non-blocking). Frames queued together leave in
+/// one write of up to [`TRANSFER_SIZE`] bytes, which on USB is one bulk
+/// transfer; with `zlp_packet` set (a USB endpoint's max packet size), a
+/// write that is a whole number of packets is followed by a zero-length one.
+pub fn write_frames(out: LinkOut, frames: Receiver<Vec<u8>>, zlp_packet: Option<usize>) {
+    let mut batch = Vec::new();
+    while let Ok(frame) = frames.recv() {
+        batch.clear();
+        batch.extend_from_slice(&frame);
+        while batch.len() < TRANSFER_SIZE {
+            match frames.try_recv() {
+                Ok(f) => batch.extend_from_slice(&f),
+                Err(_) => break,
+            }
+        }
         let mut f = out.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = write_whole(&mut f, &frame) {
+        let mut result = write_whole(&mut f, &batch);
+        if let (Ok(()), Some(packet)) = (&result, zlp_packet) {
+            if needs_zlp(batch.len(), packet) {
+                result = f.write(&[]).map(drop);
+            }
+        }
+        if let Err(e) = result {
             log::warn!("link write failed: {e}");
             break;
         }
@@ -136,7 +156,7 @@ mod tests {
         let mut first = [0u8; 5];
         rd.read_exact(&mut first).unwrap();
         assert_eq!(&first, b"small");
-        let writer = std::thread::spawn(move || write_frames(out, rx));
+        let writer = std::thread::spawn(move || write_frames(out, rx, None));
         let mut got = vec![0u8; big.len()];
         rd.read_exact(&mut got).unwrap();
         assert_eq!(got, big);

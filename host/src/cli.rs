@@ -1,8 +1,9 @@
 //! The command line, as clap derive types.
 //!
-//! `feedfs-host push (--exec CMD | --stdio) [--block-size SIZE]
-//! [--readahead N] [--rate RATE] [--compress WHEN] [--record FILE] PATH...`:
-//! exactly one link flag, at least one path, sizes in human units.
+//! `feedfs-host push (--exec CMD | --stdio | --usb [--serial S] [--wait])
+//! [--block-size SIZE] [--readahead N] [--rate RATE] [--compress WHEN]
+//! [--record FILE] PATH...`: exactly one link flag, at least one path, sizes
+//! in human units. `devices` and `usb-check` look at USB devices.
 
 use std::path::PathBuf;
 
@@ -34,21 +35,50 @@ pub struct Cli {
 pub enum Command {
     /// Serve files and directories to a device until it holds all of them.
     Push(PushArgs),
+    /// List the feedfs devices attached over USB, with serial and speed.
+    Devices,
+    /// Check a USB link against `feedfs-device usb-check`: zero-length
+    /// packets both ways, then the raw bulk rate (a push's ceiling).
+    /// Exit status 0 only when every check passed.
+    UsbCheck {
+        /// The device's serial number (needed when several are attached).
+        #[arg(long, value_name = "SERIAL")]
+        serial: Option<String>,
+        /// How long to stream for the rate.
+        #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+        seconds: f64,
+    },
 }
 
 /// Options of `feedfs-host push`.
 #[derive(Debug, Clone, Args)]
-#[command(group(ArgGroup::new("link").required(true).args(["exec", "stdio"])))]
+#[command(group(ArgGroup::new("link").required(true).args(["exec", "stdio", "usb"])))]
 pub struct PushArgs {
     /// Start the device side with `sh -c CMD` and talk over its stdin and
     /// stdout (its stderr shows here). It is left running after the push.
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", conflicts_with_all = ["serial", "wait"])]
     pub exec: Option<String>,
 
     /// Talk over this process's own stdin and stdout (stdout then carries
     /// frames only; messages go to stderr).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["serial", "wait"])]
     pub stdio: bool,
+
+    /// Talk to a feedfs device over USB (`feedfs-device mount --usb-ffs` or
+    /// `--usb-gadget` on the device).
+    #[arg(long)]
+    pub usb: bool,
+
+    /// With --usb: the device's serial number (see `feedfs-host devices`);
+    /// needed when several are attached.
+    #[arg(long, value_name = "SERIAL")]
+    pub serial: Option<String>,
+
+    /// With --usb: wait for the device to appear, and when it goes away
+    /// (unplugged, restarted) wait for it to come back and resume, sending
+    /// only what it still lacks.
+    #[arg(long)]
+    pub wait: bool,
 
     /// Block size: a power of two from 4K to 1M (units K, M; e.g. 64K, 1MiB, 4096).
     #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_block_size)]
@@ -105,7 +135,10 @@ mod tests {
         assert!(parse(&["feedfs-host", "push", "--stdio"]).is_err());
         let Command::Push(p) = parse(&["feedfs-host", "push", "--exec", "x", "a", "b"])
             .unwrap()
-            .command;
+            .command
+        else {
+            panic!("not a push")
+        };
         assert_eq!(p.exec.as_deref(), Some("x"));
         assert_eq!(p.block_size, 65536);
         assert_eq!(p.readahead, 32);
@@ -113,10 +146,24 @@ mod tests {
         let Command::Push(p) =
             parse(&["feedfs-host", "push", "--stdio", "--block-size", "1M", "a"])
                 .unwrap()
-                .command;
+                .command
+        else {
+            panic!("not a push")
+        };
         assert!(p.stdio);
         assert_eq!(p.block_size, 1 << 20);
         assert!(parse(&["feedfs-host", "push", "--stdio", "--block-size", "3K", "a"]).is_err());
+        // USB: --serial and --wait only with --usb.
+        let Command::Push(p) = parse(&["feedfs-host", "push", "--usb", "--wait", "a"])
+            .unwrap()
+            .command
+        else {
+            panic!("not a push")
+        };
+        assert!(p.usb && p.wait && p.serial.is_none());
+        assert!(parse(&["feedfs-host", "push", "--usb", "--stdio", "a"]).is_err());
+        assert!(parse(&["feedfs-host", "push", "--stdio", "--wait", "a"]).is_err());
+        assert!(parse(&["feedfs-host", "push", "--exec", "x", "--serial", "s", "a"]).is_err());
     }
 
     #[test]
@@ -125,6 +172,7 @@ mod tests {
             let args = [&["feedfs-host", "push", "--stdio"], extra, &["a"]].concat();
             Cli::try_parse_from(args).map(|c| match c.command {
                 Command::Push(p) => p.compress,
+                _ => panic!("not a push"),
             })
         };
         assert_eq!(compress(&[]).unwrap(), Mode::Auto);

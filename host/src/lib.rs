@@ -3,7 +3,8 @@
 //!
 //! The pieces, from the command line down: [`cli`] parses, [`push`] runs the
 //! command, [`manifest`] turns paths into checked manifest entries with
-//! identities, [`link`] opens the pipe to the device, [`session`] speaks the
+//! identities, [`link`] opens the pipe or the USB device ([`usb`]; its
+//! soundness and ceiling are checked by [`usbcheck`]), [`session`] speaks the
 //! protocol, with [`scheduler`] (a pure state machine) choosing each block,
 //! [`source`] reading it and [`compress`] deciding whether to send it
 //! compressed; [`record`] and [`progress`] report what happened. The wire
@@ -22,6 +23,8 @@ pub mod scheduler;
 pub mod session;
 pub mod size;
 pub mod source;
+pub mod usb;
+pub mod usbcheck;
 
 #[cfg(test)]
 mod testutil;

@@ -1,5 +1,6 @@
-//! The byte link to the device: a child process (`--exec`) or this
-//! process's own stdin and stdout (`--stdio`).
+//! The byte link to the device: a child process (`--exec`), this
+//! process's own stdin and stdout (`--stdio`), or a USB device (`--usb`,
+//! see [`crate::usb`]).
 //!
 //! A link is a read side, a write side and the [`Peer`] at the other end.
 //! Both sides are plain unbuffered pipes, so a frame written with
@@ -34,6 +35,8 @@ pub enum Peer {
     Stdio,
     /// A command this process started.
     Command { child: Child, command: String },
+    /// A USB device.
+    Usb,
 }
 
 impl Link {
@@ -59,6 +62,49 @@ impl Link {
                 command: command.to_string(),
             },
         })
+    }
+
+    /// Talk to the feedfs device with `serial`, or the only one attached;
+    /// with `wait`, wait until there is one.
+    pub fn usb(serial: Option<&str>, wait: bool) -> io::Result<Link> {
+        let ctx = crate::usb::context()?;
+        let mut waiting = false;
+        loop {
+            let found =
+                crate::usb::find(&ctx).map_err(|e| io::Error::other(format!("USB: {e}")))?;
+            let result = match crate::usb::pick(found, serial) {
+                Ok(Some(f)) => crate::usb::open(&f).map(|(r, w)| (f, r, w)),
+                Ok(None) => Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    match serial {
+                        Some(s) => format!("no feedfs device with serial {s} is attached"),
+                        None => "no feedfs device is attached (is feedfs-device running with \
+                                 --usb-ffs or --usb-gadget? --wait waits for one)"
+                            .to_string(),
+                    },
+                )),
+                Err(text) => return Err(io::Error::other(text)),
+            };
+            match result {
+                Ok((f, read, write)) => {
+                    log::info!("USB device: {}", f.describe());
+                    return Ok(Link {
+                        read: Box::new(read),
+                        write: Box::new(write),
+                        peer: Peer::Usb,
+                    });
+                }
+                // A device that is just (dis)appearing: look again.
+                Err(e) if wait && e.kind() != io::ErrorKind::PermissionDenied => {
+                    if !waiting {
+                        eprintln!("feedfs-host: waiting for a feedfs device on USB ({e})");
+                        waiting = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Talk over this process's stdin and stdout.

@@ -23,5 +23,21 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Push(args) => feedfs_host::push(&args).map(|_| ()),
+        Command::Devices => {
+            let ctx = feedfs_host::usb::context()?;
+            let found = feedfs_host::usb::find(&ctx)?;
+            if found.is_empty() {
+                eprintln!("no feedfs device attached");
+            }
+            for f in found {
+                println!("{}", f.describe());
+            }
+            Ok(())
+        }
+        Command::UsbCheck { serial, seconds } => {
+            let report = feedfs_host::usbcheck::check(serial.as_deref(), seconds)?;
+            anyhow::ensure!(report.failures == 0, "{} checks failed", report.failures);
+            Ok(())
+        }
     }
 }

@@ -4,6 +4,8 @@
 //! Everything the device would refuse is refused before the link is opened.
 //! A broken link with `--exec` is explained with the device command's exit
 //! status when it has exited; a successful push leaves the command running.
+//! With `--usb --wait` a broken link is a device that went away: the push
+//! waits for it and resumes.
 
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -40,18 +42,6 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
     }
     record.flush().context("cannot write the record file")?;
 
-    let link = match (&args.exec, args.stdio) {
-        (Some(cmd), _) => {
-            Link::exec(cmd).with_context(|| format!("cannot start the device command {cmd:?}"))?
-        }
-        (None, true) => Link::stdio().context("cannot use stdin and stdout as the link")?,
-        (None, false) => anyhow::bail!("no link given: use --exec CMD or --stdio"),
-    };
-    let Link {
-        read,
-        write,
-        mut peer,
-    } = link;
     let mut progress = Progress::new(std::io::stderr().is_terminal(), start);
     let options = Options {
         readahead: args.readahead,
@@ -59,17 +49,44 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
         stream: !args.no_stream,
         compress: args.compress,
     };
-    let result = Session::new(&set, options, &mut record, &mut progress, start).run(read, write);
-    progress.clear();
-    if let Err(e) = record.flush() {
-        log::warn!("could not finish the record file: {e}");
+    // With --usb --wait, a device that goes away is waited for and the
+    // transfer resumes: the device's Have tells what it still lacks.
+    loop {
+        let Link {
+            read,
+            write,
+            mut peer,
+        } = open_link(args)?;
+        let result =
+            Session::new(&set, options, &mut record, &mut progress, start).run(read, write);
+        progress.clear();
+        if let Err(e) = record.flush() {
+            log::warn!("could not finish the record file: {e}");
+        }
+        return match result {
+            Ok(summary) => Ok(summary),
+            Err(e) if e.is_link() && args.wait => {
+                eprintln!("feedfs-host: the device went away ({e}); waiting for it to come back");
+                continue;
+            }
+            Err(e) if e.is_link() => match peer.describe_end() {
+                Some(end) => Err(anyhow::Error::new(e).context(end)),
+                None => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        };
     }
-    match result {
-        Ok(summary) => Ok(summary),
-        Err(e) if e.is_link() => match peer.describe_end() {
-            Some(end) => Err(anyhow::Error::new(e).context(end)),
-            None => Err(e.into()),
-        },
-        Err(e) => Err(e.into()),
-    }
+}
+
+fn open_link(args: &PushArgs) -> Result<Link> {
+    Ok(match (&args.exec, args.stdio, args.usb) {
+        (Some(cmd), _, _) => {
+            Link::exec(cmd).with_context(|| format!("cannot start the device command {cmd:?}"))?
+        }
+        (None, true, _) => Link::stdio().context("cannot use stdin and stdout as the link")?,
+        (None, false, true) => {
+            Link::usb(args.serial.as_deref(), args.wait).context("cannot open the USB link")?
+        }
+        (None, false, false) => anyhow::bail!("no link given: use --exec CMD, --stdio or --usb"),
+    })
 }

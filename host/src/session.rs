@@ -306,7 +306,10 @@ impl<'a> Session<'a> {
             Err(e) => {
                 if let Some(code) = e.code_for_device() {
                     let text = e.to_string();
-                    if let Err(we) = w.send(&Message::Error { code, text: &text }) {
+                    if let Err(we) = w
+                        .send(&Message::Error { code, text: &text })
+                        .and_then(|()| w.flush())
+                    {
                         log::debug!("could not tell the device about the error: {we}");
                     }
                 }
@@ -314,7 +317,7 @@ impl<'a> Session<'a> {
             }
         }
         // A device that hangs up right after Complete is fine.
-        if let Err(e) = w.send(&Message::Goodbye) {
+        if let Err(e) = w.send(&Message::Goodbye).and_then(|()| w.flush()) {
             log::debug!("could not say goodbye: {e}");
         }
         let counters = self.sched.counters();
@@ -381,6 +384,7 @@ impl<'a> Session<'a> {
                 _ => None,
             };
             if let Some(d) = delay {
+                flush(w)?;
                 match rx.recv_timeout(d) {
                     Ok(event) => self.handle(event)?,
                     Err(RecvTimeoutError::Timeout) => {}
@@ -398,6 +402,7 @@ impl<'a> Session<'a> {
                 self.stream_done = true;
                 log::info!("stream done: {blocks_sent} blocks sent");
             }
+            flush(w)?;
             match rx.recv_timeout(yielding.unwrap_or(IDLE_RESEND)) {
                 Ok(event) => self.handle(event)?,
                 Err(RecvTimeoutError::Timeout) if yielding.is_some() => {}
@@ -499,10 +504,14 @@ impl<'a> Session<'a> {
                     agent,
                 } => self.on_hello(role, min_version, max_version, &agent),
                 DeviceMsg::Error { code, text } => Err(SessionError::Device { code, text }),
-                other => Err(SessionError::Protocol(format!(
-                    "the device's first message was {} instead of Hello",
-                    msg_name(&other)
-                ))),
+                // A USB link may still hold the end of an earlier session.
+                other => {
+                    log::debug!(
+                        "skipping {} from before the device's Hello",
+                        msg_name(&other)
+                    );
+                    Ok(())
+                }
             };
         }
         match msg {
@@ -590,6 +599,11 @@ impl<'a> Session<'a> {
 
 fn send<W: Write>(w: &mut FrameWriter<W>, msg: &Message) -> Result<(), SessionError> {
     w.send(msg).map_err(SessionError::SendFailed)
+}
+
+/// Before the session waits: frames a buffered link holds must leave now.
+fn flush<W: Write>(w: &mut FrameWriter<W>) -> Result<(), SessionError> {
+    w.flush().map_err(SessionError::SendFailed)
 }
 
 /// After a failed write: the device's own error, if it sent one before hanging up.

@@ -2,7 +2,8 @@
 //!
 //! [`FrameReader`] reads straight into the decoder's buffer and hands out
 //! checked frames; [`FrameWriter`] emits a message into a reused buffer and
-//! writes it with `write_all`, so a short write never splits a frame.
+//! writes it with `write_all`, so a short write never splits a frame, and
+//! flushes only when asked.
 
 use std::io::{self, Read, Write};
 
@@ -73,11 +74,16 @@ impl<W: Write> FrameWriter<W> {
         }
     }
 
-    /// Emit one message and write it whole.
+    /// Emit one message and write it whole. A buffered writer (the USB
+    /// link gathers frames into transfers) may hold it until [`Self::flush`].
     pub fn send(&mut self, msg: &Message) -> io::Result<()> {
         self.buf.clear();
         msg.emit(&mut self.buf);
-        self.inner.write_all(&self.buf)?;
+        self.inner.write_all(&self.buf)
+    }
+
+    /// Push out whatever the writer holds: call it before waiting for the peer.
+    pub fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
 

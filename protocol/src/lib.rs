@@ -9,7 +9,8 @@
 //!
 //! [`manifest`] checks a host's file list before anything is created from
 //! it, and [`io`] is the thin adapter over `Read`/`Write` used by both
-//! binaries. The format is described byte by byte in `docs/protocol.md`.
+//! binaries. [`usb`] holds the USB binding's numbers and FunctionFS
+//! descriptors. The format is described byte by byte in `docs/protocol.md`.
 #![deny(unsafe_code)]
 
 pub mod decoder;
@@ -17,6 +18,7 @@ pub mod frame;
 pub mod io;
 pub mod manifest;
 pub mod message;
+pub mod usb;
 
 pub use decoder::Decoder;
 pub use frame::{FrameError, Recovery, HEADER_LEN, MAGIC, MAX_PAYLOAD, VERSION};

@@ -1,0 +1,279 @@
+//! The device's USB link through FunctionFS, the way adbd does it.
+//!
+//! [`Ffs::start`] writes the descriptors and strings to `ep0` of a mounted
+//! FunctionFS instance and keeps `ep0` open for the life of the process
+//! (closing it removes the function). A thread reads `ep0`'s events: it
+//! tracks whether the host has configured the device (ENABLE) or left
+//! (DISABLE, UNBIND), and stalls control requests, which feedfs does not
+//! use. Each time the endpoints are enabled, [`Ffs::next_link`] opens
+//! `ep1` (bulk OUT, host to device) and `ep2` (bulk IN) as one link.
+//!
+//! When the host goes away (unplug, UDC unbind, host reset), bulk I/O fails
+//! with ESHUTDOWN: the link ends and the next one starts when the host
+//! configures the device again. A zero-length packet reads as 0 bytes; it
+//! ends a transfer and is never the end of the link.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context;
+use feedfs_protocol::usb::{
+    ffs_descriptors, ffs_strings, FfsEvent, FFS_EVENT_LEN, MIN_MAX_PACKET, TRANSFER_SIZE,
+};
+
+use crate::link::LinkIo;
+
+/// A FunctionFS instance with our descriptors written.
+pub struct Ffs {
+    dir: PathBuf,
+    enabled: Arc<(Mutex<bool>, Condvar)>,
+    closer: Ep0Closer,
+}
+
+/// Lets whoever removes the function close `ep0`: asked, the event thread
+/// returns (closing `ep0`) at the next event, which unbinding brings.
+#[derive(Clone)]
+pub struct Ep0Closer {
+    stop: Arc<AtomicBool>,
+    done: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Ep0Closer {
+    pub fn ask(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Wait at most `limit` for `ep0` to be closed.
+    pub fn wait(&self, limit: Duration) {
+        let (lock, cv) = &*self.done;
+        let done = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (done, _) = cv
+            .wait_timeout_while(done, limit, |d| !*d)
+            .unwrap_or_else(|p| p.into_inner());
+        if !*done {
+            log::warn!("USB ep0 still open; FunctionFS goes when this process exits");
+        }
+    }
+}
+
+impl Ffs {
+    /// Write the descriptors to `dir/ep0` and start watching its events.
+    pub fn start(dir: &Path) -> anyhow::Result<Ffs> {
+        let path = dir.join("ep0");
+        let ep0 = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| {
+                format!(
+                    "cannot open {} (is a FunctionFS instance mounted at {}?)",
+                    path.display(),
+                    dir.display()
+                )
+            })?;
+        for (what, blob) in [
+            ("descriptors", ffs_descriptors()),
+            ("strings", ffs_strings()),
+        ] {
+            let n = (&ep0)
+                .write(&blob)
+                .with_context(|| format!("FunctionFS refused the {what} on {}", path.display()))?;
+            anyhow::ensure!(
+                n == blob.len(),
+                "FunctionFS took {n} of {} bytes of {what}",
+                blob.len()
+            );
+        }
+        let enabled = Arc::new((Mutex::new(false), Condvar::new()));
+        let closer = Ep0Closer {
+            stop: Arc::new(AtomicBool::new(false)),
+            done: Arc::new((Mutex::new(false), Condvar::new())),
+        };
+        let (state, c) = (enabled.clone(), closer.clone());
+        thread::Builder::new()
+            .name("usb-ep0".into())
+            .spawn(move || {
+                watch_ep0(ep0, &state, &c.stop);
+                let (lock, cv) = &*c.done;
+                *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+                cv.notify_all();
+            })?;
+        log::info!("USB function ready on {}", dir.display());
+        Ok(Ffs {
+            dir: dir.to_path_buf(),
+            enabled,
+            closer,
+        })
+    }
+
+    /// A handle to close `ep0` when the function is removed.
+    pub fn closer(&self) -> Ep0Closer {
+        self.closer.clone()
+    }
+
+    /// Wait until the host has configured the device, then open the bulk
+    /// endpoints as a link.
+    pub fn next_link(&self) -> anyhow::Result<LinkIo> {
+        let (input, output, packet) = self.endpoints()?;
+        Ok(LinkIo {
+            input: Box::new(BulkIn::new(input)),
+            output,
+            zlp_packet: Some(packet),
+            name: format!("USB ({} bytes per packet)", packet),
+        })
+    }
+
+    /// Wait until the host has configured the device, then open `ep1` to
+    /// read and `ep2` to write; with the max packet size of `ep2`.
+    pub fn endpoints(&self) -> anyhow::Result<(File, File, usize)> {
+        {
+            let (lock, cv) = &*self.enabled;
+            let mut on = lock.lock().unwrap_or_else(|p| p.into_inner());
+            if !*on {
+                log::info!("waiting for a USB host to configure the device");
+            }
+            while !*on {
+                on = cv.wait(on).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        let open = |name: &str, write: bool| {
+            let path = self.dir.join(name);
+            OpenOptions::new()
+                .read(!write)
+                .write(write)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))
+        };
+        let (input, output) = (open("ep1", false)?, open("ep2", true)?);
+        let packet = max_packet(&output).unwrap_or_else(|e| {
+            log::debug!(
+                "endpoint descriptor unknown ({e}); ZLPs after multiples of {MIN_MAX_PACKET}"
+            );
+            MIN_MAX_PACKET
+        });
+        Ok((input, output, packet))
+    }
+}
+
+/// Read `ep0` events until asked to stop: track the enabled state, stall
+/// setup requests. Returning closes `ep0`, which removes the function.
+fn watch_ep0(mut ep0: File, enabled: &(Mutex<bool>, Condvar), stop: &AtomicBool) {
+    let mut buf = [0u8; FFS_EVENT_LEN * 4];
+    while !stop.load(Ordering::SeqCst) {
+        let n = match ep0.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::error!("USB ep0 read failed: {e}; the function no longer follows the host");
+                return;
+            }
+        };
+        for raw in buf[..n].chunks_exact(FFS_EVENT_LEN) {
+            let event = FfsEvent::parse(raw.try_into().expect("chunks are event-sized"));
+            log::debug!("USB ep0 event: {event:?}");
+            let on = match event {
+                FfsEvent::Enable => Some(true),
+                FfsEvent::Disable | FfsEvent::Unbind => Some(false),
+                FfsEvent::Setup { device_to_host, .. } => {
+                    // I/O in the direction opposite to the request stalls it.
+                    let _ = if device_to_host {
+                        ep0.read(&mut []).map(drop)
+                    } else {
+                        ep0.write(&[]).map(drop)
+                    };
+                    None
+                }
+                _ => None,
+            };
+            if let Some(on) = on {
+                log::info!(
+                    "USB host {}",
+                    if on {
+                        "configured the device"
+                    } else {
+                        "went away"
+                    }
+                );
+                let (lock, cv) = enabled;
+                *lock.lock().unwrap_or_else(|p| p.into_inner()) = on;
+                cv.notify_all();
+            }
+        }
+    }
+}
+
+/// `FUNCTIONFS_ENDPOINT_DESC`: `_IOR('g', 130, struct usb_endpoint_descriptor)`,
+/// whose packed size is 9 bytes.
+const FUNCTIONFS_ENDPOINT_DESC: libc::c_ulong =
+    (2 << 30) | (9 << 16) | ((b'g' as libc::c_ulong) << 8) | 130;
+
+/// The endpoint's max packet size at the speed the host chose.
+fn max_packet(ep: &File) -> io::Result<usize> {
+    let mut desc = [0u8; 9];
+    // SAFETY: the ioctl writes at most 9 bytes (its encoded size) into `desc`.
+    let rc = unsafe {
+        libc::ioctl(
+            ep.as_raw_fd(),
+            FUNCTIONFS_ENDPOINT_DESC as _,
+            desc.as_mut_ptr(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    match usize::from(u16::from_le_bytes([desc[4], desc[5]]) & 0x7ff) {
+        0 => Err(io::Error::other("max packet size 0")),
+        n => Ok(n),
+    }
+}
+
+/// The bulk OUT endpoint as a byte stream: reads a whole transfer at a time
+/// (a request of [`TRANSFER_SIZE`], a multiple of every max packet size, so
+/// nothing overflows) and hands it out in pieces of any size; zero-length
+/// packets are skipped.
+pub struct BulkIn {
+    ep: File,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl BulkIn {
+    pub fn new(ep: File) -> BulkIn {
+        BulkIn {
+            ep,
+            buf: vec![0; TRANSFER_SIZE],
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+impl Read for BulkIn {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.start == self.end {
+            match self.ep.read(&mut self.buf) {
+                Ok(0) => {} // a zero-length packet
+                Ok(n) => (self.start, self.end) = (0, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ESHUTDOWN) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "the USB host went away (unplugged, unbound or reset)",
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let n = out.len().min(self.end - self.start);
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        Ok(n)
+    }
+}
