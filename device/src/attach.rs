@@ -25,7 +25,7 @@ use std::thread;
 use anyhow::{bail, Context};
 use sendfd::{RecvWithFd, SendWithFd};
 
-use crate::link::LinkIo;
+use crate::link::{grow_pipe, LinkIo};
 
 /// The socket's name in the store.
 pub const SOCKET: &str = "link.sock";
@@ -105,8 +105,8 @@ fn take(mut conn: UnixStream, links: &Sender<Incoming>, busy: &Busy) -> anyhow::
         return Ok(());
     }
     let (input, output) = (File::from(input), File::from(output));
-    crate::session::grow_pipe(&input);
-    crate::session::grow_pipe(&output);
+    grow_pipe(&input);
+    grow_pipe(&output);
     let (done, ended) = mpsc::channel();
     let link = LinkIo {
         input: Box::new(input),

@@ -28,7 +28,7 @@ use crate::attach::{self, Busy, Incoming};
 use crate::core::{Core, SharedCore};
 use crate::fs::FeedFs;
 use crate::gadget::Gadget;
-use crate::link::{self, Daemon, LinkIo};
+use crate::link::{self, grow_pipe, Daemon, LinkIo};
 use crate::store::Store;
 use crate::usb::Ffs;
 use crate::Event;
@@ -358,22 +358,4 @@ fn mount_config(allow_other: bool) -> Config {
     };
     c.n_threads = Some(2);
     c
-}
-
-/// Bytes a link pipe may hold: more than the default 64 KiB so the stream
-/// rarely waits on a full pipe (it ran at 0.6 of a raw pipe copy's rate
-/// with 64 KiB and matched it with 256 KiB), little enough that a demand
-/// waits behind at most this much stream data (about 0.3 ms at 1 GB/s).
-const PIPE_BUFFER: i32 = 256 * 1024;
-
-/// Ask for a [`PIPE_BUFFER`]-byte pipe; anything but a pipe stays as it is.
-pub(crate) fn grow_pipe(fd: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: F_SETPIPE_SZ on a descriptor we own; no memory is passed.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BUFFER) } < 0 {
-        log::debug!(
-            "link pipe size unchanged: {}",
-            std::io::Error::last_os_error()
-        );
-    }
 }

@@ -23,6 +23,7 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::Context;
+use feedfs_protocol::io::TransferReader;
 use feedfs_protocol::usb::{
     ffs_descriptors, ffs_strings, FfsEvent, FFS_EVENT_LEN, MIN_MAX_PACKET, TRANSFER_SIZE,
 };
@@ -122,7 +123,7 @@ impl Ffs {
     pub fn next_link(&self) -> anyhow::Result<LinkIo> {
         let (input, output, packet) = self.endpoints()?;
         Ok(LinkIo {
-            input: Box::new(BulkIn::new(input)),
+            input: Box::new(bulk_in(input)),
             output,
             zlp_packet: Some(packet),
             name: format!("USB ({} bytes per packet)", packet),
@@ -233,34 +234,15 @@ fn max_packet(ep: &File) -> io::Result<usize> {
     }
 }
 
-/// The bulk OUT endpoint as a byte stream: reads a whole transfer at a time
-/// (a request of [`TRANSFER_SIZE`], a multiple of every max packet size, so
-/// nothing overflows) and hands it out in pieces of any size; zero-length
-/// packets are skipped.
-pub struct BulkIn {
-    ep: File,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
+/// The bulk OUT endpoint as a byte stream, a whole transfer at a time; the
+/// host going away (ESHUTDOWN) is the end of the link.
+pub type BulkIn = TransferReader<Box<dyn FnMut(&mut [u8]) -> io::Result<usize> + Send>>;
 
-impl BulkIn {
-    pub fn new(ep: File) -> BulkIn {
-        BulkIn {
-            ep,
-            buf: vec![0; TRANSFER_SIZE],
-            start: 0,
-            end: 0,
-        }
-    }
-}
-
-impl Read for BulkIn {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.start == self.end {
-            match self.ep.read(&mut self.buf) {
-                Ok(0) => {} // a zero-length packet
-                Ok(n) => (self.start, self.end) = (0, n),
+fn bulk_in(mut ep: File) -> BulkIn {
+    TransferReader::new(
+        TRANSFER_SIZE,
+        Box::new(move |buf: &mut [u8]| loop {
+            match ep.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(libc::ESHUTDOWN) => {
                     return Err(io::Error::new(
@@ -268,12 +250,8 @@ impl Read for BulkIn {
                         "the USB host went away (unplugged, unbound or reset)",
                     ))
                 }
-                Err(e) => return Err(e),
+                other => return other,
             }
-        }
-        let n = out.len().min(self.end - self.start);
-        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
-        self.start += n;
-        Ok(n)
-    }
+        }),
+    )
 }

@@ -13,13 +13,14 @@
 //! endpoint is cleared and retried, and anything else (the device unplugged,
 //! unbound or reset) ends the link with [`io::ErrorKind::ConnectionAborted`].
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use feedfs_protocol::io::TransferReader;
 use feedfs_protocol::usb::{
     needs_zlp, INTERFACE_CLASS, INTERFACE_PROTOCOL, INTERFACE_SUBCLASS, TRANSFER_SIZE,
 };
@@ -126,7 +127,7 @@ impl Drop for Claimed {
 pub fn open(found: &Found) -> io::Result<(BulkReader, BulkWriter)> {
     let claimed = Arc::new(claim(found)?);
     Ok((
-        BulkReader::new(claimed.clone(), found.ep_in),
+        bulk_reader(claimed.clone(), found.ep_in),
         BulkWriter::new(claimed, found.ep_out, found.packet_out),
     ))
 }
@@ -171,46 +172,24 @@ fn usb_error(e: rusb::Error) -> io::Error {
     }
 }
 
-/// The bulk IN endpoint as a byte stream.
-pub struct BulkReader {
-    usb: Arc<Claimed>,
-    ep: u8,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
+/// The bulk IN endpoint as a byte stream, a whole transfer at a time.
+pub type BulkReader = TransferReader<Box<dyn FnMut(&mut [u8]) -> io::Result<usize> + Send>>;
 
-impl BulkReader {
-    fn new(usb: Arc<Claimed>, ep: u8) -> BulkReader {
-        BulkReader {
-            usb,
-            ep,
-            buf: vec![0; TRANSFER_SIZE],
-            start: 0,
-            end: 0,
-        }
-    }
-}
-
-impl Read for BulkReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.start == self.end {
-            match self.usb.handle.read_bulk(self.ep, &mut self.buf, POLL) {
-                Ok(0) | Err(rusb::Error::Timeout) => {} // a ZLP, or a quiet device
-                Ok(n) => (self.start, self.end) = (0, n),
+fn bulk_reader(usb: Arc<Claimed>, ep: u8) -> BulkReader {
+    TransferReader::new(
+        TRANSFER_SIZE,
+        Box::new(move |buf: &mut [u8]| loop {
+            match usb.handle.read_bulk(ep, buf, POLL) {
+                Ok(n) => return Ok(n),
+                Err(rusb::Error::Timeout | rusb::Error::Interrupted) => {} // a quiet device
                 Err(rusb::Error::Pipe) => {
                     log::warn!("USB IN endpoint halted; clearing it");
-                    self.usb.handle.clear_halt(self.ep).map_err(usb_error)?;
+                    usb.handle.clear_halt(ep).map_err(usb_error)?;
                 }
-                Err(rusb::Error::Interrupted) => {}
                 Err(e) => return Err(usb_error(e)),
             }
-        }
-        let n = out.len().min(self.end - self.start);
-        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
-        self.start += n;
-        Ok(n)
-    }
+        }),
+    )
 }
 
 /// The bulk OUT endpoint as a byte stream, written in transfers by a thread.

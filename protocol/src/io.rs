@@ -3,7 +3,8 @@
 //! [`FrameReader`] reads straight into the decoder's buffer and hands out
 //! checked frames; [`FrameWriter`] emits a message into a reused buffer and
 //! writes it with `write_all`, so a short write never splits a frame, and
-//! flushes only when asked.
+//! flushes only when asked. [`TransferReader`] turns whole USB transfers
+//! into a byte stream.
 
 use std::io::{self, Read, Write};
 
@@ -92,6 +93,42 @@ impl<W: Write> FrameWriter<W> {
     }
 }
 
+/// Whole transfers (USB bulk reads) as a byte stream: `fill` reads one
+/// transfer into a buffer of `size` bytes (a multiple of the max packet
+/// size, so it never overflows), and [`Read::read`] hands it out in pieces
+/// of any size. A transfer of 0 bytes is a zero-length packet, not the end
+/// of the stream, and is skipped; the stream ends only with an error.
+pub struct TransferReader<F> {
+    fill: F,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl<F: FnMut(&mut [u8]) -> io::Result<usize>> TransferReader<F> {
+    pub fn new(size: usize, fill: F) -> Self {
+        TransferReader {
+            fill,
+            buf: vec![0; size],
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+impl<F: FnMut(&mut [u8]) -> io::Result<usize>> Read for TransferReader<F> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.start == self.end {
+            let n = (self.fill)(&mut self.buf)?;
+            (self.start, self.end) = (0, n.min(self.buf.len()));
+        }
+        let n = out.len().min(self.end - self.start);
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +171,27 @@ mod tests {
         let f = r.next_frame().unwrap().unwrap();
         assert_eq!(Message::parse(f).unwrap(), Message::Goodbye);
         assert!(r.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn transfers_read_as_a_stream_and_zero_length_ones_are_skipped() {
+        let mut transfers = vec![b"abc".to_vec(), vec![], b"defgh".to_vec(), vec![]].into_iter();
+        let mut r = TransferReader::new(8, move |buf: &mut [u8]| match transfers.next() {
+            Some(t) => {
+                buf[..t.len()].copy_from_slice(&t);
+                Ok(t.len())
+            }
+            None => Err(io::ErrorKind::ConnectionAborted.into()),
+        });
+        let mut two = [0u8; 2];
+        assert_eq!(r.read(&mut two).unwrap(), 2);
+        assert_eq!(&two, b"ab");
+        let mut rest = [0u8; 16];
+        assert_eq!(r.read(&mut rest).unwrap(), 1);
+        assert_eq!(r.read(&mut rest).unwrap(), 5);
+        assert_eq!(&rest[..5], b"defgh");
+        let e = r.read(&mut rest).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
     }
 
     #[test]
