@@ -55,6 +55,9 @@ struct Pending {
     landing: HashSet<(u32, u64)>,
     /// The daemon is stopping: reads of missing blocks fail at once.
     closed: bool,
+    /// Mounted offline: until a link comes up, reads of missing blocks fail
+    /// at once (nobody is expected to bring them).
+    offline: bool,
     /// Blocks a read timed out waiting for, since the last link came up:
     /// a read that needs one fails at once instead of waiting a whole
     /// timeout again (the kernel retries a failed readahead with a read of
@@ -170,6 +173,7 @@ impl Core {
         let wanted = {
             let mut p = self.pending();
             p.outbox = Some(outbox.clone());
+            p.offline = false;
             p.expired.clear();
             let mut wanted: Vec<(u32, u64)> = p
                 .waiters
@@ -197,6 +201,12 @@ impl Core {
                 outbox.send(msg.to_frame());
             }
         }
+    }
+
+    /// Mounted with no link (`--offline`): reads of missing blocks fail at
+    /// once until a link is attached.
+    pub fn offline(&self) {
+        self.pending().offline = true;
     }
 
     /// The link was lost: nothing more is sent, but parked reads keep
@@ -292,10 +302,10 @@ impl Core {
         reply: ReplyData,
     ) {
         let mut p = self.pending();
-        if p.closed {
+        if p.closed || p.offline {
             drop(p);
             log::debug!(
-                "read of missing data in {} while stopping: EIO",
+                "read of missing data in {} with no link coming (offline or stopping): EIO",
                 self.path_of(id)
             );
             reply.error(Errno::EIO);
@@ -628,7 +638,8 @@ impl Core {
                     forget_waits(&mut p.waiters, &r, rid);
                     if let Some(f) = self.file(FileId(r.file)) {
                         for b in r.first..=r.last {
-                            if !f.is_present(b).unwrap_or(false) {
+                            if !f.is_present(b).unwrap_or(true) && !p.landing.contains(&(r.file, b))
+                            {
                                 p.expired.insert((r.file, b));
                             }
                         }

@@ -85,6 +85,7 @@ pub fn run(opts: MountOptions) -> anyhow::Result<()> {
                 core.present_blocks(),
                 core.total_blocks()
             );
+            core.offline();
             let _ = events_tx.send(Event::Manifest(core.clone()));
             offline = Some(core);
         }

@@ -490,7 +490,13 @@ impl StoredFile {
         });
         st.dirty_count += 1;
         if st.dirty_count >= MAP_BATCH {
-            self.write_map(&mut st)?;
+            // The block is stored and present either way: a map that cannot
+            // be written now (a full disk) keeps its entries pending for the
+            // next write. Failing here would leave a block present in memory
+            // that the caller counts as lost, and Complete never sent.
+            if let Err(e) = self.write_map(&mut st) {
+                log::warn!("store: cannot write the block map yet: {e}");
+            }
         }
         Ok(true)
     }
@@ -614,6 +620,38 @@ mod tests {
         assert_eq!(on_disk(), (0, 0), "not on disk before a flush");
         f.flush_map().unwrap();
         assert_eq!(on_disk(), (0b1000, crc32fast::hash(&b3)));
+        drop(f);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_map_that_cannot_be_written_does_not_lose_a_stored_block() {
+        let dir = tempdir("mapfail");
+        let blocks = MAP_BATCH + 1;
+        let e = entry(blocks * 4096, 1);
+        let store = Store::open(&dir).unwrap();
+        let mut f = store.open_file(&e).unwrap();
+        let map_path = dir
+            .join("files")
+            .join(key_of(&e.path))
+            .with_extension("map");
+        // Writes to the map fail from now on (as on a full disk).
+        let writable = std::mem::replace(&mut f.map, File::open(&map_path).unwrap());
+        for i in 0..MAP_BATCH {
+            let b = block(i, 4096);
+            assert!(
+                f.write_block(i, &b, crc32fast::hash(&b)).unwrap(),
+                "block {i}: stored, its map entry pending"
+            );
+        }
+        assert_eq!(f.present_count(), MAP_BATCH);
+        assert!(f.flush_map().is_err());
+        // Once the map can be written again, the pending entries reach it.
+        f.map = writable;
+        f.flush_map().unwrap();
+        drop(f);
+        let f = store.open_file(&e).unwrap();
+        assert_eq!(f.present_ranges(), vec![(0, MAP_BATCH)]);
         drop(f);
         fs::remove_dir_all(&dir).unwrap();
     }

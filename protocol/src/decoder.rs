@@ -127,6 +127,42 @@ impl Decoder {
         }
     }
 
+    /// The frame being assembled, if bytes of one are held but not all of
+    /// it: `(needed, available)`.
+    pub fn partial(&self) -> Option<(usize, usize)> {
+        let held = &self.buf[self.start..self.end];
+        match frame::peek(held) {
+            _ if held.is_empty() => None,
+            Ok(Peek::NeedMore(n)) => Some((n, held.len())),
+            _ => None,
+        }
+    }
+
+    /// Whether a whole frame (or damaged bytes to report) is held, so that
+    /// [`Decoder::next_frame`] would return something.
+    pub fn has_whole_frame(&self) -> bool {
+        let held = &self.buf[self.start..self.end];
+        !held.is_empty() && !matches!(frame::peek(held), Ok(Peek::NeedMore(_)))
+    }
+
+    /// Give up on the frame being assembled, if any (the reader found it
+    /// stalled: see [`crate::io::FrameReader`]): resynchronise as after a
+    /// damaged frame and return `(needed, available)` bytes of the frame
+    /// that was dropped. `None` when no partial frame is held.
+    pub fn drop_partial(&mut self) -> Option<(usize, usize)> {
+        let held = &self.buf[self.start..self.end];
+        if held.is_empty() {
+            return None;
+        }
+        let needed = match frame::peek(held) {
+            Ok(Peek::NeedMore(n)) | Ok(Peek::Whole(n)) => n,
+            Err(_) => HEADER_LEN,
+        };
+        let available = held.len();
+        self.resync();
+        Some((needed, available))
+    }
+
     /// Call at the end of input: `Ok` at a clean end between frames,
     /// [`FrameError::Truncated`] when the input stopped inside one.
     pub fn finish(&self) -> Result<(), FrameError> {

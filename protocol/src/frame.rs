@@ -69,6 +69,12 @@ pub enum FrameError {
     UnknownType(u8),
     #[error("stream ended inside a frame: {available} of {needed} bytes arrived")]
     Truncated { needed: usize, available: usize },
+    #[error("a frame stalled: {available} of {needed} bytes arrived in {waited_ms} ms while later bytes kept coming; dropped as damaged (a damaged length field or a lost piece)")]
+    Stalled {
+        needed: usize,
+        available: usize,
+        waited_ms: u64,
+    },
 }
 
 impl FrameError {
@@ -77,7 +83,8 @@ impl FrameError {
         match self {
             FrameError::BadMagic { .. }
             | FrameError::BadChecksum { .. }
-            | FrameError::Oversized { .. } => Recovery::Resync,
+            | FrameError::Oversized { .. }
+            | FrameError::Stalled { .. } => Recovery::Resync,
             FrameError::UnknownType(_) => Recovery::Skip,
             FrameError::Truncated { .. } => Recovery::Reconnect,
             FrameError::UnsupportedVersion { .. } => Recovery::Fatal,

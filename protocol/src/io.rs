@@ -1,12 +1,21 @@
 //! The thin adapter between the sans-IO [`Decoder`] and `Read`/`Write`.
 //!
 //! [`FrameReader`] reads straight into the decoder's buffer and hands out
-//! checked frames; [`FrameWriter`] emits a message into a reused buffer and
+//! checked frames. It also gives up on a frame that stalls: one whose
+//! header promised more bytes than arrive while the link goes on (a length
+//! field damaged into a larger value, or a piece of the frame lost), which
+//! would otherwise swallow every later frame until the promised length is
+//! reached, for hours on an idle link that only repeats a 24-byte
+//! StreamDone each second. A frame still incomplete after
+//! [`STALL_BASE`] plus the time its length takes at [`STALL_RATE`], checked
+//! whenever bytes arrive, is dropped as damaged ([`FrameError::Stalled`],
+//! resync). [`FrameWriter`] emits a message into a reused buffer and
 //! writes it with `write_all`, so a short write never splits a frame, and
 //! flushes only when asked. [`TransferReader`] turns whole USB transfers
 //! into a byte stream.
 
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 use crate::decoder::Decoder;
 use crate::frame::{Frame, FrameError};
@@ -21,11 +30,21 @@ pub enum ReadError {
     Frame(#[from] FrameError),
 }
 
+/// How long any frame may take to arrive whole, beyond its length's share.
+pub const STALL_BASE: Duration = Duration::from_secs(2);
+/// The slowest rate, in bytes per second, at which a frame's bytes are
+/// expected once its header has arrived: a 1 MiB frame may take 2 + 16 s.
+pub const STALL_RATE: u64 = 64 * 1024;
+
 /// Reads checked frames from a byte stream.
 pub struct FrameReader<R> {
     inner: R,
     decoder: Decoder,
     eof: bool,
+    /// When the bytes of the frame now being assembled were first seen.
+    partial_since: Option<Instant>,
+    stall_base: Duration,
+    stall_rate: u64,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -34,7 +53,37 @@ impl<R: Read> FrameReader<R> {
             inner,
             decoder: Decoder::new(),
             eof: false,
+            partial_since: None,
+            stall_base: STALL_BASE,
+            stall_rate: STALL_RATE,
         }
+    }
+
+    /// Another allowance for a frame to arrive (tests use a tiny one).
+    pub fn with_stall_allowance(mut self, base: Duration, bytes_per_sec: u64) -> Self {
+        self.stall_base = base;
+        self.stall_rate = bytes_per_sec.max(1);
+        self
+    }
+
+    /// If the frame being assembled has taken longer than its allowance,
+    /// drop it (the decoder resynchronises) and say so.
+    fn check_stall(&mut self) -> Option<FrameError> {
+        let since = self.partial_since?;
+        let (needed, _) = self.decoder.partial()?;
+        let allowance =
+            self.stall_base + Duration::from_millis(needed as u64 * 1000 / self.stall_rate);
+        let waited = since.elapsed();
+        if waited <= allowance {
+            return None;
+        }
+        self.partial_since = None;
+        let (needed, available) = self.decoder.drop_partial()?;
+        Some(FrameError::Stalled {
+            needed,
+            available,
+            waited_ms: waited.as_millis() as u64,
+        })
     }
 
     /// The next frame; `Ok(None)` at a clean end of stream between frames.
@@ -43,17 +92,35 @@ impl<R: Read> FrameReader<R> {
     pub fn next_frame(&mut self) -> Result<Option<Frame<&[u8]>>, ReadError> {
         loop {
             match self.decoder.next_frame() {
-                Some(Ok(r)) => return Ok(Some(self.decoder.frame(r))),
-                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(r)) => {
+                    self.partial_since = None;
+                    return Ok(Some(self.decoder.frame(r)));
+                }
+                Some(Err(e)) => {
+                    self.partial_since = None;
+                    return Err(e.into());
+                }
                 None => {}
             }
             if self.eof {
                 self.decoder.finish()?;
                 return Ok(None);
             }
+            if self.decoder.buffered() > 0 {
+                self.partial_since.get_or_insert_with(Instant::now);
+            }
             match self.inner.read(self.decoder.spare()) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.decoder.commit(n),
+                Ok(n) => {
+                    self.decoder.commit(n);
+                    // Whole frames that just arrived go first; a frame
+                    // still incomplete is judged only when nothing else is.
+                    if !self.decoder.has_whole_frame() {
+                        if let Some(e) = self.check_stall() {
+                            return Err(e.into());
+                        }
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
             }
@@ -171,6 +238,80 @@ mod tests {
         let f = r.next_frame().unwrap().unwrap();
         assert_eq!(Message::parse(f).unwrap(), Message::Goodbye);
         assert!(r.next_frame().unwrap().is_none());
+    }
+
+    /// A reader that returns one chunk per call, waiting `pause` before each.
+    struct Chunks(Vec<Vec<u8>>, Duration);
+    impl Read for Chunks {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            std::thread::sleep(self.1);
+            let c = self.0.remove(0);
+            out[..c.len()].copy_from_slice(&c);
+            Ok(c.len())
+        }
+    }
+
+    #[test]
+    fn a_frame_that_stalls_while_the_link_goes_on_is_dropped() {
+        // A block frame cut short, then an idle host's StreamDone, again and
+        // again: without the stall rule, the StreamDones would fill the cut
+        // frame's promised 65 556 bytes, 24 bytes at a time.
+        let data = vec![9u8; 65536];
+        let block = Message::Block {
+            file: FileId(0),
+            index: 0,
+            crc: crc32fast::hash(&data),
+            encoding: crate::message::Encoding::Raw,
+            data: &data,
+        }
+        .to_frame();
+        let done = Message::StreamDone { blocks_sent: 1 }.to_frame();
+        let mut chunks = vec![block[..100].to_vec()];
+        chunks.extend(std::iter::repeat_n(done.clone(), 5));
+        let mut r = FrameReader::new(Chunks(chunks, Duration::from_millis(5)))
+            .with_stall_allowance(Duration::from_millis(8), u64::MAX);
+        match r.next_frame() {
+            Err(ReadError::Frame(FrameError::Stalled {
+                needed, available, ..
+            })) => {
+                assert_eq!(needed, block.len());
+                assert!(available >= 100 && available < 100 + 5 * done.len());
+            }
+            other => panic!(
+                "expected a stalled frame, got {:?}",
+                other.map(|f| f.map(|f| f.total_len()))
+            ),
+        }
+        // The StreamDones that came after it are found again.
+        let mut after = 0;
+        while let Some(f) = r.next_frame().unwrap() {
+            assert_eq!(
+                Message::parse(f).unwrap(),
+                Message::StreamDone { blocks_sent: 1 }
+            );
+            after += 1;
+        }
+        assert!(after >= 3, "{after} StreamDones after the stall");
+    }
+
+    #[test]
+    fn a_slow_frame_within_its_allowance_is_kept() {
+        let data = vec![3u8; 5000];
+        let block = Message::Block {
+            file: FileId(0),
+            index: 0,
+            crc: crc32fast::hash(&data),
+            encoding: crate::message::Encoding::Raw,
+            data: &data,
+        }
+        .to_frame();
+        let chunks: Vec<Vec<u8>> = block.chunks(500).map(<[u8]>::to_vec).collect();
+        let mut r = FrameReader::new(Chunks(chunks, Duration::from_millis(1)));
+        let f = r.next_frame().unwrap().unwrap();
+        assert_eq!(f.total_len(), block.len());
     }
 
     #[test]

@@ -22,6 +22,13 @@ pub const MAX_ENTRIES: u32 = 1_000_000;
 pub const MAX_TOTAL_BLOCKS: u64 = 1 << 26;
 /// Largest file a manifest may describe (16 TiB).
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
+/// Most bytes of path text a manifest may hold: the paths of its entries
+/// and of the directories they imply, added up. Without it a few thousand
+/// deep paths (`x/a/a/a/…`, 4096 bytes each, every one implying two
+/// thousand directories) would make the device hold gigabytes of directory
+/// names; with it a manifest's paths take at most this much memory (twice:
+/// the entries and their index).
+pub const MAX_PATH_BYTES: u64 = 128 << 20;
 /// Longest path component, as on Linux.
 pub const NAME_MAX: usize = 255;
 /// Mode given to directories that a path implies but the manifest does not list.
@@ -65,6 +72,8 @@ impl Entry {
 /// Why a manifest entry or the manifest as a whole was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
+    #[error("manifest paths reach {total} bytes with {path:?} and the directories it implies, over the cap of {MAX_PATH_BYTES}")]
+    TooMuchPathText { path: String, total: u64 },
     #[error("manifest path is empty")]
     EmptyPath,
     #[error("manifest path {0:?} is absolute; only relative paths are served")]
@@ -176,6 +185,8 @@ pub struct ManifestBuilder {
     m: Manifest,
     /// Blocks of all files accepted so far.
     blocks: u64,
+    /// Bytes of path text held so far (entries and implied directories).
+    path_bytes: u64,
     kinds: HashMap<String, (EntryKind, usize)>,
 }
 
@@ -280,16 +291,25 @@ impl ManifestBuilder {
                 self.m.by_id.push(self.m.entries.len());
                 self.m.total_bytes = self.m.total_bytes.saturating_add(entry.size);
                 self.blocks += entry.blocks();
+                self.path_bytes += entry.path.len() as u64;
                 self.m.entries.push(entry);
             }
         }
         Ok(())
     }
 
+    /// Check the directories `path` implies and add those not yet known.
+    ///
+    /// Walks up from the deepest parent and stops at the first known
+    /// directory: every directory is added after all of its own parents,
+    /// and a file is never added below a file, so the ancestors of a known
+    /// directory are all known directories. An entry whose parents are
+    /// known thus costs one lookup, however deep it is. The new parents are
+    /// added shallowest first, so that parents come before children.
     fn add_parents(&mut self, path: &str) -> Result<(), ManifestError> {
-        let mut end = 0;
-        while let Some(off) = path[end..].find('/') {
-            let parent = &path[..end + off];
+        let mut new = Vec::new();
+        for (end, _) in path.rmatch_indices('/') {
+            let parent = &path[..end];
             match self.kinds.get(parent) {
                 Some((EntryKind::File, _)) => {
                     return Err(ManifestError::InsideFile {
@@ -297,22 +317,31 @@ impl ManifestBuilder {
                         parent: parent.into(),
                     })
                 }
-                Some((EntryKind::Dir, _)) => {}
-                None => {
-                    self.kinds
-                        .insert(parent.to_string(), (EntryKind::Dir, self.m.entries.len()));
-                    self.m.entries.push(Entry {
-                        id: None,
-                        kind: EntryKind::Dir,
-                        path: parent.to_string(),
-                        size: 0,
-                        mode: IMPLIED_DIR_MODE,
-                        block_size: 0,
-                        identity: [0; 16],
-                    });
-                }
+                Some((EntryKind::Dir, _)) => break,
+                None => new.push(parent),
             }
-            end += off + 1;
+        }
+        let text: u64 = new.iter().map(|p| p.len() as u64).sum::<u64>() + path.len() as u64;
+        let total = self.path_bytes.saturating_add(text);
+        if total > MAX_PATH_BYTES {
+            return Err(ManifestError::TooMuchPathText {
+                path: path.into(),
+                total,
+            });
+        }
+        for parent in new.into_iter().rev() {
+            self.kinds
+                .insert(parent.to_string(), (EntryKind::Dir, self.m.entries.len()));
+            self.m.entries.push(Entry {
+                id: None,
+                kind: EntryKind::Dir,
+                path: parent.to_string(),
+                size: 0,
+                mode: IMPLIED_DIR_MODE,
+                block_size: 0,
+                identity: [0; 16],
+            });
+            self.path_bytes += parent.len() as u64;
         }
         Ok(())
     }
@@ -489,6 +518,61 @@ mod tests {
             ),
             Err(ManifestError::TooManyBlocks { .. })
         ));
+    }
+
+    #[test]
+    fn deep_paths_cannot_make_the_device_hold_gigabytes_of_names() {
+        // Each path implies about 2000 directories whose names add up to
+        // about 4 MB: without a cap, a thousand such entries (4 MB on the
+        // wire) would make the device hold gigabytes.
+        let deep = "a/".repeat(2000);
+        let mut b = ManifestBuilder::new();
+        let mut accepted = 0;
+        let err = loop {
+            match file(&mut b, &format!("d{accepted}/{deep}f")) {
+                Ok(()) => accepted += 1,
+                Err(e) => break e,
+            }
+            assert!(accepted < 100, "no cap on path text");
+        };
+        assert!(
+            matches!(err, ManifestError::TooMuchPathText { total, .. } if total > MAX_PATH_BYTES),
+            "{err}"
+        );
+        assert!(b.path_bytes <= MAX_PATH_BYTES);
+        assert!((25..40).contains(&accepted), "{accepted} entries accepted");
+        let held: u64 = b.m.entries.iter().map(|e| e.path.len() as u64).sum();
+        assert_eq!(held, b.path_bytes);
+    }
+
+    #[test]
+    fn entries_below_known_directories_cost_one_lookup_and_keep_parents_first() {
+        let deep = "a/".repeat(2000);
+        let mut b = ManifestBuilder::new();
+        // Many files in one deep directory: its parents are added once.
+        for i in 0..2000 {
+            file(&mut b, &format!("{deep}f{i}")).unwrap();
+        }
+        assert_eq!(b.m.entries.len(), 2000 + 2000);
+        assert!(b.path_bytes < MAX_PATH_BYTES);
+        file(&mut b, "x/y/z").unwrap();
+        assert_eq!(
+            file(&mut b, &format!("{deep}f7/g")),
+            Err(ManifestError::InsideFile {
+                path: format!("{deep}f7/g"),
+                parent: format!("{deep}f7"),
+            })
+        );
+        let m = b.finish(2001, 20010).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for e in m.entries() {
+            assert!(
+                e.parent().is_empty() || seen.contains(e.parent()),
+                "{} before its parent",
+                e.path
+            );
+            seen.insert(e.path.as_str());
+        }
     }
 
     #[test]

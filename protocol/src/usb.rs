@@ -20,8 +20,8 @@ pub const INTERFACE_PROTOCOL: u8 = 0x01;
 /// The interface's name (string descriptor 1 of the function).
 pub const INTERFACE_NAME: &str = "feedfs";
 
-/// Bytes per bulk transfer: what the host writes at most in one transfer and
-/// what the device asks for in one read. Large enough to reach the link's
+/// Bytes per bulk transfer: what the host writes at most in one transfer,
+/// and what both sides ask for in every read. Large enough to reach the link's
 /// rate, small enough that a demanded block waits behind little stream data
 /// (one transfer in flight plus one being filled: 512 KiB, about 10 ms at
 /// USB 2.0's real rate).
@@ -32,11 +32,15 @@ pub const TRANSFER_SIZE: usize = 256 * 1024;
 pub const MIN_MAX_PACKET: usize = 64;
 
 /// Whether a bulk transfer of `len` bytes must be followed by a zero-length
-/// packet: the receiver's read ends only at a short packet or when its
-/// buffer is full, and a transfer that is a whole number of packets ends
-/// with neither.
+/// packet. The receiver reads in requests of [`TRANSFER_SIZE`] bytes, and a
+/// read ends only at a short packet or when its buffer is full: a transfer
+/// whose last read is left partly filled by whole packets ends with
+/// neither, so it needs the ZLP. One that fills its last read exactly needs
+/// none (and must not get one: in a strict request-and-answer exchange the
+/// receiver would not read it until the sender had read the answer).
 pub fn needs_zlp(len: usize, max_packet: usize) -> bool {
-    len > 0 && len.is_multiple_of(max_packet.max(1))
+    let tail = len % TRANSFER_SIZE;
+    tail != 0 && tail.is_multiple_of(max_packet.max(1))
 }
 
 const DESCRIPTORS_MAGIC_V2: u32 = 3;
@@ -173,8 +177,12 @@ mod tests {
         assert!(needs_zlp(1024, 512));
         assert!(!needs_zlp(513, 512));
         assert!(!needs_zlp(512, 1024));
-        assert!(needs_zlp(TRANSFER_SIZE, 1024));
         assert!(needs_zlp(64, MIN_MAX_PACKET));
+        // A transfer that fills the receiver's reads exactly needs none.
+        assert!(!needs_zlp(TRANSFER_SIZE, 1024));
+        assert!(!needs_zlp(3 * TRANSFER_SIZE, 512));
+        assert!(needs_zlp(TRANSFER_SIZE + 512, 512));
+        assert!(needs_zlp(TRANSFER_SIZE - 1024, 1024));
     }
 
     #[test]

@@ -1,0 +1,124 @@
+//! A full disk: the store on a small size-limited tmpfs that this test
+//! mounts (so it runs as root, as CI does; it fails, never skips, without
+//! the right to mount). Reads of blocks that cannot be stored fail with
+//! ENOSPC or EIO within the read timeout, blocks already present keep being
+//! served, the daemon neither hangs nor dies, and the host reports the
+//! device's error and exits non-zero.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use feedfs_tests::peers::{
+    checked_read, device_command, host_command, stop_device, wait_exit, Read,
+};
+use feedfs_tests::*;
+
+const MIB: u64 = 1 << 20;
+
+/// Mount a tmpfs of `size` bytes at `dir`.
+fn mount_tmpfs(dir: &Path, size: u64) {
+    let target = CString::new(dir.as_os_str().as_bytes()).unwrap();
+    let opts = CString::new(format!("size={size},mode=0755")).unwrap();
+    // SAFETY: valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            c"feedfs-test".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "cannot mount a tmpfs at {} (this test needs root): {}",
+        dir.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+#[test]
+fn a_full_store_fails_reads_clearly_keeps_serving_and_the_host_reports_it() {
+    let s = Scratch::new("fulldisk");
+    let src = s.root.join("src");
+    write_file(&src.join("big.bin"), 16 * MIB, 51, 0o644);
+    let (mnt, disk) = (s.dir("mnt"), s.dir("disk"));
+    mount_tmpfs(&disk, 4 * MIB);
+    // Leave about 600 KiB free: room for a few blocks, not for the file.
+    fs::write(
+        disk.join("filler"),
+        vec![1u8; (3 * MIB + 400 * 1024) as usize],
+    )
+    .unwrap();
+    let store = disk.join("store");
+
+    let mut device = device_command(&mnt, &store, "--stdio")
+        .args(["--read-timeout", "3s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Demands only, so that the test decides which blocks arrive and when.
+    let mut host = host_command(&["--no-stream", src.to_str().unwrap()])
+        .stdin(Stdio::from(device.stdout.take().unwrap()))
+        .stdout(Stdio::from(device.stdin.take().unwrap()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
+    let big = mnt.join("src/big.bin");
+    let limit = Duration::from_secs(3 + 2);
+    let first = content(51, 0, 65536);
+    assert_eq!(
+        checked_read(&big, 0, &first, limit, "full disk").0,
+        Read::Good,
+        "block 0 fits"
+    );
+
+    // Random reads across the file until the store is full: each one is
+    // good or fails with ENOSPC or EIO, never wrong and never late.
+    let mut failed = None;
+    for k in 1..16u64 {
+        let offset = k * MIB + 4096 * k;
+        let (outcome, _) =
+            checked_read(&big, offset, &content(51, offset, 4096), limit, "full disk");
+        if outcome != Read::Good {
+            failed = Some((k, outcome));
+            break;
+        }
+    }
+    let (k, outcome) = failed.expect("the store filled up");
+    eprintln!("full disk: read {k} failed with {outcome:?}");
+
+    // The host was told and exits non-zero, naming the device's error.
+    let status = wait_exit(&mut host, Duration::from_secs(20));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut host.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "the host must fail: {err}");
+    assert!(err.contains("NoSpace"), "host stderr: {err}");
+
+    // The daemon is alive, still mounted, and serves what it holds.
+    assert!(alive(device.id() as i32) && is_mounted(&mnt));
+    drop_cache(&big);
+    assert_eq!(
+        checked_read(&big, 0, &first, limit, "full disk").0,
+        Read::Good
+    );
+    let missing = 15 * MIB;
+    let (late, _) = checked_read(
+        &big,
+        missing,
+        &content(51, missing, 4096),
+        limit,
+        "full disk",
+    );
+    assert_ne!(late, Read::Good, "a block that was never stored");
+    stop_device(device.id() as i32, &mnt);
+    assert!(device.wait().unwrap().success());
+    detach(&disk);
+}
