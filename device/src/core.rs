@@ -23,10 +23,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use feedfs_protocol::reqlog::Outcome;
 use feedfs_protocol::{FileId, Manifest, Message};
 use fuser::{Errno, ReplyData};
 
 use crate::outbox::Outbox;
+use crate::reqlog::RequestLog;
 use crate::store::{BlockState, Store, StoredFile};
 
 /// Longest time a landed block's bit stays in memory only.
@@ -41,6 +43,11 @@ struct Parked {
     missing: usize,
     deadline: Instant,
     reply: ReplyData,
+    /// For the request log: when it was parked, by whom, and whether it
+    /// sent a demand itself.
+    since: Instant,
+    pid: u32,
+    demanded: bool,
 }
 
 #[derive(Default)]
@@ -75,6 +82,7 @@ pub struct Core {
     read_timeout: Duration,
     pending: Mutex<Pending>,
     wake_reaper: Condvar,
+    log: RequestLog,
 }
 
 /// A checked block on its way from the link thread to the store writer.
@@ -133,6 +141,7 @@ impl Core {
         }
         let total_blocks = files.iter().flatten().map(StoredFile::blocks).sum();
         let present = files.iter().flatten().map(StoredFile::present_count).sum();
+        let log = RequestLog::start(store.dir(), &manifest);
         Ok(Core {
             manifest,
             files,
@@ -142,6 +151,7 @@ impl Core {
             read_timeout,
             pending: Mutex::new(Pending::default()),
             wake_reaper: Condvar::new(),
+            log,
         })
     }
 
@@ -201,6 +211,7 @@ impl Core {
                 outbox.send(msg.to_frame());
             }
         }
+        self.log.link(true);
     }
 
     /// Mounted with no link (`--offline`): reads of missing blocks fail at
@@ -214,6 +225,7 @@ impl Core {
     /// new reads of missing blocks park the same way.
     pub fn link_lost(&self) {
         self.pending().outbox = None;
+        self.log.link(false);
     }
 
     /// The daemon is stopping: every parked read fails with EIO now, and so
@@ -230,7 +242,9 @@ impl Core {
         if !failed.is_empty() {
             log::warn!("stopping: failing {} parked reads with EIO", failed.len());
         }
+        self.log.link(false);
         for r in failed {
+            self.ended(&r, Outcome::Failed);
             r.reply.error(Errno::EIO);
         }
     }
@@ -246,6 +260,11 @@ impl Core {
 
     /// Serve a FUSE read, or park it until its blocks land.
     pub fn read(&self, id: FileId, offset: u64, size: u32, reply: ReplyData) {
+        self.read_by(id, offset, size, 0, reply)
+    }
+
+    /// [`Core::read`] for process `pid` (0 if unknown), as the request log names it.
+    pub fn read_by(&self, id: FileId, offset: u64, size: u32, pid: u32, reply: ReplyData) {
         let Some(file) = self.file(id) else {
             reply.error(Errno::EISDIR);
             return;
@@ -258,7 +277,10 @@ impl Core {
         let first = offset / bs;
         let last = (offset.saturating_add(u64::from(size)).min(file.size()) - 1) / bs;
         match self.missing_blocks(file, first, last) {
-            Ok(missing) if missing.is_empty() => return serve(file, offset, size, reply),
+            Ok(missing) if missing.is_empty() => {
+                self.log_served(id, file, offset, size, first, last);
+                return serve(file, offset, size, reply);
+            }
             Ok(_) => {}
             Err(e) => {
                 log::error!("store read of {} failed: {e}", self.path_of(id));
@@ -266,7 +288,38 @@ impl Core {
                 return;
             }
         }
-        self.park(id, file, offset, size, first, last, reply);
+        self.park(id, file, offset, size, first, last, pid, reply);
+    }
+
+    fn log_served(
+        &self,
+        id: FileId,
+        file: &StoredFile,
+        offset: u64,
+        size: u32,
+        first: u64,
+        last: u64,
+    ) {
+        let bytes = file.size().saturating_sub(offset).min(size.into());
+        self.log.served(id, first, last, bytes);
+    }
+
+    /// Record a parked read that has ended.
+    fn ended(&self, r: &Parked, outcome: Outcome) {
+        self.log.waited(
+            FileId(r.file),
+            r.first,
+            r.last,
+            r.since,
+            r.pid,
+            outcome,
+            r.demanded,
+        );
+    }
+
+    /// Write the request log out and stop its writer (at unmount).
+    pub fn close_log(&self) {
+        self.log.close();
     }
 
     fn missing_blocks(
@@ -299,6 +352,7 @@ impl Core {
         size: u32,
         first: u64,
         last: u64,
+        pid: u32,
         reply: ReplyData,
     ) {
         let mut p = self.pending();
@@ -317,6 +371,7 @@ impl Core {
             .collect();
         if missing.is_empty() {
             drop(p);
+            self.log_served(id, file, offset, size, first, last);
             return serve(file, offset, size, reply);
         }
         if missing.iter().any(|&b| p.expired.contains(&(id.0, b))) {
@@ -353,11 +408,15 @@ impl Core {
                 missing: missing.len(),
                 deadline,
                 reply,
+                since: Instant::now(),
+                pid,
+                demanded: !to_demand.is_empty(),
             },
         );
         // Sent outside the lock: a direct write is a system call.
         let outbox = p.outbox.clone();
         drop(p);
+        self.log.waiting(id, first, last);
         if let Some(outbox) = outbox {
             for (first, count) in runs(&to_demand) {
                 let msg = Message::Demand {
@@ -452,6 +511,7 @@ impl Core {
             // Checked against its CRC above; the read lies within this block.
             let from = (r.offset - block_start) as usize;
             let to = (from + r.size as usize).min(data.len());
+            self.ended(&r, Outcome::Served);
             r.reply.data(&data[from..to]);
         }
         Ok(Some(Landing {
@@ -518,6 +578,7 @@ impl Core {
             }
         }
         for r in done {
+            self.ended(&r, Outcome::Served);
             let file = self.file(FileId(r.file)).expect("parked on a file");
             serve(file, r.offset, r.size, r.reply);
         }
@@ -560,6 +621,7 @@ impl Core {
             failed
         };
         for r in failed {
+            self.ended(&r, Outcome::Failed);
             r.reply.error(errno);
         }
     }
@@ -656,6 +718,7 @@ impl Core {
                         r.offset,
                         self.read_timeout
                     );
+                    self.ended(&r, Outcome::TimedOut);
                     r.reply.error(Errno::EIO);
                 }
                 p = self.pending();

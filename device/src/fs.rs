@@ -193,7 +193,7 @@ impl Filesystem for FeedFs {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -203,7 +203,7 @@ impl Filesystem for FeedFs {
         reply: ReplyData,
     ) {
         match self.node(ino).and_then(|n| n.id) {
-            Some(id) => self.core.read(id, offset, size, reply),
+            Some(id) => self.core.read_by(id, offset, size, req.pid(), reply),
             None => reply.error(Errno::EISDIR),
         }
     }

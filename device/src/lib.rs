@@ -6,7 +6,9 @@
 //! stdin/stdout or a USB function ([`usb`], set up by [`gadget`] when asked;
 //! [`usbcheck`] is the peer of the host's link check). [`core`] holds the shared
 //! state (stored files, parked reads), [`fs`] is the thin FUSE adapter over
-//! it, [`store`] and [`bitmap`] are the persisted block map.
+//! it, [`store`] and [`bitmap`] are the persisted block map. [`reqlog`]
+//! records the reads that waited (and first reads) in the store, and
+//! [`status`] reports on a store from outside the daemon.
 
 pub mod attach;
 pub mod bitmap;
@@ -16,7 +18,9 @@ pub mod gadget;
 pub mod link;
 pub mod opens;
 pub mod outbox;
+pub mod reqlog;
 pub mod session;
+pub mod status;
 pub mod store;
 pub mod units;
 pub mod usb;

@@ -54,6 +54,8 @@ pub struct MountOptions {
     pub read_timeout: Duration,
     pub allow_other: bool,
     pub link: Link,
+    /// The kernel's readahead on the mount, in KiB (see [`READ_AHEAD_KB`]).
+    pub kernel_readahead_kb: u32,
 }
 
 /// Mount and run until a signal or an unmount.
@@ -229,7 +231,7 @@ fn main_loop(
                             opts.mountpoint.display()
                         );
                         session = Some(s);
-                        raise_readahead(&opts.mountpoint);
+                        raise_readahead(&opts.mountpoint, opts.kernel_readahead_kb);
                         let stop = stop_reaper.clone();
                         let reaper_core = core.clone();
                         thread::Builder::new()
@@ -292,6 +294,7 @@ fn main_loop(
     stop_reaper.store(true, Ordering::Relaxed);
     if let Some(core) = core_for_reaper {
         core.wake();
+        core.close_log();
     }
     result
 }
@@ -322,21 +325,25 @@ fn detach_lazily(mountpoint: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Kernel readahead for the mount, in KiB. The default 128 KiB makes a
+/// Kernel readahead for the mount, in KiB, unless `--kernel-readahead`
+/// says otherwise. The default 128 KiB makes a
 /// sequential reader pay one FUSE round trip per 128 KiB; with 1 MiB a cold
 /// sequential read of a 1 GiB file through the mount, link otherwise idle,
-/// went from 780-846 MB/s to 1.0-1.1 GB/s.
-const READ_AHEAD_KB: u32 = 1024;
+/// went from 780-846 MB/s to 1.0-1.1 GB/s. On a slow link it costs: every
+/// byte read ahead and never used is a byte the link did not spend on data
+/// a reader waits for (bench/prefetch: an app start at 40 MB/s took 1.9
+/// times as long as its own bytes need with 1 MiB, 1.2 times with 128 KiB).
+pub const READ_AHEAD_KB: u32 = 1024;
 
-/// Raise the readahead of the mount's backing device (needs root; skipped otherwise).
-fn raise_readahead(mountpoint: &std::path::Path) {
+/// Set the readahead of the mount's backing device (needs root; skipped otherwise).
+fn raise_readahead(mountpoint: &std::path::Path, kb: u32) {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::metadata(mountpoint) else {
         return;
     };
     let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
     let knob = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
-    if let Err(e) = std::fs::write(&knob, READ_AHEAD_KB.to_string()) {
+    if let Err(e) = std::fs::write(&knob, kb.to_string()) {
         log::debug!("readahead left as it is ({knob}: {e})");
     }
 }

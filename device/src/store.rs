@@ -102,30 +102,7 @@ impl Store {
 
     /// The manifest saved by the last daemon, checked again as if it came from the wire.
     pub fn load_manifest(&self) -> anyhow::Result<Manifest> {
-        let path = self.dir.join("manifest");
-        let file = File::open(&path).with_context(|| {
-            format!(
-                "store {} holds no manifest yet: connect a host first",
-                self.dir.display()
-            )
-        })?;
-        let mut reader = FrameReader::new(file);
-        let mut builder = ManifestBuilder::new();
-        loop {
-            let frame = reader
-                .next_frame()
-                .with_context(|| format!("{} is damaged", path.display()))?
-                .with_context(|| format!("{} ends before its ManifestEnd", path.display()))?;
-            match Message::parse(frame).with_context(|| format!("{} is damaged", path.display()))? {
-                Message::ManifestEnd {
-                    entries,
-                    total_bytes,
-                } => {
-                    return Ok(builder.finish(entries, total_bytes)?);
-                }
-                msg => builder.push_message(&msg)?,
-            }
-        }
+        read_manifest(&self.dir)
     }
 
     /// Open the stored copy of a manifest file entry, resetting it if it
@@ -139,6 +116,70 @@ impl Store {
             entry,
         )
     }
+}
+
+/// The manifest saved in the store at `dir`, checked again as if it came
+/// from the wire. Reads only: no lock is taken, so a running daemon may own
+/// the store.
+pub fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    let path = dir.join("manifest");
+    let file = File::open(&path).with_context(|| {
+        format!(
+            "store {} holds no manifest yet: connect a host first",
+            dir.display()
+        )
+    })?;
+    let mut reader = FrameReader::new(file);
+    let mut builder = ManifestBuilder::new();
+    loop {
+        let frame = reader
+            .next_frame()
+            .with_context(|| format!("{} is damaged", path.display()))?
+            .with_context(|| format!("{} ends before its ManifestEnd", path.display()))?;
+        match Message::parse(frame).with_context(|| format!("{} is damaged", path.display()))? {
+            Message::ManifestEnd {
+                entries,
+                total_bytes,
+            } => {
+                return Ok(builder.finish(entries, total_bytes)?);
+            }
+            msg => builder.push_message(&msg)?,
+        }
+    }
+}
+
+/// How many blocks of `entry` the map file in the store at `dir` marks
+/// present, and whether its last block is among them, reading only; `None` when there is no map that matches the
+/// entry (the daemon resets such a file when it opens it). Up to a second
+/// behind a running daemon, which writes its map in batches.
+pub fn present_on_disk(dir: &Path, entry: &Entry) -> io::Result<Option<(u64, bool)>> {
+    let map = dir
+        .join("files")
+        .join(key_of(&entry.path))
+        .with_extension("map");
+    let file = match File::open(&map) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let header = header_for(entry);
+    let layout = MapLayout::new(entry.path.len(), entry.blocks());
+    if file.metadata()?.len() != layout.total {
+        return Ok(None);
+    }
+    let mut on_disk = vec![0u8; header.len()];
+    file.read_exact_at(&mut on_disk, 0)?;
+    if on_disk != header {
+        return Ok(None);
+    }
+    let mut bits = vec![0u8; entry.blocks().div_ceil(8) as usize];
+    file.read_exact_at(&mut bits, layout.bitmap_off)?;
+    let bitmap = Bitmap::from_bytes(&bits, entry.blocks());
+    let last = entry
+        .blocks()
+        .checked_sub(1)
+        .is_some_and(|l| bitmap.get(l).unwrap_or(false));
+    Ok(Some((bitmap.count(), last)))
 }
 
 /// The store's file name for a relative path: 32 hex digits.

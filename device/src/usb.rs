@@ -18,6 +18,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -35,6 +36,10 @@ pub struct Ffs {
     dir: PathBuf,
     enabled: Arc<(Mutex<bool>, Condvar)>,
     closer: Ep0Closer,
+    /// Transfers from `ep1`, read by one thread for the life of the
+    /// function (started with the first link): links come and go, the
+    /// reader stays, so no transfer is ever taken by a reader nobody owns.
+    transfers: Mutex<Option<Transfers>>,
 }
 
 /// Lets whoever removes the function close `ep0`: asked, the event thread
@@ -110,6 +115,7 @@ impl Ffs {
             dir: dir.to_path_buf(),
             enabled,
             closer,
+            transfers: Mutex::new(None),
         })
     }
 
@@ -122,8 +128,19 @@ impl Ffs {
     /// endpoints as a link.
     pub fn next_link(&self) -> anyhow::Result<LinkIo> {
         let (input, output, packet) = self.endpoints()?;
+        let transfers = {
+            let mut t = self.transfers.lock().unwrap_or_else(|p| p.into_inner());
+            match &*t {
+                Some(rx) => rx.clone(),
+                None => {
+                    let rx = read_transfers(input)?;
+                    *t = Some(rx.clone());
+                    rx
+                }
+            }
+        };
         Ok(LinkIo {
-            input: Box::new(bulk_in(input)),
+            input: Box::new(bulk_in(transfers)),
             output,
             zlp_packet: Some(packet),
             name: format!("USB ({} bytes per packet)", packet),
@@ -234,24 +251,75 @@ fn max_packet(ep: &File) -> io::Result<usize> {
     }
 }
 
-/// The bulk OUT endpoint as a byte stream, a whole transfer at a time; the
-/// host going away (ESHUTDOWN) is the end of the link.
-pub type BulkIn = TransferReader<Box<dyn FnMut(&mut [u8]) -> io::Result<usize> + Send>>;
+/// The `ep1` reader thread's queue, shared by the links one after another:
+/// full buffers (their whole length is the transfer) one way, emptied ones
+/// back for reuse.
+#[derive(Clone)]
+struct Transfers {
+    full: Arc<Mutex<Receiver<io::Result<Vec<u8>>>>>,
+    empty: Sender<Vec<u8>>,
+}
 
-fn bulk_in(mut ep: File) -> BulkIn {
+/// Transfers queued ahead of the link thread: `ep1` is read again while
+/// the link thread checks and stores the last transfer, so the bus does not
+/// wait for the CPU.
+const READ_AHEAD: usize = 4;
+
+/// The `ep1` reader thread: whole transfers (or the error that ended one,
+/// ESHUTDOWN when the host went away) into a channel, for ever; after an
+/// error the next read waits until a host configures the device again.
+fn read_transfers(mut ep: File) -> anyhow::Result<Transfers> {
+    let (tx, full) = mpsc::sync_channel(READ_AHEAD);
+    let (empty, recycled) = mpsc::channel::<Vec<u8>>();
+    thread::Builder::new()
+        .name("usb-reader".into())
+        .spawn(move || loop {
+            let mut buf = recycled.try_recv().unwrap_or_default();
+            buf.resize(TRANSFER_SIZE, 0);
+            let got = match ep.read(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ESHUTDOWN) => Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the USB host went away (unplugged, unbound or reset)",
+                )),
+                Err(e) => Err(e),
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(buf)
+                }
+            };
+            let failed = got.is_err();
+            if tx.send(got).is_err() {
+                return;
+            }
+            if failed {
+                // Not a busy loop: the next read blocks until the endpoint is enabled.
+                thread::sleep(Duration::from_millis(50));
+            }
+        })?;
+    Ok(Transfers {
+        full: Arc::new(Mutex::new(full)),
+        empty,
+    })
+}
+
+/// The bulk OUT endpoint as a byte stream, a whole transfer at a time; the
+/// host going away is the end of the link.
+pub type BulkIn = TransferReader<Box<dyn FnMut(&mut Vec<u8>) -> io::Result<usize> + Send>>;
+
+fn bulk_in(transfers: Transfers) -> BulkIn {
     TransferReader::new(
         TRANSFER_SIZE,
-        Box::new(move |buf: &mut [u8]| loop {
-            match ep.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::ESHUTDOWN) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        "the USB host went away (unplugged, unbound or reset)",
-                    ))
-                }
-                other => return other,
-            }
+        Box::new(move |buf: &mut Vec<u8>| {
+            let next = transfers
+                .full
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .recv()
+                .map_err(|_| io::Error::other("the USB reader stopped"))??;
+            // The filled buffer becomes the reader's; the old one goes back.
+            let _ = transfers.empty.send(std::mem::replace(buf, next));
+            Ok(buf.len())
         }),
     )
 }

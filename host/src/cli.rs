@@ -2,8 +2,11 @@
 //!
 //! `feedfs-host push (--exec CMD | --stdio | --usb [--serial S] [--wait])
 //! [--block-size SIZE] [--readahead N] [--rate RATE] [--compress WHEN]
-//! [--record FILE] PATH...`: exactly one link flag, at least one path, sizes
-//! in human units. `devices` and `usb-check` look at USB devices.
+//! [--record FILE] [--plan PLAN] PATH...`: exactly one link flag, at least
+//! one path, sizes in human units. `devices` and `usb-check` look at USB
+//! devices; `log show|plot LOG` reads a host record or a device request
+//! log; `plan LOG... -o PLAN` learns a prefetch plan and `plan --show PLAN`
+//! prints one.
 
 use std::path::PathBuf;
 
@@ -48,6 +51,71 @@ pub enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
         seconds: f64,
     },
+    /// Read a log: a host record (push --record) or a device request log
+    /// (STORE/log/requests.log, copied off the device).
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Learn a prefetch plan from logs (LOG... -o PLAN), or print one (--show PLAN).
+    ///
+    /// The plan lists the blocks the logged runs needed, ordered by first
+    /// access across runs (blocks every run needs early come first), with
+    /// a readahead window after each accessed range. `push --plan PLAN`
+    /// streams them first.
+    Plan(PlanArgs),
+}
+
+/// `feedfs-host log` commands.
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Per file: bytes present, demand requests and their median and p99
+    /// wait; then the order in which blocks were first asked for.
+    Show(LogShowArgs),
+    /// Draw the log as an SVG picture: time across, position in the file
+    /// up, a mark per demand request, the stream's progress as a line.
+    Plot(LogPlotArgs),
+}
+
+/// Options of `feedfs-host log show`.
+#[derive(Debug, Clone, Args)]
+pub struct LogShowArgs {
+    /// A host record or a device request log.
+    #[arg(value_name = "LOG")]
+    pub log: PathBuf,
+    /// Print JSON (every step of the first-access order) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Steps of the first-access order to print as text.
+    #[arg(long, value_name = "N", default_value_t = 40)]
+    pub steps: usize,
+}
+
+/// Options of `feedfs-host log plot`.
+#[derive(Debug, Clone, Args)]
+pub struct LogPlotArgs {
+    /// A host record or a device request log (its last mount is drawn).
+    #[arg(value_name = "LOG")]
+    pub log: PathBuf,
+    /// The SVG file to write.
+    #[arg(short, long, value_name = "SVG")]
+    pub output: PathBuf,
+}
+
+/// Options of `feedfs-host plan`.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["logs", "show"])))]
+pub struct PlanArgs {
+    /// Host records and device request logs to learn from, oldest first.
+    #[arg(value_name = "LOG", requires = "output")]
+    pub logs: Vec<PathBuf>,
+    /// Where to write the plan.
+    #[arg(short, long, value_name = "PLAN")]
+    pub output: Option<PathBuf>,
+    /// Print a plan readably instead.
+    #[arg(long, value_name = "PLAN", conflicts_with_all = ["logs", "output"])]
+    pub show: Option<PathBuf>,
+    /// Blocks added after each accessed range, as a readahead would send them.
+    #[arg(long, value_name = "BLOCKS", default_value_t = 4)]
+    pub window: u64,
 }
 
 /// Options of `feedfs-host push`.
@@ -111,6 +179,17 @@ pub struct PushArgs {
     /// Write a tab-separated log of every demand and every block sent to FILE.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+
+    /// Stream the blocks of this prefetch plan (from `feedfs-host plan`)
+    /// first, then the rest in file order. Files that changed since the
+    /// plan was made are streamed in file order, with a warning.
+    #[arg(long, value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+
+    /// Do not stream zip files (APK, JAR, wheel) in their built-in order
+    /// (directory and start-up entries first); use file order.
+    #[arg(long)]
+    pub no_zip_order: bool,
 
     /// Files and directories to serve; each is served under its own name.
     #[arg(value_name = "PATH", required = true)]
@@ -180,5 +259,37 @@ mod tests {
         assert_eq!(compress(&["--compress", "none"]).unwrap(), Mode::None);
         assert_eq!(compress(&["--compress=auto"]).unwrap(), Mode::Auto);
         assert!(compress(&["--compress", "zstd"]).is_err());
+    }
+
+    #[test]
+    fn log_and_plan_commands() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        assert!(
+            parse(&["feedfs-host", "plan", "a.log"]).is_err(),
+            "-o is needed"
+        );
+        assert!(parse(&["feedfs-host", "plan"]).is_err());
+        assert!(parse(&["feedfs-host", "plan", "--show", "p", "-o", "q"]).is_err());
+        let Command::Plan(p) = parse(&["feedfs-host", "plan", "a", "b", "-o", "p"])
+            .unwrap()
+            .command
+        else {
+            panic!("not plan")
+        };
+        assert_eq!((p.logs.len(), p.window), (2, 4));
+        assert!(parse(&["feedfs-host", "plan", "--show", "p"]).is_ok());
+        assert!(
+            parse(&["feedfs-host", "log", "plot", "x"]).is_err(),
+            "-o is needed"
+        );
+        assert!(parse(&["feedfs-host", "log", "plot", "x", "-o", "y.svg"]).is_ok());
+        assert!(parse(&["feedfs-host", "log", "show", "x", "--json"]).is_ok());
+        let Command::Push(p) = parse(&["feedfs-host", "push", "--stdio", "--plan", "p", "a"])
+            .unwrap()
+            .command
+        else {
+            panic!("not push")
+        };
+        assert_eq!(p.plan, Some(PathBuf::from("p")));
     }
 }

@@ -9,12 +9,22 @@
 //! [`source`] reading it and [`compress`] deciding whether to send it
 //! compressed; [`record`] and [`progress`] report what happened. The wire
 //! format itself is the `feedfs-protocol` crate.
+//!
+//! Learned prefetch: [`trace`] reads logs back (host records, device request
+//! logs), [`summary`] and [`plot`] show them, [`learn`] merges them into a
+//! [`plan`], whose ranges the scheduler streams first; [`ziporder`] is the
+//! built-in order for zip files without a plan. [`logcmd`] runs those
+//! commands.
 #![deny(unsafe_code)]
 
 pub mod cli;
 pub mod compress;
+pub mod learn;
 pub mod link;
+pub mod logcmd;
 pub mod manifest;
+pub mod plan;
+pub mod plot;
 pub mod progress;
 pub mod push;
 pub mod rate;
@@ -23,8 +33,11 @@ pub mod scheduler;
 pub mod session;
 pub mod size;
 pub mod source;
+pub mod summary;
+pub mod trace;
 pub mod usb;
 pub mod usbcheck;
+pub mod ziporder;
 
 #[cfg(test)]
 mod testutil;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use env_logger::Env;
 
-use feedfs_host::cli::{Cli, Command};
+use feedfs_host::cli::{Cli, Command, LogCommand};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(Env::default().default_filter_or("warn")).init();
@@ -39,5 +39,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(report.failures == 0, "{} checks failed", report.failures);
             Ok(())
         }
+        Command::Log(LogCommand::Show(args)) => feedfs_host::logcmd::show(&args),
+        Command::Log(LogCommand::Plot(args)) => feedfs_host::logcmd::plot(&args),
+        Command::Plan(args) => feedfs_host::logcmd::plan(&args),
     }
 }

@@ -7,17 +7,65 @@
 //! With `--usb --wait` a broken link is a device that went away: the push
 //! waits for it and resumes.
 
+use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use feedfs_protocol::FileId;
 
 use crate::cli::PushArgs;
 use crate::link::Link;
-use crate::manifest::walk;
+use crate::manifest::{walk, ServedSet};
 use crate::progress::Progress;
 use crate::record::Recorder;
 use crate::session::{Options, Session, Summary};
+use crate::ziporder::zip_blocks;
+
+/// Smallest file looked at for a zip order.
+const ZIP_ORDER_MIN: u64 = 1 << 20;
+
+/// What to stream first: the plan's ranges (`--plan`), then the built-in
+/// order of zip files of at least [`ZIP_ORDER_MIN`] bytes that the plan
+/// does not cover (unless `--no-zip-order`).
+fn first_ranges(args: &PushArgs, set: &ServedSet) -> Result<Vec<(FileId, u64, u64)>> {
+    let mut ranges = Vec::new();
+    if let Some(path) = &args.plan {
+        let plan = crate::logcmd::read_plan(path)?;
+        let (planned, warnings) = plan.resolve(set);
+        for w in warnings {
+            log::warn!("{w}");
+        }
+        log::info!(
+            "plan {}: {} blocks first",
+            path.display(),
+            planned.iter().map(|r| r.2).sum::<u64>()
+        );
+        ranges = planned;
+    }
+    if args.no_zip_order {
+        return Ok(ranges);
+    }
+    let covered: HashSet<FileId> = ranges.iter().map(|r| r.0).collect();
+    // Smaller files stream in moments whatever their order; leaving them
+    // out keeps a tree of many small files from costing an open each.
+    let zips = set
+        .files()
+        .filter(|e| e.size >= ZIP_ORDER_MIN && !covered.contains(&e.id));
+    for e in zips {
+        let Ok(file) = std::fs::File::open(&e.source) else {
+            continue;
+        };
+        if let Some(zip) = zip_blocks(&file, e.size, e.block_size) {
+            log::info!(
+                "{}: a zip; its directory and start-up entries go first",
+                e.path
+            );
+            ranges.extend(zip.into_iter().map(|(first, count)| (e.id, first, count)));
+        }
+    }
+    Ok(ranges)
+}
 
 /// Run `feedfs-host push`; `Ok` only when the device reported `Complete`.
 pub fn push(args: &PushArgs) -> Result<Summary> {
@@ -37,10 +85,11 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
     };
     for e in set.files() {
         record
-            .file(e.id, e.size, e.block_size, &e.path)
+            .file(e.id, e.size, e.block_size, &e.path, &e.identity)
             .context("cannot write the record file")?;
     }
     record.flush().context("cannot write the record file")?;
+    let plan = first_ranges(args, &set)?;
 
     let mut progress = Progress::new(std::io::stderr().is_terminal(), start);
     let options = Options {
@@ -57,8 +106,10 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
             write,
             mut peer,
         } = open_link(args)?;
-        let result =
-            Session::new(&set, options, &mut record, &mut progress, start).run(read, write);
+        let result = Session::new(&set, options, &mut record, &mut progress, start)
+            .with_plan(&plan)
+            .context("the plan does not fit the files served")?
+            .run(read, write);
         progress.clear();
         if let Err(e) = record.flush() {
             log::warn!("could not finish the record file: {e}");

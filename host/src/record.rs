@@ -4,17 +4,19 @@
 //! One event per line, fields separated by tabs, after a version line:
 //!
 //! ```text
-//! # feedfs-host record v1
-//! file    <id> <size> <block_size> <path>        one per file, before the session
+//! # feedfs-host record v2
+//! file    <id> <size> <block_size> <path> <identity>   one per file, before the session
 //! have    <t_us> <file_id> <blocks>              the device already holds these
 //! demand  <t_us> <file_id> <first> <count>       a Demand message arrived
 //! sent    <t_us> <file_id> <index> <kind> <stream_sent>
 //! done    <t_us> <blocks_sent>                   the device reported Complete
 //! ```
 //!
-//! `t_us` is microseconds since the push started; `kind` is `demand`,
-//! `readahead` or `stream`; `stream_sent` is how many `stream` blocks were
-//! sent before this one. In paths, backslash, tab, newline and carriage
+//! `t_us` is microseconds since the push started; `identity` is the file's
+//! content identity in 32 hex digits (version 2 added it; version 1 files,
+//! without it, are still read); `kind` is `demand`, `readahead`, `plan` or
+//! `stream`; `stream_sent` is how many `stream` blocks were sent before
+//! this one. In paths, backslash, tab, newline and carriage
 //! return are written as `\\`, `\t`, `\n` and `\r`. Lines go through a
 //! buffer that is flushed at the end of the session and again on drop, so
 //! the file is whole however the process ends short of a crash. The
@@ -29,7 +31,9 @@ use feedfs_protocol::FileId;
 use crate::scheduler::Kind;
 
 /// The first line of every record file.
-pub const HEADER: &str = "# feedfs-host record v1";
+pub const HEADER: &str = "# feedfs-host record v2";
+/// The first line of record files written before identities were recorded.
+pub const HEADER_V1: &str = "# feedfs-host record v1";
 
 /// Writes the record file, or nothing when no file was asked for.
 pub struct Recorder {
@@ -62,10 +66,18 @@ impl Recorder {
         }
     }
 
-    pub fn file(&mut self, id: FileId, size: u64, block_size: u32, path: &str) -> io::Result<()> {
+    pub fn file(
+        &mut self,
+        id: FileId,
+        size: u64,
+        block_size: u32,
+        path: &str,
+        identity: &[u8; 16],
+    ) -> io::Result<()> {
         let path = escape(path);
+        let identity: String = identity.iter().map(|b| format!("{b:02x}")).collect();
         self.line(format_args!(
-            "file\t{}\t{size}\t{block_size}\t{path}\n",
+            "file\t{}\t{size}\t{block_size}\t{path}\t{identity}\n",
             id.0
         ))
     }
@@ -164,8 +176,11 @@ pub(crate) mod tests {
     fn exact_format() {
         let buf = Shared::default();
         let mut r = Recorder::from_writer(Box::new(buf.clone())).unwrap();
-        r.file(FileId(0), 5000, 4096, "a.img").unwrap();
-        r.file(FileId(2), 0, 65536, "tree/odd\tname").unwrap();
+        r.file(FileId(0), 5000, 4096, "a.img", &[0xab; 16]).unwrap();
+        let mut id = [0; 16];
+        id[15] = 1;
+        r.file(FileId(2), 0, 65536, "tree/odd\tname", &id).unwrap();
+        r.sent(35, FileId(0), 0, Kind::Plan, 0).unwrap();
         r.demand(15, FileId(0), 1, 1).unwrap();
         r.sent(20, FileId(0), 1, Kind::Demand, 0).unwrap();
         r.sent(31, FileId(0), 0, Kind::Stream, 0).unwrap();
@@ -173,9 +188,10 @@ pub(crate) mod tests {
         drop(r);
         assert_eq!(
             buf.text(),
-            "# feedfs-host record v1\n\
-             file\t0\t5000\t4096\ta.img\n\
-             file\t2\t0\t65536\ttree/odd\\tname\n\
+            "# feedfs-host record v2\n\
+             file\t0\t5000\t4096\ta.img\tabababababababababababababababab\n\
+             file\t2\t0\t65536\ttree/odd\\tname\t00000000000000000000000000000001\n\
+             sent\t35\t0\t0\tplan\t0\n\
              demand\t15\t0\t1\t1\n\
              sent\t20\t0\t1\tdemand\t0\n\
              sent\t31\t0\t0\tstream\t0\n\

@@ -13,15 +13,23 @@
 //!    window starts at [`INITIAL_WINDOW`] blocks and doubles with each
 //!    demand that continues the run, up to the `readahead` limit; any other
 //!    demand is taken as random access and gets none, so a random reader's
-//!    next block never waits behind data nobody asked for;
-//! 3. the background stream: every block the device lacks, files in manifest
-//!    order, blocks in ascending order, skipping blocks already sent.
+//!    next block never waits behind data nobody asked for. A demand for a
+//!    planned block gets none either: the plan knows better what the
+//!    reader needs next, and goes on sending it;
+//! 3. the background stream: first the planned blocks, in the order of a
+//!    prefetch plan given with [`Scheduler::with_plan`] (a learned plan or
+//!    a zip file's built-in order), then every block the device lacks,
+//!    files in manifest order, blocks in ascending order; both skip blocks
+//!    already sent or held. [`Scheduler::pause_stream`] holds back the
+//!    file-order part only: planned blocks are what readers are about to
+//!    ask for, so they keep the link busy while a reader is active.
 //!
 //! Until the device's `HaveEnd` the scheduler does not know what the device
 //! holds, so it answers demands only: no readahead, no stream. It does no I/O
 //! and reads no clock. Memory is the bitsets plus two queues, each bounded by
-//! the number of blocks (a block is in a queue at most once). An index past a
-//! file's end, or an id that is not a file, is an error, never ignored.
+//! the number of blocks (a block is in a queue at most once), and the plan's
+//! ranges. An index past a file's end, or an id that is not a file, is an
+//! error, never ignored.
 
 use std::collections::VecDeque;
 
@@ -49,6 +57,8 @@ pub enum SchedError {
 pub enum Kind {
     Demand,
     Readahead,
+    /// From the prefetch plan, ahead of the rest of the stream.
+    Plan,
     Stream,
 }
 
@@ -58,6 +68,7 @@ impl Kind {
         match self {
             Kind::Demand => "demand",
             Kind::Readahead => "readahead",
+            Kind::Plan => "plan",
             Kind::Stream => "stream",
         }
     }
@@ -80,13 +91,14 @@ pub struct Counters {
     pub duplicates: u64,
     pub sent_demand: u64,
     pub sent_readahead: u64,
+    pub sent_plan: u64,
     pub sent_stream: u64,
 }
 
 impl Counters {
     /// Blocks picked so far, of every kind.
     pub fn sent(&self) -> u64 {
-        self.sent_demand + self.sent_readahead + self.sent_stream
+        self.sent_demand + self.sent_readahead + self.sent_plan + self.sent_stream
     }
 }
 
@@ -178,6 +190,8 @@ struct FileState {
     sent: Bits,
     in_demand: Bits,
     in_readahead: Bits,
+    /// Blocks named by the plan.
+    planned: Bits,
 }
 
 /// The send-order state machine; see the module documentation.
@@ -193,6 +207,8 @@ pub struct Scheduler {
     stream_paused: bool,
     demand: VecDeque<(FileId, u64)>,
     ahead: VecDeque<(FileId, u64)>,
+    /// Planned ranges not yet streamed: (file, next block, end).
+    plan: VecDeque<(FileId, u64, u64)>,
     /// Where the stream goes on: index into `files`, then block index.
     cursor: (usize, u64),
     counters: Counters,
@@ -216,6 +232,7 @@ impl Scheduler {
                 sent: Bits::empty(blocks),
                 in_demand: Bits::empty(blocks),
                 in_readahead: Bits::empty(blocks),
+                planned: Bits::empty(blocks),
             });
         }
         Scheduler {
@@ -226,6 +243,7 @@ impl Scheduler {
             stream_paused: false,
             demand: VecDeque::new(),
             ahead: VecDeque::new(),
+            plan: VecDeque::new(),
             cursor: (0, 0),
             counters: Counters::default(),
         }
@@ -263,7 +281,32 @@ impl Scheduler {
         Ok(())
     }
 
-    /// The device has reported everything it holds: readahead and the stream may start.
+    /// Stream these ranges (file, first block, count), in this order, before
+    /// the rest of the stream. Every range is checked before any is taken.
+    pub fn with_plan(mut self, ranges: &[(FileId, u64, u64)]) -> Result<Self, SchedError> {
+        self.set_plan(ranges)?;
+        Ok(self)
+    }
+
+    /// [`Scheduler::with_plan`] in place.
+    pub fn set_plan(&mut self, ranges: &[(FileId, u64, u64)]) -> Result<(), SchedError> {
+        for &(file, first, count) in ranges {
+            let f = self.file_mut(file)?;
+            Self::check_range(f, file, first, count)?;
+        }
+        for &(file, first, count) in ranges {
+            let f = self.file_mut(file)?;
+            for i in first..first + count {
+                f.planned.set(i);
+            }
+        }
+        self.plan = ranges
+            .iter()
+            .map(|&(file, first, count)| (file, first, first + count))
+            .collect();
+        Ok(())
+    }
+
     /// Serve demands (and their readahead) only, never the background stream.
     pub fn without_stream(mut self) -> Self {
         self.stream = false;
@@ -277,6 +320,7 @@ impl Scheduler {
         self.stream_paused = paused;
     }
 
+    /// The device has reported everything it holds: readahead and the stream may start.
     pub fn on_have_end(&mut self) {
         self.have_end = true;
     }
@@ -316,7 +360,7 @@ impl Scheduler {
         f.run_end = end;
         f.ahead_end = end.saturating_add(f.window).min(f.blocks);
         let mut ahead = Vec::new();
-        if have_end {
+        if have_end && !f.planned.get(first) {
             for i in end..f.ahead_end {
                 if f.lacks.get(i) && !f.sent.get(i) && !f.in_demand.get(i) && !f.in_readahead.get(i)
                 {
@@ -359,7 +403,23 @@ impl Scheduler {
                 kind: Kind::Readahead,
             });
         }
-        if !self.have_end || !self.stream || self.stream_paused || !self.advance_stream() {
+        if !self.have_end || !self.stream {
+            return None;
+        }
+        if self.advance_plan() {
+            let (file, index, _) = self.plan.front_mut().expect("advance_plan found one");
+            let (file, index) = (*file, *index);
+            if let Some(f) = self.files[file.0 as usize].as_mut() {
+                f.sent.set(index);
+            }
+            self.counters.sent_plan += 1;
+            return Some(Pick {
+                file,
+                index,
+                kind: Kind::Plan,
+            });
+        }
+        if self.stream_paused || !self.advance_stream() {
             return None;
         }
         let (slot, index) = self.cursor;
@@ -392,6 +452,22 @@ impl Scheduler {
         }
     }
 
+    /// Move the plan's front to the next planned block the device lacks and
+    /// that was not sent, dropping ranges that have none; false when the
+    /// plan is done.
+    fn advance_plan(&mut self) -> bool {
+        while let Some((file, next, end)) = self.plan.front_mut() {
+            if let Some(f) = &self.files[file.0 as usize] {
+                if let Some(i) = first_in_a_not_b(&f.lacks, &f.sent, *next).filter(|&i| i < *end) {
+                    *next = i;
+                    return true;
+                }
+            }
+            self.plan.pop_front();
+        }
+        false
+    }
+
     /// Move the stream cursor to the next block the device lacks and that
     /// was not sent; false when there is none. The set of such blocks only
     /// shrinks, so the cursor only moves forward.
@@ -414,7 +490,9 @@ impl Scheduler {
         self.prune_readahead();
         !self.demand.is_empty()
             || !self.ahead.is_empty()
-            || (self.have_end && self.stream && !self.stream_paused && self.advance_stream())
+            || (self.have_end
+                && self.stream
+                && (self.advance_plan() || (!self.stream_paused && self.advance_stream())))
     }
 
     /// True once `HaveEnd` has arrived, the stream has nothing left and no
@@ -730,5 +808,82 @@ mod tests {
         assert_eq!(drain(&mut s).len(), 5, "the demand and its readahead");
         s.pause_stream(false);
         assert_eq!(s.pick_next(), pick(0, 5, Kind::Stream));
+    }
+    #[test]
+    fn planned_blocks_go_first_then_the_rest_in_file_order() {
+        let plan = [(FileId(1), 2, 2), (FileId(0), 3, 1), (FileId(1), 3, 2)];
+        let mut s = Scheduler::new(&[(FileId(0), 5), (FileId(1), 6)], 0)
+            .with_plan(&plan)
+            .unwrap();
+        s.on_have(FileId(0), &[r(3, 1)]).unwrap();
+        // Before HaveEnd, the plan waits like the stream.
+        assert_eq!(s.pick_next(), None);
+        s.on_have_end();
+        assert_eq!(s.pick_next(), pick(1, 2, Kind::Plan));
+        // A demand pre-empts the plan.
+        s.on_demand(FileId(0), 4, 1).unwrap();
+        assert_eq!(s.pick_next(), pick(0, 4, Kind::Demand));
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                // 0:3 is held; 1:3 was planned twice, sent once.
+                (1, 3, Kind::Plan),
+                (1, 4, Kind::Plan),
+                (0, 0, Kind::Stream),
+                (0, 1, Kind::Stream),
+                (0, 2, Kind::Stream),
+                (1, 0, Kind::Stream),
+                (1, 1, Kind::Stream),
+                (1, 5, Kind::Stream),
+            ]
+        );
+        assert!(s.stream_finished());
+        let c = s.counters();
+        assert_eq!((c.sent_plan, c.sent_stream, c.sent()), (3, 6, 10));
+    }
+
+    #[test]
+    fn a_paused_stream_lets_the_plan_go_and_bad_plans_are_refused() {
+        let mut s = Scheduler::new(&[(FileId(0), 10)], 0)
+            .with_plan(&[(FileId(0), 5, 1)])
+            .unwrap();
+        s.on_have_end();
+        s.pause_stream(true);
+        assert!(s.has_work());
+        assert_eq!(s.pick_next(), pick(0, 5, Kind::Plan));
+        assert!(!s.has_work(), "the rest of the stream waits");
+        assert_eq!(s.pick_next(), None);
+        s.pause_stream(false);
+        assert_eq!(s.pick_next(), pick(0, 0, Kind::Stream));
+        let bad = Scheduler::new(&[(FileId(0), 10)], 0).with_plan(&[(FileId(0), 9, 2)]);
+        assert!(matches!(bad, Err(SchedError::OutOfRange { .. })));
+        let bad = Scheduler::new(&[(FileId(0), 10)], 0).with_plan(&[(FileId(1), 0, 1)]);
+        assert!(matches!(bad, Err(SchedError::NotAFile(_))));
+    }
+
+    #[test]
+    fn a_demand_for_a_planned_block_gets_no_readahead_the_plan_goes_on() {
+        let mut s = Scheduler::new(&[(FileId(0), 100)], 8)
+            .with_plan(&[(FileId(0), 10, 2), (FileId(0), 50, 2)])
+            .unwrap();
+        s.on_have_end();
+        // A reader at the start of the file: not planned, readahead as usual.
+        s.on_demand(FileId(0), 0, 1).unwrap();
+        assert_eq!(s.pick_next(), pick(0, 0, Kind::Demand));
+        assert_eq!(s.pick_next(), pick(0, 1, Kind::Readahead));
+        for _ in 2..5 {
+            assert_eq!(s.pick_next().unwrap().kind, Kind::Readahead);
+        }
+        // A reader at a planned block: the plan goes on from there.
+        s.on_demand(FileId(0), 11, 1).unwrap();
+        assert_eq!(
+            drain(&mut s)[..4],
+            [
+                (0, 11, Kind::Demand),
+                (0, 10, Kind::Plan),
+                (0, 50, Kind::Plan),
+                (0, 51, Kind::Plan)
+            ]
+        );
     }
 }

@@ -286,6 +286,16 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Stream these ranges (file, first block, count) first, in this
+    /// order, ahead of the rest of the stream (see [`Scheduler::with_plan`]).
+    pub fn with_plan(
+        mut self,
+        ranges: &[(FileId, u64, u64)],
+    ) -> Result<Self, crate::scheduler::SchedError> {
+        self.sched.set_plan(ranges)?;
+        Ok(self)
+    }
+
     /// Run the session to `Complete` over a link's read and write sides.
     pub fn run<R, W>(mut self, read: R, write: W) -> Result<Summary, SessionError>
     where

@@ -173,12 +173,12 @@ fn usb_error(e: rusb::Error) -> io::Error {
 }
 
 /// The bulk IN endpoint as a byte stream, a whole transfer at a time.
-pub type BulkReader = TransferReader<Box<dyn FnMut(&mut [u8]) -> io::Result<usize> + Send>>;
+pub type BulkReader = TransferReader<Box<dyn FnMut(&mut Vec<u8>) -> io::Result<usize> + Send>>;
 
 fn bulk_reader(usb: Arc<Claimed>, ep: u8) -> BulkReader {
     TransferReader::new(
         TRANSFER_SIZE,
-        Box::new(move |buf: &mut [u8]| loop {
+        Box::new(move |buf: &mut Vec<u8>| loop {
             match usb.handle.read_bulk(ep, buf, POLL) {
                 Ok(n) => return Ok(n),
                 Err(rusb::Error::Timeout | rusb::Error::Interrupted) => {} // a quiet device

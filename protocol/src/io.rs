@@ -160,11 +160,12 @@ impl<W: Write> FrameWriter<W> {
     }
 }
 
-/// Whole transfers (USB bulk reads) as a byte stream: `fill` reads one
-/// transfer into a buffer of `size` bytes (a multiple of the max packet
-/// size, so it never overflows), and [`Read::read`] hands it out in pieces
-/// of any size. A transfer of 0 bytes is a zero-length packet, not the end
-/// of the stream, and is skipped; the stream ends only with an error.
+/// Whole transfers (USB bulk reads) as a byte stream: `fill` puts one
+/// transfer at the start of the buffer it is given (reading into it, or
+/// swapping in a buffer another thread filled) and returns its length;
+/// [`Read::read`] hands it out in pieces of any size. A transfer of 0
+/// bytes is a zero-length packet, not the end of the stream, and is
+/// skipped; the stream ends only with an error.
 pub struct TransferReader<F> {
     fill: F,
     buf: Vec<u8>,
@@ -172,7 +173,9 @@ pub struct TransferReader<F> {
     end: usize,
 }
 
-impl<F: FnMut(&mut [u8]) -> io::Result<usize>> TransferReader<F> {
+impl<F: FnMut(&mut Vec<u8>) -> io::Result<usize>> TransferReader<F> {
+    /// `size`: the first buffer's length, a multiple of the max packet
+    /// size so that a read into it never overflows.
     pub fn new(size: usize, fill: F) -> Self {
         TransferReader {
             fill,
@@ -183,7 +186,7 @@ impl<F: FnMut(&mut [u8]) -> io::Result<usize>> TransferReader<F> {
     }
 }
 
-impl<F: FnMut(&mut [u8]) -> io::Result<usize>> Read for TransferReader<F> {
+impl<F: FnMut(&mut Vec<u8>) -> io::Result<usize>> Read for TransferReader<F> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.start == self.end {
             let n = (self.fill)(&mut self.buf)?;
@@ -317,7 +320,7 @@ mod tests {
     #[test]
     fn transfers_read_as_a_stream_and_zero_length_ones_are_skipped() {
         let mut transfers = vec![b"abc".to_vec(), vec![], b"defgh".to_vec(), vec![]].into_iter();
-        let mut r = TransferReader::new(8, move |buf: &mut [u8]| match transfers.next() {
+        let mut r = TransferReader::new(8, move |buf: &mut Vec<u8>| match transfers.next() {
             Some(t) => {
                 buf[..t.len()].copy_from_slice(&t);
                 Ok(t.len())

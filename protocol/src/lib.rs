@@ -11,6 +11,8 @@
 //! it, and [`io`] is the thin adapter over `Read`/`Write` used by both
 //! binaries. [`usb`] holds the USB binding's numbers and FunctionFS
 //! descriptors. The format is described byte by byte in `docs/protocol.md`.
+//! [`reqlog`] is the device's request log format (`docs/store.md`), shared
+//! by the device that writes it and the host that reads copies of it.
 #![deny(unsafe_code)]
 
 pub mod decoder;
@@ -18,6 +20,7 @@ pub mod frame;
 pub mod io;
 pub mod manifest;
 pub mod message;
+pub mod reqlog;
 pub mod usb;
 
 pub use decoder::Decoder;

@@ -225,7 +225,7 @@ fn demands_before_have_end_then_stream_then_complete() {
     assert_eq!(summary.counters.sent(), 3);
     assert_eq!(summary.bytes_sent, (10_000 - 8192) + 4096 + 5);
     assert_eq!(summary.device_blocks, 4);
-    assert!(run.record.starts_with("# feedfs-host record v1\n"));
+    assert!(run.record.starts_with("# feedfs-host record v2\n"));
     assert_eq!(lines(&run.record, "demand"), vec!["demand 1 2 1"]);
     assert_eq!(
         lines(&run.record, "sent"),

@@ -1,0 +1,102 @@
+//! The `log show`, `log plot` and `plan` commands: read the logs, run the
+//! pure parts ([`summary`](crate::summary), [`plot`](crate::plot),
+//! [`learn`](crate::learn), [`plan`](crate::plan)) and print or write what
+//! they give.
+
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{LogPlotArgs, LogShowArgs, PlanArgs};
+use crate::plan::Plan;
+use crate::trace::{read_log, Run};
+
+/// `feedfs-host log show LOG [--json] [--steps N]`.
+pub fn show(args: &LogShowArgs) -> Result<()> {
+    let runs = read_log(&args.log)?;
+    warn_torn(&runs);
+    let summaries: Vec<_> = runs.iter().map(crate::summary::summarize).collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &summaries)?;
+        writeln!(out)?;
+    } else {
+        if summaries.is_empty() {
+            writeln!(out, "{}: no runs recorded", args.log.display())?;
+        }
+        for s in &summaries {
+            write!(out, "{}", crate::summary::render(s, args.steps))?;
+        }
+    }
+    Ok(())
+}
+
+/// `feedfs-host log plot LOG -o OUT.svg`: the last run of the log.
+pub fn plot(args: &LogPlotArgs) -> Result<()> {
+    let runs = read_log(&args.log)?;
+    warn_torn(&runs);
+    let Some(run) = runs.last() else {
+        bail!("{} records no run to draw", args.log.display());
+    };
+    if runs.len() > 1 {
+        eprintln!(
+            "feedfs-host: {} holds {} mounts; drawing the last one",
+            args.log.display(),
+            runs.len()
+        );
+    }
+    crate::plot::plot(run, &args.output)?;
+    Ok(())
+}
+
+/// `feedfs-host plan LOG... -o PLAN` and `feedfs-host plan --show PLAN`.
+pub fn plan(args: &PlanArgs) -> Result<()> {
+    if let Some(path) = &args.show {
+        let plan = read_plan(path)?;
+        print!("{}", plan.render());
+        return Ok(());
+    }
+    let Some(output) = &args.output else {
+        bail!("say where to write the plan with -o PLAN");
+    };
+    let mut runs = Vec::new();
+    for log in &args.logs {
+        runs.extend(read_log(log)?);
+    }
+    warn_torn(&runs);
+    let (plan, warnings) = crate::learn::learn(&runs, args.window);
+    for w in warnings {
+        eprintln!("feedfs-host: warning: {w}");
+    }
+    if plan.steps.is_empty() {
+        bail!("the logs record no access to learn from (no demand requests or first reads)");
+    }
+    std::fs::write(output, plan.encode())
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    let blocks: u64 = plan.steps.iter().map(|s| s.count).sum();
+    eprintln!(
+        "feedfs-host: wrote {}: {} blocks in {} steps over {} files, from {} runs",
+        output.display(),
+        blocks,
+        plan.steps.len(),
+        plan.files.len(),
+        plan.runs
+    );
+    Ok(())
+}
+
+/// Read and check a plan file.
+pub fn read_plan(path: &std::path::Path) -> Result<Plan> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
+    Plan::decode(&bytes).with_context(|| format!("{} cannot be used as a plan", path.display()))
+}
+
+fn warn_torn(runs: &[Run]) {
+    for r in runs.iter().filter(|r| r.torn_bytes > 0) {
+        eprintln!(
+            "feedfs-host: warning: {}: {} bytes of a record cut short at the end were left out",
+            r.label, r.torn_bytes
+        );
+    }
+}

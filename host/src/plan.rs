@@ -1,0 +1,476 @@
+//! The prefetch plan file: which blocks of which files to stream first, in
+//! what order. Encoding and decoding are pure (bytes in, bytes out);
+//! [`Plan::resolve`] matches a plan against the files being served.
+//!
+//! Layout (little-endian; `docs/plan.md` gives it byte by byte): a 32-byte
+//! header (magic `FDFSPLAN`, version, counts), one record per file (size,
+//! block size, identity, path), 16-byte steps (file, first block, count),
+//! and the CRC-32 of everything before it. [`Plan::decode`] checks, in this
+//! order: length, magic, version, CRC, then every field (limits, paths,
+//! ranges), and allocates no more than the input's size.
+
+use std::collections::HashSet;
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+use feedfs_protocol::manifest::{check_path, MAX_ENTRIES, MAX_FILE_SIZE, MAX_TOTAL_BLOCKS};
+use feedfs_protocol::{block_count, EntryKind, FileId, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+
+use crate::manifest::ServedSet;
+
+pub const PLAN_MAGIC: [u8; 8] = *b"FDFSPLAN";
+pub const PLAN_VERSION: u16 = 1;
+const HEADER: usize = 32;
+const FILE_FIXED: usize = 32;
+const STEP: usize = 16;
+const IDENTITY_KNOWN: u8 = 1;
+
+/// A file the plan names, and the version of it the plan was learned from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanFile {
+    pub path: String,
+    pub size: u64,
+    pub block_size: u32,
+    /// `None` when the logs did not record it (version 1 host records).
+    pub identity: Option<[u8; 16]>,
+}
+
+impl PlanFile {
+    pub fn blocks(&self) -> u64 {
+        block_count(self.size, self.block_size)
+    }
+}
+
+/// One step: `count` blocks of `files[file]` from block `first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub file: u32,
+    pub first: u64,
+    pub count: u64,
+}
+
+/// A decoded plan.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub files: Vec<PlanFile>,
+    pub steps: Vec<Step>,
+    /// How many runs (pushes, mounts) it was learned from.
+    pub runs: u32,
+    /// The readahead window merged in, in blocks.
+    pub window: u32,
+}
+
+/// Why a plan file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("the plan is {0} bytes, too short for a plan")]
+    Short(usize),
+    #[error("not a feedfs plan (it does not start with FDFSPLAN)")]
+    BadMagic,
+    #[error("plan version {0}, this build reads version {PLAN_VERSION}")]
+    Version(u16),
+    #[error(
+        "the plan is damaged: bad checksum (stored {stored:#010x}, computed {computed:#010x})"
+    )]
+    BadChecksum { stored: u32, computed: u32 },
+    #[error("the plan is damaged: {0}")]
+    Invalid(String),
+}
+
+impl Plan {
+    /// The plan's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = vec![0u8; HEADER];
+        b[..8].copy_from_slice(&PLAN_MAGIC);
+        LE::write_u16(&mut b[8..10], PLAN_VERSION);
+        LE::write_u32(&mut b[12..16], self.files.len() as u32);
+        LE::write_u32(&mut b[16..20], self.steps.len() as u32);
+        LE::write_u32(&mut b[20..24], self.runs);
+        LE::write_u32(&mut b[24..28], self.window);
+        for f in &self.files {
+            let mut r = [0u8; FILE_FIXED];
+            LE::write_u64(&mut r[0..8], f.size);
+            LE::write_u32(&mut r[8..12], f.block_size);
+            LE::write_u16(&mut r[12..14], f.path.len() as u16);
+            if let Some(id) = f.identity {
+                r[14] = IDENTITY_KNOWN;
+                r[16..32].copy_from_slice(&id);
+            }
+            b.extend_from_slice(&r);
+            b.extend_from_slice(f.path.as_bytes());
+            b.resize(b.len().div_ceil(8) * 8, 0);
+        }
+        for s in &self.steps {
+            let mut r = [0u8; STEP];
+            LE::write_u32(&mut r[0..4], s.file);
+            LE::write_u32(&mut r[4..8], s.count as u32);
+            LE::write_u64(&mut r[8..16], s.first);
+            b.extend_from_slice(&r);
+        }
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Check and decode a plan.
+    pub fn decode(b: &[u8]) -> Result<Plan, PlanError> {
+        if b.len() < HEADER + 4 {
+            return Err(PlanError::Short(b.len()));
+        }
+        if b[..8] != PLAN_MAGIC {
+            return Err(PlanError::BadMagic);
+        }
+        let version = LE::read_u16(&b[8..10]);
+        if version != PLAN_VERSION {
+            return Err(PlanError::Version(version));
+        }
+        let body = &b[..b.len() - 4];
+        let stored = LE::read_u32(&b[b.len() - 4..]);
+        let computed = crc32fast::hash(body);
+        if stored != computed {
+            return Err(PlanError::BadChecksum { stored, computed });
+        }
+        let bad = |s: String| PlanError::Invalid(s);
+        let nfiles = LE::read_u32(&b[12..16]);
+        let nsteps = LE::read_u32(&b[16..20]) as usize;
+        if nfiles > MAX_ENTRIES {
+            return Err(bad(format!("{nfiles} files, more than {MAX_ENTRIES}")));
+        }
+        let mut at = HEADER;
+        let mut files = Vec::new();
+        let mut paths = HashSet::new();
+        for i in 0..nfiles {
+            let r = body
+                .get(at..at + FILE_FIXED)
+                .ok_or_else(|| bad(format!("it ends inside file record {i}")))?;
+            let size = LE::read_u64(&r[0..8]);
+            let block_size = LE::read_u32(&r[8..12]);
+            let path_len = LE::read_u16(&r[12..14]) as usize;
+            let flags = r[14];
+            if size > MAX_FILE_SIZE {
+                return Err(bad(format!("file {i} has a size of {size} bytes")));
+            }
+            if !block_size.is_power_of_two()
+                || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size)
+            {
+                return Err(bad(format!("file {i} has a block size of {block_size}")));
+            }
+            if flags & !IDENTITY_KNOWN != 0 || r[15] != 0 {
+                return Err(bad(format!("file {i} has unknown flags {flags:#x}")));
+            }
+            let identity = (flags & IDENTITY_KNOWN != 0).then(|| {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&r[16..32]);
+                id
+            });
+            let start = at + FILE_FIXED;
+            let raw = body
+                .get(start..start + path_len)
+                .ok_or_else(|| bad(format!("it ends inside the path of file {i}")))?;
+            let path = std::str::from_utf8(raw)
+                .map_err(|_| bad(format!("the path of file {i} is not UTF-8")))?;
+            check_path(path).map_err(|e| bad(format!("file {i}: {e}")))?;
+            if !paths.insert(path.to_string()) {
+                return Err(bad(format!("{path:?} is listed twice")));
+            }
+            files.push(PlanFile {
+                path: path.to_string(),
+                size,
+                block_size,
+                identity,
+            });
+            at = (start + path_len).div_ceil(8) * 8;
+        }
+        let left = body.len().saturating_sub(at);
+        if left != nsteps.saturating_mul(STEP) {
+            return Err(bad(format!(
+                "{left} bytes of steps, expected {nsteps} steps of {STEP} bytes"
+            )));
+        }
+        if nsteps as u64 > MAX_TOTAL_BLOCKS {
+            return Err(bad(format!("{nsteps} steps, more than {MAX_TOTAL_BLOCKS}")));
+        }
+        let mut steps = Vec::with_capacity(nsteps);
+        for (i, r) in body[at..].chunks_exact(STEP).enumerate() {
+            let file = LE::read_u32(&r[0..4]);
+            let count = u64::from(LE::read_u32(&r[4..8]));
+            let first = LE::read_u64(&r[8..16]);
+            let f = files
+                .get(file as usize)
+                .ok_or_else(|| bad(format!("step {i} names file {file}; the plan has {nfiles}")))?;
+            if count == 0 || first.checked_add(count).is_none_or(|e| e > f.blocks()) {
+                return Err(bad(format!(
+                    "step {i}: blocks {first}+{count} of {} are out of range ({} blocks)",
+                    f.path,
+                    f.blocks()
+                )));
+            }
+            steps.push(Step { file, first, count });
+        }
+        Ok(Plan {
+            files,
+            steps,
+            runs: LE::read_u32(&b[20..24]),
+            window: LE::read_u32(&b[24..28]),
+        })
+    }
+
+    /// The plan as the served set's ranges (file id, first block, count),
+    /// in order, and a warning for each plan file that is left out: not
+    /// served, or changed since (another size or identity). A file served
+    /// with another block size gets the same bytes in its own blocks.
+    pub fn resolve(&self, set: &ServedSet) -> (Vec<(FileId, u64, u64)>, Vec<String>) {
+        let mut warnings = Vec::new();
+        let by_path: std::collections::HashMap<&str, _> =
+            set.files().map(|e| (e.path.as_str(), e)).collect();
+        let matched: Vec<Option<(FileId, u32, u64)>> = self
+            .files
+            .iter()
+            .map(|f| {
+                let Some(e) = by_path.get(f.path.as_str()) else {
+                    warnings.push(format!("the plan names {}, which is not served; its part of the plan is ignored", f.path));
+                    return None;
+                };
+                if e.kind != EntryKind::File || e.size != f.size {
+                    warnings.push(format!(
+                        "{} is {} bytes, the plan was made for {} bytes; its part of the plan is ignored",
+                        f.path, e.size, f.size
+                    ));
+                    return None;
+                }
+                if f.identity.is_some_and(|id| id != e.identity) {
+                    warnings.push(format!(
+                        "{} changed since the plan was made (another identity); its part of the plan is ignored",
+                        f.path
+                    ));
+                    return None;
+                }
+                Some((e.id, e.block_size, e.blocks()))
+            })
+            .collect();
+        let mut out: Vec<(FileId, u64, u64)> = Vec::new();
+        for s in &self.steps {
+            let Some((id, bs, blocks)) = matched[s.file as usize] else {
+                continue;
+            };
+            let pbs = u64::from(self.files[s.file as usize].block_size);
+            let bs = u64::from(bs);
+            let first = s.first * pbs / bs;
+            let end = ((s.first + s.count) * pbs).div_ceil(bs).min(blocks);
+            if end <= first {
+                continue;
+            }
+            match out.last_mut() {
+                Some((f, a, n)) if *f == id && *a + *n == first => *n += end - first,
+                _ => out.push((id, first, end - first)),
+            }
+        }
+        (out, warnings)
+    }
+
+    /// The plan for people: what it was learned from, its files, its steps.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "feedfs plan v{PLAN_VERSION}: {} steps over {} files, learned from {} runs, readahead window {} blocks\n",
+            self.steps.len(),
+            self.files.len(),
+            self.runs,
+            self.window
+        );
+        out += "files:\n";
+        for (i, f) in self.files.iter().enumerate() {
+            let planned: u64 = self
+                .steps
+                .iter()
+                .filter(|s| s.file as usize == i)
+                .map(|s| s.count)
+                .sum();
+            let id = f.identity.map_or("(not recorded)".into(), |id| {
+                id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            });
+            out += &format!(
+                "  [{i}] {}: {} bytes in blocks of {}, identity {id}; {planned} blocks ({:.1} MiB) planned\n",
+                f.path,
+                f.size,
+                f.block_size,
+                (planned * u64::from(f.block_size)).min(f.size) as f64 / (1u64 << 20) as f64
+            );
+        }
+        out += "order:\n";
+        for (i, s) in self.steps.iter().enumerate() {
+            let f = &self.files[s.file as usize];
+            let bs = u64::from(f.block_size);
+            let blocks = if s.count == 1 {
+                format!("block {}", s.first)
+            } else {
+                format!("blocks {}..{}", s.first, s.first + s.count - 1)
+            };
+            out += &format!(
+                "  {:>5}. [{}] {}  {blocks}  (bytes {}..{})\n",
+                i + 1,
+                s.file,
+                f.path,
+                s.first * bs,
+                ((s.first + s.count) * bs).min(f.size)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::walk;
+    use crate::testutil::TempDir;
+
+    fn sample() -> Plan {
+        Plan {
+            files: vec![
+                PlanFile {
+                    path: "app.apk".into(),
+                    size: 10_000,
+                    block_size: 4096,
+                    identity: Some([7; 16]),
+                },
+                PlanFile {
+                    path: "data/x".into(),
+                    size: 100,
+                    block_size: 4096,
+                    identity: None,
+                },
+            ],
+            steps: vec![
+                Step {
+                    file: 0,
+                    first: 2,
+                    count: 1,
+                },
+                Step {
+                    file: 1,
+                    first: 0,
+                    count: 1,
+                },
+                Step {
+                    file: 0,
+                    first: 0,
+                    count: 2,
+                },
+            ],
+            runs: 3,
+            window: 4,
+        }
+    }
+
+    #[test]
+    fn fixed_bytes_and_round_trip() {
+        let b = sample().encode();
+        assert_eq!(
+            b[..32],
+            [
+                b'F', b'D', b'F', b'S', b'P', b'L', b'A', b'N', 1, 0, 0,
+                0, // magic, version, reserved
+                2, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0,
+                0 // files, steps, runs, window
+            ]
+        );
+        // File 0: size, block size, path length, flags, identity, path padded to 8.
+        assert_eq!(
+            b[32..48],
+            [0x10, 0x27, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 7, 0, 1, 0]
+        );
+        assert_eq!(&b[64..72], b"app.apk\0");
+        // File 1 at 72 (32 + 6 bytes, padded to 112), then three steps and the CRC.
+        assert_eq!(b.len(), 112 + 3 * 16 + 4);
+        assert_eq!(
+            b[112..128],
+            [0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(Plan::decode(&b), Ok(sample()));
+    }
+
+    #[test]
+    fn damage_is_refused_with_a_reason() {
+        let good = sample().encode();
+        assert_eq!(Plan::decode(&good[..10]), Err(PlanError::Short(10)));
+        let mut b = good.clone();
+        b[0] = b'X';
+        assert_eq!(Plan::decode(&b), Err(PlanError::BadMagic));
+        let mut b = good.clone();
+        b[8] = 9;
+        assert_eq!(Plan::decode(&b), Err(PlanError::Version(9)));
+        let mut b = good.clone();
+        b[120] ^= 1;
+        assert!(matches!(
+            Plan::decode(&b),
+            Err(PlanError::BadChecksum { .. })
+        ));
+        // Well-formed CRC but a step past the file's end.
+        let mut p = sample();
+        p.steps[0].count = 5;
+        let e = Plan::decode(&p.encode()).unwrap_err().to_string();
+        assert!(
+            e.contains("step 0: blocks 2+5 of app.apk are out of range (3 blocks)"),
+            "{e}"
+        );
+        let mut p = sample();
+        p.files[1].path = "../up".into();
+        assert!(Plan::decode(&p.encode())
+            .unwrap_err()
+            .to_string()
+            .contains(".."));
+        let mut p = sample();
+        p.files[1].block_size = 3000;
+        assert!(Plan::decode(&p.encode())
+            .unwrap_err()
+            .to_string()
+            .contains("block size of 3000"));
+        let mut p = sample();
+        p.steps[1].file = 9;
+        assert!(Plan::decode(&p.encode())
+            .unwrap_err()
+            .to_string()
+            .contains("names file 9"));
+        // A step count that does not match the bytes (CRC recomputed).
+        let mut b = good[..good.len() - 4].to_vec();
+        b[16] = 200;
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        assert!(Plan::decode(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("expected 200 steps"));
+    }
+
+    #[test]
+    fn resolving_ignores_changed_files_and_converts_block_sizes() {
+        let dir = TempDir::new("plan-resolve");
+        let app = dir.write("app.apk", &[1u8; 10_000]);
+        dir.write("data/x", &[2u8; 200]);
+        let set = walk(&[app, dir.join("data")], 4096).unwrap();
+        let app = set.files().find(|e| e.path == "app.apk").unwrap();
+        let mut plan = sample();
+        // Learned before the file changed: another identity.
+        let (ranges, warnings) = plan.resolve(&set);
+        assert!(ranges.is_empty());
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("another identity"), "{warnings:?}");
+        assert!(
+            warnings[1].contains("200 bytes, the plan was made for 100"),
+            "{warnings:?}"
+        );
+        // The right identity, learned in 8 KiB blocks: served in 4 KiB.
+        plan.files[0].identity = Some(app.identity);
+        plan.files[0].block_size = 8192;
+        plan.steps = vec![Step {
+            file: 0,
+            first: 1,
+            count: 1,
+        }];
+        let (ranges, _) = plan.resolve(&set);
+        assert_eq!(
+            ranges,
+            vec![(app.id, 2, 1)],
+            "bytes 8192..16384, cut at 10000"
+        );
+    }
+}

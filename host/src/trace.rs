@@ -1,0 +1,522 @@
+//! Logs read back for `log show`, `log plot` and `plan`: a host record
+//! (`push --record`) or a device request log copied off a device, as one
+//! model, [`Run`].
+//!
+//! A host record is one run; a device log holds one run per mount. Every
+//! file is refused with an error naming the line or record at fault when it
+//! is damaged; nothing in it is trusted further than its checks: file
+//! indexes are resolved, block ranges lie within their files, and sizes and
+//! block sizes are within the manifest's limits. Files larger than
+//! [`MAX_RECORD_BYTES`] are refused rather than read into memory.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use feedfs_protocol::manifest::{check_path, MAX_FILE_SIZE};
+use feedfs_protocol::reqlog::{self, Event, Outcome, LOG_MAGIC};
+use feedfs_protocol::{block_count, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+
+use crate::record::{HEADER, HEADER_V1};
+
+/// Largest log file read.
+pub const MAX_RECORD_BYTES: u64 = 1 << 30;
+
+/// Why a log could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("cannot read {path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("{path} is {size} bytes; logs over {MAX_RECORD_BYTES} bytes are not read")]
+    TooLarge { path: String, size: u64 },
+    #[error("{path} is neither a feedfs-host record nor a feedfs-device request log")]
+    Unknown { path: String },
+    #[error("{path}, line {line}: {problem}")]
+    Line {
+        path: String,
+        line: usize,
+        problem: String,
+    },
+    #[error("{path}: {error}")]
+    Device {
+        path: String,
+        error: reqlog::LogError,
+    },
+}
+
+/// Where a run was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Host,
+    Device,
+}
+
+/// A file as a log names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceFile {
+    pub path: String,
+    pub size: u64,
+    pub block_size: u32,
+    /// `None` in version 1 host records.
+    pub identity: Option<[u8; 16]>,
+}
+
+impl TraceFile {
+    pub fn blocks(&self) -> u64 {
+        block_count(self.size, self.block_size)
+    }
+}
+
+/// A request for missing blocks: a host's demand, a device's waiting read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demand {
+    pub t_us: u64,
+    pub file: usize,
+    pub first: u64,
+    pub count: u64,
+    /// How long it waited (device logs), if known.
+    pub wait_us: Option<u64>,
+    pub outcome: Option<Outcome>,
+    pub pid: u32,
+}
+
+/// Blocks first read, served at once (device logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Touch {
+    pub t_us: u64,
+    pub file: usize,
+    pub first: u64,
+    pub count: u64,
+}
+
+/// Why the host sent a block (host records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentKind {
+    Demand,
+    Readahead,
+    Plan,
+    Stream,
+}
+
+/// A block the host sent (host records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub t_us: u64,
+    pub file: usize,
+    pub index: u64,
+    pub kind: SentKind,
+}
+
+/// One run: a push (host record) or a mount (device log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub side: Side,
+    /// What people call it: the log's path, and the mount for device logs.
+    pub label: String,
+    pub files: Vec<TraceFile>,
+    pub demands: Vec<Demand>,
+    pub touches: Vec<Touch>,
+    pub sent: Vec<Sent>,
+    /// Blocks the device already held at the start (host records).
+    pub held: Vec<u64>,
+    /// Reads served at once and their bytes (device logs).
+    pub served_at_once: Vec<(u64, u64)>,
+    /// When the device reported every block present (host records).
+    pub done_us: Option<u64>,
+    /// Bytes of a cut-short last record left out (device logs).
+    pub torn_bytes: usize,
+}
+
+impl Run {
+    fn new(side: Side, label: String) -> Run {
+        Run {
+            side,
+            label,
+            files: Vec::new(),
+            demands: Vec::new(),
+            touches: Vec::new(),
+            sent: Vec::new(),
+            held: Vec::new(),
+            served_at_once: Vec::new(),
+            done_us: None,
+            torn_bytes: 0,
+        }
+    }
+
+    /// The time of the last event.
+    pub fn end_us(&self) -> u64 {
+        let d = self.demands.iter().map(|d| d.t_us + d.wait_us.unwrap_or(0));
+        let t = self.touches.iter().map(|t| t.t_us);
+        let s = self.sent.iter().map(|s| s.t_us);
+        d.chain(t).chain(s).chain(self.done_us).max().unwrap_or(0)
+    }
+}
+
+/// Read a host record or a device request log.
+pub fn read_log(path: &Path) -> Result<Vec<Run>, TraceError> {
+    let name = path.display().to_string();
+    let io = |error| TraceError::Io {
+        path: name.clone(),
+        error,
+    };
+    let size = fs::metadata(path).map_err(io)?.len();
+    if size > MAX_RECORD_BYTES {
+        return Err(TraceError::TooLarge { path: name, size });
+    }
+    let bytes = fs::read(path).map_err(io)?;
+    if bytes.starts_with(&LOG_MAGIC) {
+        return device_runs(&name, &bytes);
+    }
+    if bytes.starts_with(b"# feedfs-host record") {
+        let text = std::str::from_utf8(&bytes).map_err(|e| TraceError::Line {
+            path: name.clone(),
+            line: 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count(),
+            problem: "not UTF-8 text".into(),
+        })?;
+        return parse_record(&name, text).map(|r| vec![r]);
+    }
+    Err(TraceError::Unknown { path: name })
+}
+
+fn device_runs(name: &str, bytes: &[u8]) -> Result<Vec<Run>, TraceError> {
+    let d = reqlog::decode(bytes).map_err(|error| TraceError::Device {
+        path: name.into(),
+        error,
+    })?;
+    let torn = d.torn_tail;
+    let mut runs = Vec::new();
+    for m in d.mounts {
+        let mut run = Run::new(
+            Side::Device,
+            format!(
+                "{name}, mount of daemon pid {} at {}",
+                m.pid,
+                unix_time(m.unix_us)
+            ),
+        );
+        run.files = m
+            .files
+            .iter()
+            .map(|f| TraceFile {
+                path: f.path.clone(),
+                size: f.size,
+                block_size: f.block_size,
+                identity: Some(f.identity),
+            })
+            .collect();
+        run.served_at_once = vec![(0, 0); run.files.len()];
+        for e in m.events {
+            match e {
+                Event::Link { .. } => {}
+                Event::Wait {
+                    t_us,
+                    file,
+                    first,
+                    count,
+                    wait_us,
+                    pid,
+                    outcome,
+                    ..
+                } => run.demands.push(Demand {
+                    t_us,
+                    file,
+                    first,
+                    count,
+                    wait_us: Some(wait_us.into()),
+                    outcome: Some(outcome),
+                    pid,
+                }),
+                Event::Touch {
+                    t_us,
+                    file,
+                    first,
+                    count,
+                } => run.touches.push(Touch {
+                    t_us,
+                    file,
+                    first,
+                    count,
+                }),
+                Event::Served {
+                    file, reads, bytes, ..
+                } => run.served_at_once[file] = (reads.into(), bytes),
+            }
+        }
+        // Wait records are written when the read ends: put them in arrival order.
+        run.demands.sort_by_key(|d| d.t_us);
+        runs.push(run);
+    }
+    if let Some(last) = runs.last_mut() {
+        last.torn_bytes = torn;
+    }
+    Ok(runs)
+}
+
+/// A wall-clock time in µs since 1970 as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn unix_time(us: u64) -> String {
+    let secs = us / 1_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Parse a host record's text.
+pub fn parse_record(name: &str, text: &str) -> Result<Run, TraceError> {
+    let mut run = Run::new(Side::Host, name.to_string());
+    let mut ids: HashMap<u32, usize> = HashMap::new();
+    let mut lines = text.lines().enumerate();
+    let version = match lines.next() {
+        Some((_, l)) if l == HEADER => 2,
+        Some((_, l)) if l == HEADER_V1 => 1,
+        Some((_, l)) => {
+            return Err(TraceError::Line {
+                path: name.into(),
+                line: 1,
+                problem: format!("unknown record version {l:?} (this build reads v1 and v2)"),
+            })
+        }
+        None => unreachable!("the caller checked the first line"),
+    };
+    for (i, line) in lines {
+        let bad = |problem: String| TraceError::Line {
+            path: name.into(),
+            line: i + 1,
+            problem,
+        };
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split('\t').collect();
+        let num = |k: usize| -> Result<u64, TraceError> {
+            let s = f
+                .get(k)
+                .ok_or_else(|| bad(format!("field {} is missing", k + 1)))?;
+            s.parse()
+                .map_err(|_| bad(format!("field {} ({s:?}) is not a number", k + 1)))
+        };
+        let fields = |n: usize| -> Result<(), TraceError> {
+            if f.len() == n {
+                Ok(())
+            } else {
+                Err(bad(format!("{} fields, expected {n}", f.len())))
+            }
+        };
+        let file_of = |k: usize| -> Result<usize, TraceError> {
+            let id = num(k)?;
+            u32::try_from(id)
+                .ok()
+                .and_then(|id| ids.get(&id).copied())
+                .ok_or_else(|| bad(format!("file {id} was not listed in a file line")))
+        };
+        let in_range = |run: &Run, file: usize, first: u64, count: u64| {
+            let blocks = run.files[file].blocks();
+            if count == 0 || first.checked_add(count).is_none_or(|end| end > blocks) {
+                Err(bad(format!(
+                    "blocks {first}+{count} are out of range: {} has {blocks} blocks",
+                    run.files[file].path
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        match f[0] {
+            "file" => {
+                fields(if version == 1 { 5 } else { 6 })?;
+                let id = u32::try_from(num(1)?).map_err(|_| bad("file id too large".into()))?;
+                let size = num(2)?;
+                let block_size = num(3)?;
+                if size > MAX_FILE_SIZE {
+                    return Err(bad(format!("size {size} is over the limit")));
+                }
+                let block_size = u32::try_from(block_size)
+                    .ok()
+                    .filter(|b| {
+                        b.is_power_of_two() && (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(b)
+                    })
+                    .ok_or_else(|| bad(format!("block size {block_size} is not allowed")))?;
+                let path = unescape(f[4]).map_err(bad)?;
+                check_path(&path).map_err(|e| bad(e.to_string()))?;
+                let identity = match f.get(5) {
+                    Some(hex) => Some(parse_identity(hex).map_err(bad)?),
+                    None => None,
+                };
+                if ids.insert(id, run.files.len()).is_some() {
+                    return Err(bad(format!("file {id} is listed twice")));
+                }
+                run.files.push(TraceFile {
+                    path,
+                    size,
+                    block_size,
+                    identity,
+                });
+                run.held.push(0);
+            }
+            "have" => {
+                fields(4)?;
+                let file = file_of(2)?;
+                run.held[file] = (run.held[file] + num(3)?).min(run.files[file].blocks());
+            }
+            "demand" => {
+                fields(5)?;
+                let (t_us, file, first, count) = (num(1)?, file_of(2)?, num(3)?, num(4)?);
+                in_range(&run, file, first, count)?;
+                run.demands.push(Demand {
+                    t_us,
+                    file,
+                    first,
+                    count,
+                    wait_us: None,
+                    outcome: None,
+                    pid: 0,
+                });
+            }
+            "sent" => {
+                fields(6)?;
+                let (t_us, file, index) = (num(1)?, file_of(2)?, num(3)?);
+                in_range(&run, file, index, 1)?;
+                let kind = match f[4] {
+                    "demand" => SentKind::Demand,
+                    "readahead" => SentKind::Readahead,
+                    "plan" => SentKind::Plan,
+                    "stream" => SentKind::Stream,
+                    other => return Err(bad(format!("unknown kind {other:?}"))),
+                };
+                num(5)?;
+                run.sent.push(Sent {
+                    t_us,
+                    file,
+                    index,
+                    kind,
+                });
+            }
+            "done" => {
+                fields(3)?;
+                run.done_us = Some(num(1)?);
+                num(2)?;
+            }
+            other => return Err(bad(format!("unknown line kind {other:?}"))),
+        }
+    }
+    Ok(run)
+}
+
+fn parse_identity(hex: &str) -> Result<[u8; 16], String> {
+    let bad = || format!("identity {hex:?} is not 32 hex digits");
+    if hex.len() != 32 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// Undo the record's escapes (`\\`, `\t`, `\n`, `\r`).
+fn unescape(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            other => return Err(format!("bad escape \\{} in a path", other.unwrap_or(' '))),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECORD: &str = "# feedfs-host record v2\n\
+        file\t1\t300000\t65536\tapp/a\\tb.apk\t000102030405060708090a0b0c0d0e0f\n\
+        file\t3\t5\t65536\tsmall\t0f0e0d0c0b0a09080706050403020100\n\
+        have\t10\t3\t1\n\
+        demand\t100\t1\t2\t1\n\
+        sent\t150\t1\t2\tdemand\t0\n\
+        sent\t160\t1\t3\treadahead\t0\n\
+        sent\t170\t1\t0\tplan\t0\n\
+        sent\t180\t1\t1\tstream\t0\n\
+        done\t200\t4\n";
+
+    #[test]
+    fn a_host_record_is_read() {
+        let run = parse_record("r", RECORD).unwrap();
+        assert_eq!(run.files.len(), 2);
+        assert_eq!(run.files[0].path, "app/a\tb.apk");
+        assert_eq!(run.files[0].identity.unwrap()[15], 15);
+        assert_eq!(run.held, vec![0, 1]);
+        assert_eq!(run.demands.len(), 1);
+        assert_eq!(run.sent.len(), 4);
+        assert_eq!(run.sent[2].kind, SentKind::Plan);
+        assert_eq!(run.done_us, Some(200));
+        assert_eq!(run.end_us(), 200);
+        // Version 1: no identity column.
+        let v1 = "# feedfs-host record v1\nfile\t0\t10\t4096\tx\n";
+        assert_eq!(parse_record("r", v1).unwrap().files[0].identity, None);
+    }
+
+    #[test]
+    fn damage_is_refused_with_the_line_named() {
+        let bad = |text: &str| parse_record("r", text).unwrap_err().to_string();
+        let head = "# feedfs-host record v2\n";
+        assert!(bad("# feedfs-host record v9\n").contains("line 1: unknown record version"));
+        let e = bad(&format!("{head}demand\t1\t0\t0\t1\n"));
+        assert_eq!(e, "r, line 2: file 0 was not listed in a file line");
+        let f = "file\t0\t10000\t4096\tx\t000102030405060708090a0b0c0d0e0f\n";
+        let e = bad(&format!("{head}{f}demand\t1\t0\t2\t2\n"));
+        assert!(
+            e.contains("line 3: blocks 2+2 are out of range: x has 3 blocks"),
+            "{e}"
+        );
+        let e = bad(&format!("{head}{f}sent\t1\t0\tzero\tstream\t0\n"));
+        assert!(
+            e.contains("line 3: field 4 (\"zero\") is not a number"),
+            "{e}"
+        );
+        let e = bad(&format!("{head}file\t0\t10\t3000\tx\t{}\n", "0".repeat(32)));
+        assert!(e.contains("block size 3000"), "{e}");
+        let e = bad(&format!(
+            "{head}file\t0\t10\t4096\t../x\t{}\n",
+            "0".repeat(32)
+        ));
+        assert!(e.contains(".."), "{e}");
+        let e = bad(&format!("{head}{f}bogus\t1\n"));
+        assert!(e.contains("unknown line kind \"bogus\""), "{e}");
+        let e = bad(&format!("{head}file\t0\t10\t4096\tx\txyz\n"));
+        assert!(e.contains("not 32 hex digits"), "{e}");
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(unix_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(unix_time(951_782_400_000_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(unix_time(1_763_769_599_000_000), "2025-11-21 23:59:59 UTC");
+    }
+}

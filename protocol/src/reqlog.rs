@@ -1,0 +1,474 @@
+//! The device's request log: fixed-size binary records, with no I/O.
+//!
+//! A log file is a 32-byte header ([`LOG_MAGIC`], [`LOG_VERSION`]) followed
+//! by 32-byte records, each closed by the CRC-32 of its first 28 bytes. The
+//! device writes it (`feedfs-device`, in its store); the host reads copies
+//! of it (`feedfs-host log`, `feedfs-host plan`). Two levels, as for frames:
+//! [`Record`] parses and emits one record, and [`decode`] checks a whole
+//! file and resolves its records into [`MountLog`]s: the files each mount
+//! served, with their paths, and what readers did with them.
+//!
+//! Block indexes fit a `u32`: a file is at most 2^44 bytes and a block at
+//! least 2^12. After [`Record::parse`] checks the CRC and the kind, no
+//! accessor panics; [`Record::emit`] always gives 32 bytes. [`decode`]
+//! refuses damage with an error naming the record and the problem; only an
+//! incomplete last record (a write cut short) is tolerated and reported.
+//! `docs/store.md` gives the layout byte by byte.
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+
+use crate::message::FileId;
+use crate::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+
+/// First 8 bytes of every log file.
+pub const LOG_MAGIC: [u8; 8] = *b"FDFSRLOG";
+/// Version of the log format.
+pub const LOG_VERSION: u16 = 1;
+/// Length of the file header and of every record.
+pub const RECORD_LEN: usize = 32;
+/// Bytes of path (and identity tail) carried by one `Name` record.
+pub const NAME_CHUNK: usize = 20;
+/// Largest log file [`decode`] reads (the device keeps far less).
+pub const MAX_LOG_BYTES: usize = 64 << 20;
+/// Longest path a `File` record may announce (as in a manifest Entry).
+pub const MAX_PATH: usize = 4096;
+
+/// What became of a read that had to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Its blocks arrived and it was answered with data.
+    Served,
+    /// It failed with an error (the link went down, the store failed).
+    Failed,
+    /// It failed because its blocks did not arrive within the read timeout.
+    TimedOut,
+}
+
+impl Outcome {
+    fn code(self) -> u8 {
+        match self {
+            Outcome::Served => 0,
+            Outcome::Failed => 1,
+            Outcome::TimedOut => 2,
+        }
+    }
+
+    /// The word used in summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Served => "served",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed out",
+        }
+    }
+}
+
+impl TryFrom<u8> for Outcome {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        match v {
+            0 => Ok(Outcome::Served),
+            1 => Ok(Outcome::Failed),
+            2 => Ok(Outcome::TimedOut),
+            other => Err(other),
+        }
+    }
+}
+
+/// Record kinds (byte 0 of a record).
+mod kind {
+    pub const MOUNT: u8 = 1;
+    pub const FILE: u8 = 2;
+    pub const NAME: u8 = 3;
+    pub const LINK: u8 = 4;
+    pub const WAIT: u8 = 5;
+    pub const TOUCH: u8 = 6;
+    pub const SERVED: u8 = 7;
+}
+
+/// Flag bits of a `Wait` record (byte 1): bits 0-1 are the outcome.
+const WAIT_OUTCOME: u8 = 0b11;
+const WAIT_DEMANDED: u8 = 0b100;
+
+/// One 32-byte record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// A daemon mounted (or, `continued`, a log file was rotated mid-mount):
+    /// times in the records after it count from `unix_us`.
+    Mount {
+        unix_us: u64,
+        pid: u32,
+        files: u32,
+        continued: bool,
+    },
+    /// A served file, announced before the first record that names it; the
+    /// rest of its identity and its path follow in `Name` records.
+    File {
+        file: FileId,
+        size: u64,
+        block_size: u32,
+        path_len: u16,
+        identity_head: [u8; 12],
+    },
+    /// The next [`NAME_CHUNK`] bytes of identity tail and path of a file.
+    Name {
+        file: FileId,
+        bytes: [u8; NAME_CHUNK],
+    },
+    /// The link to the host came up or went down.
+    Link { t_us: u64, up: bool },
+    /// A read that had to wait for missing blocks `first..first+count`.
+    Wait {
+        t_us: u64,
+        file: FileId,
+        first: u32,
+        count: u16,
+        wait_us: u32,
+        pid: u32,
+        outcome: Outcome,
+        /// This read asked the host itself (others joined a request already made).
+        demanded: bool,
+    },
+    /// Blocks read for the first time in this mount, served at once because
+    /// they were present.
+    Touch {
+        t_us: u64,
+        file: FileId,
+        first: u32,
+        count: u32,
+    },
+    /// Reads served at once from present blocks since the mount (running totals).
+    Served {
+        t_us: u64,
+        file: FileId,
+        reads: u32,
+        bytes: u64,
+    },
+}
+
+/// Why one record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("bad checksum (stored {stored:#010x}, computed {computed:#010x})")]
+    BadChecksum { stored: u32, computed: u32 },
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+    #[error("bad value {value} in field {field}")]
+    BadValue { field: &'static str, value: u64 },
+}
+
+impl Record {
+    /// Parse one record, checking its CRC first.
+    pub fn parse(b: &[u8; RECORD_LEN]) -> Result<Record, RecordError> {
+        let stored = LE::read_u32(&b[28..32]);
+        let computed = crc32fast::hash(&b[..28]);
+        if stored != computed {
+            return Err(RecordError::BadChecksum { stored, computed });
+        }
+        let file = FileId(LE::read_u32(&b[4..8]));
+        let t_us = LE::read_u64(&b[8..16]);
+        let bad = |field, value: u64| RecordError::BadValue { field, value };
+        Ok(match b[0] {
+            kind::MOUNT => Record::Mount {
+                unix_us: t_us,
+                pid: LE::read_u32(&b[16..20]),
+                files: LE::read_u32(&b[4..8]),
+                continued: match b[1] {
+                    0 => false,
+                    1 => true,
+                    v => return Err(bad("continued", v.into())),
+                },
+            },
+            kind::FILE => {
+                let log2 = b[1];
+                let block_size = 1u32.checked_shl(log2.into()).unwrap_or(0);
+                if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size) {
+                    return Err(bad("block size (log2)", log2.into()));
+                }
+                let mut identity_head = [0; 12];
+                identity_head.copy_from_slice(&b[16..28]);
+                Record::File {
+                    file,
+                    size: t_us,
+                    block_size,
+                    path_len: LE::read_u16(&b[2..4]),
+                    identity_head,
+                }
+            }
+            kind::NAME => {
+                let mut bytes = [0; NAME_CHUNK];
+                bytes.copy_from_slice(&b[8..28]);
+                Record::Name { file, bytes }
+            }
+            kind::LINK => Record::Link {
+                t_us,
+                up: match b[1] {
+                    0 => false,
+                    1 => true,
+                    v => return Err(bad("link state", v.into())),
+                },
+            },
+            kind::WAIT => {
+                let flags = b[1];
+                if flags & !(WAIT_OUTCOME | WAIT_DEMANDED) != 0 {
+                    return Err(bad("wait flags", flags.into()));
+                }
+                Record::Wait {
+                    t_us,
+                    file,
+                    first: LE::read_u32(&b[16..20]),
+                    count: LE::read_u16(&b[2..4]),
+                    wait_us: LE::read_u32(&b[20..24]),
+                    pid: LE::read_u32(&b[24..28]),
+                    outcome: Outcome::try_from(flags & WAIT_OUTCOME)
+                        .map_err(|v| bad("outcome", v.into()))?,
+                    demanded: flags & WAIT_DEMANDED != 0,
+                }
+            }
+            kind::TOUCH => Record::Touch {
+                t_us,
+                file,
+                first: LE::read_u32(&b[16..20]),
+                count: LE::read_u32(&b[20..24]),
+            },
+            kind::SERVED => Record::Served {
+                t_us,
+                file,
+                reads: LE::read_u32(&b[16..20]),
+                bytes: LE::read_u64(&b[20..28]),
+            },
+            other => return Err(RecordError::UnknownKind(other)),
+        })
+    }
+
+    /// The record's 32 bytes, CRC included. Reserved bytes are zero.
+    pub fn emit(&self) -> [u8; RECORD_LEN] {
+        let mut b = [0u8; RECORD_LEN];
+        match *self {
+            Record::Mount {
+                unix_us,
+                pid,
+                files,
+                continued,
+            } => {
+                b[0] = kind::MOUNT;
+                b[1] = u8::from(continued);
+                LE::write_u32(&mut b[4..8], files);
+                LE::write_u64(&mut b[8..16], unix_us);
+                LE::write_u32(&mut b[16..20], pid);
+            }
+            Record::File {
+                file,
+                size,
+                block_size,
+                path_len,
+                identity_head,
+            } => {
+                b[0] = kind::FILE;
+                b[1] = block_size.trailing_zeros() as u8;
+                LE::write_u16(&mut b[2..4], path_len);
+                LE::write_u32(&mut b[4..8], file.0);
+                LE::write_u64(&mut b[8..16], size);
+                b[16..28].copy_from_slice(&identity_head);
+            }
+            Record::Name { file, bytes } => {
+                b[0] = kind::NAME;
+                LE::write_u32(&mut b[4..8], file.0);
+                b[8..28].copy_from_slice(&bytes);
+            }
+            Record::Link { t_us, up } => {
+                b[0] = kind::LINK;
+                b[1] = u8::from(up);
+                LE::write_u64(&mut b[8..16], t_us);
+            }
+            Record::Wait {
+                t_us,
+                file,
+                first,
+                count,
+                wait_us,
+                pid,
+                outcome,
+                demanded,
+            } => {
+                b[0] = kind::WAIT;
+                b[1] = outcome.code() | if demanded { WAIT_DEMANDED } else { 0 };
+                LE::write_u16(&mut b[2..4], count);
+                LE::write_u32(&mut b[4..8], file.0);
+                LE::write_u64(&mut b[8..16], t_us);
+                LE::write_u32(&mut b[16..20], first);
+                LE::write_u32(&mut b[20..24], wait_us);
+                LE::write_u32(&mut b[24..28], pid);
+            }
+            Record::Touch {
+                t_us,
+                file,
+                first,
+                count,
+            } => {
+                b[0] = kind::TOUCH;
+                LE::write_u32(&mut b[4..8], file.0);
+                LE::write_u64(&mut b[8..16], t_us);
+                LE::write_u32(&mut b[16..20], first);
+                LE::write_u32(&mut b[20..24], count);
+            }
+            Record::Served {
+                t_us,
+                file,
+                reads,
+                bytes,
+            } => {
+                b[0] = kind::SERVED;
+                LE::write_u32(&mut b[4..8], file.0);
+                LE::write_u64(&mut b[8..16], t_us);
+                LE::write_u32(&mut b[16..20], reads);
+                LE::write_u64(&mut b[20..28], bytes);
+            }
+        }
+        let crc = crc32fast::hash(&b[..28]);
+        LE::write_u32(&mut b[28..32], crc);
+        b
+    }
+}
+
+/// The 32-byte header of a log file.
+pub fn header() -> [u8; RECORD_LEN] {
+    let mut h = [0u8; RECORD_LEN];
+    h[..8].copy_from_slice(&LOG_MAGIC);
+    LE::write_u16(&mut h[8..10], LOG_VERSION);
+    LE::write_u16(&mut h[10..12], RECORD_LEN as u16);
+    h
+}
+
+/// The records announcing a file: one `File`, then `Name`s carrying the
+/// last 4 bytes of the identity followed by the path.
+pub fn file_records(
+    file: FileId,
+    size: u64,
+    block_size: u32,
+    identity: &[u8; 16],
+    path: &str,
+) -> Vec<Record> {
+    let path = &path.as_bytes()[..path.len().min(MAX_PATH)];
+    let mut identity_head = [0; 12];
+    identity_head.copy_from_slice(&identity[..12]);
+    let mut out = vec![Record::File {
+        file,
+        size,
+        block_size,
+        path_len: path.len() as u16,
+        identity_head,
+    }];
+    let tail: Vec<u8> = identity[12..].iter().chain(path).copied().collect();
+    for chunk in tail.chunks(NAME_CHUNK) {
+        let mut bytes = [0; NAME_CHUNK];
+        bytes[..chunk.len()].copy_from_slice(chunk);
+        out.push(Record::Name { file, bytes });
+    }
+    out
+}
+
+mod decode;
+
+pub use decode::{decode, join, Decoded, Event, LogError, LogFile, MountLog};
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn log_of(records: &[Record]) -> Vec<u8> {
+        let mut v = header().to_vec();
+        for r in records {
+            v.extend_from_slice(&r.emit());
+        }
+        v
+    }
+
+    pub(crate) fn sample() -> Vec<Record> {
+        let mut r = vec![Record::Mount {
+            unix_us: 1_700_000_000_000_000,
+            pid: 42,
+            files: 2,
+            continued: false,
+        }];
+        r.extend(file_records(
+            FileId(3),
+            10_000,
+            4096,
+            &[9; 16],
+            "dir/a-rather-long-file-name.apk",
+        ));
+        r.push(Record::Link { t_us: 5, up: true });
+        r.push(Record::Wait {
+            t_us: 100,
+            file: FileId(3),
+            first: 1,
+            count: 2,
+            wait_us: 2500,
+            pid: 77,
+            outcome: Outcome::Served,
+            demanded: true,
+        });
+        r.push(Record::Touch {
+            t_us: 200,
+            file: FileId(3),
+            first: 0,
+            count: 1,
+        });
+        r.push(Record::Served {
+            t_us: 1000,
+            file: FileId(3),
+            reads: 4,
+            bytes: 16384,
+        });
+        r
+    }
+
+    #[test]
+    fn fixed_vectors() {
+        let wait = Record::Wait {
+            t_us: 0x0102,
+            file: FileId(3),
+            first: 7,
+            count: 2,
+            wait_us: 1000,
+            pid: 0x1234,
+            outcome: Outcome::TimedOut,
+            demanded: true,
+        };
+        let bytes = wait.emit();
+        assert_eq!(
+            bytes[..28],
+            [
+                5, 0b110, 2, 0, 3, 0, 0, 0, // kind, flags, count, file
+                0x02, 0x01, 0, 0, 0, 0, 0, 0, // t_us
+                7, 0, 0, 0, 0xe8, 0x03, 0, 0, // first, wait_us
+                0x34, 0x12, 0, 0 // pid
+            ]
+        );
+        assert_eq!(
+            LE::read_u32(&bytes[28..]),
+            crc32fast::hash(&bytes[..28]),
+            "CRC-32 of bytes 0..28"
+        );
+        assert_eq!(
+            header(),
+            [
+                b'F', b'D', b'F', b'S', b'R', b'L', b'O', b'G', 1, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0,
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+            ]
+        );
+        let file = file_records(FileId(1), 5000, 65536, &[0xaa; 16], "x.bin");
+        assert_eq!(file.len(), 2, "4 + 5 bytes fit one name record");
+        let f = file[0].emit();
+        assert_eq!(
+            f[..16],
+            [2, 16, 5, 0, 1, 0, 0, 0, 0x88, 0x13, 0, 0, 0, 0, 0, 0]
+        );
+        let n = file[1].emit();
+        assert_eq!(
+            n[..17],
+            [3, 0, 0, 0, 1, 0, 0, 0, 0xaa, 0xaa, 0xaa, 0xaa, b'x', b'.', b'b', b'i', b'n']
+        );
+    }
+}
