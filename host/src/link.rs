@@ -67,9 +67,11 @@ impl Link {
     /// Talk to the feedfs device with `serial`, or the only one attached;
     /// with `wait`, wait until there is one.
     pub fn usb(serial: Option<&str>, wait: bool) -> io::Result<Link> {
-        let ctx = crate::usb::context()?;
         let mut waiting = false;
         loop {
+            // A fresh context each look: a device list cached across a
+            // re-enumeration can hold a device seen before it was configured.
+            let ctx = crate::usb::context()?;
             let found =
                 crate::usb::find(&ctx).map_err(|e| io::Error::other(format!("USB: {e}")))?;
             let result = match crate::usb::pick(found, serial) {
