@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use feedfs_tests::peers::{device_command, stop_device, wait_exit};
 use feedfs_tests::*;
 
 const MIB: u64 = 1 << 20;
@@ -37,39 +38,6 @@ fn device_cmd(mnt: &Path, store: &Path, extra: &str) -> String {
         mnt.display(),
         store.display()
     )
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "process {} did not exit within {timeout:?}",
-            child.id()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Stop a daemon with SIGTERM and check that it unmounted and exited.
-fn stop_device(pid: i32, mnt: &Path) {
-    signal(pid, libc::SIGTERM);
-    wait_for(
-        "the daemon to exit after SIGTERM",
-        Duration::from_secs(10),
-        || !alive(pid),
-    );
-    assert!(!is_mounted(mnt), "still mounted after SIGTERM");
-}
-
-/// `feedfs-device mount MNT --store STORE LINK`, ready to spawn.
-fn device_command(mnt: &Path, store: &Path, link: &str) -> Command {
-    let mut c = Command::new(bin("feedfs-device"));
-    c.arg("mount").arg(mnt).arg("--store").arg(store).arg(link);
-    c
 }
 
 /// A device daemon started by the test, and a host fed through pipes to it.
