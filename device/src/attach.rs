@@ -17,9 +17,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
 use anyhow::{bail, Context};
@@ -36,8 +35,38 @@ pub struct Incoming {
     pub done: Option<Sender<Result<(), String>>>,
 }
 
-/// Whether a link is being served; set by whoever hands one over.
-pub type Busy = Arc<AtomicBool>;
+/// The one link a store may have: taken by whoever hands a link over,
+/// released by the link thread when that link ends.
+#[derive(Default)]
+pub struct LinkSlot {
+    taken: Mutex<bool>,
+    freed: Condvar,
+}
+
+impl LinkSlot {
+    /// Take the slot if it is free.
+    pub fn try_take(&self) -> bool {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        !std::mem::replace(&mut *taken, true)
+    }
+
+    /// Wait until the slot is free, then take it.
+    pub fn take(&self) {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        while *taken {
+            taken = self.freed.wait(taken).unwrap_or_else(|p| p.into_inner());
+        }
+        *taken = true;
+    }
+
+    pub fn release(&self) {
+        *self.taken.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.freed.notify_all();
+    }
+}
+
+/// The slot, shared by the link thread and whoever hands links over.
+pub type Busy = Arc<LinkSlot>;
 
 /// Listen on `store/link.sock` and hand each accepted link to `links`.
 /// The socket goes when the returned guard drops.
@@ -93,10 +122,7 @@ fn take(mut conn: UnixStream, links: &Sender<Incoming>, busy: &Busy) -> anyhow::
             bail!("a malformed attach request");
         }
     };
-    if busy
-        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-        .is_err()
-    {
+    if !busy.try_take() {
         writeln!(
             conn,
             "refused: a link is already feeding this store; only one at a time"
@@ -121,7 +147,7 @@ fn take(mut conn: UnixStream, links: &Sender<Incoming>, busy: &Busy) -> anyhow::
         })
         .is_err()
     {
-        busy.store(false, Ordering::SeqCst);
+        busy.release();
         writeln!(conn, "refused: the daemon is stopping")?;
         return Ok(());
     }

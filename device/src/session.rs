@@ -71,7 +71,7 @@ pub fn run(opts: MountOptions) -> anyhow::Result<()> {
     watch_signals(events_tx.clone())?;
     let (mounted_tx, mounted_rx) = mpsc::channel::<bool>();
     let (links_tx, links) = mpsc::channel::<Incoming>();
-    let busy: Busy = Arc::new(AtomicBool::new(false));
+    let busy: Busy = Arc::default();
     let mut offline = None;
     // Held until the end: the gadget is removed when it drops.
     let mut _gadget = None;
@@ -92,7 +92,7 @@ pub fn run(opts: MountOptions) -> anyhow::Result<()> {
             offline = Some(core);
         }
         Link::Stdio => {
-            busy.store(true, Ordering::SeqCst);
+            busy.take();
             let _ = links_tx.send(Incoming {
                 link: stdio_link()?,
                 done: None,
@@ -149,12 +149,7 @@ fn start_usb(ffs: Ffs, links: Sender<Incoming>, busy: Busy) -> anyhow::Result<()
                     return;
                 }
             };
-            while busy
-                .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-                .is_err()
-            {
-                thread::sleep(Duration::from_millis(100));
-            }
+            busy.take();
             let (done, ended) = mpsc::channel();
             if links
                 .send(Incoming {
@@ -182,7 +177,7 @@ fn start_links(
         .spawn(move || {
             for Incoming { link, done } in links {
                 let result = link::serve(&daemon, link).map_err(|e| format!("{e:#}"));
-                busy.store(false, Ordering::SeqCst);
+                busy.release();
                 if let Some(done) = done {
                     let _ = done.send(result.clone());
                 }
