@@ -10,12 +10,22 @@
 //! Every entry goes through the protocol's [`ManifestBuilder`], so the host
 //! refuses before the session whatever the device would refuse.
 //!
-//! A file's identity is the 128-bit xxh3 of: its relative path (length, then
-//! bytes), its size, its modification time in nanoseconds, its inode number
-//! and the contents of its first and last 64 KiB. It changes whenever a file
-//! is rewritten, replaced or touched, so a device never resumes from blocks
-//! of an older version; it is a quick check, not a content hash of the whole
-//! file, which is why every block also carries its own CRC-32.
+//! A file's identity is the 128-bit xxh3 of its relative path (length, then
+//! bytes) and its size, then:
+//! - for a file of at most [`FULL_DIGEST_MAX`] bytes (128 KiB), its whole
+//!   content: the identity changes exactly when the bytes do, and touching
+//!   or chmod-ing such a file costs nothing;
+//! - for a larger file, its modification time and its status-change time
+//!   (ctime) in nanoseconds, its inode number and the contents of its first
+//!   and last 64 KiB. The ctime is what makes an edit in place that sets the
+//!   mtime back (`touch -d`, `touch -r`, `rsync --inplace -t`, reproducible
+//!   builds) a new identity: no call can set it back. So a device never
+//!   resumes from blocks of an older version; the price is that a `touch`,
+//!   `chmod` or `chown` of a large file makes the device fetch it again.
+//!
+//! The small-file digest costs no extra read: the two 64 KiB edges of such
+//! a file are its whole content. Every block also carries its own CRC-32,
+//! which guards the link, not the version.
 
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
@@ -27,8 +37,11 @@ use feedfs_protocol::manifest::check_path;
 use feedfs_protocol::{EntryKind, FileId, ManifestBuilder, ManifestError, Message};
 use xxhash_rust::xxh3::Xxh3Default;
 
-/// How much of each end of a file goes into its identity.
+/// How much of each end of a large file goes into its identity.
 pub const IDENTITY_EDGE: u64 = 64 * 1024;
+
+/// Largest file whose identity is a digest of its whole content.
+pub const FULL_DIGEST_MAX: u64 = 2 * IDENTITY_EDGE;
 
 /// Why the served set could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -109,14 +122,18 @@ impl ServedEntry {
 pub struct Stamp {
     pub size: u64,
     pub mtime_ns: i128,
+    /// The status-change time, which no call can set back.
+    pub ctime_ns: i128,
     pub ino: u64,
 }
 
 impl Stamp {
     pub fn of(meta: &Metadata) -> Self {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
         Stamp {
             size: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
             ino: meta.ino(),
         }
     }
@@ -293,9 +310,16 @@ pub fn identity(rel: &str, stamp: &Stamp, file: &File) -> io::Result<[u8; 16]> {
     h.update(&(rel.len() as u64).to_le_bytes());
     h.update(rel.as_bytes());
     h.update(&stamp.size.to_le_bytes());
+    if stamp.size <= FULL_DIGEST_MAX {
+        let mut buf = vec![0u8; stamp.size as usize];
+        file.read_exact_at(&mut buf, 0)?;
+        h.update(&buf);
+        return Ok(h.digest128().to_le_bytes());
+    }
     h.update(&stamp.mtime_ns.to_le_bytes());
+    h.update(&stamp.ctime_ns.to_le_bytes());
     h.update(&stamp.ino.to_le_bytes());
-    let edge = stamp.size.min(IDENTITY_EDGE);
+    let edge = IDENTITY_EDGE;
     let mut buf = vec![0u8; edge as usize];
     file.read_exact_at(&mut buf, 0)?;
     h.update(&buf);
@@ -459,5 +483,48 @@ mod tests {
         fs::hard_link(&p, t.join("d/g")).unwrap();
         let g = walk(&[t.join("d/g")], 4096).unwrap().entries[0].identity;
         assert_ne!(touched, g);
+    }
+
+    #[test]
+    fn an_edit_in_the_middle_with_the_mtime_set_back_is_a_new_identity() {
+        let t = TempDir::new("ctime");
+        let p = t.write("f", &vec![1u8; 1 << 20]);
+        let ident = || walk(std::slice::from_ref(&p), 4096).unwrap().entries[0].identity;
+        let ctime = || Stamp::of(&fs::metadata(&p).unwrap()).ctime_ns;
+        let first = ident();
+        let (ctime0, mtime) = (ctime(), fs::metadata(&p).unwrap().modified().unwrap());
+        let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+        // The ctime moves on with the kernel's clock tick: write until it has.
+        loop {
+            f.write_all_at(&[2u8; 4096], 500_000).unwrap();
+            f.set_modified(mtime).unwrap();
+            if ctime() != ctime0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(f);
+        assert_eq!(fs::metadata(&p).unwrap().modified().unwrap(), mtime);
+        assert_ne!(first, ident());
+    }
+
+    #[test]
+    fn a_small_file_is_known_by_its_content_alone() {
+        let t = TempDir::new("small");
+        let p = t.write("f", &vec![1u8; FULL_DIGEST_MAX as usize]);
+        let ident = || walk(std::slice::from_ref(&p), 4096).unwrap().entries[0].identity;
+        let first = ident();
+        // Touched and chmod-ed: the same bytes, the same identity.
+        use std::os::unix::fs::PermissionsExt;
+        let f = fs::File::open(&p).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(first, ident());
+        // One byte in the middle changed, the mtime kept: a new identity.
+        let mtime = f.metadata().unwrap().modified().unwrap();
+        let w = fs::OpenOptions::new().write(true).open(&p).unwrap();
+        w.write_all_at(b"2", FULL_DIGEST_MAX / 2).unwrap();
+        w.set_modified(mtime).unwrap();
+        assert_ne!(first, ident());
     }
 }
