@@ -17,11 +17,12 @@ use std::io::Read;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use feedfs_protocol::io::{FrameReader, ReadError};
 use feedfs_protocol::message::{decode_block, Encoding, MAX_RANGES_PER_HAVE};
+use feedfs_protocol::warn::{held_back_note, WarnLimit};
 use feedfs_protocol::{
     block_len, BlockRange, ErrorCode, FileId, FrameError, Manifest, ManifestBuilder, Message,
     Recovery, Role, VERSION,
@@ -459,6 +460,8 @@ fn frame_loop<R: Read>(
     let mut stream_dones = 0u32;
     // Where LZ4 blocks are decoded, reused from block to block.
     let mut plain = Vec::new();
+    // A link turned to noise drops frame after frame: a few lines a second.
+    let mut dropped = WarnLimit::new(5, Duration::from_secs(1));
     loop {
         let frame = match reader.next_frame() {
             Ok(Some(f)) => f,
@@ -468,7 +471,9 @@ fn frame_loop<R: Read>(
             }
             Err(ReadError::Frame(e)) => match e.recovery() {
                 Recovery::Skip | Recovery::Resync => {
-                    log::warn!("dropped a frame from the host: {e}");
+                    if let Some(n) = dropped.check(Instant::now()) {
+                        log::warn!("dropped a frame from the host: {e}{}", held_back_note(n));
+                    }
                     continue;
                 }
                 Recovery::Reconnect | Recovery::Fatal => bail!("link from host failed: {e}"),

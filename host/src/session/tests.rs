@@ -140,6 +140,7 @@ fn session<T: Send + 'static>(
             rate: None,
             stream: true,
             compress: Mode::None,
+            handshake_timeout: Duration::from_secs(10),
         },
         &mut record,
         &mut progress,
@@ -418,4 +419,26 @@ fn empty_manifest_completes() {
     });
     assert_eq!(got, Some(HostMsg::StreamDone(0)));
     assert_eq!(run.result.unwrap().counters.sent(), 0);
+}
+
+#[test]
+fn what_a_peer_printed_is_quoted_as_text_or_hex() {
+    assert_eq!(
+        quote(b"garbage\ngarbage\n", true),
+        "\"garbage\\ngarbage\\n\"…"
+    );
+    assert_eq!(quote(b"hello", false), "\"hello\"");
+    // A character cut where the kept bytes end is still text.
+    assert_eq!(quote("héllo".as_bytes().split_at(2).0, true), "\"h\"…");
+    let long = "x".repeat(500);
+    let q = quote(long.as_bytes(), false);
+    assert!(
+        q.ends_with('…') && q.len() == 120 + 2 + '…'.len_utf8(),
+        "{q}"
+    );
+    assert_eq!(quote(&[0x00, 0xff, 0x10], false), "bytes 00 ff 10");
+    assert_eq!(
+        quote(&[0xff; 40], false),
+        format!("bytes {}…", ["ff"; 32].join(" "))
+    );
 }
