@@ -27,6 +27,7 @@
 //! the `Hello` are warned about at most a few times a second.
 
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -311,7 +312,12 @@ pub fn read_events(read: impl Read, tx: Sender<Event>, preamble: Arc<Mutex<Pream
                     Event::Msg(m.into())
                 }
                 Err(e) => {
-                    log::warn!("ignoring a malformed message from the device: {e}");
+                    if let Some(n) = damaged.check(Instant::now()) {
+                        log::warn!(
+                            "ignoring a malformed message from the device: {e}{}",
+                            held_back_note(n)
+                        );
+                    }
                     continue;
                 }
             },
@@ -348,6 +354,45 @@ pub fn read_events(read: impl Read, tx: Sender<Event>, preamble: Arc<Mutex<Pream
             return;
         }
     }
+}
+
+/// How long past the handshake timeout a session may stay stuck without a Hello.
+const STUCK_GRACE: Duration = Duration::from_secs(2);
+
+/// Set when the session it watches is over.
+struct Over(Arc<AtomicBool>);
+
+impl Drop for Over {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// End the process when the session is still without a Hello
+/// [`STUCK_GRACE`] past its handshake timeout. The session's own loop
+/// bounds every wait but one: writing the manifest to a peer that reads
+/// nothing (a manifest larger than the pipe holds), which blocks.
+fn watch_handshake(preamble: Arc<Mutex<Preamble>>, timeout: Duration) -> Over {
+    let over = Arc::new(AtomicBool::new(false));
+    let seen = over.clone();
+    let spawned = std::thread::Builder::new()
+        .name("handshake-watch".into())
+        .spawn(move || {
+            std::thread::sleep(timeout + STUCK_GRACE);
+            let hello = preamble.lock().map_or(true, |p| p.done);
+            if !hello && !seen.load(Ordering::SeqCst) {
+                eprintln!(
+                    "feedfs-host: error: no Hello from the device within {}s, and it reads \
+                     nothing the host sends; is the device side `feedfs-device mount … --stdio`?",
+                    timeout.as_secs_f64()
+                );
+                std::process::exit(1);
+            }
+        });
+    if let Err(e) = spawned {
+        log::debug!("no handshake watch: {e}");
+    }
+    Over(over)
 }
 
 /// The Hello arrived: stop counting, and say once what came before it.
@@ -489,6 +534,7 @@ impl<'a> Session<'a> {
     {
         let (tx, rx) = mpsc::channel();
         let _signals = self.stop.map(|s| s.attach(tx.clone()));
+        let _watch = watch_handshake(self.preamble.clone(), self.handshake_timeout);
         let preamble = self.preamble.clone();
         std::thread::Builder::new()
             .name("link-reader".into())

@@ -341,3 +341,29 @@ fn a_signal_flushes_the_record_says_goodbye_and_exits_128_plus_its_number() {
         assert!(device_log.contains("host said goodbye"), "{device_log}");
     }
 }
+
+#[test]
+fn a_peer_that_neither_reads_nor_answers_a_large_manifest_is_given_up_on() {
+    let s = Scratch::new("stuck");
+    let tree = s.root.join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    // About 400 KB of manifest: more than the pipe holds.
+    for i in 0..5000 {
+        fs::write(tree.join(format!("file-{i:05}-with-a-longer-name")), b"").unwrap();
+    }
+    let (status, stderr) = host_alone(
+        &s.root,
+        &[
+            "--handshake-timeout",
+            "1s",
+            "--exec",
+            "exec sleep 10",
+            tree.to_str().unwrap(),
+        ],
+    );
+    assert!(!status.success(), "{status}");
+    assert!(
+        stderr.contains("no Hello from the device within 1s"),
+        "{stderr}"
+    );
+}
