@@ -305,7 +305,7 @@ fn a_signal_flushes_the_record_says_goodbye_and_exits_128_plus_its_number() {
         wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
         // A read made meanwhile, of a part no earlier round fetched: a
         // demand in the record.
-        let at = (31 - 8 * round as u64) * MIB;
+        let at = (31 - 2 * round as u64) * MIB;
         assert_eq!(
             read_at(&mnt.join("img"), at, 4096).unwrap(),
             content(41, at, 4096)
