@@ -2,9 +2,9 @@
 //!
 //! `feedfs-host push (--exec CMD | --stdio | --usb [--serial S] [--wait])
 //! [--block-size SIZE] [--readahead N] [--rate RATE] [--compress WHEN]
-//! [--record FILE] [--plan PLAN] PATH...`: exactly one link flag, at least
-//! one path, sizes in human units. `devices` and `usb-check` look at USB
-//! devices; `log show|plot LOG` reads a host record or a device request
+//! [--record FILE] [--plan PLAN] [--handshake-timeout TIME] PATH...`:
+//! exactly one link flag, at least one path, sizes and times in human
+//! units. `devices [--json]` and `usb-check` look at USB devices; `log show|plot LOG` reads a host record or a device request
 //! log; `plan LOG... -o PLAN` learns a prefetch plan and `plan --show PLAN`
 //! prints one.
 
