@@ -29,9 +29,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if found.is_empty() {
                 eprintln!("no feedfs device attached");
             }
-            for f in found {
-                println!("{}", f.describe());
-            }
+            let text: String = found.iter().map(|f| f.describe() + "\n").collect();
+            feedfs_protocol::io::print_stdout(|out| out.write_all(text.as_bytes()))?;
             Ok(())
         }
         Command::UsbCheck { serial, seconds } => {
