@@ -78,7 +78,7 @@ pub fn leave_starter() -> io::Result<()> {
     }
     let mut s = sink();
     if s.in_file.is_none() {
-        s.to_file()?;
+        s.open_file()?;
     }
     Ok(())
 }
@@ -88,12 +88,12 @@ impl Sink {
         if self.in_file.is_none() {
             match io::stderr().write_all(buf) {
                 Ok(()) => return Ok(()),
-                Err(e) if gone(&e) && self.store.is_some() => self.to_file()?,
+                Err(e) if gone(&e) && self.store.is_some() => self.open_file()?,
                 Err(e) => return Err(e),
             }
         }
         let len = buf.len() as u64;
-        if self.in_file.is_some_and(|n| n > 0 && n + len > LOG_LIMIT) {
+        if self.in_file.is_some_and(|n| must_rotate(n, len)) {
             self.rotate()?;
         }
         io::stderr().write_all(buf)?;
@@ -102,7 +102,7 @@ impl Sink {
     }
 
     /// Point fd 2 at the log file, appending.
-    fn to_file(&mut self) -> io::Result<()> {
+    fn open_file(&mut self) -> io::Result<()> {
         let Some(store) = &self.store else {
             return Err(io::Error::other("no store to log to yet"));
         };
@@ -123,8 +123,15 @@ impl Sink {
         };
         let path = log_path(store);
         fs::rename(&path, path.with_file_name("daemon.1.log"))?;
-        self.to_file()
+        self.open_file()
     }
+}
+
+/// Whether a write of `len` bytes to a log file holding `held` starts a new
+/// file first: when it would pass [`LOG_LIMIT`], unless the file is empty
+/// (a message larger than the limit goes whole into a file of its own).
+fn must_rotate(held: u64, len: u64) -> bool {
+    held > 0 && held + len > LOG_LIMIT
 }
 
 /// Whether a write failed because nobody reads stderr any more.
@@ -140,4 +147,28 @@ fn redirect(file: &File, fd: i32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_rotates_before_it_would_pass_its_limit() {
+        assert!(!must_rotate(0, 10));
+        assert!(!must_rotate(LOG_LIMIT - 10, 10), "exactly at the limit");
+        assert!(must_rotate(LOG_LIMIT - 10, 11));
+        assert!(
+            !must_rotate(0, LOG_LIMIT + 1),
+            "an empty file takes any message"
+        );
+        assert!(must_rotate(1, LOG_LIMIT));
+    }
+
+    #[test]
+    fn a_reader_gone_or_a_hung_up_terminal_moves_the_log() {
+        assert!(gone(&io::Error::from(io::ErrorKind::BrokenPipe)));
+        assert!(gone(&io::Error::from_raw_os_error(libc::EIO)));
+        assert!(!gone(&io::Error::from_raw_os_error(libc::ENOSPC)));
+    }
 }

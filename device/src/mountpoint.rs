@@ -62,9 +62,9 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| {
-            b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c))
-        });
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match octal {
             Some(d) => {
                 let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
@@ -205,7 +205,10 @@ not a mountinfo line
         let m = parse_mountinfo(INFO);
         assert_eq!(m.len(), 4);
         assert_eq!(m[1].mount_point, PathBuf::from("/tmp/a b"));
-        assert_eq!((m[1].fs_type.as_str(), m[1].source.as_str()), ("tmpfs", "tmpfs"));
+        assert_eq!(
+            (m[1].fs_type.as_str(), m[1].source.as_str()),
+            ("tmpfs", "tmpfs")
+        );
         assert!(m[3].is_feedfs() && !m[2].is_feedfs());
         assert_eq!(unescape(r"a\134b\011c\"), "a\\b\tc\\");
         assert_eq!(unescape(r"x\09"), r"x\09", "not an octal escape");

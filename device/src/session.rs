@@ -85,10 +85,12 @@ pub fn leave_terminal() {
 /// Mount and run until a signal or an unmount.
 pub fn run(opts: MountOptions) -> anyhow::Result<()> {
     // Before the store is created: a mistyped mount point creates nothing.
-    if let Err(e) = std::fs::metadata(&opts.mountpoint) {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            return mountpoint::prepare(&opts.mountpoint);
+    match std::fs::metadata(&opts.mountpoint) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return mountpoint::prepare(&opts.mountpoint)
         }
+        Ok(m) if !m.is_dir() => return mountpoint::prepare(&opts.mountpoint),
+        _ => {}
     }
     let store = Store::open(&opts.store)?;
     daemonlog::use_store(store.dir());

@@ -3,7 +3,6 @@
 //! [`learn`](crate::learn), [`plan`](crate::plan)) and print or write what
 //! they give.
 
-
 use anyhow::{bail, Context, Result};
 use feedfs_protocol::io::print_stdout;
 

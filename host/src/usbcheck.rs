@@ -70,12 +70,15 @@ pub fn check(serial: Option<&str>, seconds: f64) -> anyhow::Result<Report> {
             }
         );
         match result {
-            Ok(n) if buf[..n] == data[..] => {
-                say(&format!("{line} ok, {:.2} ms", t0.elapsed().as_secs_f64() * 1e3))?
-            }
+            Ok(n) if buf[..n] == data[..] => say(&format!(
+                "{line} ok, {:.2} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            ))?,
             Ok(n) => {
                 failures += 1;
-                say(&format!("{line} FAIL: {n} bytes came back, not the {size} sent"))?;
+                say(&format!(
+                    "{line} FAIL: {n} bytes came back, not the {size} sent"
+                ))?;
             }
             Err(e) => {
                 failures += 1;
@@ -106,7 +109,9 @@ pub fn check(serial: Option<&str>, seconds: f64) -> anyhow::Result<Report> {
     let got = u64::from_le_bytes(buf[1..9].try_into().expect("9 bytes"));
     if got != sent {
         failures += 1;
-        say(&format!("raw bulk: FAIL: sent {sent} bytes, the device counted {got}"))?;
+        say(&format!(
+            "raw bulk: FAIL: sent {sent} bytes, the device counted {got}"
+        ))?;
     }
     let rate = sent as f64 / elapsed;
     say(&format!(

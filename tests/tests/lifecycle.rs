@@ -327,7 +327,13 @@ fn a_closed_stdout_ends_a_command_quietly() {
     let mut host = push(
         &mnt,
         &store,
-        &["--rate", "8M", "--record", record.to_str().unwrap(), src.to_str().unwrap()],
+        &[
+            "--rate",
+            "8M",
+            "--record",
+            record.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
     )
     .stderr(Stdio::null())
     .spawn()
@@ -347,11 +353,19 @@ fn a_closed_stdout_ends_a_command_quietly() {
     assert_quiet("verify", &device(&["verify"]));
 
     let host = |args: &[&str]| with_closed_stdout(Command::new(bin("feedfs-host")).args(args));
-    assert_quiet("log show", &host(&["log", "show", record.to_str().unwrap()]));
+    assert_quiet(
+        "log show",
+        &host(&["log", "show", record.to_str().unwrap()]),
+    );
     let reqlog = store.join("log/requests.log");
     let plan = s.root.join("plan");
     let out = Command::new(bin("feedfs-host"))
-        .args(["plan", reqlog.to_str().unwrap(), "-o", plan.to_str().unwrap()])
+        .args([
+            "plan",
+            reqlog.to_str().unwrap(),
+            "-o",
+            plan.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "plan: {out:?}");
@@ -390,5 +404,8 @@ fn commands_that_only_read_create_nothing() {
         text.contains(&format!("mount point {} does not exist", mnt.display())),
         "{text}"
     );
-    assert!(!store.exists(), "mount created the store for a bad mount point");
+    assert!(
+        !store.exists(),
+        "mount created the store for a bad mount point"
+    );
 }
