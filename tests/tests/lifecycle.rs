@@ -168,7 +168,14 @@ fn a_ctrl_c_on_the_push_does_not_reach_the_daemon() {
         content(1, 0, 4096),
         "a block sent before the Ctrl-C, from the daemon"
     );
-    stop_device(pid, &mnt);
+    // A SIGINT sent to the daemon itself stops it.
+    signal(pid, libc::SIGINT);
+    wait_for(
+        "the daemon to stop on SIGINT",
+        Duration::from_secs(10),
+        || !alive(pid),
+    );
+    assert!(!is_mounted(&mnt));
 }
 
 #[test]
@@ -393,6 +400,22 @@ fn commands_that_only_read_create_nothing() {
         );
         assert!(!missing.exists(), "{cmd} created {}", missing.display());
     }
+
+    // A directory that is not a store: verify says so and leaves it empty.
+    let empty = s.dir("empty");
+    let out = Command::new(bin("feedfs-device"))
+        .args(["verify", "--store"])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("is not a feedfs store"), "{text}");
+    assert_eq!(
+        fs::read_dir(&empty).unwrap().count(),
+        0,
+        "verify wrote into it"
+    );
 
     // A mount point that is not there: said so, and no store is made.
     let mnt = s.root.join("no-mnt");
