@@ -27,8 +27,9 @@ enum Command {
     /// Blocks land in the store; a read of a block not there yet waits for it
     /// (at most --read-timeout, then EIO). The daemon stays mounted when the
     /// link ends and unmounts on SIGINT or SIGTERM (or stops when someone
-    /// runs `umount MOUNTPOINT`). It ignores SIGHUP and runs in a session of
-    /// its own; once its stdin/stdout link ends it logs to STORE/log/daemon.log.
+    /// runs `umount MOUNTPOINT`). It ignores SIGHUP; with --stdio it runs in a
+    /// session of its own (a Ctrl-C meant for the host does not reach it),
+    /// and once that link ends it logs to STORE/log/daemon.log.
     Mount(MountArgs),
     /// Hand a new link to the daemon already serving a store (after the
     /// first host went away), without an unmount.
@@ -135,8 +136,8 @@ fn main() -> ExitCode {
         .target(env_logger::Target::Pipe(Box::new(daemonlog::Stderr)))
         .init();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Mount(_)) {
-        session::leave_terminal();
+    if let Command::Mount(a) = &cli.command {
+        session::leave_terminal(a.stdio);
     }
     match run(cli) {
         Ok(code) => code,

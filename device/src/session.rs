@@ -11,7 +11,7 @@
 //! the next link. The daemon unmounts and exits on SIGINT or SIGTERM, or
 //! when someone else unmounts it (a normal stop); a stdio daemon whose only
 //! link fails before anything was mounted exits with that link's error.
-//! It runs in a session of its own with SIGHUP ignored
+//! It ignores SIGHUP, a stdio daemon runs in a session of its own
 //! ([`leave_terminal`]), and once its stdin/stdout link ends it keeps none
 //! of its starter's descriptors ([`daemonlog`]).
 
@@ -63,16 +63,18 @@ pub struct MountOptions {
     pub kernel_readahead_kb: u32,
 }
 
-/// Leave the starter's session and ignore SIGHUP, so the daemon outlives
-/// the terminal or pty it was started from (a closed `ssh -t`, `script`,
-/// a CI runner) and a Ctrl-C meant for the host. A process group leader
-/// (a job of an interactive shell) cannot start a session and stays in
-/// its own group; SIGHUP is ignored either way. Call it before any thread
-/// starts.
-pub fn leave_terminal() {
+/// Ignore SIGHUP, so the daemon outlives the terminal or pty it was
+/// started from (a closed `ssh -t`, `script`, a CI runner). With
+/// `new_session` (a pipe daemon, which outlives its host) also leave the
+/// starter's session and process group, so a Ctrl-C meant for the host
+/// does not reach it; a process group leader (a job of an interactive
+/// shell) cannot, and stays in its own group. A daemon run in a terminal
+/// for USB stays in it, so Ctrl-C there stops it. Call it before any
+/// thread starts.
+pub fn leave_terminal(new_session: bool) {
     // SAFETY: setsid and signal take no pointers; SIG_IGN is a valid disposition.
     unsafe {
-        if libc::setsid() < 0 {
+        if new_session && libc::setsid() < 0 {
             log::debug!(
                 "staying in this session: {}",
                 std::io::Error::last_os_error()
