@@ -250,6 +250,16 @@ mod tests {
     }
 
     #[test]
+    fn the_command_gets_a_pipe_for_stderr_not_ours() {
+        let mut link = Link::exec("readlink /proc/self/fd/2").unwrap();
+        let mut theirs = String::new();
+        link.read.read_to_string(&mut theirs).unwrap();
+        let ours = std::fs::read_link("/proc/self/fd/2").unwrap();
+        assert!(theirs.starts_with("pipe:["), "{theirs}");
+        assert_ne!(theirs.trim(), ours.to_string_lossy(), "our own stderr");
+    }
+
+    #[test]
     fn stdio_has_no_command() {
         assert!(Peer::Stdio.describe_end().is_none());
     }
