@@ -67,6 +67,19 @@ impl Store {
         })
     }
 
+    /// Open and lock a store a daemon made earlier, creating nothing (for
+    /// commands that work on an existing store, such as `verify`).
+    pub fn open_existing(dir: &Path) -> anyhow::Result<Store> {
+        must_exist(dir)?;
+        if !dir.join("lock").is_file() {
+            bail!(
+                "{} is not a feedfs store (it has no lock file): name the directory given to `feedfs-device mount --store`",
+                dir.display()
+            );
+        }
+        Store::open(dir)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -122,6 +135,7 @@ impl Store {
 /// from the wire. Reads only: no lock is taken, so a running daemon may own
 /// the store.
 pub fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    must_exist(dir)?;
     let path = dir.join("manifest");
     let file = File::open(&path).with_context(|| {
         format!(
@@ -145,6 +159,18 @@ pub fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
             }
             msg => builder.push_message(&msg)?,
         }
+    }
+}
+
+/// Refuse a store directory that is not there, before anything looks inside.
+fn must_exist(dir: &Path) -> anyhow::Result<()> {
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => bail!("store {} is not a directory", dir.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            bail!("store {} does not exist", dir.display())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot use store {}", dir.display())),
     }
 }
 

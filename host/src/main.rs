@@ -57,14 +57,12 @@ fn devices(json: bool) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    let mut out = std::io::stdout().lock();
-    if json {
+    let text = if json {
         let list: Vec<_> = found.iter().map(usb::Found::json).collect();
-        writeln!(out, "{}", serde_json::Value::Array(list))?;
+        format!("{}\n", serde_json::Value::Array(list))
     } else {
-        for f in &found {
-            writeln!(out, "{}", f.line())?;
-        }
-    }
+        found.iter().map(|f| f.line() + "\n").collect()
+    };
+    feedfs_protocol::io::print_stdout(|out| out.write_all(text.as_bytes()))?;
     Ok(())
 }
