@@ -66,6 +66,7 @@ pub fn run(opts: MountOptions) -> anyhow::Result<()> {
             opts.mountpoint.display()
         );
     }
+    crate::store::raise_open_file_limit();
     let store = Store::open(&opts.store)?;
     let (events_tx, events) = mpsc::channel::<Event>();
     watch_signals(events_tx.clone())?;

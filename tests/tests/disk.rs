@@ -5,10 +5,7 @@
 //! served, the daemon neither hangs nor dies, and the host reports the
 //! device's error and exits non-zero.
 
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,29 +15,6 @@ use feedfs_tests::peers::{
 use feedfs_tests::*;
 
 const MIB: u64 = 1 << 20;
-
-/// Mount a tmpfs of `size` bytes at `dir`.
-fn mount_tmpfs(dir: &Path, size: u64) {
-    let target = CString::new(dir.as_os_str().as_bytes()).unwrap();
-    let opts = CString::new(format!("size={size},mode=0755")).unwrap();
-    // SAFETY: valid NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::mount(
-            c"feedfs-test".as_ptr(),
-            target.as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            opts.as_ptr().cast(),
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "cannot mount a tmpfs at {} (this test needs root): {}",
-        dir.display(),
-        std::io::Error::last_os_error()
-    );
-}
 
 #[test]
 fn a_full_store_fails_reads_clearly_keeps_serving_and_the_host_reports_it() {
