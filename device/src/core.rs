@@ -173,7 +173,11 @@ impl Core {
 
     /// Bytes of the served files not in the store yet.
     pub fn missing_bytes(&self) -> u64 {
-        self.files.iter().flatten().map(StoredFile::missing_bytes).sum()
+        self.files
+            .iter()
+            .flatten()
+            .map(StoredFile::missing_bytes)
+            .sum()
     }
 
     fn pending(&self) -> MutexGuard<'_, Pending> {

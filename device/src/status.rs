@@ -6,7 +6,8 @@
 //! daemon. Present blocks come from the maps (a running daemon writes them
 //! at least once a second) and waits from the log (written once a second),
 //! so a running daemon's figures may be a second behind. Waits are those of
-//! the last mount in the log: the running daemon's, or the last one's.
+//! the last mount in the log: the running daemon's, or the last one's. The
+//! store's size on disk is the allocated blocks of every file in it.
 
 use std::fs;
 use std::path::Path;
@@ -150,8 +151,8 @@ pub fn status(dir: &Path) -> anyhow::Result<Status> {
             served_at_once,
         });
     }
-    let disk_bytes = disk_usage(dir)
-        .with_context(|| format!("cannot measure the store {}", dir.display()))?;
+    let disk_bytes =
+        disk_usage(dir).with_context(|| format!("cannot measure the store {}", dir.display()))?;
     Ok(Status {
         store: dir.display().to_string(),
         daemon,
@@ -289,11 +290,7 @@ pub fn render_text(s: &Status) -> String {
         "file", "present / total", "demands", "median", "p99"
     );
     for f in &s.files {
-        let present = format!(
-            "{} / {}",
-            human_bytes(f.present_bytes),
-            human_bytes(f.size)
-        );
+        let present = format!("{} / {}", human_bytes(f.present_bytes), human_bytes(f.size));
         out += &format!(
             "{:width$}  {:>23}  {:>7}  {:>10}  {:>10}",
             f.path,
@@ -384,6 +381,8 @@ mod tests {
         assert!(text.contains("(0 failed, 1 timed out)"), "{text}");
         assert!(text.contains("1.8 KiB / 9.8 KiB"), "{text}");
         assert!(text.contains("0 B / 4.0 KiB"), "{text}");
+        assert!(s.disk_bytes > 0 && text.contains("on disk: "), "{text}");
+        assert!(text.contains(" for 13.8 KiB served\n"), "{text}");
         // A damaged log is a note, not a failure.
         fs::write(crate::reqlog::current_path(&dir), b"FDFSRLOG garbage").unwrap();
         let s = status(&dir).unwrap();

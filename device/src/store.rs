@@ -176,8 +176,7 @@ impl Store {
             }
             let path = item.path();
             let size = item.metadata().map_or(0, |md| md.blocks() * 512);
-            fs::remove_file(&path)
-                .with_context(|| format!("cannot remove {}", path.display()))?;
+            fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
             count += 1;
             bytes += size;
         }
@@ -269,7 +268,10 @@ pub fn free_space(dir: &Path) -> io::Result<u64> {
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(u64::from(st.f_bavail) * u64::from(st.f_frsize))
+    // Both are 32 bits wide on some targets.
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize));
+    Ok(free)
 }
 
 /// How many blocks of `entry` the map file in the store at `dir` marks

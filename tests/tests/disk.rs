@@ -102,9 +102,11 @@ fn a_full_store_fails_reads_clearly_keeps_serving_and_the_host_reports_it() {
         assert!(out.status.success(), "status: {out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
-    wait_for("status to say the link is down", Duration::from_secs(10), || {
-        status_text().contains("running, link down")
-    });
+    wait_for(
+        "status to say the link is down",
+        Duration::from_secs(10),
+        || status_text().contains("running, link down"),
+    );
 
     // The daemon is alive, still mounted, and serves what it holds.
     assert!(alive(device.id() as i32) && is_mounted(&mnt));

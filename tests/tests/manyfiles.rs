@@ -26,7 +26,7 @@ const LIMIT: libc::rlim_t = 1024;
 const STORE_OPEN_FILES: usize = 256;
 
 fn size_of(i: u64) -> u64 {
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         0
     } else {
         1 + i % 300
@@ -122,7 +122,10 @@ fn a_hundred_thousand_files_under_ulimit_1024() {
     );
 
     // Sample the daemon's descriptors while it works.
-    let (stop, peak) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let (stop, peak) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     let sampler = {
         let (stop, peak) = (stop.clone(), peak.clone());
         std::thread::spawn(move || {
