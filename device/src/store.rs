@@ -20,7 +20,7 @@
 //! an empty file has no store files at all, so a manifest of a million
 //! entries runs under the default `ulimit -n` of 1024.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -363,21 +363,25 @@ fn header_for(entry: &Entry) -> Vec<u8> {
 /// without their bit.
 pub const MAP_BATCH: u64 = 256;
 
-/// An empty file of `len` bytes at `path`. A file that holds old bytes is
-/// replaced by a new one rather than truncated: ext4 flushes a file that was
-/// truncated to zero and written again when it is closed, which made a
-/// daemon take seconds to exit after a large first push.
-fn recreate(path: &Path, len: u64) -> anyhow::Result<File> {
-    if fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+/// An empty file of `len` bytes at `path`, where `file` is open. A file
+/// that holds old bytes is replaced by a new one rather than truncated:
+/// ext4 flushes a file that was truncated to zero and written again when
+/// it is closed, which made a daemon take seconds to exit after a large
+/// first push. An empty one (just created) is only sized.
+fn recreate(path: &Path, file: File, len: u64) -> anyhow::Result<File> {
+    let f = if file.metadata().is_ok_and(|m| m.len() > 0) {
+        drop(file);
         fs::remove_file(path).with_context(|| format!("cannot replace {}", path.display()))?;
-    }
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("cannot create store file {}", path.display()))?;
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot create store file {}", path.display()))?
+    } else {
+        file
+    };
     f.set_len(len)
         .with_context(|| format!("cannot size store file {}", path.display()))?;
     Ok(f)
@@ -405,6 +409,27 @@ struct Lru {
     tick: u64,
     /// Slot of a served file: (last use, its pair).
     open: HashMap<u64, (u64, Arc<Pair>)>,
+    /// The same slots by last use, oldest first.
+    by_use: BTreeMap<u64, u64>,
+}
+
+impl Lru {
+    /// Mark `slot` used now; its pair, if it is open.
+    fn touch(&mut self, slot: u64) -> Option<Arc<Pair>> {
+        self.tick += 1;
+        let tick = self.tick;
+        let (used, pair) = self.open.get_mut(&slot)?;
+        self.by_use.remove(used);
+        *used = tick;
+        self.by_use.insert(tick, slot);
+        Some(pair.clone())
+    }
+
+    fn remove(&mut self, slot: u64) {
+        if let Some((used, _)) = self.open.remove(&slot) {
+            self.by_use.remove(&used);
+        }
+    }
 }
 
 impl OpenFiles {
@@ -427,11 +452,8 @@ impl OpenFiles {
     /// The pair of `slot`, opened with `open` when it is not open.
     fn get(&self, slot: u64, open: impl FnOnce() -> io::Result<Pair>) -> io::Result<Arc<Pair>> {
         let mut lru = self.lock();
-        lru.tick += 1;
-        let tick = lru.tick;
-        if let Some((used, pair)) = lru.open.get_mut(&slot) {
-            *used = tick;
-            return Ok(pair.clone());
+        if let Some(pair) = lru.touch(slot) {
+            return Ok(pair);
         }
         let pair = Arc::new(open()?);
         self.insert(&mut lru, slot, pair.clone());
@@ -445,19 +467,20 @@ impl OpenFiles {
     }
 
     fn insert(&self, lru: &mut Lru, slot: u64, pair: Arc<Pair>) {
-        lru.tick += 1;
-        let tick = lru.tick;
-        if !lru.open.contains_key(&slot) && lru.open.len() >= self.cap {
-            let oldest = lru.open.iter().min_by_key(|(_, (used, _))| *used);
-            if let Some(&old) = oldest.map(|(s, _)| s) {
-                lru.open.remove(&old);
+        lru.remove(slot);
+        if lru.open.len() >= self.cap {
+            if let Some((_, oldest)) = lru.by_use.pop_first() {
+                lru.open.remove(&oldest);
             }
         }
+        lru.tick += 1;
+        let tick = lru.tick;
         lru.open.insert(slot, (tick, pair));
+        lru.by_use.insert(tick, slot);
     }
 
     fn close(&self, slot: u64) {
-        self.lock().open.remove(&slot);
+        self.lock().remove(slot);
     }
 
     #[cfg(test)]
@@ -497,6 +520,9 @@ impl Drop for StoredFile {
         self.open.close(self.slot);
     }
 }
+
+/// Why a file's map is reset when it has none yet.
+const NO_MAP: &str = "no map yet";
 
 /// Outcome of asking for a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -561,9 +587,14 @@ impl StoredFile {
         let pair = match sf.load(&pair, &header) {
             Ok(()) => pair,
             Err(reason) => {
-                log::info!("store: {}: {reason}; starting it afresh", entry.path);
-                drop(pair);
-                sf.reset(&header)?
+                // A new file is the common case; anything else is news.
+                let level = if reason == NO_MAP {
+                    log::Level::Debug
+                } else {
+                    log::Level::Info
+                };
+                log::log!(level, "store: {}: {reason}; starting it afresh", entry.path);
+                sf.reset(&header, pair)?
             }
         };
         sf.open.put(sf.slot, pair);
@@ -601,7 +632,7 @@ impl StoredFile {
     fn load(&mut self, pair: &Pair, header: &[u8]) -> Result<(), String> {
         let map_len = pair.map.metadata().map_err(|e| e.to_string())?.len();
         if map_len == 0 {
-            return Err("no map yet".into());
+            return Err(NO_MAP.into());
         }
         if map_len != self.layout.total {
             return Err(format!(
@@ -647,11 +678,11 @@ impl StoredFile {
     }
 
     /// Drop everything and write an empty map with the right header.
-    fn reset(&mut self, header: &[u8]) -> anyhow::Result<Pair> {
+    fn reset(&mut self, header: &[u8], old: Pair) -> anyhow::Result<Pair> {
         // The map first, so that a crash during the reset leaves no map that
         // trusts the old data.
-        let map = recreate(&self.map_path, self.layout.total)?;
-        let data = recreate(&self.data_path, self.size)?;
+        let map = recreate(&self.map_path, old.map, self.layout.total)?;
+        let data = recreate(&self.data_path, old.data, self.size)?;
         map.write_all_at(header, 0)
             .with_context(|| format!("cannot write store file {}", self.map_path.display()))?;
         let st = self.state.get_mut().expect("fresh mutex");
@@ -1017,6 +1048,32 @@ mod tests {
         assert!(!base.with_extension("data").exists() && !base.with_extension("map").exists());
         drop(f);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_least_recently_used_pair_is_closed_first() {
+        let null = || {
+            Ok(Pair {
+                data: File::open("/dev/null")?,
+                map: File::open("/dev/null")?,
+            })
+        };
+        let open = OpenFiles::new(3);
+        let is_open = |slot| open.lock().open.contains_key(&slot);
+        for slot in 0..3 {
+            open.get(slot, null).unwrap();
+        }
+        open.get(0, || panic!("0 is open")).unwrap();
+        open.get(3, null).unwrap();
+        assert!(!is_open(1), "1 was used least recently");
+        assert!(is_open(0) && is_open(2) && is_open(3));
+        open.get(2, || panic!("2 is open")).unwrap();
+        open.get(4, null).unwrap();
+        assert!(!is_open(0) && is_open(2) && is_open(3) && is_open(4));
+        open.close(3);
+        assert_eq!(open.open_count(), 2);
+        let lru = open.lock();
+        assert_eq!(lru.by_use.len(), lru.open.len(), "both views agree");
     }
 
     #[test]
