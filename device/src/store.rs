@@ -1143,6 +1143,55 @@ mod tests {
     }
 
     #[test]
+    fn prune_keeps_only_the_files_the_manifest_serves() {
+        let dir = tempdir("prune");
+        let store = Store::open(&dir).unwrap();
+        let mut b = ManifestBuilder::new();
+        b.push(
+            FileId(0),
+            EntryKind::File,
+            "keep",
+            5000,
+            0o644,
+            4096,
+            [1; 16],
+        )
+        .unwrap();
+        b.push(FileId(1), EntryKind::File, "empty", 0, 0o644, 4096, [2; 16])
+            .unwrap();
+        let m = b.finish(2, 5000).unwrap();
+        let mut old = entry(8192, 3);
+        old.path = "gone".into();
+        let (kept, gone) = (
+            store.open_file(m.get(FileId(0)).unwrap()).unwrap(),
+            store.open_file(&old).unwrap(),
+        );
+        let b = block(0, 4096);
+        gone.write_block(0, &b, crc32fast::hash(&b)).unwrap();
+        drop((kept, gone));
+        // An empty file's pair left by an older daemon, and a stray file.
+        let empty = dir.join("files").join(key_of("empty"));
+        fs::write(empty.with_extension("data"), b"").unwrap();
+        fs::write(empty.with_extension("map"), b"").unwrap();
+        fs::write(dir.join("files/stray.tmp"), b"x").unwrap();
+        store.save_manifest(&m).unwrap();
+        let (count, bytes) = store.prune(&m).unwrap();
+        assert_eq!(count, 5);
+        assert!(bytes >= 4096, "the dropped block's space: {bytes}");
+        let mut left: Vec<String> = fs::read_dir(dir.join("files"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let key = key_of("keep");
+        assert_eq!(left, [format!("{key}.data"), format!("{key}.map")]);
+        let f = store.open_file(m.get(FileId(0)).unwrap()).unwrap();
+        assert_eq!(f.blocks(), 2, "the kept file opens as before");
+        drop(f);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn truncated_map_resets_and_second_daemon_is_refused() {
         let dir = tempdir("trunc");
         let e = entry(8192, 1);
