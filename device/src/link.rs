@@ -385,7 +385,9 @@ fn warn_if_short_of_space(dir: &std::path::Path, core: &Core) {
     let missing = core.missing_bytes();
     match free_space(dir) {
         Ok(free) if free < missing => log::warn!(
-            "the store {} has {} free, but the blocks still missing take up to {}:              storing them will fail with NoSpace; free space there or use a --store              on a larger filesystem",
+            "the store {} has {} free, but the blocks still missing take up to {}: \
+             storing them will fail with NoSpace; free space there or use a --store \
+             on a larger filesystem",
             dir.display(),
             human_bytes(free),
             human_bytes(missing)
