@@ -94,6 +94,7 @@ pub fn run(opts: MountOptions) -> anyhow::Result<()> {
         Ok(m) if !m.is_dir() => return mountpoint::prepare(&opts.mountpoint),
         _ => {}
     }
+    crate::store::raise_open_file_limit();
     let store = Store::open(&opts.store)?;
     daemonlog::use_store(store.dir());
     // Holding the store's lock: a dead mount there is no live daemon's.
