@@ -3,8 +3,6 @@
 
 use std::process::ExitCode;
 
-use std::io::Write;
-
 use clap::Parser;
 use env_logger::Env;
 
