@@ -135,7 +135,7 @@ enum End {
 /// Serve one link until it ends. `Ok` when it ended cleanly.
 pub fn serve(daemon: &Daemon, link: LinkIo) -> anyhow::Result<()> {
     log::info!("link up: {}", link.name);
-    let output: LinkOut = Arc::new(Mutex::new(link.output));
+    let output = LinkOut::new(link.output);
     let (queue, frames) = mpsc::channel::<Vec<u8>>();
     let outbox = Outbox::new(queue, &output);
     let zlp = link.zlp_packet;
