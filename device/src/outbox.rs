@@ -205,7 +205,10 @@ mod tests {
         assert!(outbox.send(big.clone()));
         assert!(outbox.send(b"have-end".to_vec()));
         assert!(outbox.send(b"demand2".to_vec()));
-        assert!(drain(&mut rd).is_empty(), "nothing may pass the queued frame");
+        assert!(
+            drain(&mut rd).is_empty(),
+            "nothing may pass the queued frame"
+        );
         let writer = std::thread::spawn(move || write_frames(out, rx, None));
         let mut got = Vec::new();
         let want = [&big[..], b"have-end", b"demand2"].concat();

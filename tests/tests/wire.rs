@@ -5,14 +5,16 @@
 //! right to mount (root in CI); without them they fail, they never skip.
 
 use std::fs::{self, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use feedfs_tests::peers::{device_command, stop_device};
+use feedfs_tests::peers::{device_command, host_command, stop_device, wait_exit};
 use feedfs_tests::*;
 
+const MIB: u64 = 1 << 20;
 
 /// `--exec` command for a daemon mounting `mnt` over `store`.
 fn device_exec(mnt: &Path, store: &Path) -> String {
@@ -123,4 +125,99 @@ fn a_resume_with_thousands_of_separate_present_blocks_sends_only_the_missing_one
         assert_same_tree(&src.join("f.bin"), &mnt.join("f.bin"));
         stop(&store, &mnt);
     }
+}
+
+/// Bytes the files below `dir` take on disk.
+fn allocated(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+        .sum()
+}
+
+#[test]
+fn a_sparse_image_costs_a_few_bytes_a_zero_block_and_stays_sparse_in_the_store() {
+    let s = Scratch::new("zeros");
+    let src = s.root.join("src");
+    fs::create_dir_all(&src).unwrap();
+    // 200 MiB, all holes but 3 bytes: at the start, in the middle, at the end.
+    const SIZE: u64 = 200 * MIB;
+    let img = src.join("disk.img");
+    let f = fs::File::create(&img).unwrap();
+    f.set_len(SIZE).unwrap();
+    for (at, byte) in [(0, 0x11u8), (SIZE / 2 + 12345, 0x22), (SIZE - 1, 0x33)] {
+        f.write_all_at(&[byte], at).unwrap();
+    }
+    drop(f);
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+
+    // The host's frames pass through this test, which counts them.
+    let mut device = device_command(&mnt, &store, "--stdio")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut host = host_command(&[img.to_str().unwrap()])
+        .stdin(Stdio::from(device.stdout.take().unwrap()))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut from_host, mut to_device) =
+        (host.stdout.take().unwrap(), device.stdin.take().unwrap());
+    let relay = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0u64;
+        loop {
+            match from_host.read(&mut buf) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => {
+                    total += n as u64;
+                    if to_device.write_all(&buf[..n]).is_err() {
+                        return total;
+                    }
+                }
+            }
+        }
+    });
+    let status = wait_exit(&mut host, Duration::from_secs(60));
+    assert!(status.success(), "push: {status}");
+    let wire = relay.join().unwrap();
+    // 3200 blocks of 64 KiB: three with data, the others 36-byte frames
+    // without data; then the handshake, the manifest and the goodbye.
+    let (block, frame) = (64 * 1024, 16 + 20);
+    let bound = 3 * (block + frame) + (SIZE / block - 3) * frame + 4096;
+    assert!(
+        wire <= bound,
+        "{wire} bytes on the wire for 3 bytes of data in 200 MiB, expected at most {bound}"
+    );
+    let stored = allocated(&store.join("files"));
+    assert!(
+        stored < MIB,
+        "the store takes {stored} bytes on disk for 3 bytes of data"
+    );
+    assert_same_tree(&img, &mnt.join("disk.img"));
+    drop_cache(&mnt.join("disk.img"));
+    assert_eq!(
+        read_at(&mnt.join("disk.img"), SIZE / 2 + 12345, 1).unwrap(),
+        [0x22]
+    );
+    stop(&store, &mnt);
+    device.wait().unwrap();
+
+    // The holes pass verify: their CRCs are those of zeros.
+    let verify = Command::new(bin("feedfs-device"))
+        .args(["verify", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(
+        (
+            verify.status.code(),
+            String::from_utf8_lossy(&verify.stdout).into_owned()
+        ),
+        (
+            Some(0),
+            "disk.img: 3200 of 3200 blocks present and good, 0 bad\n".into()
+        )
+    );
 }
