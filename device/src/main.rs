@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use feedfs_device::daemonlog;
 use feedfs_device::gadget::Gadget;
 use feedfs_device::session::{self, Link, MountOptions};
 use feedfs_device::units::{parse_duration, parse_kib};
 use feedfs_device::usb::Ffs;
+use feedfs_protocol::io::print_stdout;
 
 /// Mount files served by feedfs-host at once and fill them block by block.
 #[derive(Parser)]
@@ -24,7 +26,10 @@ enum Command {
     ///
     /// Blocks land in the store; a read of a block not there yet waits for it
     /// (at most --read-timeout, then EIO). The daemon stays mounted when the
-    /// link ends and unmounts on SIGINT or SIGTERM.
+    /// link ends and unmounts on SIGINT or SIGTERM (or stops when someone
+    /// runs `umount MOUNTPOINT`). It ignores SIGHUP; with --stdio it runs in a
+    /// session of its own (a Ctrl-C meant for the host does not reach it),
+    /// and once that link ends it logs to STORE/log/daemon.log.
     Mount(MountArgs),
     /// Hand a new link to the daemon already serving a store (after the
     /// first host went away), without an unmount.
@@ -128,9 +133,13 @@ struct MountArgs {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,fuser=warn"))
-        .target(env_logger::Target::Stderr)
+        .target(env_logger::Target::Pipe(Box::new(daemonlog::Stderr)))
         .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Command::Mount(a) = &cli.command {
+        session::leave_terminal(a.stdio);
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("feedfs-device: error: {e:#}");
@@ -143,20 +152,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Verify { store } => {
             let reports = feedfs_device::verify::verify(&store)?;
-            let mut bad = 0;
-            for r in &reports {
-                println!(
-                    "{}: {} of {} blocks present and good, {} bad",
-                    r.path,
-                    r.present,
-                    r.blocks,
-                    r.bad.len()
-                );
-                if !r.bad.is_empty() {
-                    println!("  dropped, to be fetched again: blocks {:?}", r.bad);
+            print_stdout(|out| {
+                for r in &reports {
+                    writeln!(
+                        out,
+                        "{}: {} of {} blocks present and good, {} bad",
+                        r.path,
+                        r.present,
+                        r.blocks,
+                        r.bad.len()
+                    )?;
+                    if !r.bad.is_empty() {
+                        writeln!(out, "  dropped, to be fetched again: blocks {:?}", r.bad)?;
+                    }
                 }
-                bad += r.bad.len();
-            }
+                Ok(())
+            })?;
+            let bad: usize = reports.iter().map(|r| r.bad.len()).sum();
             Ok(if bad == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -185,11 +197,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { store, json } => {
             let s = feedfs_device::status::status(&store)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+            let text = if json {
+                serde_json::to_string_pretty(&s)? + "\n"
             } else {
-                print!("{}", feedfs_device::status::render_text(&s));
-            }
+                feedfs_device::status::render_text(&s)
+            };
+            print_stdout(|out| out.write_all(text.as_bytes()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Mount(a) => session::run(MountOptions {

@@ -2,9 +2,9 @@
 //!
 //! `feedfs-host push (--exec CMD | --stdio | --usb [--serial S] [--wait])
 //! [--block-size SIZE] [--readahead N] [--rate RATE] [--compress WHEN]
-//! [--record FILE] [--plan PLAN] PATH...`: exactly one link flag, at least
-//! one path, sizes in human units. `devices` and `usb-check` look at USB
-//! devices; `log show|plot LOG` reads a host record or a device request
+//! [--record FILE] [--plan PLAN] [--handshake-timeout TIME] PATH...`:
+//! exactly one link flag, at least one path, sizes and times in human
+//! units. `devices [--json]` and `usb-check` look at USB devices; `log show|plot LOG` reads a host record or a device request
 //! log; `plan LOG... -o PLAN` learns a prefetch plan and `plan --show PLAN`
 //! prints one.
 
@@ -14,6 +14,28 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::compress::Mode;
 use crate::size::{parse_block_size, parse_size};
+
+/// A handshake timeout: a number and a unit, `ms`, `s` or `m` (`500ms`,
+/// `10s`, `2m`), from 100 ms to 1 hour.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("{s:?} is not a duration: give a number and a unit, e.g. 10s, 500ms or 2m")
+    })?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.saturating_mul(1000),
+        "m" => n.saturating_mul(60_000),
+        "" => return Err(format!("{s:?} has no unit: write {s}s, or {s}ms")),
+        other => return Err(format!("{s:?} has unknown unit {other:?}: use ms, s or m")),
+    };
+    if !(100..=3_600_000).contains(&ms) {
+        return Err(format!("{s:?} is out of range: from 100ms to 60m"));
+    }
+    Ok(std::time::Duration::from_millis(ms))
+}
 
 fn parse_rate(s: &str) -> Result<u64, String> {
     match parse_size(s) {
@@ -38,8 +60,14 @@ pub struct Cli {
 pub enum Command {
     /// Serve files and directories to a device until it holds all of them.
     Push(PushArgs),
-    /// List the feedfs devices attached over USB, with serial and speed.
-    Devices,
+    /// List the feedfs devices attached over USB, one per line: serial,
+    /// bus, address and speed, tab-separated. Prints nothing when none is
+    /// attached.
+    Devices {
+        /// Print a JSON array of {serial, bus, address, speed} instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a USB link against `feedfs-device usb-check`: zero-length
     /// packets both ways, then the raw bulk rate (a push's ceiling).
     /// Exit status 0 only when every check passed.
@@ -186,6 +214,13 @@ pub struct PushArgs {
     #[arg(long, value_name = "PLAN")]
     pub plan: Option<PathBuf>,
 
+    /// Give up when the device has not said Hello within this long (units
+    /// ms, s, m): a command that hangs, or one that is not feedfs-device.
+    /// Raise it for a device side that starts slowly (an ssh that asks for
+    /// a password).
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_timeout)]
+    pub handshake_timeout: std::time::Duration,
+
     /// Do not stream zip files (APK, JAR, wheel) in their built-in order
     /// (directory and start-up entries first); use file order.
     #[arg(long)]
@@ -243,6 +278,27 @@ mod tests {
         assert!(parse(&["feedfs-host", "push", "--usb", "--stdio", "a"]).is_err());
         assert!(parse(&["feedfs-host", "push", "--stdio", "--wait", "a"]).is_err());
         assert!(parse(&["feedfs-host", "push", "--exec", "x", "--serial", "s", "a"]).is_err());
+    }
+
+    #[test]
+    fn handshake_timeouts_need_a_unit_and_a_sane_range() {
+        use std::time::Duration;
+        assert_eq!(parse_timeout("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_timeout("10").unwrap_err().contains("no unit"));
+        assert!(parse_timeout("1ms")
+            .unwrap_err()
+            .contains("from 100ms to 60m"));
+        assert!(parse_timeout("2h").unwrap_err().contains("unknown unit"));
+        assert!(parse_timeout("x").is_err());
+        let Command::Push(p) = Cli::try_parse_from(["feedfs-host", "push", "--stdio", "a"])
+            .unwrap()
+            .command
+        else {
+            panic!("not a push")
+        };
+        assert_eq!(p.handshake_timeout, Duration::from_secs(30));
     }
 
     #[test]

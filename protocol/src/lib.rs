@@ -13,6 +13,7 @@
 //! descriptors. The format is described byte by byte in `docs/protocol.md`.
 //! [`reqlog`] is the device's request log format (`docs/store.md`), shared
 //! by the device that writes it and the host that reads copies of it.
+//! [`warn`] limits repeated warnings on both sides.
 #![deny(unsafe_code)]
 
 pub mod decoder;
@@ -22,6 +23,7 @@ pub mod manifest;
 pub mod message;
 pub mod reqlog;
 pub mod usb;
+pub mod warn;
 
 pub use decoder::Decoder;
 pub use frame::{FrameError, Recovery, HEADER_LEN, MAGIC, MAX_PAYLOAD, VERSION};
