@@ -545,7 +545,12 @@ impl Core {
             data,
         } = l;
         let file = self.file(id).ok_or(LandError::NoSuchFile(id))?;
-        let written = file.write_block(index, &data, crc);
+        // However it came (a zero block, or raw zeros), a block of zeros is a hole.
+        let written = if feedfs_protocol::message::is_zero(&data) {
+            file.write_zero_block(index, crc)
+        } else {
+            file.write_block(index, &data, crc)
+        };
         let done: Vec<Parked> = {
             let mut p = self.pending();
             p.landing.remove(&(id.0, index));

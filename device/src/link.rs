@@ -137,7 +137,7 @@ enum End {
 /// Serve one link until it ends. `Ok` when it ended cleanly.
 pub fn serve(daemon: &Daemon, link: LinkIo) -> anyhow::Result<()> {
     log::info!("link up: {}", link.name);
-    let output: LinkOut = Arc::new(Mutex::new(link.output));
+    let output = LinkOut::new(link.output);
     let (queue, frames) = mpsc::channel::<Vec<u8>>();
     let outbox = Outbox::new(queue, &output);
     let zlp = link.zlp_packet;
@@ -567,10 +567,11 @@ fn frame_loop<R: Read>(
 
 /// Check and store one Block. Raw data comes with its CRC from the frame
 /// check; LZ4 data is decoded into `plain`, bounded by the block's length in
-/// the manifest, and hashed. Data that does not decode, like data that fails
-/// its CRC, is dropped and demanded again; an error is returned only when
-/// the host must be stopped (a block that is not in the manifest or has the
-/// wrong length).
+/// the manifest, and hashed, and so is a zero block's run of zeros (the
+/// store keeps it as a hole). Data that does not decode, like data that
+/// fails its CRC, is dropped and demanded again; an error is returned only
+/// when the host must be stopped (a block that is not in the manifest or
+/// has the wrong length).
 #[allow(clippy::too_many_arguments)]
 fn on_block(
     core: &Core,
@@ -591,7 +592,7 @@ fn on_block(
             data,
             data_crc.unwrap_or_else(|| crc32fast::hash(data)),
         ),
-        Encoding::Lz4 => {
+        Encoding::Lz4 | Encoding::Zero => {
             let expected = core
                 .file(file)
                 .filter(|f| index < f.blocks())
@@ -725,6 +726,43 @@ mod tests {
         let err = land(2, 0, &p1).unwrap_err().to_string();
         assert!(err.contains("past its end"), "{err}");
         assert!(sent(&rx)[0].starts_with("Error { code: Protocol"));
+        drop(core);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn zero_blocks_land_as_zeros_and_a_false_crc_is_demanded_again() {
+        let (core, rx, dir) = core("zero", 6000);
+        let mut plain = vec![0x5a; 4096];
+        let (landings, queued) = mpsc::sync_channel(16);
+        let mut land = |index, crc| {
+            let r = on_block(
+                &core,
+                &landings,
+                FileId(0),
+                index,
+                crc,
+                Encoding::Zero,
+                &[],
+                None,
+                &mut plain,
+            );
+            for landing in queued.try_iter() {
+                core.store(landing, true).unwrap();
+            }
+            r
+        };
+        // The CRC of 4096 zeros given for the short last block (1904 bytes).
+        land(1, crc32fast::hash(&[0; 4096])).unwrap();
+        assert_eq!(
+            sent(&rx),
+            ["Demand { file: FileId(0), first: 1, count: 1 }"]
+        );
+        land(0, crc32fast::hash(&[0; 4096])).unwrap();
+        land(1, crc32fast::hash(&[0; 1904])).unwrap();
+        let f = core.file(FileId(0)).unwrap();
+        assert_eq!(f.read_at(0, 6000).unwrap(), vec![0; 6000]);
+        assert_eq!(sent(&rx), ["Complete { blocks: 2 }"]);
         drop(core);
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -411,6 +411,39 @@ fn recreate(path: &Path, file: File, len: u64) -> anyhow::Result<File> {
     f.set_len(len)
         .with_context(|| format!("cannot size store file {}", path.display()))?;
     Ok(f)
+}
+
+/// Whether any of `len` bytes at `offset` of `f` is data rather than a
+/// hole. A filesystem without SEEK_DATA says data everywhere.
+fn holds_data(f: &File, offset: u64, len: u64) -> io::Result<bool> {
+    let Ok(start) = libc::off_t::try_from(offset) else {
+        return Ok(true);
+    };
+    // SAFETY: lseek on a descriptor we own; no memory is passed.
+    let next = unsafe { libc::lseek(f.as_raw_fd(), start, libc::SEEK_DATA) };
+    if next < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            // No data at or after `offset`.
+            Some(libc::ENXIO) => Ok(false),
+            Some(libc::EINVAL | libc::EOPNOTSUPP) => Ok(true),
+            _ => Err(e),
+        };
+    }
+    Ok((next as u64) < offset + len)
+}
+
+/// Make `len` bytes at `offset` of `f` a hole, keeping the file's size.
+fn punch_hole(f: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(start), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate on a descriptor we own; no memory is passed.
+    if unsafe { libc::fallocate(f.as_raw_fd(), mode, start, len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A served file's two store files, open.
@@ -856,6 +889,34 @@ impl StoredFile {
         self.pair()?
             .data
             .write_all_at(data, index * u64::from(self.block_size))?;
+        self.set_present(index, crc)
+    }
+
+    /// Store block `index`, every byte of which is zero (`crc` is the CRC
+    /// of its zeros), as a hole: nothing is written where the data file has
+    /// no data there (every block of a new file); a region that holds old
+    /// data (a block dropped after a failed check) is punched out, or
+    /// overwritten with zeros where the filesystem cannot punch holes.
+    /// Returns false when it was already present.
+    pub fn write_zero_block(&self, index: u64, crc: u32) -> io::Result<bool> {
+        if self.lock().present.get(index).map_err(io::Error::other)? {
+            return Ok(false);
+        }
+        let len = block_len(self.size, self.block_size, index);
+        let offset = index * u64::from(self.block_size);
+        let pair = self.pair()?;
+        if holds_data(&pair.data, offset, len as u64)? {
+            if let Err(e) = punch_hole(&pair.data, offset, len as u64) {
+                log::debug!("store: cannot punch a hole ({e}); writing zeros");
+                pair.data.write_all_at(&vec![0; len], offset)?;
+            }
+        }
+        self.set_present(index, crc)
+    }
+
+    /// Record a stored block: its CRC, its bit (in memory; on disk with the
+    /// next map write). False when it was present already.
+    fn set_present(&self, index: u64, crc: u32) -> io::Result<bool> {
         let mut st = self.lock();
         if st.present.get(index).map_err(io::Error::other)? {
             return Ok(false);
@@ -1130,6 +1191,53 @@ mod tests {
         // The drop was persisted.
         let f = store.open_file(&e).unwrap();
         assert_eq!(f.present_count(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_zero_block_is_a_hole_and_passes_its_check() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempdir("zero");
+        let e = entry(3 * 4096 + 100, 1);
+        let zero_crc = crc32fast::hash(&[0; 4096]);
+        let data_path = dir
+            .join("files")
+            .join(key_of(&e.path))
+            .with_extension("data");
+        let allocated = || fs::metadata(&data_path).unwrap().blocks();
+        {
+            let store = Store::open(&dir).unwrap();
+            let f = store.open_file(&e).unwrap();
+            assert!(f.write_zero_block(0, zero_crc).unwrap());
+            assert!(!f.write_zero_block(0, zero_crc).unwrap(), "a duplicate");
+            // The short last block too.
+            assert!(f.write_zero_block(3, crc32fast::hash(&[0; 100])).unwrap());
+            let b1 = block(1, 4096);
+            f.write_block(1, &b1, crc32fast::hash(&b1)).unwrap();
+            assert_eq!(f.present_ranges(), vec![(0, 2), (3, 1)]);
+            assert_eq!(allocated(), 8, "one 4 KiB block written, the zeros not");
+        }
+        // A block that held data, then dropped: its zeros punch it out.
+        let d = OpenOptions::new().write(true).open(&data_path).unwrap();
+        d.write_all_at(&[0xff; 16], 4096 + 100).unwrap();
+        drop(d);
+        let store = Store::open(&dir).unwrap();
+        let f = store.open_file(&e).unwrap();
+        assert_eq!(
+            f.check(0).unwrap(),
+            BlockState::Ready,
+            "a hole reads as its zeros"
+        );
+        assert_eq!(f.check(3).unwrap(), BlockState::Ready);
+        assert_eq!(f.check(1).unwrap(), BlockState::Dropped);
+        assert!(f.write_zero_block(1, zero_crc).unwrap());
+        assert_eq!(allocated(), 0, "punched out");
+        assert_eq!(f.read_at(0, 20_000).unwrap(), vec![0; 3 * 4096 + 100]);
+        drop(f);
+        let f = store.open_file(&e).unwrap();
+        assert_eq!(f.present_ranges(), vec![(0, 2), (3, 1)]);
+        assert_eq!(f.check(1).unwrap(), BlockState::Ready);
+        drop(f);
         fs::remove_dir_all(&dir).unwrap();
     }
 

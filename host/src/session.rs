@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use feedfs_protocol::io::{FrameReader, FrameWriter, ReadError};
+use feedfs_protocol::message::{is_zero, Encoding};
 use feedfs_protocol::warn::{held_back_note, WarnLimit};
 use feedfs_protocol::{
     block_len, BlockRange, ErrorCode, FileId, FrameError, Message, MessageType, Recovery, Role,
@@ -724,7 +725,14 @@ impl<'a> Session<'a> {
         // The block's CRC is of its bytes as stored, whatever the encoding.
         let crc = crc32fast::hash(data);
         let len = data.len() as u64;
-        let (encoding, data) = self.compress.encode(data);
+        // A block of zeros goes without data, and tells the compression
+        // policy nothing about the link or the data.
+        let zero = is_zero(data);
+        let (encoding, data) = if zero {
+            (Encoding::Zero, &[][..])
+        } else {
+            self.compress.encode(data)
+        };
         let wire = data.len() as u64;
         let t1 = Instant::now();
         send(
@@ -738,8 +746,10 @@ impl<'a> Session<'a> {
             },
         )?;
         let t2 = Instant::now();
-        self.compress
-            .sent(t1 - t0, t2 - t1, len as usize, wire as usize);
+        if !zero {
+            self.compress
+                .sent(t1 - t0, t2 - t1, len as usize, wire as usize);
+        }
         self.bytes_sent += len;
         // The rate limit is on the link: what went on it.
         if let Some(r) = &mut self.rate {

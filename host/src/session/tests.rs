@@ -25,6 +25,8 @@ enum HostMsg {
     Entry(u32, EntryKind, String, u64),
     ManifestEnd(u32, u64),
     Block(u32, u64, Vec<u8>),
+    /// A block of zeros: file, index and CRC, no data.
+    ZeroBlock(u32, u64, u32),
     StreamDone(u64),
     Error(ErrorCode, String),
     Goodbye,
@@ -55,6 +57,16 @@ impl FakeDevice {
                 entries,
                 total_bytes,
             } => HostMsg::ManifestEnd(entries, total_bytes),
+            Message::Block {
+                file,
+                index,
+                crc,
+                encoding: Encoding::Zero,
+                data,
+            } => {
+                assert!(data.is_empty(), "a zero block carries no data");
+                HostMsg::ZeroBlock(file.0, index, crc)
+            }
             Message::Block {
                 file,
                 index,
@@ -247,6 +259,39 @@ fn demands_before_have_end_then_stream_then_complete() {
         ]
     );
     assert_eq!(lines(&run.record, "done"), vec!["done 3"]);
+}
+
+#[test]
+fn blocks_of_zeros_go_without_data() {
+    let t = TempDir::new("zeros");
+    let mut data = vec![0u8; 4096 * 2 + 100];
+    data[..4096].fill(7);
+    t.write("img", &data);
+    let set = walk(&[t.join("img")], 4096).unwrap();
+    let (run, got) = session(&set, 0, |d| {
+        d.read_manifest();
+        d.hello(VERSION, VERSION);
+        d.send(Message::HaveEnd { files: 1 });
+        let mut got = Vec::new();
+        loop {
+            match d.recv().unwrap() {
+                HostMsg::StreamDone(_) => break,
+                m => got.push(m),
+            }
+        }
+        d.send(Message::Complete { blocks: 3 });
+        got
+    });
+    assert_eq!(
+        got,
+        vec![
+            HostMsg::Block(0, 0, vec![7; 4096]),
+            HostMsg::ZeroBlock(0, 1, crc32fast::hash(&[0; 4096])),
+            HostMsg::ZeroBlock(0, 2, crc32fast::hash(&[0; 100])),
+        ]
+    );
+    // Block bytes delivered, whatever went on the wire.
+    assert_eq!(run.result.unwrap().bytes_sent, data.len() as u64);
 }
 
 #[test]
