@@ -52,9 +52,6 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         store: PathBuf,
     },
-    /// Be the device end of `feedfs-host usb-check`: echo transfers (to
-    /// check zero-length packets both ways) and sink a stream (to measure
-    /// the raw bulk rate), until the host is done.
     /// Show what a store holds and how long its readers waited.
     ///
     /// Per file: bytes present of the total, reads that had to wait for the
@@ -70,6 +67,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Be the device end of `feedfs-host usb-check`.
+    ///
+    /// Echo transfers (to check zero-length packets both ways) and sink a
+    /// stream (to measure the raw bulk rate), until the host is done.
     UsbCheck(UsbArgs),
 }
 

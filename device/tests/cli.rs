@@ -82,3 +82,44 @@ fn offline_without_a_saved_manifest_says_so() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds no manifest yet"));
 }
+
+/// The `Commands:` section of a `--help`: (name, description) per line.
+fn listed_subcommands(help: &str) -> Vec<(String, String)> {
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let l = l.trim_start();
+            let (name, desc) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
+            (name.to_string(), desc.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn every_subcommand_has_its_own_line_and_description() {
+    let out = device().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let listed = listed_subcommands(&help);
+    let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["mount", "attach", "verify", "status", "usb-check", "help"],
+        "{help}"
+    );
+    for (name, desc) in &listed {
+        assert!(!desc.is_empty(), "{name} has no description:\n{help}");
+        // One summary sentence each: two glued together mean a doc comment
+        // landed on the wrong subcommand.
+        assert!(!two_sentences(desc), "{name}: {desc:?} is two sentences");
+    }
+}
+
+/// Whether a sentence ends inside `text` and another starts: `. A`.
+fn two_sentences(text: &str) -> bool {
+    text.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'.' && w[1] == b' ' && w[2].is_ascii_uppercase())
+}

@@ -40,9 +40,10 @@ pub enum Command {
     Push(PushArgs),
     /// List the feedfs devices attached over USB, with serial and speed.
     Devices,
-    /// Check a USB link against `feedfs-device usb-check`: zero-length
-    /// packets both ways, then the raw bulk rate (a push's ceiling).
-    /// Exit status 0 only when every check passed.
+    /// Check a USB link against `feedfs-device usb-check`.
+    ///
+    /// Zero-length packets both ways, then the raw bulk rate (a push's
+    /// ceiling). Exit status 0 only when every check passed.
     UsbCheck {
         /// The device's serial number (needed when several are attached).
         #[arg(long, value_name = "SERIAL")]

@@ -126,3 +126,47 @@ fn a_peer_that_is_not_a_device_is_refused() {
     let err = stderr(&o);
     assert!(err.contains("not a device"), "{err}");
 }
+
+/// The `Commands:` section of a `--help`: (name, description) per line.
+fn listed_subcommands(help: &str) -> Vec<(String, String)> {
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let l = l.trim_start();
+            let (name, desc) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
+            (name.to_string(), desc.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn every_subcommand_has_its_own_line_and_description() {
+    let check = |args: &[&str], expected: &[&str]| {
+        let o = host(args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let help = String::from_utf8_lossy(&o.stdout).into_owned();
+        let listed = listed_subcommands(&help);
+        let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, expected, "{help}");
+        for (name, desc) in &listed {
+            assert!(!desc.is_empty(), "{name} has no description:\n{help}");
+            // One summary sentence each: two glued together mean a doc
+            // comment landed on the wrong subcommand.
+            assert!(!two_sentences(desc), "{name}: {desc:?} is two sentences");
+        }
+    };
+    check(
+        &["--help"],
+        &["push", "devices", "usb-check", "log", "plan", "help"],
+    );
+    check(&["log", "--help"], &["show", "plot", "help"]);
+}
+
+/// Whether a sentence ends inside `text` and another starts: `. A`.
+fn two_sentences(text: &str) -> bool {
+    text.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'.' && w[1] == b' ' && w[2].is_ascii_uppercase())
+}
