@@ -7,8 +7,21 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use feedfs_device::gadget::Gadget;
 use feedfs_device::session::{self, Link, MountOptions};
-use feedfs_device::units::{parse_duration, parse_kib};
 use feedfs_device::usb::Ffs;
+use feedfs_protocol::units::{parse_duration_in, parse_size_multiple, UnitError};
+
+/// `--read-timeout`: long enough for a block over a slow link, at most a day.
+fn parse_read_timeout(s: &str) -> Result<Duration, UnitError> {
+    parse_duration_in(
+        s,
+        Duration::from_millis(100)..=Duration::from_secs(24 * 3600),
+    )
+}
+
+/// `--kernel-readahead`, in KiB: what FUSE takes, from none to 1G.
+fn parse_kernel_readahead(s: &str) -> Result<u32, UnitError> {
+    parse_size_multiple(s, 0..=1 << 30, 1 << 10).map(|bytes| (bytes >> 10) as u32)
+}
 
 /// Mount files served by feedfs-host at once and fill them block by block.
 #[derive(Parser)]
@@ -114,16 +127,18 @@ struct MountArgs {
     /// (reads of missing blocks fail with EIO).
     #[arg(long, group = "link")]
     offline: bool,
-    /// How long a read may wait for a missing block before it fails with EIO.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    /// How long a read may wait for a missing block before it fails with
+    /// EIO: from 100ms to 24h, with a unit (ms, s, m, h).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_read_timeout)]
     read_timeout: Duration,
     /// Let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root).
     #[arg(long)]
     allow_other: bool,
-    /// How far the kernel reads ahead of a reader on the mount (K, M; 0 for
-    /// none; set as root only). Large suits a fast link; on a slow link
-    /// (USB 2.0) with scattered reads, 128K wastes less of it.
-    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_kib)]
+    /// How far the kernel reads ahead of a reader on the mount: whole KiB
+    /// from 0 (none) to 1G (units K, M, G; set as root only). Large suits a
+    /// fast link; on a slow link (USB 2.0) with scattered reads, 128K
+    /// wastes less of it.
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_kernel_readahead)]
     kernel_readahead: u32,
 }
 

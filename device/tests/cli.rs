@@ -123,3 +123,55 @@ fn two_sentences(text: &str) -> bool {
         .windows(3)
         .any(|w| w[0] == b'.' && w[1] == b' ' && w[2].is_ascii_uppercase())
 }
+
+/// Run `mount` on a mount point that does not exist, with extra options:
+/// exit 2 means an option was refused, 1 that they were taken (and the
+/// missing mount point stopped it before anything was created).
+fn mount_with(opts: &[&str]) -> (Option<i32>, String) {
+    let out = device()
+        .args([
+            "mount",
+            "/nonexistent/feedfs-mnt",
+            "--store",
+            "/nonexistent/store",
+            "--stdio",
+        ])
+        .args(opts)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn durations_need_a_unit_and_state_their_range() {
+    let (code, err) = mount_with(&["--read-timeout", "500"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("has no unit") && err.contains("ms, s, m or h"),
+        "{err}"
+    );
+    let (code, err) = mount_with(&["--read-timeout", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("must be from 100ms to 24h"), "{err}");
+    for ok in ["100ms", "24h", "1.5s"] {
+        let (code, err) = mount_with(&["--read-timeout", ok]);
+        assert_eq!(code, Some(1), "{ok}: {err}");
+    }
+}
+
+#[test]
+fn kernel_readahead_takes_its_stated_maximum() {
+    let (code, err) = mount_with(&["--kernel-readahead", "4G"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("must be from 0 to 1G"), "{err}");
+    let (code, err) = mount_with(&["--kernel-readahead", "100"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a multiple of 1K"), "{err}");
+    for ok in ["1G", "0", "128K", "1MiB"] {
+        let (code, err) = mount_with(&["--kernel-readahead", ok]);
+        assert_eq!(code, Some(1), "{ok}: {err}");
+    }
+}

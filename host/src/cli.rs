@@ -12,15 +12,13 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
-use crate::compress::Mode;
-use crate::size::{parse_block_size, parse_size};
+use feedfs_protocol::units::{parse_block_size, parse_size_in, UnitError};
 
-fn parse_rate(s: &str) -> Result<u64, String> {
-    match parse_size(s) {
-        Ok(0) => Err("a rate must be above zero".into()),
-        Ok(r) => Ok(r),
-        Err(e) => Err(e.to_string()),
-    }
+use crate::compress::Mode;
+
+/// `--rate`: from one smallest block a second to well past any link.
+fn parse_rate(s: &str) -> Result<u64, UnitError> {
+    parse_size_in(s, 4 << 10..=1 << 40)
 }
 
 /// Serve read-only files to a feedfs device: the device mounts them at full
@@ -158,8 +156,9 @@ pub struct PushArgs {
     #[arg(long, value_name = "BLOCKS", default_value_t = 32)]
     pub readahead: u64,
 
-    /// Limit the link to RATE bytes per second (units K, M, G: binary; 40M
-    /// is about a USB 2.0 cable's real rate). Demanded blocks still go first.
+    /// Limit the link to RATE bytes per second, from 4K to 1T (units K, M,
+    /// G: binary; 40M is about a USB 2.0 cable's real rate). Demanded
+    /// blocks still go first.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub rate: Option<u64>,
 

@@ -170,3 +170,31 @@ fn two_sentences(text: &str) -> bool {
         .windows(3)
         .any(|w| w[0] == b'.' && w[1] == b' ' && w[2].is_ascii_uppercase())
 }
+
+#[test]
+fn rate_and_block_size_state_their_range() {
+    let o = host(&["push", "--stdio", "--rate", "1", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("must be from 4K to 1T"),
+        "{}",
+        stderr(&o)
+    );
+    let o = host(&["push", "--stdio", "--rate", "10s", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown unit"), "{}", stderr(&o));
+    let o = host(&["push", "--stdio", "--block-size", "2M", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("from 4K to 1M"), "{}", stderr(&o));
+    // Taken: the push then fails on the missing path, not on the options.
+    let o = host(&[
+        "push",
+        "--stdio",
+        "--rate",
+        "4K",
+        "--block-size",
+        "1M",
+        "/nonexistent",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}

@@ -13,6 +13,8 @@
 //! descriptors. The format is described byte by byte in `docs/protocol.md`.
 //! [`reqlog`] is the device's request log format (`docs/store.md`), shared
 //! by the device that writes it and the host that reads copies of it.
+//! [`units`] reads and writes the sizes and durations of both command
+//! lines, so the two binaries accept the same things.
 #![deny(unsafe_code)]
 
 pub mod decoder;
@@ -21,6 +23,7 @@ pub mod io;
 pub mod manifest;
 pub mod message;
 pub mod reqlog;
+pub mod units;
 pub mod usb;
 
 pub use decoder::Decoder;
