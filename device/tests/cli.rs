@@ -175,3 +175,84 @@ fn kernel_readahead_takes_its_stated_maximum() {
         assert_eq!(code, Some(1), "{ok}: {err}");
     }
 }
+
+#[test]
+fn version_names_the_protocol_and_the_store_format() {
+    let out = device().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let want = format!(
+        "feedfs-device {} (protocol version {}, store map version {})\n",
+        env!("CARGO_PKG_VERSION"),
+        feedfs_protocol::VERSION,
+        feedfs_device::store::MAP_VERSION
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+}
+
+#[test]
+fn help_ends_with_the_exit_statuses() {
+    let out = device().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "Exit status:",
+        "  0  success",
+        "  2  usage error",
+        "  3  verify: bad blocks",
+        "-v, --verbose",
+        "-q, --quiet",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from\n{text}");
+    }
+}
+
+#[test]
+fn the_store_can_come_from_the_environment() {
+    let store = std::env::temp_dir().join(format!("feedfs-cli-env-store-{}", std::process::id()));
+    let out = device()
+        .arg("status")
+        .env("FEEDFS_STORE", &store)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Not a usage error for a missing --store: status looked at that store.
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(store.to_str().unwrap()), "{err}");
+    let out = device()
+        .arg("status")
+        .env_remove("FEEDFS_STORE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn completions_and_man_pages_are_generated() {
+    for (shell, marker) in [
+        ("bash", "complete -F _feedfs__device"),
+        ("zsh", "#compdef feedfs-device"),
+        ("fish", "complete -c feedfs-device"),
+    ] {
+        let out = device().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(marker) && text.contains("read-timeout"),
+            "{shell}:\n{text}"
+        );
+    }
+    let out = device().arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH feedfs-device"), "{page}");
+    let dir = std::env::temp_dir().join(format!("feedfs-cli-man-{}", std::process::id()));
+    let out = device()
+        .arg("man")
+        .arg("--out-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let mount = std::fs::read_to_string(dir.join("feedfs-device-mount.1"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success());
+    assert!(mount.unwrap().contains("read\\-timeout"));
+}

@@ -198,3 +198,100 @@ fn rate_and_block_size_state_their_range() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
+
+#[test]
+fn version_names_the_protocol() {
+    let o = host(&["--version"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let want = format!(
+        "feedfs-host {} (protocol version {})\n",
+        env!("CARGO_PKG_VERSION"),
+        feedfs_protocol::VERSION
+    );
+    assert_eq!(out, want);
+}
+
+#[test]
+fn help_ends_with_the_exit_statuses() {
+    let o = host(&["--help"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for line in [
+        "Exit status:",
+        "  0    success",
+        "  2    usage error",
+        "  130  push stopped by SIGINT",
+        "  143  push stopped by SIGTERM",
+        "  129  push stopped by SIGHUP",
+        "-v, --verbose",
+        "-q, --quiet",
+        "-s, --serial <SERIAL>",
+    ] {
+        assert!(out.contains(line), "{line:?} missing from\n{out}");
+    }
+}
+
+#[test]
+fn serial_from_the_environment_does_not_conflict_with_a_pipe() {
+    let s = Scratch::new("serial");
+    let file = s.file("f", b"data");
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_feedfs-host"));
+        c.args(args).stdin(Stdio::null()).env_remove("RUST_LOG");
+        match env {
+            Some(v) => c.env("FEEDFS_SERIAL", v),
+            None => c.env_remove("FEEDFS_SERIAL"),
+        };
+        c.output().unwrap()
+    };
+    // Typed with a pipe: a usage error.
+    let o = run(&["-s", "abc", "push", "--exec", "exit 3", &file], None);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("use it with --usb"), "{}", stderr(&o));
+    // Left set in the environment: the pipe push runs (and fails on its own).
+    let o = run(&["push", "--exec", "exit 3", &file], Some("abc"));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("device exited with status 3"),
+        "{}",
+        stderr(&o)
+    );
+    // And clap reads it.
+    let o = run(&["push", "--help"], Some("abc"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("[env: FEEDFS_SERIAL=abc]"), "{out}");
+}
+
+#[test]
+fn completions_and_man_pages_are_generated() {
+    for (shell, marker) in [
+        ("bash", "complete -F _feedfs__host"),
+        ("zsh", "#compdef feedfs-host"),
+        ("fish", "complete -c feedfs-host"),
+    ] {
+        let o = host(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains(marker) && out.contains("block-size"),
+            "{shell}:\n{out}"
+        );
+    }
+    let o = host(&["man"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH feedfs-host"),
+        "{page}"
+    );
+    assert!(page.contains("usb\\-check"), "{page}");
+    let s = Scratch::new("man");
+    let dir = s.0.to_str().unwrap();
+    let o = host(&["man", "--out-dir", dir]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let push = std::fs::read_to_string(s.0.join("feedfs-host-push.1")).unwrap();
+    assert!(push.contains("block\\-size"), "{push}");
+    // Hidden: not in the list of commands people read.
+    let help = String::from_utf8_lossy(&host(&["--help"]).stdout).into_owned();
+    assert!(!help.contains("completions"), "{help}");
+}

@@ -139,7 +139,7 @@ pub fn parse_size_multiple(
     unit: u64,
 ) -> Result<u64, UnitError> {
     let n = parse_size_in(text, range)?;
-    if n % unit.max(1) != 0 {
+    if !n.is_multiple_of(unit.max(1)) {
         return Err(UnitError::NotMultiple {
             text: text.trim().into(),
             of: format_size(unit),
@@ -235,7 +235,7 @@ pub fn parse_duration_in(
 /// `1M`, `1G`, as a user would type it.
 pub fn format_size(n: u64) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if n != 0 && n % (1u64 << shift) == 0 {
+        if n != 0 && n.is_multiple_of(1u64 << shift) {
             return format!("{}{unit}", n >> shift);
         }
     }
@@ -255,7 +255,7 @@ pub fn format_duration(d: Duration) -> String {
         (1_000_000_000, "s"),
         (1_000_000, "ms"),
     ] {
-        if nanos % per == 0 {
+        if nanos.is_multiple_of(per) {
             return format!("{}{unit}", nanos / per);
         }
     }
