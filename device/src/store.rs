@@ -295,6 +295,8 @@ pub struct StoredFile {
     block_size: u32,
     blocks: u64,
     state: Mutex<MapState>,
+    /// Whether opening found no usable map and started the file afresh.
+    afresh: bool,
 }
 
 impl StoredFile {
@@ -327,13 +329,13 @@ impl StoredFile {
                 dirty: None,
                 dirty_count: 0,
             }),
+            afresh: false,
         };
-        match sf.load(&header) {
-            Ok(()) => {}
-            Err(reason) => {
-                log::info!("store: {}: {reason}; starting it afresh", entry.path);
-                sf.reset(&header, data_path, map_path)?;
-            }
+        if let Err(reason) = sf.load(&header) {
+            // One line per file: a count goes to info (see `Core::new`).
+            log::debug!("store: {:?}: {reason}; starting it afresh", entry.path);
+            sf.reset(&header, data_path, map_path)?;
+            sf.afresh = true;
         }
         Ok(sf)
     }
@@ -409,6 +411,12 @@ impl StoredFile {
     pub fn block_size(&self) -> u32 {
         self.block_size
     }
+    /// Whether opening found no usable map (a new or changed file) and
+    /// started the stored copy afresh.
+    pub fn started_afresh(&self) -> bool {
+        self.afresh
+    }
+
     pub fn blocks(&self) -> u64 {
         self.blocks
     }
