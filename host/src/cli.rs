@@ -13,17 +13,23 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use feedfs_protocol::units::{parse_block_size, parse_size_in, UnitError};
+use feedfs_protocol::units::{parse_block_size, parse_duration_in, parse_size_in, UnitError};
 
 use crate::compress::Mode;
 
 /// `--rate`: from one smallest block a second to well past any link.
 fn parse_rate(s: &str) -> Result<u64, UnitError> {
     parse_size_in(s, 4 << 10..=1 << 40)
+}
+
+/// `usb-check --duration`: long enough to see a rate, short enough to wait for.
+fn parse_stream_time(s: &str) -> Result<Duration, UnitError> {
+    parse_duration_in(s, Duration::from_millis(100)..=Duration::from_secs(600))
 }
 
 /// `--version`: the crate's version and the wire format's.
@@ -122,9 +128,9 @@ pub enum Command {
     /// Zero-length packets both ways, then the raw bulk rate (a push's
     /// ceiling). Exit status 0 only when every check passed.
     UsbCheck {
-        /// How long to stream for the rate.
-        #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
-        seconds: f64,
+        /// How long to stream for the rate, from 100ms to 10m.
+        #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_stream_time)]
+        duration: Duration,
     },
     /// Read a log: a host record (push --record) or a device request log
     /// (STORE/log/requests.log, copied off the device).
@@ -351,6 +357,12 @@ mod tests {
         }
         let cli = parse(&["feedfs-host", "usb-check", "--serial", "abc"]).unwrap();
         assert_eq!(cli.serial.as_deref(), Some("abc"));
+        let Command::UsbCheck { duration } = cli.command else {
+            panic!("not usb-check")
+        };
+        assert_eq!(duration, Duration::from_secs(3));
+        assert!(parse(&["feedfs-host", "usb-check", "--duration", "3"]).is_err());
+        assert!(parse(&["feedfs-host", "usb-check", "--duration", "11m"]).is_err());
     }
 
     #[test]

@@ -35,8 +35,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::UsbCheck { seconds } => {
-            let report = feedfs_host::usbcheck::check(cli.serial.as_deref(), seconds)?;
+        Command::UsbCheck { duration } => {
+            let report = feedfs_host::usbcheck::check(cli.serial.as_deref(), duration)?;
             anyhow::ensure!(report.failures == 0, "{} checks failed", report.failures);
             Ok(())
         }
