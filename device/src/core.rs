@@ -179,6 +179,15 @@ impl Core {
         self.present_blocks.load(Ordering::Relaxed)
     }
 
+    /// Bytes of the served files not in the store yet.
+    pub fn missing_bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .flatten()
+            .map(StoredFile::missing_bytes)
+            .sum()
+    }
+
     fn pending(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -752,7 +761,8 @@ impl Core {
         self.wake_reaper.notify_all();
     }
 
-    fn path_of(&self, id: FileId) -> &str {
+    /// The path of a file of the manifest, for messages.
+    pub fn path_of(&self, id: FileId) -> &str {
         self.manifest.get(id).map_or("?", |e| e.path.as_str())
     }
 }

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
+use feedfs_device::daemonlog;
 use feedfs_device::gadget::Gadget;
 use feedfs_device::session::{self, Link, MountOptions};
 use feedfs_device::usb::Ffs;
+use feedfs_protocol::io::print_stdout;
 use feedfs_protocol::units::{parse_duration_in, parse_size_multiple, UnitError};
 
 /// `--read-timeout`: long enough for a block over a slow link, at most a day.
@@ -37,7 +39,8 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
 
 /// What `--help` ends with: logging and the exit statuses.
 const AFTER_HELP: &str = "\
-Logs go to stderr: info by default, -v for debug, -vv for trace, -q for
+Logs go to stderr (a mount daemon's, once its host is gone, to
+STORE/log/daemon.log): info by default, -v for debug, -vv for trace, -q for
 warnings only, -qq for errors only; RUST_LOG (e.g. RUST_LOG=debug), when
 set, wins over -v and -q.
 
@@ -78,7 +81,10 @@ enum Command {
     ///
     /// Blocks land in the store; a read of a block not there yet waits for it
     /// (at most --read-timeout, then EIO). The daemon stays mounted when the
-    /// link ends and unmounts on SIGINT or SIGTERM.
+    /// link ends and unmounts on SIGINT or SIGTERM (or stops when someone
+    /// runs `umount MOUNTPOINT`). It ignores SIGHUP; with --stdio it runs in a
+    /// session of its own (a Ctrl-C meant for the host does not reach it),
+    /// and once that link ends it logs to STORE/log/daemon.log.
     Mount(MountArgs),
     /// Hand a new link to the daemon already serving a store (after the
     /// first host went away), without an unmount.
@@ -200,8 +206,11 @@ struct MountArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(cli.log_filter()))
-        .target(env_logger::Target::Stderr)
+        .target(env_logger::Target::Pipe(Box::new(daemonlog::Stderr)))
         .init();
+    if let Command::Mount(a) = &cli.command {
+        session::leave_terminal(a.stdio);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -215,20 +224,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Verify { store } => {
             let reports = feedfs_device::verify::verify(&store)?;
-            let mut bad = 0;
-            for r in &reports {
-                println!(
-                    "{}: {} of {} blocks present and good, {} bad",
-                    r.path,
-                    r.present,
-                    r.blocks,
-                    r.bad.len()
-                );
-                if !r.bad.is_empty() {
-                    println!("  dropped, to be fetched again: blocks {:?}", r.bad);
+            print_stdout(|out| {
+                for r in &reports {
+                    writeln!(
+                        out,
+                        "{}: {} of {} blocks present and good, {} bad",
+                        r.path,
+                        r.present,
+                        r.blocks,
+                        r.bad.len()
+                    )?;
+                    if !r.bad.is_empty() {
+                        writeln!(out, "  dropped, to be fetched again: blocks {:?}", r.bad)?;
+                    }
                 }
-                bad += r.bad.len();
-            }
+                Ok(())
+            })?;
+            let bad: usize = reports.iter().map(|r| r.bad.len()).sum();
             Ok(if bad == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -257,20 +269,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { store, json } => {
             let s = feedfs_device::status::status(&store)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+            let text = if json {
+                serde_json::to_string_pretty(&s)? + "\n"
             } else {
-                print!("{}", feedfs_device::status::render_text(&s));
-            }
+                feedfs_device::status::render_text(&s)
+            };
+            print_stdout(|out| out.write_all(text.as_bytes()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "feedfs-device", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "feedfs-device", &mut script);
+            print_stdout(|out| out.write_all(&script))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { out_dir: None } => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            print_stdout(|out| out.write_all(&page))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { out_dir: Some(dir) } => {

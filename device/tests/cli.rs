@@ -60,7 +60,7 @@ fn a_missing_mount_point_is_refused_before_the_store_is_touched() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("mount point /nonexistent/feedfs-mnt is not a directory"),
+        err.contains("mount point /nonexistent/feedfs-mnt does not exist"),
         "{err}"
     );
     assert!(!store.exists(), "nothing created");

@@ -2,13 +2,14 @@
 //!
 //! `feedfs-host [-v|-q] [-s SERIAL] push (--exec CMD | --stdio | --usb
 //! [--wait]) [--block-size SIZE] [--readahead N] [--rate RATE] [--compress
-//! WHEN] [--record FILE] [--plan PLAN] PATH...`: exactly one link flag, at
-//! least one path, sizes in human units ([`feedfs_protocol::units`]).
-//! `devices` and `usb-check` look at USB devices; `log show|plot LOG` reads
-//! a host record or a device request log; `plan LOG... -o PLAN` learns a
-//! prefetch plan and `plan --show PLAN` prints one. `completions SHELL` and
-//! `man` (hidden) print what is generated from these definitions.
-//! [`Cli::parse_checked`] adds the checks clap cannot express.
+//! WHEN] [--record FILE] [--plan PLAN] [--handshake-timeout TIME] PATH...`:
+//! exactly one link flag, at least one path, sizes and times in human units
+//! ([`feedfs_protocol::units`]). `devices [--json]` and `usb-check` look at
+//! USB devices; `log show|plot LOG` reads a host record or a device request
+//! log; `plan LOG... -o PLAN` learns a prefetch plan and `plan --show PLAN`
+//! prints one. `completions SHELL` and `man` (hidden) print what is
+//! generated from these definitions. [`Cli::parse_checked`] adds the checks
+//! clap cannot express.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -25,6 +26,11 @@ use crate::compress::Mode;
 /// `--rate`: from one smallest block a second to well past any link.
 fn parse_rate(s: &str) -> Result<u64, UnitError> {
     parse_size_in(s, 4 << 10..=1 << 40)
+}
+
+/// `push --handshake-timeout`: from 100ms to an hour.
+fn parse_handshake_timeout(s: &str) -> Result<Duration, UnitError> {
+    parse_duration_in(s, Duration::from_millis(100)..=Duration::from_secs(3600))
 }
 
 /// `usb-check --duration`: long enough to see a rate, short enough to wait for.
@@ -121,8 +127,15 @@ impl Cli {
 pub enum Command {
     /// Serve files and directories to a device until it holds all of them.
     Push(PushArgs),
-    /// List the feedfs devices attached over USB, with serial and speed.
-    Devices,
+    /// List the feedfs devices attached over USB, one per line.
+    ///
+    /// Serial, bus, address and speed, tab-separated. Prints nothing when
+    /// none is attached.
+    Devices {
+        /// Print a JSON array of {serial, bus, address, speed} instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a USB link against `feedfs-device usb-check`.
     ///
     /// Zero-length packets both ways, then the raw bulk rate (a push's
@@ -282,6 +295,14 @@ pub struct PushArgs {
     #[arg(long, value_name = "PLAN")]
     pub plan: Option<PathBuf>,
 
+    /// Give up when the device has not said Hello within this long, from
+    /// 100ms to 1h (units ms, s, m, h): a command that hangs, or one that
+    /// is not feedfs-device.
+    /// Raise it for a device side that starts slowly (an ssh that asks for
+    /// a password).
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_handshake_timeout)]
+    pub handshake_timeout: Duration,
+
     /// Do not stream zip files (APK, JAR, wheel) in their built-in order
     /// (directory and start-up entries first); use file order.
     #[arg(long)]
@@ -378,6 +399,40 @@ mod tests {
         assert_eq!(filter(&["-q"]).unwrap(), "error");
         assert_eq!(filter(&["-qqq"]).unwrap(), "off");
         assert!(filter(&["-v", "-q"]).is_err());
+    }
+
+    #[test]
+    fn handshake_timeouts_need_a_unit_and_a_sane_range() {
+        let timeout = |t: &str| {
+            let args = [
+                "feedfs-host",
+                "push",
+                "--stdio",
+                "--handshake-timeout",
+                t,
+                "a",
+            ];
+            Cli::parse_checked(args).map(|c| match c.command {
+                Command::Push(p) => p.handshake_timeout,
+                _ => panic!("not a push"),
+            })
+        };
+        assert_eq!(timeout("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(timeout("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(timeout("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(timeout("1h").unwrap(), Duration::from_secs(3600));
+        let err = |t: &str| timeout(t).unwrap_err().to_string();
+        assert!(err("10").contains("no unit"), "{}", err("10"));
+        assert!(err("1ms").contains("from 100ms to 1h"), "{}", err("1ms"));
+        assert!(err("2h").contains("from 100ms to 1h"), "{}", err("2h"));
+        assert!(err("x").contains("not a duration"), "{}", err("x"));
+        let Command::Push(p) = Cli::parse_checked(["feedfs-host", "push", "--stdio", "a"])
+            .unwrap()
+            .command
+        else {
+            panic!("not a push")
+        };
+        assert_eq!(p.handshake_timeout, Duration::from_secs(30));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The real `feedfs-host` binary, run the way people and scripts run it.
+//!
+//! The USB tests run on any machine: with no USB bus (a container) the
+//! messages name what is missing; with a bus and no feedfs device,
+//! `devices` lists nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn host(args: &[&str]) -> Output {
@@ -294,4 +298,60 @@ fn completions_and_man_pages_are_generated() {
     // Hidden: not in the list of commands people read.
     let help = String::from_utf8_lossy(&host(&["--help"]).stdout).into_owned();
     assert!(!help.contains("completions"), "{help}");
+}
+
+fn no_bus() -> bool {
+    !Path::new("/dev/bus/usb").exists()
+}
+
+#[test]
+fn devices_lists_one_device_per_line_or_nothing() {
+    let o = host(&["devices"]);
+    let (out, err) = (String::from_utf8(o.stdout.clone()).unwrap(), stderr(&o));
+    assert!(o.status.success(), "{}: {err}", o.status);
+    for line in out.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields.len(), 4, "serial, bus, address, speed: {line:?}");
+        assert!(fields[1].parse::<u8>().is_ok() && fields[2].parse::<u8>().is_ok());
+    }
+    assert!(!err.contains("libusb"), "{err}");
+    if no_bus() {
+        assert_eq!(out, "");
+        assert!(
+            err.contains("/dev/bus/usb") && err.contains("--exec"),
+            "says what is missing and what to do: {err}"
+        );
+    }
+}
+
+#[test]
+fn devices_json_is_an_array() {
+    let o = host(&["devices", "--json"]);
+    assert!(o.status.success(), "{}", o.status);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let list = v.as_array().expect("an array");
+    for d in list {
+        assert!(d["bus"].is_u64() && d["address"].is_u64() && d["speed"].is_string());
+    }
+    if no_bus() {
+        assert!(list.is_empty());
+    }
+}
+
+#[test]
+fn push_over_usb_with_nothing_attached_says_what_is_missing() {
+    let s = Scratch::new("usb");
+    let file = s.file("f", b"x");
+    let o = host(&["push", "--usb", &file]);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(!err.contains("Other error"), "{err}");
+    if no_bus() {
+        assert!(
+            err.contains("/dev/bus/usb") && err.contains("--exec"),
+            "{err}"
+        );
+    } else {
+        assert!(err.contains("no feedfs device"), "{err}");
+    }
 }

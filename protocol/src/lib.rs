@@ -14,7 +14,8 @@
 //! [`reqlog`] is the device's request log format (`docs/store.md`), shared
 //! by the device that writes it and the host that reads copies of it.
 //! [`units`] reads and writes the sizes and durations of both command
-//! lines, so the two binaries accept the same things.
+//! lines, so the two binaries accept the same things. [`warn`] limits
+//! repeated warnings on both sides.
 #![deny(unsafe_code)]
 
 pub mod decoder;
@@ -25,6 +26,7 @@ pub mod message;
 pub mod reqlog;
 pub mod units;
 pub mod usb;
+pub mod warn;
 
 pub use decoder::Decoder;
 pub use frame::{FrameError, Recovery, HEADER_LEN, MAGIC, MAX_PAYLOAD, VERSION};

@@ -69,10 +69,14 @@ fn push(
     (device, reader)
 }
 
-/// Stop the daemon and return everything it wrote on stderr.
-fn stop(device: Child, mnt: &Path, reader: JoinHandle<String>) -> String {
+/// Stop the daemon and return everything it logged: on stderr while the
+/// link was up, then in the store's log.
+fn stop(device: Child, mnt: &Path, store: &Path, reader: JoinHandle<String>) -> String {
     stop_device(device.id() as i32, mnt);
-    reader.join().unwrap()
+    let mut all = reader.join().unwrap();
+    let log = store.join("log").join("daemon.log");
+    all.push_str(&std::fs::read_to_string(log).unwrap_or_default());
+    all
 }
 
 #[test]
@@ -82,7 +86,7 @@ fn a_push_of_many_files_logs_a_count_not_a_line_per_file() {
     let (mnt, store) = (s.dir("mnt"), s.root.join("store"));
     let (device, reader) = push(&mnt, &store, &src, &[], None);
     assert_same_tree(&src, &mnt.join("src"));
-    let err = stop(device, &mnt, reader);
+    let err = stop(device, &mnt, &store, reader);
     let lines = err.lines().count();
     assert!(lines <= 20, "{lines} lines for {FILES} files:\n{err}");
     assert!(
@@ -97,7 +101,7 @@ fn verbose_lists_the_files_with_their_names_escaped_and_quiet_says_nothing() {
     let src = many_files(&s.root);
     let (mnt, store) = (s.dir("mnt"), s.root.join("store"));
     let (device, reader) = push(&mnt, &store, &src, &["-v"], None);
-    let err = stop(device, &mnt, reader);
+    let err = stop(device, &mnt, &store, reader);
     assert!(
         err.contains(r#""src/new\nline""#),
         "name not escaped:\n{err}"
@@ -114,7 +118,7 @@ fn verbose_lists_the_files_with_their_names_escaped_and_quiet_says_nothing() {
     // RUST_LOG wins over -v.
     let store2 = s.root.join("store2");
     let (device, reader) = push(&mnt, &store2, &src, &["-v"], Some("info"));
-    let err = stop(device, &mnt, reader);
+    let err = stop(device, &mnt, &store2, reader);
     assert!(
         !err.contains("d3/f13.txt"),
         "RUST_LOG=info listed files:\n{err}"
@@ -124,7 +128,7 @@ fn verbose_lists_the_files_with_their_names_escaped_and_quiet_says_nothing() {
     // -q: warnings only, and there are none.
     let store3 = s.root.join("store3");
     let (device, reader) = push(&mnt, &store3, &src, &["-q"], None);
-    let err = stop(device, &mnt, reader);
+    let err = stop(device, &mnt, &store3, reader);
     assert_eq!(err, "", "-q still logged");
 }
 
@@ -146,7 +150,7 @@ fn a_terminal_ioctl_on_a_file_gets_enotty_without_a_warning() {
         let errno = std::io::Error::last_os_error().raw_os_error();
         assert_eq!((rc, errno), (-1, Some(libc::ENOTTY)));
     }
-    let err = stop(device, &mnt, reader);
+    let err = stop(device, &mnt, &store, reader);
     assert!(
         !err.contains("WARN") && !err.contains("ioctl("),
         "a warning for an ioctl:\n{err}"
