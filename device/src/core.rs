@@ -139,6 +139,14 @@ impl Core {
                 feedfs_protocol::EntryKind::Dir => None,
             });
         }
+        let afresh = files
+            .iter()
+            .flatten()
+            .filter(|f| f.started_afresh())
+            .count();
+        if afresh > 0 {
+            log::info!("store: {afresh} files new or changed, started afresh (-v lists them)");
+        }
         let total_blocks = files.iter().flatten().map(StoredFile::blocks).sum();
         let present = files.iter().flatten().map(StoredFile::present_count).sum();
         let log = RequestLog::start(store.dir(), &manifest);

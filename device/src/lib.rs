@@ -26,7 +26,6 @@ pub mod reqlog;
 pub mod session;
 pub mod status;
 pub mod store;
-pub mod units;
 pub mod usb;
 pub mod usbcheck;
 pub mod verify;

@@ -606,6 +606,8 @@ pub struct StoredFile {
     block_size: u32,
     blocks: u64,
     state: Mutex<MapState>,
+    /// Whether opening found no usable map and started the file afresh.
+    afresh: bool,
 }
 
 impl StoredFile {
@@ -634,6 +636,7 @@ impl StoredFile {
                 dirty: None,
                 dirty_count: 0,
             }),
+            afresh: false,
         };
         if blocks == 0 {
             // Nothing to store: no files, no descriptors.
@@ -646,13 +649,9 @@ impl StoredFile {
         let pair = match sf.load(&pair, &header) {
             Ok(()) => pair,
             Err(reason) => {
-                // A new file is the common case; anything else is news.
-                let level = if reason == NO_MAP {
-                    log::Level::Debug
-                } else {
-                    log::Level::Info
-                };
-                log::log!(level, "store: {}: {reason}; starting it afresh", entry.path);
+                // One line per file: a count goes to info (see `Core::new`).
+                log::debug!("store: {:?}: {reason}; starting it afresh", entry.path);
+                sf.afresh = true;
                 sf.reset(&header, pair)?
             }
         };
@@ -757,6 +756,12 @@ impl StoredFile {
     pub fn block_size(&self) -> u32 {
         self.block_size
     }
+    /// Whether opening found no usable map (a new or changed file) and
+    /// started the stored copy afresh.
+    pub fn started_afresh(&self) -> bool {
+        self.afresh
+    }
+
     pub fn blocks(&self) -> u64 {
         self.blocks
     }

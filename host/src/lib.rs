@@ -32,7 +32,6 @@ pub mod rate;
 pub mod record;
 pub mod scheduler;
 pub mod session;
-pub mod size;
 pub mod source;
 pub mod stop;
 pub mod summary;

@@ -3,14 +3,16 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use anyhow::Context;
+use clap::CommandFactory;
 use env_logger::Env;
 
 use feedfs_host::cli::{Cli, Command, LogCommand};
+use feedfs_protocol::io::print_stdout;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    env_logger::Builder::from_env(Env::default().default_filter_or(cli.log_filter())).init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -31,14 +33,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Push(args) => feedfs_host::push(&args).map(|_| ()),
         Command::Devices { json } => devices(json),
-        Command::UsbCheck { serial, seconds } => {
-            let report = feedfs_host::usbcheck::check(serial.as_deref(), seconds)?;
+        Command::UsbCheck { duration } => {
+            let report = feedfs_host::usbcheck::check(cli.serial.as_deref(), duration)?;
             anyhow::ensure!(report.failures == 0, "{} checks failed", report.failures);
             Ok(())
         }
         Command::Log(LogCommand::Show(args)) => feedfs_host::logcmd::show(&args),
         Command::Log(LogCommand::Plot(args)) => feedfs_host::logcmd::plot(&args),
         Command::Plan(args) => feedfs_host::logcmd::plan(&args),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "feedfs-host", &mut script);
+            Ok(print_stdout(|out| out.write_all(&script))?)
+        }
+        Command::Man { out_dir: None } => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            Ok(print_stdout(|out| out.write_all(&page))?)
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("cannot write the manual pages into {}", dir.display()))
+        }
     }
 }
 
@@ -61,6 +79,6 @@ fn devices(json: bool) -> anyhow::Result<()> {
     } else {
         found.iter().map(|f| f.line() + "\n").collect()
     };
-    feedfs_protocol::io::print_stdout(|out| out.write_all(text.as_bytes()))?;
+    print_stdout(|out| out.write_all(text.as_bytes()))?;
     Ok(())
 }

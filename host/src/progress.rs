@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::size::format_bytes;
+use feedfs_protocol::units::format_bytes;
 
 /// Shortest time between two redraws.
 pub const REDRAW_INTERVAL: Duration = Duration::from_millis(200);

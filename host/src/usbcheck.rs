@@ -41,7 +41,7 @@ pub struct Report {
 }
 
 /// Run the check on the device with `serial` (or the only one).
-pub fn check(serial: Option<&str>, seconds: f64) -> anyhow::Result<Report> {
+pub fn check(serial: Option<&str>, stream_for: Duration) -> anyhow::Result<Report> {
     let ctx = usb::context()?;
     let found = usb::pick(usb::find(&ctx)?, serial)
         .map_err(anyhow::Error::msg)?
@@ -90,7 +90,7 @@ pub fn check(serial: Option<&str>, seconds: f64) -> anyhow::Result<Report> {
     // The raw rate: the same transfers a push makes, as fast as they go.
     transfer(&usb.handle, found.ep_out, b"S", packet, &never)?;
     let chunk = vec![0u8; TRANSFER_SIZE];
-    let limit = Duration::from_secs_f64(seconds);
+    let limit = stream_for;
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed() < limit {
