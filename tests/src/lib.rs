@@ -284,17 +284,24 @@ pub fn device_pid(store: &Path) -> i32 {
         .unwrap()
 }
 
-/// Whether a process exists and is not a zombie.
+/// Whether a process exists and is not a zombie. A process whose main
+/// thread has exited is a zombie only once its last thread is gone too:
+/// until then those threads may still hold its files (a store's lock).
 pub fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => {
-            s.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                != Some("Z")
-        }
-        Err(_) => false,
-    }
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or("")
+            .to_string()
+    };
+    let zombie = field("State:").starts_with('Z');
+    let threads: u32 = field("Threads:").parse().unwrap_or(1);
+    !zombie || threads > 1
 }
 
 pub fn signal(pid: i32, sig: i32) {
