@@ -29,7 +29,7 @@ use feedfs_protocol::reqlog::{self, Decoded, Event, Record, RECORD_LEN};
 use libfuzzer_sys::fuzz_target;
 
 /// Most blocks the log's events may cover for the block-by-block passes.
-const MAX_EXPANDED: u64 = 1 << 16;
+const MAX_EXPANDED: u64 = 1 << 12;
 
 fn scratch() -> &'static PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
