@@ -139,6 +139,14 @@ impl Core {
                 feedfs_protocol::EntryKind::Dir => None,
             });
         }
+        let afresh = files
+            .iter()
+            .flatten()
+            .filter(|f| f.started_afresh())
+            .count();
+        if afresh > 0 {
+            log::info!("store: {afresh} files new or changed, started afresh (-v lists them)");
+        }
         let total_blocks = files.iter().flatten().map(StoredFile::blocks).sum();
         let present = files.iter().flatten().map(StoredFile::present_count).sum();
         let log = RequestLog::start(store.dir(), &manifest);
@@ -169,6 +177,15 @@ impl Core {
 
     pub fn present_blocks(&self) -> u64 {
         self.present_blocks.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the served files not in the store yet.
+    pub fn missing_bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .flatten()
+            .map(StoredFile::missing_bytes)
+            .sum()
     }
 
     fn pending(&self) -> MutexGuard<'_, Pending> {
@@ -536,7 +553,12 @@ impl Core {
             data,
         } = l;
         let file = self.file(id).ok_or(LandError::NoSuchFile(id))?;
-        let written = file.write_block(index, &data, crc);
+        // However it came (a zero block, or raw zeros), a block of zeros is a hole.
+        let written = if feedfs_protocol::message::is_zero(&data) {
+            file.write_zero_block(index, crc)
+        } else {
+            file.write_block(index, &data, crc)
+        };
         let done: Vec<Parked> = {
             let mut p = self.pending();
             p.landing.remove(&(id.0, index));
@@ -744,7 +766,8 @@ impl Core {
         self.wake_reaper.notify_all();
     }
 
-    fn path_of(&self, id: FileId) -> &str {
+    /// The path of a file of the manifest, for messages.
+    pub fn path_of(&self, id: FileId) -> &str {
         self.manifest.get(id).map_or("?", |e| e.path.as_str())
     }
 }

@@ -4,7 +4,7 @@
 //! is parked in the core with its reply. Content is immutable for the
 //! life of a mount, so attributes and entries get long timeouts and opened
 //! files keep the kernel's page cache across opens. Every call that would
-//! change the tree answers EROFS.
+//! change the tree answers EROFS, and every ioctl ENOTTY.
 
 use std::ffi::OsStr;
 use std::sync::mpsc::Sender;
@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use feedfs_protocol::{EntryKind, FileId};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags, IoctlFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::core::SharedCore;
@@ -263,6 +263,23 @@ impl Filesystem for FeedFs {
         reply: ReplyEmpty,
     ) {
         reply.ok();
+    }
+
+    /// No ioctl applies to a served file. Programs ask anyway (isatty(3),
+    /// so every Python `open()`, sends TCGETS): answer what a regular file
+    /// answers, quietly.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
     }
 
     fn getxattr(

@@ -8,21 +8,24 @@
 //! state (stored files, parked reads), [`fs`] is the thin FUSE adapter over
 //! it, [`store`] and [`bitmap`] are the persisted block map. [`reqlog`]
 //! records the reads that waited (and first reads) in the store, and
-//! [`status`] reports on a store from outside the daemon.
+//! [`status`] reports on a store from outside the daemon. [`mountpoint`]
+//! checks where the daemon mounts, and [`daemonlog`] moves the daemon's
+//! messages to its store once its starter is gone.
 
 pub mod attach;
 pub mod bitmap;
 pub mod core;
+pub mod daemonlog;
 pub mod fs;
 pub mod gadget;
 pub mod link;
+pub mod mountpoint;
 pub mod opens;
 pub mod outbox;
 pub mod reqlog;
 pub mod session;
 pub mod status;
 pub mod store;
-pub mod units;
 pub mod usb;
 pub mod usbcheck;
 pub mod verify;

@@ -17,11 +17,12 @@ use std::io::Read;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use feedfs_protocol::io::{FrameReader, ReadError};
 use feedfs_protocol::message::{decode_block, Encoding, MAX_RANGES_PER_HAVE};
+use feedfs_protocol::warn::{held_back_note, WarnLimit};
 use feedfs_protocol::{
     block_len, BlockRange, ErrorCode, FileId, FrameError, Manifest, ManifestBuilder, Message,
     Recovery, Role, VERSION,
@@ -29,7 +30,8 @@ use feedfs_protocol::{
 
 use crate::core::{Core, LandError, Landing, SharedCore};
 use crate::outbox::{write_frames, LinkOut, Outbox};
-use crate::store::Store;
+use crate::status::human_bytes;
+use crate::store::{free_space, Store};
 use crate::Event;
 
 /// One opening of a byte link to a host.
@@ -135,7 +137,7 @@ enum End {
 /// Serve one link until it ends. `Ok` when it ended cleanly.
 pub fn serve(daemon: &Daemon, link: LinkIo) -> anyhow::Result<()> {
     log::info!("link up: {}", link.name);
-    let output: LinkOut = Arc::new(Mutex::new(link.output));
+    let output = LinkOut::new(link.output);
     let (queue, frames) = mpsc::channel::<Vec<u8>>();
     let outbox = Outbox::new(queue, &output);
     let zlp = link.zlp_packet;
@@ -330,8 +332,17 @@ fn attach_core(daemon: &Daemon, manifest: Manifest, outbox: &Outbox) -> anyhow::
         core.link_up(outbox.clone());
         return Ok(core);
     }
-    if let Err(e) = daemon.store.save_manifest(&manifest) {
-        log::warn!("{e:#}; a restart without a link will not find these files");
+    // The old manifest's store files go only once the new one is on disk.
+    match daemon.store.save_manifest(&manifest) {
+        Err(e) => log::warn!("{e:#}; a restart without a link will not find these files"),
+        Ok(()) => match daemon.store.prune(&manifest) {
+            Ok((0, _)) => {}
+            Ok((files, bytes)) => log::info!(
+                "store: removed {files} files no longer served, {} freed",
+                human_bytes(bytes)
+            ),
+            Err(e) => log::warn!("{e:#}; files no longer served stay in the store"),
+        },
     }
     let core: SharedCore = Arc::new(
         Core::new(manifest, &daemon.store, daemon.read_timeout).map_err(|e| {
@@ -342,6 +353,7 @@ fn attach_core(daemon: &Daemon, manifest: Manifest, outbox: &Outbox) -> anyhow::
             )
         })?,
     );
+    warn_if_short_of_space(daemon.store.dir(), &core);
     core.link_up(outbox.clone());
     daemon
         .events
@@ -363,6 +375,27 @@ fn attach_core(daemon: &Daemon, manifest: Manifest, outbox: &Outbox) -> anyhow::
     }
     *daemon.core.lock().unwrap_or_else(|p| p.into_inner()) = Some(core.clone());
     Ok(core)
+}
+
+/// Say at once when the store's filesystem cannot hold the blocks still
+/// missing, rather than when it fills up. The protocol has no warning
+/// message, and an Error would end a push that may still succeed (other
+/// writers may free space): the log line is all the host sees, on the
+/// device's stderr.
+fn warn_if_short_of_space(dir: &std::path::Path, core: &Core) {
+    let missing = core.missing_bytes();
+    match free_space(dir) {
+        Ok(free) if free < missing => log::warn!(
+            "the store {} has {} free, but the blocks still missing take up to {}: \
+             storing them will fail with NoSpace; free space there or use a --store \
+             on a larger filesystem",
+            dir.display(),
+            human_bytes(free),
+            human_bytes(missing)
+        ),
+        Ok(_) => {}
+        Err(e) => log::debug!("free space of {}: {e}", dir.display()),
+    }
 }
 
 /// Send a message to the host directly (before the core exists).
@@ -409,7 +442,13 @@ fn store_writer(core: &Core, queued: Receiver<Landing>) {
                 } else {
                     (ErrorCode::Store, fuser::Errno::EIO)
                 };
-                let text = format!("device cannot store block {index} of {file}: {source}");
+                let store_file = core
+                    .file(file)
+                    .map_or_else(String::new, |f| format!(" in {}", f.data_path().display()));
+                let text = format!(
+                    "device cannot store block {index} of {}{store_file}: {source}",
+                    core.path_of(file)
+                );
                 log::error!("{text}");
                 core.fail_waiters(file, index, errno);
                 core.send(&Message::Error { code, text: &text });
@@ -459,6 +498,8 @@ fn frame_loop<R: Read>(
     let mut stream_dones = 0u32;
     // Where LZ4 blocks are decoded, reused from block to block.
     let mut plain = Vec::new();
+    // A link turned to noise drops frame after frame: a few lines a second.
+    let mut dropped = WarnLimit::new(5, Duration::from_secs(1));
     loop {
         let frame = match reader.next_frame() {
             Ok(Some(f)) => f,
@@ -468,7 +509,9 @@ fn frame_loop<R: Read>(
             }
             Err(ReadError::Frame(e)) => match e.recovery() {
                 Recovery::Skip | Recovery::Resync => {
-                    log::warn!("dropped a frame from the host: {e}");
+                    if let Some(n) = dropped.check(Instant::now()) {
+                        log::warn!("dropped a frame from the host: {e}{}", held_back_note(n));
+                    }
                     continue;
                 }
                 Recovery::Reconnect | Recovery::Fatal => bail!("link from host failed: {e}"),
@@ -524,10 +567,11 @@ fn frame_loop<R: Read>(
 
 /// Check and store one Block. Raw data comes with its CRC from the frame
 /// check; LZ4 data is decoded into `plain`, bounded by the block's length in
-/// the manifest, and hashed. Data that does not decode, like data that fails
-/// its CRC, is dropped and demanded again; an error is returned only when
-/// the host must be stopped (a block that is not in the manifest or has the
-/// wrong length).
+/// the manifest, and hashed, and so is a zero block's run of zeros (the
+/// store keeps it as a hole). Data that does not decode, like data that
+/// fails its CRC, is dropped and demanded again; an error is returned only
+/// when the host must be stopped (a block that is not in the manifest or
+/// has the wrong length).
 #[allow(clippy::too_many_arguments)]
 fn on_block(
     core: &Core,
@@ -548,7 +592,7 @@ fn on_block(
             data,
             data_crc.unwrap_or_else(|| crc32fast::hash(data)),
         ),
-        Encoding::Lz4 => {
+        Encoding::Lz4 | Encoding::Zero => {
             let expected = core
                 .file(file)
                 .filter(|f| index < f.blocks())
@@ -682,6 +726,43 @@ mod tests {
         let err = land(2, 0, &p1).unwrap_err().to_string();
         assert!(err.contains("past its end"), "{err}");
         assert!(sent(&rx)[0].starts_with("Error { code: Protocol"));
+        drop(core);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn zero_blocks_land_as_zeros_and_a_false_crc_is_demanded_again() {
+        let (core, rx, dir) = core("zero", 6000);
+        let mut plain = vec![0x5a; 4096];
+        let (landings, queued) = mpsc::sync_channel(16);
+        let mut land = |index, crc| {
+            let r = on_block(
+                &core,
+                &landings,
+                FileId(0),
+                index,
+                crc,
+                Encoding::Zero,
+                &[],
+                None,
+                &mut plain,
+            );
+            for landing in queued.try_iter() {
+                core.store(landing, true).unwrap();
+            }
+            r
+        };
+        // The CRC of 4096 zeros given for the short last block (1904 bytes).
+        land(1, crc32fast::hash(&[0; 4096])).unwrap();
+        assert_eq!(
+            sent(&rx),
+            ["Demand { file: FileId(0), first: 1, count: 1 }"]
+        );
+        land(0, crc32fast::hash(&[0; 4096])).unwrap();
+        land(1, crc32fast::hash(&[0; 1904])).unwrap();
+        let f = core.file(FileId(0)).unwrap();
+        assert_eq!(f.read_at(0, 6000).unwrap(), vec![0; 6000]);
+        assert_eq!(sent(&rx), ["Complete { blocks: 2 }"]);
         drop(core);
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -2,20 +2,77 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use anyhow::Context;
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
+use feedfs_device::daemonlog;
 use feedfs_device::gadget::Gadget;
 use feedfs_device::session::{self, Link, MountOptions};
-use feedfs_device::units::{parse_duration, parse_kib};
 use feedfs_device::usb::Ffs;
+use feedfs_protocol::io::print_stdout;
+use feedfs_protocol::units::{parse_duration_in, parse_size_multiple, UnitError};
+
+/// `--read-timeout`: long enough for a block over a slow link, at most a day.
+fn parse_read_timeout(s: &str) -> Result<Duration, UnitError> {
+    parse_duration_in(
+        s,
+        Duration::from_millis(100)..=Duration::from_secs(24 * 3600),
+    )
+}
+
+/// `--kernel-readahead`, in KiB: what FUSE takes, from none to 1G.
+fn parse_kernel_readahead(s: &str) -> Result<u32, UnitError> {
+    parse_size_multiple(s, 0..=1 << 30, 1 << 10).map(|bytes| (bytes >> 10) as u32)
+}
+
+/// `--version`: the crate's version, the wire format's and the store map's.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (protocol version {}, store map version {})",
+        env!("CARGO_PKG_VERSION"),
+        feedfs_protocol::VERSION,
+        feedfs_device::store::MAP_VERSION
+    )
+});
+
+/// What `--help` ends with: logging and the exit statuses.
+const AFTER_HELP: &str = "\
+Logs go to stderr (a mount daemon's, once its host is gone, to
+STORE/log/daemon.log): info by default, -v for debug, -vv for trace, -q for
+warnings only, -qq for errors only; RUST_LOG (e.g. RUST_LOG=debug), when
+set, wins over -v and -q.
+
+Exit status:
+  0  success; mount: unmounted after SIGINT, SIGTERM or an umount
+  1  failure (the message says what failed)
+  2  usage error: an unknown option or a value out of its range
+  3  verify: bad blocks were found and dropped from the store";
 
 /// Mount files served by feedfs-host at once and fill them block by block.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "feedfs-device", version = VERSION.as_str(), about, long_about = None)]
+#[command(after_help = AFTER_HELP)]
 struct Cli {
+    /// More log detail on stderr (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
+    /// Less log detail on stderr (-q warnings only, -qq errors only, -qqq nothing).
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "verbose")]
+    quiet: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// The log filter when RUST_LOG is not set: info, moved by -v and -q;
+    /// the FUSE library says no more than warnings unless asked by RUST_LOG.
+    fn log_filter(&self) -> String {
+        const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+        let level = (3 + i32::from(self.verbose) - i32::from(self.quiet)).clamp(0, 5) as usize;
+        format!("{},fuser={}", LEVELS[level], LEVELS[level.min(2)])
+    }
 }
 
 #[derive(Subcommand)]
@@ -24,7 +81,10 @@ enum Command {
     ///
     /// Blocks land in the store; a read of a block not there yet waits for it
     /// (at most --read-timeout, then EIO). The daemon stays mounted when the
-    /// link ends and unmounts on SIGINT or SIGTERM.
+    /// link ends and unmounts on SIGINT or SIGTERM (or stops when someone
+    /// runs `umount MOUNTPOINT`). It ignores SIGHUP; with --stdio it runs in a
+    /// session of its own (a Ctrl-C meant for the host does not reach it),
+    /// and once that link ends it logs to STORE/log/daemon.log.
     Mount(MountArgs),
     /// Hand a new link to the daemon already serving a store (after the
     /// first host went away), without an unmount.
@@ -35,7 +95,7 @@ enum Command {
     /// `feedfs-host push --exec 'adb shell feedfs-device attach --store DIR --stdio' ...`.
     Attach {
         /// The store of the running daemon.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "FEEDFS_STORE")]
         store: PathBuf,
         /// Hand over this process's stdin/stdout (the only kind of link attach takes).
         #[arg(long, required = true)]
@@ -49,12 +109,9 @@ enum Command {
     /// using it).
     Verify {
         /// The store directory.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "FEEDFS_STORE")]
         store: PathBuf,
     },
-    /// Be the device end of `feedfs-host usb-check`: echo transfers (to
-    /// check zero-length packets both ways) and sink a stream (to measure
-    /// the raw bulk rate), until the host is done.
     /// Show what a store holds and how long its readers waited.
     ///
     /// Per file: bytes present of the total, reads that had to wait for the
@@ -64,13 +121,31 @@ enum Command {
     /// behind) and after it stopped.
     Status {
         /// The store directory.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "FEEDFS_STORE")]
         store: PathBuf,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// Be the device end of `feedfs-host usb-check`.
+    ///
+    /// Echo transfers (to check zero-length packets both ways) and sink a
+    /// stream (to measure the raw bulk rate), until the host is done.
     UsbCheck(UsbArgs),
+    /// Print a completion script for SHELL to stdout.
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout, or write one per command
+    /// into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Write feedfs-device.1, feedfs-device-mount.1, ... into this directory.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -93,7 +168,7 @@ struct MountArgs {
     /// Where to mount (an existing directory).
     mountpoint: PathBuf,
     /// Store directory: block data and the map of present blocks (created if missing).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FEEDFS_STORE")]
     store: PathBuf,
     /// Use this process's stdin/stdout as the link (for feedfs-host --exec, adb shell, ssh).
     #[arg(long, group = "link")]
@@ -113,24 +188,30 @@ struct MountArgs {
     /// (reads of missing blocks fail with EIO).
     #[arg(long, group = "link")]
     offline: bool,
-    /// How long a read may wait for a missing block before it fails with EIO.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    /// How long a read may wait for a missing block before it fails with
+    /// EIO: from 100ms to 24h, with a unit (ms, s, m, h).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_read_timeout)]
     read_timeout: Duration,
     /// Let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root).
     #[arg(long)]
     allow_other: bool,
-    /// How far the kernel reads ahead of a reader on the mount (K, M; 0 for
-    /// none; set as root only). Large suits a fast link; on a slow link
-    /// (USB 2.0) with scattered reads, 128K wastes less of it.
-    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_kib)]
+    /// How far the kernel reads ahead of a reader on the mount: whole KiB
+    /// from 0 (none) to 1G (units K, M, G; set as root only). Large suits a
+    /// fast link; on a slow link (USB 2.0) with scattered reads, 128K
+    /// wastes less of it.
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_kernel_readahead)]
     kernel_readahead: u32,
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,fuser=warn"))
-        .target(env_logger::Target::Stderr)
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(cli.log_filter()))
+        .target(env_logger::Target::Pipe(Box::new(daemonlog::Stderr)))
         .init();
-    match run(Cli::parse()) {
+    if let Command::Mount(a) = &cli.command {
+        session::leave_terminal(a.stdio);
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("feedfs-device: error: {e:#}");
@@ -143,20 +224,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Verify { store } => {
             let reports = feedfs_device::verify::verify(&store)?;
-            let mut bad = 0;
-            for r in &reports {
-                println!(
-                    "{}: {} of {} blocks present and good, {} bad",
-                    r.path,
-                    r.present,
-                    r.blocks,
-                    r.bad.len()
-                );
-                if !r.bad.is_empty() {
-                    println!("  dropped, to be fetched again: blocks {:?}", r.bad);
+            print_stdout(|out| {
+                for r in &reports {
+                    writeln!(
+                        out,
+                        "{}: {} of {} blocks present and good, {} bad",
+                        r.path,
+                        r.present,
+                        r.blocks,
+                        r.bad.len()
+                    )?;
+                    if !r.bad.is_empty() {
+                        writeln!(out, "  dropped, to be fetched again: blocks {:?}", r.bad)?;
+                    }
                 }
-                bad += r.bad.len();
-            }
+                Ok(())
+            })?;
+            let bad: usize = reports.iter().map(|r| r.bad.len()).sum();
             Ok(if bad == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -185,11 +269,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { store, json } => {
             let s = feedfs_device::status::status(&store)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+            let text = if json {
+                serde_json::to_string_pretty(&s)? + "\n"
             } else {
-                print!("{}", feedfs_device::status::render_text(&s));
-            }
+                feedfs_device::status::render_text(&s)
+            };
+            print_stdout(|out| out.write_all(text.as_bytes()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "feedfs-device", &mut script);
+            print_stdout(|out| out.write_all(&script))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir: None } => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            print_stdout(|out| out.write_all(&page))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("cannot write the manual pages into {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Mount(a) => session::run(MountOptions {

@@ -8,7 +8,10 @@
 //! will not mix the two modes on one inode, so a file that still has
 //! handles served through the daemon gets more of those until they close.
 //! If the kernel refuses passthrough (an older kernel, no CAP_SYS_ADMIN),
-//! every file is served through the daemon from then on.
+//! every file is served through the daemon from then on. The kernel keeps
+//! its own reference to a backing file, so passthrough holds no descriptor
+//! of the daemon's once the open is answered; an empty file (which has no
+//! store file) is always served through the daemon.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,14 +53,22 @@ impl Opens {
     pub fn open(&self, ino: u64, file: &StoredFile, reply: ReplyOpen) {
         let mut all = self.by_inode.lock().unwrap_or_else(|p| p.into_inner());
         let e = all.entry(ino).or_default();
-        if self.passthrough_enabled() && e.through_daemon == 0 && file.all_verified() {
+        if self.passthrough_enabled()
+            && e.through_daemon == 0
+            && file.size() > 0
+            && file.all_verified()
+        {
             if e.backing.is_none() {
-                match reply.open_backing(file.data_file()) {
-                    Ok(id) => e.backing = Some(id),
-                    Err(err) => {
-                        log::warn!("kernel passthrough refused ({err}); serving every read through the daemon");
-                        self.enabled.store(false, Ordering::Relaxed);
-                    }
+                match file.data_file() {
+                    Ok(data) => match reply.open_backing(data) {
+                        Ok(id) => e.backing = Some(id),
+                        Err(err) => {
+                            log::warn!("kernel passthrough refused ({err}); serving every read through the daemon");
+                            self.enabled.store(false, Ordering::Relaxed);
+                        }
+                    },
+                    // This open goes through the daemon, which tries again.
+                    Err(err) => log::warn!("{err}; this open is served through the daemon"),
                 }
             }
             if let Some(id) = &e.backing {

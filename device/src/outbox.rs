@@ -1,64 +1,91 @@
-//! Frames on their way to the host.
+//! Frames on their way to the host, leaving in the order they were sent.
 //!
-//! A small frame (a Demand) is written at once by whichever thread sends it
-//! when the link is a pipe with room for it: a write of at most `PIPE_BUF`
-//! bytes to a pipe is atomic, so it never tears a frame, and the descriptor
-//! is non-blocking, so a FUSE worker never waits on the link. Anything else
-//! (a larger frame, a busy or full pipe, a link that is not a pipe) goes to
-//! the link writer thread, which writes frames whole, several at a time,
-//! under the same lock (on USB, with a zero-length packet where one is due). Skipping that thread's wake-up keeps a demand's way to
-//! the host short when the CPUs are busy with the stream.
+//! Every frame goes through the link writer thread's queue, except one
+//! case: a small frame (a Demand) is written at once by whichever thread
+//! sends it when the link is a pipe and nothing is queued or being written
+//! ahead of it. The check and the write happen under one lock (the
+//! backlog's), so no frame ever overtakes one sent before it, whatever path
+//! either takes: a `HaveEnd` never passes a queued `Have`. A write of at
+//! most `PIPE_BUF` bytes to a pipe is atomic, so it never tears a frame,
+//! and the descriptor is non-blocking, so a FUSE worker never waits on the
+//! link; a full pipe sends the frame to the queue instead. The writer
+//! writes frames whole, several at a time (on USB, with a zero-length
+//! packet where one is due). Skipping that thread's wake-up keeps a
+//! demand's way to the host short when the CPUs are busy with the stream.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use feedfs_protocol::usb::{needs_zlp, TRANSFER_SIZE};
 
 /// The link's write side, shared by direct senders and the writer thread.
-pub type LinkOut = Arc<Mutex<File>>;
+pub struct LinkOut {
+    file: File,
+    /// Whether small frames may be written at once (the link is a pipe).
+    direct: bool,
+    /// Frames queued for the writer or being written by it. A direct write
+    /// happens only at zero, under this lock; queueing counts up under it.
+    backlog: Mutex<usize>,
+}
+
+impl LinkOut {
+    /// The write side of a link; a pipe is made non-blocking for direct writes.
+    pub fn new(file: File) -> Arc<LinkOut> {
+        let direct = make_nonblocking_pipe(&file);
+        Arc::new(LinkOut {
+            file,
+            direct,
+            backlog: Mutex::new(0),
+        })
+    }
+
+    fn backlog(&self) -> MutexGuard<'_, usize> {
+        self.backlog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 #[derive(Clone)]
 pub struct Outbox {
     queue: Sender<Vec<u8>>,
-    direct: Option<LinkOut>,
+    /// `None` when nobody writes the queue to a link (tests read it).
+    out: Option<Arc<LinkOut>>,
 }
 
 impl Outbox {
-    /// Every frame goes through the writer thread's queue.
+    /// Every frame goes to `queue`, read by the caller (tests).
     pub fn queued(queue: Sender<Vec<u8>>) -> Outbox {
-        Outbox {
-            queue,
-            direct: None,
-        }
+        Outbox { queue, out: None }
     }
 
-    /// Small frames go straight to `out` when it is a pipe (made
-    /// non-blocking here); the rest through the queue.
-    pub fn new(queue: Sender<Vec<u8>>, out: &LinkOut) -> Outbox {
-        let direct = make_nonblocking_pipe(&out.lock().unwrap_or_else(|p| p.into_inner()));
+    /// Frames for `out`, through `queue` to [`write_frames`] unless they
+    /// can be written at once.
+    pub fn new(queue: Sender<Vec<u8>>, out: &Arc<LinkOut>) -> Outbox {
         Outbox {
             queue,
-            direct: direct.then(|| out.clone()),
+            out: Some(out.clone()),
         }
     }
 
     /// Send one whole frame; false when the link is gone.
-    pub fn send(&self, frame: Vec<u8>) -> bool {
-        if frame.len() <= libc::PIPE_BUF {
-            if let Some(out) = &self.direct {
-                if let Ok(mut f) = out.try_lock() {
-                    match f.write(&frame) {
-                        Ok(n) if n == frame.len() => return true,
-                        // Impossible on a pipe for this size; keep the stream whole anyway.
-                        Ok(n) => return self.queue.send(frame[n..].to_vec()).is_ok(),
-                        Err(_) => {}
-                    }
-                }
+    pub fn send(&self, mut frame: Vec<u8>) -> bool {
+        let Some(out) = &self.out else {
+            return self.queue.send(frame).is_ok();
+        };
+        let mut backlog = out.backlog();
+        if *backlog == 0 && out.direct && frame.len() <= libc::PIPE_BUF {
+            match (&out.file).write(&frame) {
+                Ok(n) if n == frame.len() => return true,
+                // Impossible on a pipe for this size; keep the stream whole anyway.
+                Ok(n) => drop(frame.drain(..n)),
+                // A full pipe, or a failure the writer will meet and report.
+                Err(_) => {}
             }
         }
+        // Counted and queued under the lock: the queue's order is the send order.
+        *backlog += 1;
         self.queue.send(frame).is_ok()
     }
 }
@@ -82,32 +109,37 @@ fn make_nonblocking_pipe(f: &File) -> bool {
 /// one write of up to [`TRANSFER_SIZE`] bytes, which on USB is one bulk
 /// transfer; with `zlp_packet` set (a USB endpoint's max packet size), a
 /// write that is a whole number of packets is followed by a zero-length one.
-pub fn write_frames(out: LinkOut, frames: Receiver<Vec<u8>>, zlp_packet: Option<usize>) {
+pub fn write_frames(out: Arc<LinkOut>, frames: Receiver<Vec<u8>>, zlp_packet: Option<usize>) {
     let mut batch = Vec::new();
     while let Ok(frame) = frames.recv() {
         batch.clear();
         batch.extend_from_slice(&frame);
+        let mut taken = 1;
         while batch.len() < TRANSFER_SIZE {
             match frames.try_recv() {
-                Ok(f) => batch.extend_from_slice(&f),
+                Ok(f) => {
+                    batch.extend_from_slice(&f);
+                    taken += 1;
+                }
                 Err(_) => break,
             }
         }
-        let mut f = out.lock().unwrap_or_else(|p| p.into_inner());
-        let mut result = write_whole(&mut f, &batch);
+        let mut result = write_whole(&out.file, &batch);
         if let (Ok(()), Some(packet)) = (&result, zlp_packet) {
             if needs_zlp(batch.len(), packet) {
-                result = f.write(&[]).map(drop);
+                result = (&out.file).write(&[]).map(drop);
             }
         }
         if let Err(e) = result {
+            // The backlog stays counted: no direct write follows a lost frame.
             log::warn!("link write failed: {e}");
             break;
         }
+        *out.backlog() -= taken;
     }
 }
 
-fn write_whole(f: &mut File, mut buf: &[u8]) -> io::Result<()> {
+fn write_whole(mut f: &File, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         match f.write(buf) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -142,24 +174,57 @@ mod tests {
         unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
     }
 
+    /// Whatever the pipe holds now, without waiting.
+    fn drain(rd: &mut File) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            match rd.read(&mut buf) {
+                Ok(0) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return got,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     #[test]
-    fn small_frames_go_direct_large_ones_through_the_writer_in_order() {
+    fn no_frame_overtakes_one_queued_before_it() {
         let (mut rd, wr) = pipe();
-        let out: LinkOut = Arc::new(Mutex::new(wr));
+        assert!(make_nonblocking_pipe(&rd));
+        let out = LinkOut::new(wr);
         let (tx, rx) = std::sync::mpsc::channel();
         let outbox = Outbox::new(tx, &out);
-        assert!(outbox.direct.is_some());
-        assert!(outbox.send(b"small".to_vec()));
+        // Nothing ahead of it: a small frame is in the pipe at once.
+        assert!(outbox.send(b"demand".to_vec()));
+        assert_eq!(drain(&mut rd), b"demand");
+        // A large frame waits for the writer, which is not running (as when
+        // it is descheduled, or blocked on a full pipe): the small frames
+        // sent after it wait behind it.
         let big = vec![7u8; 100_000];
         assert!(outbox.send(big.clone()));
-        // The small one is already in the pipe; the big one waits for the writer.
-        let mut first = [0u8; 5];
-        rd.read_exact(&mut first).unwrap();
-        assert_eq!(&first, b"small");
+        assert!(outbox.send(b"have-end".to_vec()));
+        assert!(outbox.send(b"demand2".to_vec()));
+        assert!(
+            drain(&mut rd).is_empty(),
+            "nothing may pass the queued frame"
+        );
         let writer = std::thread::spawn(move || write_frames(out, rx, None));
-        let mut got = vec![0u8; big.len()];
-        rd.read_exact(&mut got).unwrap();
-        assert_eq!(got, big);
+        let mut got = Vec::new();
+        let want = [&big[..], b"have-end", b"demand2"].concat();
+        while got.len() < want.len() {
+            got.extend(drain(&mut rd));
+            std::thread::yield_now();
+        }
+        assert!(got == want, "frames left in the order sent");
+        // Once the writer has written everything, small frames go direct again.
+        let since = std::time::Instant::now();
+        while *outbox.out.as_ref().unwrap().backlog() != 0 {
+            assert!(since.elapsed().as_secs() < 10, "the writer never finished");
+            std::thread::yield_now();
+        }
+        assert!(outbox.send(b"demand3".to_vec()));
+        assert_eq!(drain(&mut rd), b"demand3");
         drop(outbox);
         writer.join().unwrap();
     }

@@ -511,8 +511,24 @@ fn write_state(shared: &Shared, running: bool, link_up: bool) {
     );
     let path = state_path(&shared.dir);
     let tmp = path.with_extension("tmp");
-    if let Err(e) = fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, &path)) {
-        log::warn!("cannot write the state file {}: {e}", path.display());
+    let Err(e) = fs::write(&tmp, &text).and_then(|()| fs::rename(&tmp, &path)) else {
+        return;
+    };
+    let _ = fs::remove_file(&tmp);
+    // A full disk has no block for a new file, but the state file's own
+    // block is there: rewrite it in place (a reader may then see a mix for
+    // a moment; status believes `running yes` only of a live daemon anyway).
+    let in_place = OpenOptions::new().write(true).open(&path).and_then(|f| {
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(text.as_bytes(), 0)?;
+        f.set_len(text.len() as u64)
+    });
+    match in_place {
+        Ok(()) => log::debug!("state file {} rewritten in place: {e}", path.display()),
+        Err(e2) => log::warn!(
+            "cannot write the state file {}: {e}; nor in place: {e2}",
+            path.display()
+        ),
     }
 }
 

@@ -9,8 +9,11 @@
 //! mount outlives every link: while no link is up, blocks already present
 //! are served and reads of missing ones wait, within `--read-timeout`, for
 //! the next link. The daemon unmounts and exits on SIGINT or SIGTERM, or
-//! when someone else unmounts it; a stdio daemon whose only link fails
-//! before anything was mounted exits with that link's error.
+//! when someone else unmounts it (a normal stop); a stdio daemon whose only
+//! link fails before anything was mounted exits with that link's error.
+//! It ignores SIGHUP, a stdio daemon runs in a session of its own
+//! ([`leave_terminal`]), and once its stdin/stdout link ends it keeps none
+//! of its starter's descriptors ([`daemonlog`]).
 
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -21,14 +24,16 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::anyhow;
 use fuser::{Config, MountOption, SessionACL};
 
 use crate::attach::{self, Busy, Incoming};
 use crate::core::{Core, SharedCore};
+use crate::daemonlog;
 use crate::fs::FeedFs;
 use crate::gadget::Gadget;
 use crate::link::{self, grow_pipe, Daemon, LinkIo};
+use crate::mountpoint;
 use crate::store::Store;
 use crate::usb::Ffs;
 use crate::Event;
@@ -58,15 +63,42 @@ pub struct MountOptions {
     pub kernel_readahead_kb: u32,
 }
 
+/// Ignore SIGHUP, so the daemon outlives the terminal or pty it was
+/// started from (a closed `ssh -t`, `script`, a CI runner). With
+/// `new_session` (a pipe daemon, which outlives its host) also leave the
+/// starter's session and process group, so a Ctrl-C meant for the host
+/// does not reach it; a process group leader (a job of an interactive
+/// shell) cannot, and stays in its own group. A daemon run in a terminal
+/// for USB stays in it, so Ctrl-C there stops it. Call it before any
+/// thread starts.
+pub fn leave_terminal(new_session: bool) {
+    // SAFETY: setsid and signal take no pointers; SIG_IGN is a valid disposition.
+    unsafe {
+        if new_session && libc::setsid() < 0 {
+            log::debug!(
+                "staying in this session: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+}
+
 /// Mount and run until a signal or an unmount.
 pub fn run(opts: MountOptions) -> anyhow::Result<()> {
-    if !opts.mountpoint.is_dir() {
-        bail!(
-            "mount point {} is not a directory",
-            opts.mountpoint.display()
-        );
+    // Before the store is created: a mistyped mount point creates nothing.
+    match std::fs::metadata(&opts.mountpoint) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return mountpoint::prepare(&opts.mountpoint)
+        }
+        Ok(m) if !m.is_dir() => return mountpoint::prepare(&opts.mountpoint),
+        _ => {}
     }
+    crate::store::raise_open_file_limit();
     let store = Store::open(&opts.store)?;
+    daemonlog::use_store(store.dir());
+    // Holding the store's lock: a dead mount there is no live daemon's.
+    mountpoint::prepare(&opts.mountpoint)?;
     let (events_tx, events) = mpsc::channel::<Event>();
     watch_signals(events_tx.clone())?;
     let (mounted_tx, mounted_rx) = mpsc::channel::<bool>();
@@ -213,6 +245,7 @@ fn main_loop(
     let mut session = None;
     let stop_reaper = Arc::new(AtomicBool::new(false));
     let mut core_for_reaper: Option<SharedCore> = None;
+    let mut unmounted = false;
     let result = loop {
         match events.recv() {
             Ok(Event::Manifest(core)) => {
@@ -237,6 +270,7 @@ fn main_loop(
                     }
                     Err(e) => {
                         let _ = mounted_tx.send(false);
+                        let hint = mount_hint(&e);
                         // The link thread tells the host and ends; wait for it.
                         while let Ok(ev) = events.recv_timeout(Duration::from_secs(2)) {
                             if matches!(ev, Event::LinkEnded(_)) {
@@ -244,7 +278,7 @@ fn main_loop(
                             }
                         }
                         break Err(anyhow!(e).context(format!(
-                            "cannot mount FUSE at {} (is /dev/fuse there and usable by this user?)",
+                            "cannot mount FUSE at {}{hint}",
                             opts.mountpoint.display()
                         )));
                     }
@@ -257,6 +291,13 @@ fn main_loop(
                 });
             }
             Ok(Event::LinkEnded(result)) => {
+                if session.is_some() && opts.link == Link::Stdio {
+                    // Whoever started this daemon is gone with the link: keep
+                    // none of its pipes or its terminal.
+                    if let Err(e) = daemonlog::leave_starter() {
+                        log::warn!("cannot move the log to the store: {e}");
+                    }
+                }
                 if let Err(e) = result {
                     log::warn!("link failed: {e}");
                 }
@@ -269,7 +310,8 @@ fn main_loop(
                 break Ok(());
             }
             Ok(Event::Unmounted) => {
-                log::info!("unmounted");
+                log::info!("unmounted from outside (umount); stopping");
+                unmounted = true;
                 break Ok(());
             }
             Err(_) => break Ok(()),
@@ -281,9 +323,20 @@ fn main_loop(
         core.shut_down();
     }
     if let Some(s) = session {
-        if let Err(e) = s.umount_and_join() {
-            log::warn!("unmount: {e}; files are still open on it, detaching it lazily");
-            detach_lazily(&opts.mountpoint)?;
+        match s.umount_and_join() {
+            Ok(()) => {}
+            // Someone else unmounted it: nothing is left to take down.
+            Err(e) if unmounted && e.raw_os_error() == Some(libc::EINVAL) => {
+                log::debug!("unmount after an outside umount: {e}")
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                log::warn!("unmount: {e}; files are still open on it, detaching it lazily");
+                mountpoint::detach_lazily(&opts.mountpoint)?;
+            }
+            Err(e) => {
+                log::warn!("unmount: {e}; detaching it lazily");
+                mountpoint::detach_lazily(&opts.mountpoint)?;
+            }
         }
     }
     stop_reaper.store(true, Ordering::Relaxed);
@@ -294,30 +347,17 @@ fn main_loop(
     result
 }
 
-/// Take a busy mount out of the tree; open files on it lose their daemon
-/// when this process exits, and get ENOTCONN instead of waiting.
-fn detach_lazily(mountpoint: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    // SAFETY: geteuid cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } == 0 {
-        let c = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())?;
-        // SAFETY: a valid NUL-terminated path; umount2 touches no memory of ours.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("cannot unmount {}", mountpoint.display()));
+/// What to check after a failed mount, by its error.
+fn mount_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENODEV | libc::EACCES | libc::EPERM) => {
+            " (is /dev/fuse there and usable by this user?)"
         }
-        return Ok(());
+        Some(libc::ENOTCONN) => {
+            " (a dead mount is in the way: detach it with `umount -l` or `fusermount3 -u -z`)"
+        }
+        _ => "",
     }
-    let status = std::process::Command::new("fusermount3")
-        .arg("-uz")
-        .arg(mountpoint)
-        .status()?;
-    anyhow::ensure!(
-        status.success(),
-        "fusermount3 -uz {} failed",
-        mountpoint.display()
-    );
-    Ok(())
 }
 
 /// Kernel readahead for the mount, in KiB, unless `--kernel-readahead`

@@ -6,7 +6,8 @@
 //! daemon. Present blocks come from the maps (a running daemon writes them
 //! at least once a second) and waits from the log (written once a second),
 //! so a running daemon's figures may be a second behind. Waits are those of
-//! the last mount in the log: the running daemon's, or the last one's.
+//! the last mount in the log: the running daemon's, or the last one's. The
+//! store's size on disk is the allocated blocks of every file in it.
 
 use std::fs;
 use std::path::Path;
@@ -17,7 +18,7 @@ use feedfs_protocol::{block_len, EntryKind, FileId};
 use serde::Serialize;
 
 use crate::reqlog::{current_path, rotated_path, state_path, STATE_HEADER};
-use crate::store::{present_on_disk, read_manifest};
+use crate::store::{disk_usage, present_on_disk, read_manifest};
 
 /// One served file.
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +57,10 @@ pub struct Status {
     /// `None` when no daemon has left a state file in this store.
     pub daemon: Option<Daemon>,
     pub files: Vec<FileStatus>,
+    /// Bytes the served files hold (the manifest's total).
+    pub served_bytes: u64,
+    /// Bytes the store takes on disk (allocated blocks of all its files).
+    pub disk_bytes: u64,
     /// Problems met on the way (a damaged log), reported, not fatal.
     pub notes: Vec<String>,
 }
@@ -146,10 +151,14 @@ pub fn status(dir: &Path) -> anyhow::Result<Status> {
             served_at_once,
         });
     }
+    let disk_bytes =
+        disk_usage(dir).with_context(|| format!("cannot measure the store {}", dir.display()))?;
     Ok(Status {
         store: dir.display().to_string(),
         daemon,
         files,
+        served_bytes: manifest.total_bytes(),
+        disk_bytes,
         notes,
     })
 }
@@ -235,8 +244,21 @@ fn is_daemon(pid: u32) -> bool {
     comm.trim_end() == "feedfs-device" && !matches!(state, Some("Z" | "X") | None)
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+/// A size in the unit that fits it: bytes below 1 KiB, then KiB, MiB, GiB
+/// and TiB with one decimal (`512 B`, `4.0 KiB`, `1.5 GiB`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    // Move up while the value would print as 1024.0 or more.
+    while value >= 1023.95 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 fn ms(us: Option<u64>) -> String {
@@ -251,6 +273,11 @@ pub fn render_text(s: &Status) -> String {
         Some(d) => format!("daemon: none (the last one, pid {}, has stopped)\n", d.pid),
         None => "daemon: none has run on this store with logging\n".into(),
     };
+    out += &format!(
+        "on disk: {} for {} served\n",
+        human_bytes(s.disk_bytes),
+        human_bytes(s.served_bytes)
+    );
     let width = s
         .files
         .iter()
@@ -259,13 +286,13 @@ pub fn render_text(s: &Status) -> String {
         .unwrap_or(4)
         .max(4);
     out += &format!(
-        "{:width$}  {:>21}  {:>7}  {:>10}  {:>10}\n",
+        "{:width$}  {:>23}  {:>7}  {:>10}  {:>10}\n",
         "file", "present / total", "demands", "median", "p99"
     );
     for f in &s.files {
-        let present = format!("{} / {}", mib(f.present_bytes), mib(f.size));
+        let present = format!("{} / {}", human_bytes(f.present_bytes), human_bytes(f.size));
         out += &format!(
-            "{:width$}  {:>21}  {:>7}  {:>10}  {:>10}",
+            "{:width$}  {:>23}  {:>7}  {:>10}  {:>10}",
             f.path,
             present,
             f.demand_requests,
@@ -352,6 +379,10 @@ mod tests {
         let text = render_text(&s);
         assert!(text.contains("daemon: none (the last one"), "{text}");
         assert!(text.contains("(0 failed, 1 timed out)"), "{text}");
+        assert!(text.contains("1.8 KiB / 9.8 KiB"), "{text}");
+        assert!(text.contains("0 B / 4.0 KiB"), "{text}");
+        assert!(s.disk_bytes > 0 && text.contains("on disk: "), "{text}");
+        assert!(text.contains(" for 13.8 KiB served\n"), "{text}");
         // A damaged log is a note, not a failure.
         fs::write(crate::reqlog::current_path(&dir), b"FDFSRLOG garbage").unwrap();
         let s = status(&dir).unwrap();
@@ -359,6 +390,20 @@ mod tests {
         assert_eq!(s.files[0].demand_requests, 0);
         drop((a, store));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sizes_are_shown_in_the_unit_that_fits() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1), "1 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(10_000 - 8192), "1.8 KiB");
+        assert_eq!(human_bytes(1024 * 1024 - 1), "1.0 MiB");
+        assert_eq!(human_bytes(65 << 20), "65.0 MiB");
+        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
+        assert_eq!(human_bytes(5 << 40), "5.0 TiB");
+        assert_eq!(human_bytes(u64::MAX), "16777216.0 TiB");
     }
 
     #[test]

@@ -13,12 +13,21 @@
 //! reset, never trusted; a present block read back for the first time in a
 //! daemon's life is checked against its recorded CRC before it is served,
 //! and dropped (refetched) if it does not match.
+//!
+//! Descriptors: a store file is opened when it is used, not for the life of
+//! the daemon. At most [`OPEN_FILES`] served files keep their pair of
+//! descriptors open at once (the least recently used is closed first), and
+//! an empty file has no store files at all, so a manifest of a million
+//! entries runs under the default `ulimit -n` of 1024.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 use feedfs_protocol::io::FrameReader;
@@ -32,10 +41,40 @@ pub const MAP_MAGIC: [u8; 8] = *b"FDFSMAP\0";
 pub const MAP_VERSION: u32 = 1;
 const FIXED_HEADER: usize = 56;
 
+/// Most served files whose store files are open at once: two descriptors
+/// each, so 512 of the 1024 a process gets by default.
+pub const OPEN_FILES: usize = 256;
+
 /// An open store directory, locked for this process.
 pub struct Store {
     dir: PathBuf,
     _lock: File,
+    open: Arc<OpenFiles>,
+}
+
+/// Raise this process's soft limit on open descriptors to its hard limit
+/// (the default soft limit, 1024, is often a tenth of the hard one). The
+/// store needs at most [`OPEN_FILES`] pairs whatever the limit; the rest is
+/// room for readers' passthrough opens and the links.
+pub fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we own; setrlimit only reads it.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let soft = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            log::debug!(
+                "open file limit left at {soft}: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
 }
 
 impl Store {
@@ -64,7 +103,21 @@ impl Store {
         Ok(Store {
             dir: dir.to_path_buf(),
             _lock: lock,
+            open: Arc::new(OpenFiles::new(OPEN_FILES)),
         })
+    }
+
+    /// Open and lock a store a daemon made earlier, creating nothing (for
+    /// commands that work on an existing store, such as `verify`).
+    pub fn open_existing(dir: &Path) -> anyhow::Result<Store> {
+        must_exist(dir)?;
+        if !dir.join("lock").is_file() {
+            bail!(
+                "{} is not a feedfs store (it has no lock file): name the directory given to `feedfs-device mount --store`",
+                dir.display()
+            );
+        }
+        Store::open(dir)
     }
 
     pub fn dir(&self) -> &Path {
@@ -95,9 +148,52 @@ impl Store {
         }
         .emit(&mut buf);
         let tmp = self.dir.join("manifest.tmp");
-        fs::write(&tmp, &buf).with_context(|| format!("cannot write {}", tmp.display()))?;
-        fs::rename(&tmp, self.dir.join("manifest")).context("cannot save the manifest")?;
+        let path = self.dir.join("manifest");
+        // Synced before and after the rename: once this returns, the new
+        // manifest is what a restart finds, even after a power cut, so the
+        // store files of the old one may be pruned.
+        File::create(&tmp)
+            .and_then(|mut f| f.write_all(&buf).and_then(|()| f.sync_all()))
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        fs::rename(&tmp, &path)
+            .and_then(|()| File::open(&self.dir)?.sync_all())
+            .with_context(|| format!("cannot save the manifest as {}", path.display()))?;
         Ok(())
+    }
+
+    /// Remove the store files of every path `m` does not serve (files of an
+    /// earlier manifest: renamed, deleted, or now empty), and anything else
+    /// in `DIR/files` that is not a store file of `m`. Call it only once `m`
+    /// is saved ([`Store::save_manifest`]): until then a restart would look
+    /// for the old files. Returns how many files went and the bytes they
+    /// took on disk.
+    pub fn prune(&self, m: &Manifest) -> anyhow::Result<(u64, u64)> {
+        use std::collections::HashSet;
+        use std::os::unix::fs::MetadataExt;
+        let keep: HashSet<String> = m
+            .files()
+            .filter(|e| e.size > 0)
+            .flat_map(|e| {
+                let key = key_of(&e.path);
+                [format!("{key}.data"), format!("{key}.map")]
+            })
+            .collect();
+        let files = self.dir.join("files");
+        let list =
+            fs::read_dir(&files).with_context(|| format!("cannot list {}", files.display()))?;
+        let (mut count, mut bytes) = (0, 0);
+        for item in list {
+            let item = item.with_context(|| format!("cannot list {}", files.display()))?;
+            if item.file_name().to_str().is_some_and(|n| keep.contains(n)) {
+                continue;
+            }
+            let path = item.path();
+            let size = item.metadata().map_or(0, |md| md.blocks() * 512);
+            fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            count += 1;
+            bytes += size;
+        }
+        Ok((count, bytes))
     }
 
     /// The manifest saved by the last daemon, checked again as if it came from the wire.
@@ -111,9 +207,10 @@ impl Store {
         let key = key_of(&entry.path);
         let base = self.dir.join("files").join(key);
         StoredFile::open(
-            &base.with_extension("data"),
-            &base.with_extension("map"),
+            base.with_extension("data"),
+            base.with_extension("map"),
             entry,
+            self.open.clone(),
         )
     }
 }
@@ -122,6 +219,7 @@ impl Store {
 /// from the wire. Reads only: no lock is taken, so a running daemon may own
 /// the store.
 pub fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    must_exist(dir)?;
     let path = dir.join("manifest");
     let file = File::open(&path).with_context(|| {
         format!(
@@ -146,6 +244,60 @@ pub fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
             msg => builder.push_message(&msg)?,
         }
     }
+}
+
+/// Refuse a store directory that is not there, before anything looks inside.
+fn must_exist(dir: &Path) -> anyhow::Result<()> {
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => bail!("store {} is not a directory", dir.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            bail!("store {} does not exist", dir.display())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot use store {}", dir.display())),
+    }
+}
+
+/// Bytes allocated on disk (`st_blocks × 512`) to everything in the store
+/// at `dir`: the data files (sparse, so only the blocks present), maps,
+/// manifest, logs and state.
+pub fn disk_usage(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for item in fs::read_dir(&d)? {
+            let item = item?;
+            let md = match item.metadata() {
+                Ok(md) => md,
+                // Renamed or removed by a running daemon meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            total += md.blocks() * 512;
+            if md.is_dir() {
+                stack.push(item.path());
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Bytes free for an unprivileged writer on the filesystem holding `dir`.
+pub fn free_space(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs is plain data that the kernel fills.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a pointer to our struct.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Both are 32 bits wide on some targets.
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize));
+    Ok(free)
 }
 
 /// How many blocks of `entry` the map file in the store at `dir` marks
@@ -237,24 +389,173 @@ fn header_for(entry: &Entry) -> Vec<u8> {
 /// without their bit.
 pub const MAP_BATCH: u64 = 256;
 
-/// An empty file of `len` bytes at `path`. A file that holds old bytes is
-/// replaced by a new one rather than truncated: ext4 flushes a file that was
-/// truncated to zero and written again when it is closed, which made a
-/// daemon take seconds to exit after a large first push.
-fn recreate(path: &Path, len: u64) -> anyhow::Result<File> {
-    if fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+/// An empty file of `len` bytes at `path`, where `file` is open. A file
+/// that holds old bytes is replaced by a new one rather than truncated:
+/// ext4 flushes a file that was truncated to zero and written again when
+/// it is closed, which made a daemon take seconds to exit after a large
+/// first push. An empty one (just created) is only sized.
+fn recreate(path: &Path, file: File, len: u64) -> anyhow::Result<File> {
+    let f = if file.metadata().is_ok_and(|m| m.len() > 0) {
+        drop(file);
         fs::remove_file(path).with_context(|| format!("cannot replace {}", path.display()))?;
-    }
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("cannot create store file {}", path.display()))?;
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot create store file {}", path.display()))?
+    } else {
+        file
+    };
     f.set_len(len)
         .with_context(|| format!("cannot size store file {}", path.display()))?;
     Ok(f)
+}
+
+/// Whether any of `len` bytes at `offset` of `f` is data rather than a
+/// hole. A filesystem without SEEK_DATA says data everywhere.
+fn holds_data(f: &File, offset: u64, len: u64) -> io::Result<bool> {
+    let Ok(start) = libc::off_t::try_from(offset) else {
+        return Ok(true);
+    };
+    // SAFETY: lseek on a descriptor we own; no memory is passed.
+    let next = unsafe { libc::lseek(f.as_raw_fd(), start, libc::SEEK_DATA) };
+    if next < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            // No data at or after `offset`.
+            Some(libc::ENXIO) => Ok(false),
+            Some(libc::EINVAL | libc::EOPNOTSUPP) => Ok(true),
+            _ => Err(e),
+        };
+    }
+    Ok((next as u64) < offset + len)
+}
+
+/// Make `len` bytes at `offset` of `f` a hole, keeping the file's size.
+fn punch_hole(f: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(start), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate on a descriptor we own; no memory is passed.
+    if unsafe { libc::fallocate(f.as_raw_fd(), mode, start, len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A served file's two store files, open.
+struct Pair {
+    data: File,
+    map: File,
+}
+
+/// The served files whose store files are open, at most `cap` of them; the
+/// one used least recently is closed to make room. A caller holds its pair
+/// while it reads or writes, so a pair closed meanwhile stays usable until
+/// then: the descriptors in use are at most `cap` pairs plus one per
+/// thread at work.
+struct OpenFiles {
+    cap: usize,
+    next_slot: AtomicU64,
+    lru: Mutex<Lru>,
+}
+
+#[derive(Default)]
+struct Lru {
+    tick: u64,
+    /// Slot of a served file: (last use, its pair).
+    open: HashMap<u64, (u64, Arc<Pair>)>,
+    /// The same slots by last use, oldest first.
+    by_use: BTreeMap<u64, u64>,
+}
+
+impl Lru {
+    /// Mark `slot` used now; its pair, if it is open.
+    fn touch(&mut self, slot: u64) -> Option<Arc<Pair>> {
+        self.tick += 1;
+        let tick = self.tick;
+        let (used, pair) = self.open.get_mut(&slot)?;
+        self.by_use.remove(used);
+        *used = tick;
+        self.by_use.insert(tick, slot);
+        Some(pair.clone())
+    }
+
+    fn remove(&mut self, slot: u64) {
+        if let Some((used, _)) = self.open.remove(&slot) {
+            self.by_use.remove(&used);
+        }
+    }
+}
+
+impl OpenFiles {
+    fn new(cap: usize) -> OpenFiles {
+        OpenFiles {
+            cap: cap.max(1),
+            next_slot: AtomicU64::new(0),
+            lru: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
+        self.lru.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn slot(&self) -> u64 {
+        self.next_slot.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The pair of `slot`, opened with `open` when it is not open.
+    fn get(&self, slot: u64, open: impl FnOnce() -> io::Result<Pair>) -> io::Result<Arc<Pair>> {
+        let mut lru = self.lock();
+        if let Some(pair) = lru.touch(slot) {
+            return Ok(pair);
+        }
+        let pair = Arc::new(open()?);
+        self.insert(&mut lru, slot, pair.clone());
+        Ok(pair)
+    }
+
+    /// Keep `pair` open as `slot`'s, closing the least recently used if full.
+    fn put(&self, slot: u64, pair: Pair) {
+        let mut lru = self.lock();
+        self.insert(&mut lru, slot, Arc::new(pair));
+    }
+
+    fn insert(&self, lru: &mut Lru, slot: u64, pair: Arc<Pair>) {
+        lru.remove(slot);
+        if lru.open.len() >= self.cap {
+            if let Some((_, oldest)) = lru.by_use.pop_first() {
+                lru.open.remove(&oldest);
+            }
+        }
+        lru.tick += 1;
+        let tick = lru.tick;
+        lru.open.insert(slot, (tick, pair));
+        lru.by_use.insert(tick, slot);
+    }
+
+    fn close(&self, slot: u64) {
+        self.lock().remove(slot);
+    }
+
+    #[cfg(test)]
+    fn open_count(&self) -> usize {
+        self.lock().open.len()
+    }
+}
+
+/// The data file of a stored file, open while this lives (for kernel
+/// passthrough, which takes its own reference to it).
+pub struct DataFile(Arc<Pair>);
+
+impl AsFd for DataFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.data.as_fd()
+    }
 }
 
 /// Present blocks, which of them were checked in this daemon's life, and their CRCs.
@@ -270,10 +571,17 @@ struct MapState {
 impl Drop for StoredFile {
     fn drop(&mut self) {
         if let Err(e) = self.flush_map() {
-            log::warn!("store: cannot write the block map: {e}");
+            log::warn!(
+                "store: cannot write the block map {}: {e}",
+                self.map_path.display()
+            );
         }
+        self.open.close(self.slot);
     }
 }
+
+/// Why a file's map is reset when it has none yet.
+const NO_MAP: &str = "no map yet";
 
 /// Outcome of asking for a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,36 +594,37 @@ pub enum BlockState {
     Dropped,
 }
 
-/// One served file's stored copy.
+/// One served file's stored copy. Its store files are opened when needed
+/// (see [`OPEN_FILES`]); an empty file has none.
 pub struct StoredFile {
-    data: File,
-    map: File,
+    data_path: PathBuf,
+    map_path: PathBuf,
+    open: Arc<OpenFiles>,
+    slot: u64,
     layout: MapLayout,
     size: u64,
     block_size: u32,
     blocks: u64,
     state: Mutex<MapState>,
+    /// Whether opening found no usable map and started the file afresh.
+    afresh: bool,
 }
 
 impl StoredFile {
-    fn open(data_path: &Path, map_path: &Path, entry: &Entry) -> anyhow::Result<StoredFile> {
+    fn open(
+        data_path: PathBuf,
+        map_path: PathBuf,
+        entry: &Entry,
+        open: Arc<OpenFiles>,
+    ) -> anyhow::Result<StoredFile> {
         let blocks = block_count(entry.size, entry.block_size);
         let layout = MapLayout::new(entry.path.len(), blocks);
-        let header = header_for(entry);
-        let rw = |p: &Path| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(p)
-                .with_context(|| format!("cannot open store file {}", p.display()))
-        };
-        let data = rw(data_path)?;
-        let map = rw(map_path)?;
+        let slot = open.slot();
         let mut sf = StoredFile {
-            data,
-            map,
+            data_path,
+            map_path,
+            open,
+            slot,
             layout,
             size: entry.size,
             block_size: entry.block_size,
@@ -327,22 +636,61 @@ impl StoredFile {
                 dirty: None,
                 dirty_count: 0,
             }),
+            afresh: false,
         };
-        match sf.load(&header) {
-            Ok(()) => {}
-            Err(reason) => {
-                log::info!("store: {}: {reason}; starting it afresh", entry.path);
-                sf.reset(&header, data_path, map_path)?;
-            }
+        if blocks == 0 {
+            // Nothing to store: no files, no descriptors.
+            return Ok(sf);
         }
+        let pair = sf.open_pair().map_err(|e| {
+            anyhow::anyhow!("cannot open store file {}: {e}", sf.data_path.display())
+        })?;
+        let header = header_for(entry);
+        let pair = match sf.load(&pair, &header) {
+            Ok(()) => pair,
+            Err(reason) => {
+                // One line per file: a count goes to info (see `Core::new`).
+                log::debug!("store: {:?}: {reason}; starting it afresh", entry.path);
+                sf.afresh = true;
+                sf.reset(&header, pair)?
+            }
+        };
+        sf.open.put(sf.slot, pair);
         Ok(sf)
     }
 
+    fn open_pair(&self) -> io::Result<Pair> {
+        let rw = |p: &Path| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(p)
+        };
+        Ok(Pair {
+            data: rw(&self.data_path)?,
+            map: rw(&self.map_path)?,
+        })
+    }
+
+    /// This file's open pair, opening it if it was closed.
+    fn pair(&self) -> io::Result<Arc<Pair>> {
+        self.open.get(self.slot, || {
+            self.open_pair().map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot open store file {}: {e}", self.data_path.display()),
+                )
+            })
+        })
+    }
+
     /// Read an existing map; any mismatch is the reason to reset.
-    fn load(&mut self, header: &[u8]) -> Result<(), String> {
-        let map_len = self.map.metadata().map_err(|e| e.to_string())?.len();
+    fn load(&mut self, pair: &Pair, header: &[u8]) -> Result<(), String> {
+        let map_len = pair.map.metadata().map_err(|e| e.to_string())?.len();
         if map_len == 0 {
-            return Err("no map yet".into());
+            return Err(NO_MAP.into());
         }
         if map_len != self.layout.total {
             return Err(format!(
@@ -351,7 +699,7 @@ impl StoredFile {
             ));
         }
         let mut on_disk = vec![0u8; header.len()];
-        self.map
+        pair.map
             .read_exact_at(&mut on_disk, 0)
             .map_err(|e| e.to_string())?;
         if on_disk[..8] != MAP_MAGIC {
@@ -363,7 +711,7 @@ impl StoredFile {
         if on_disk != header {
             return Err("content identity, size or block size changed".into());
         }
-        let data_len = self.data.metadata().map_err(|e| e.to_string())?.len();
+        let data_len = pair.data.metadata().map_err(|e| e.to_string())?.len();
         if data_len != self.size {
             return Err(format!(
                 "data file is {data_len} bytes, expected {}",
@@ -371,11 +719,11 @@ impl StoredFile {
             ));
         }
         let mut bits = vec![0u8; self.blocks.div_ceil(8) as usize];
-        self.map
+        pair.map
             .read_exact_at(&mut bits, self.layout.bitmap_off)
             .map_err(|e| e.to_string())?;
         let mut raw = vec![0u8; 4 * self.blocks as usize];
-        self.map
+        pair.map
             .read_exact_at(&mut raw, self.layout.crc_off)
             .map_err(|e| e.to_string())?;
         let st = self.state.get_mut().expect("fresh mutex");
@@ -388,19 +736,18 @@ impl StoredFile {
     }
 
     /// Drop everything and write an empty map with the right header.
-    fn reset(&mut self, header: &[u8], data_path: &Path, map_path: &Path) -> anyhow::Result<()> {
+    fn reset(&mut self, header: &[u8], old: Pair) -> anyhow::Result<Pair> {
         // The map first, so that a crash during the reset leaves no map that
         // trusts the old data.
-        self.map = recreate(map_path, self.layout.total)?;
-        self.data = recreate(data_path, self.size)?;
-        self.map
-            .write_all_at(header, 0)
-            .context("cannot write the store's map")?;
+        let map = recreate(&self.map_path, old.map, self.layout.total)?;
+        let data = recreate(&self.data_path, old.data, self.size)?;
+        map.write_all_at(header, 0)
+            .with_context(|| format!("cannot write store file {}", self.map_path.display()))?;
         let st = self.state.get_mut().expect("fresh mutex");
         st.present = Bitmap::new(self.blocks);
         st.verified = Bitmap::new(self.blocks);
         st.crcs = vec![0; self.blocks as usize];
-        Ok(())
+        Ok(Pair { data, map })
     }
 
     pub fn size(&self) -> u64 {
@@ -409,6 +756,12 @@ impl StoredFile {
     pub fn block_size(&self) -> u32 {
         self.block_size
     }
+    /// Whether opening found no usable map (a new or changed file) and
+    /// started the stored copy afresh.
+    pub fn started_afresh(&self) -> bool {
+        self.afresh
+    }
+
     pub fn blocks(&self) -> u64 {
         self.blocks
     }
@@ -424,13 +777,33 @@ impl StoredFile {
     }
 
     /// The backing data file (for kernel passthrough of a verified file).
-    pub fn data_file(&self) -> &File {
-        &self.data
+    pub fn data_file(&self) -> io::Result<DataFile> {
+        self.pair().map(DataFile)
+    }
+
+    /// Where the data of this file is stored, for messages.
+    pub fn data_path(&self) -> &Path {
+        &self.data_path
     }
 
     /// Number of present blocks.
     pub fn present_count(&self) -> u64 {
         self.lock().present.count()
+    }
+
+    /// Bytes of the file not in the store yet.
+    pub fn missing_bytes(&self) -> u64 {
+        let st = self.lock();
+        let bs = u64::from(self.block_size);
+        let last_present = self
+            .blocks
+            .checked_sub(1)
+            .is_some_and(|l| st.present.get(l).unwrap_or(false));
+        let mut present = st.present.count() * bs;
+        if last_present {
+            present = present - bs + block_len(self.size, self.block_size, self.blocks - 1) as u64;
+        }
+        self.size.saturating_sub(present)
     }
 
     /// Runs of present blocks, as (first, count).
@@ -466,7 +839,8 @@ impl StoredFile {
             return Ok(BlockState::Ready);
         }
         let mut buf = vec![0u8; block_len(self.size, self.block_size, index)];
-        self.data
+        self.pair()?
+            .data
             .read_exact_at(&mut buf, index * u64::from(self.block_size))?;
         let good = crc32fast::hash(&buf) == crc;
         let mut st = self.lock();
@@ -491,7 +865,8 @@ impl StoredFile {
         // Pending entries first, so this byte carries no bit ahead of its CRC.
         let byte = st.present.byte_of(index);
         if let Err(e) = self.write_map(&mut st).and_then(|()| {
-            self.map
+            self.pair()?
+                .map
                 .write_all_at(&[byte], self.layout.bitmap_off + index / 8)
         }) {
             // Not on disk yet, but never served: it is missing in memory.
@@ -516,8 +891,37 @@ impl StoredFile {
                 ),
             ));
         }
-        self.data
+        self.pair()?
+            .data
             .write_all_at(data, index * u64::from(self.block_size))?;
+        self.set_present(index, crc)
+    }
+
+    /// Store block `index`, every byte of which is zero (`crc` is the CRC
+    /// of its zeros), as a hole: nothing is written where the data file has
+    /// no data there (every block of a new file); a region that holds old
+    /// data (a block dropped after a failed check) is punched out, or
+    /// overwritten with zeros where the filesystem cannot punch holes.
+    /// Returns false when it was already present.
+    pub fn write_zero_block(&self, index: u64, crc: u32) -> io::Result<bool> {
+        if self.lock().present.get(index).map_err(io::Error::other)? {
+            return Ok(false);
+        }
+        let len = block_len(self.size, self.block_size, index);
+        let offset = index * u64::from(self.block_size);
+        let pair = self.pair()?;
+        if holds_data(&pair.data, offset, len as u64)? {
+            if let Err(e) = punch_hole(&pair.data, offset, len as u64) {
+                log::debug!("store: cannot punch a hole ({e}); writing zeros");
+                pair.data.write_all_at(&vec![0; len], offset)?;
+            }
+        }
+        self.set_present(index, crc)
+    }
+
+    /// Record a stored block: its CRC, its bit (in memory; on disk with the
+    /// next map write). False when it was present already.
+    fn set_present(&self, index: u64, crc: u32) -> io::Result<bool> {
         let mut st = self.lock();
         if st.present.get(index).map_err(io::Error::other)? {
             return Ok(false);
@@ -554,11 +958,12 @@ impl StoredFile {
             .iter()
             .flat_map(|c| c.to_le_bytes())
             .collect();
-        self.map.write_all_at(&crcs, self.layout.crc_off + 4 * lo)?;
+        let pair = self.pair()?;
+        pair.map.write_all_at(&crcs, self.layout.crc_off + 4 * lo)?;
         let bytes: Vec<u8> = (lo / 8..=hi / 8)
             .map(|b| st.present.byte_of(b * 8))
             .collect();
-        self.map
+        pair.map
             .write_all_at(&bytes, self.layout.bitmap_off + lo / 8)?;
         st.dirty = None;
         st.dirty_count = 0;
@@ -575,7 +980,9 @@ impl StoredFile {
     pub fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let end = self.size.min(offset.saturating_add(len as u64));
         let mut buf = vec![0u8; end.saturating_sub(offset) as usize];
-        self.data.read_exact_at(&mut buf, offset)?;
+        if !buf.is_empty() {
+            self.pair()?.data.read_exact_at(&mut buf, offset)?;
+        }
         Ok(buf)
     }
 }
@@ -671,13 +1078,11 @@ mod tests {
         let blocks = MAP_BATCH + 1;
         let e = entry(blocks * 4096, 1);
         let store = Store::open(&dir).unwrap();
-        let mut f = store.open_file(&e).unwrap();
-        let map_path = dir
-            .join("files")
-            .join(key_of(&e.path))
-            .with_extension("map");
+        let f = store.open_file(&e).unwrap();
         // Writes to the map fail from now on (as on a full disk).
-        let writable = std::mem::replace(&mut f.map, File::open(&map_path).unwrap());
+        let data = OpenOptions::new().write(true).open(&f.data_path).unwrap();
+        let map = File::open(&f.map_path).unwrap();
+        f.open.put(f.slot, Pair { data, map });
         for i in 0..MAP_BATCH {
             let b = block(i, 4096);
             assert!(
@@ -688,13 +1093,79 @@ mod tests {
         assert_eq!(f.present_count(), MAP_BATCH);
         assert!(f.flush_map().is_err());
         // Once the map can be written again, the pending entries reach it.
-        f.map = writable;
+        f.open.close(f.slot);
         f.flush_map().unwrap();
         drop(f);
         let f = store.open_file(&e).unwrap();
         assert_eq!(f.present_ranges(), vec![(0, MAP_BATCH)]);
         drop(f);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn open_descriptors_stay_bounded_and_empty_files_have_none() {
+        let dir = tempdir("bounded");
+        let mut store = Store::open(&dir).unwrap();
+        store.open = Arc::new(OpenFiles::new(4));
+        let files: Vec<(Entry, StoredFile)> = (0..10)
+            .map(|i| {
+                let mut e = entry(5000, 1);
+                e.path = format!("f{i}");
+                let f = store.open_file(&e).unwrap();
+                (e, f)
+            })
+            .collect();
+        assert_eq!(store.open.open_count(), 4);
+        // Every file still works, each opened again on demand.
+        for (i, (_, f)) in files.iter().enumerate() {
+            let b = block(i as u64, 4096);
+            assert!(f.write_block(0, &b, crc32fast::hash(&b)).unwrap());
+            assert!(store.open.open_count() <= 4);
+        }
+        drop(files);
+        assert_eq!(store.open.open_count(), 0, "a dropped file closes its pair");
+        for i in 0..10u64 {
+            let mut e = entry(5000, 1);
+            e.path = format!("f{i}");
+            let f = store.open_file(&e).unwrap();
+            assert_eq!(f.present_ranges(), vec![(0, 1)], "f{i} kept its block");
+            assert_eq!(f.read_at(0, 4096).unwrap(), block(i, 4096));
+        }
+        let mut empty = entry(0, 1);
+        empty.path = "empty".into();
+        let f = store.open_file(&empty).unwrap();
+        assert!(f.all_verified());
+        assert!(f.read_at(0, 10).unwrap().is_empty());
+        let base = dir.join("files").join(key_of("empty"));
+        assert!(!base.with_extension("data").exists() && !base.with_extension("map").exists());
+        drop(f);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_least_recently_used_pair_is_closed_first() {
+        let null = || {
+            Ok(Pair {
+                data: File::open("/dev/null")?,
+                map: File::open("/dev/null")?,
+            })
+        };
+        let open = OpenFiles::new(3);
+        let is_open = |slot| open.lock().open.contains_key(&slot);
+        for slot in 0..3 {
+            open.get(slot, null).unwrap();
+        }
+        open.get(0, || panic!("0 is open")).unwrap();
+        open.get(3, null).unwrap();
+        assert!(!is_open(1), "1 was used least recently");
+        assert!(is_open(0) && is_open(2) && is_open(3));
+        open.get(2, || panic!("2 is open")).unwrap();
+        open.get(4, null).unwrap();
+        assert!(!is_open(0) && is_open(2) && is_open(3) && is_open(4));
+        open.close(3);
+        assert_eq!(open.open_count(), 2);
+        let lru = open.lock();
+        assert_eq!(lru.by_use.len(), lru.open.len(), "both views agree");
     }
 
     #[test]
@@ -725,6 +1196,53 @@ mod tests {
         // The drop was persisted.
         let f = store.open_file(&e).unwrap();
         assert_eq!(f.present_count(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_zero_block_is_a_hole_and_passes_its_check() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempdir("zero");
+        let e = entry(3 * 4096 + 100, 1);
+        let zero_crc = crc32fast::hash(&[0; 4096]);
+        let data_path = dir
+            .join("files")
+            .join(key_of(&e.path))
+            .with_extension("data");
+        let allocated = || fs::metadata(&data_path).unwrap().blocks();
+        {
+            let store = Store::open(&dir).unwrap();
+            let f = store.open_file(&e).unwrap();
+            assert!(f.write_zero_block(0, zero_crc).unwrap());
+            assert!(!f.write_zero_block(0, zero_crc).unwrap(), "a duplicate");
+            // The short last block too.
+            assert!(f.write_zero_block(3, crc32fast::hash(&[0; 100])).unwrap());
+            let b1 = block(1, 4096);
+            f.write_block(1, &b1, crc32fast::hash(&b1)).unwrap();
+            assert_eq!(f.present_ranges(), vec![(0, 2), (3, 1)]);
+            assert_eq!(allocated(), 8, "one 4 KiB block written, the zeros not");
+        }
+        // A block that held data, then dropped: its zeros punch it out.
+        let d = OpenOptions::new().write(true).open(&data_path).unwrap();
+        d.write_all_at(&[0xff; 16], 4096 + 100).unwrap();
+        drop(d);
+        let store = Store::open(&dir).unwrap();
+        let f = store.open_file(&e).unwrap();
+        assert_eq!(
+            f.check(0).unwrap(),
+            BlockState::Ready,
+            "a hole reads as its zeros"
+        );
+        assert_eq!(f.check(3).unwrap(), BlockState::Ready);
+        assert_eq!(f.check(1).unwrap(), BlockState::Dropped);
+        assert!(f.write_zero_block(1, zero_crc).unwrap());
+        assert_eq!(allocated(), 0, "punched out");
+        assert_eq!(f.read_at(0, 20_000).unwrap(), vec![0; 3 * 4096 + 100]);
+        drop(f);
+        let f = store.open_file(&e).unwrap();
+        assert_eq!(f.present_ranges(), vec![(0, 2), (3, 1)]);
+        assert_eq!(f.check(1).unwrap(), BlockState::Ready);
+        drop(f);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -760,6 +1278,55 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("damaged"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn prune_keeps_only_the_files_the_manifest_serves() {
+        let dir = tempdir("prune");
+        let store = Store::open(&dir).unwrap();
+        let mut b = ManifestBuilder::new();
+        b.push(
+            FileId(0),
+            EntryKind::File,
+            "keep",
+            5000,
+            0o644,
+            4096,
+            [1; 16],
+        )
+        .unwrap();
+        b.push(FileId(1), EntryKind::File, "empty", 0, 0o644, 4096, [2; 16])
+            .unwrap();
+        let m = b.finish(2, 5000).unwrap();
+        let mut old = entry(8192, 3);
+        old.path = "gone".into();
+        let (kept, gone) = (
+            store.open_file(m.get(FileId(0)).unwrap()).unwrap(),
+            store.open_file(&old).unwrap(),
+        );
+        let b = block(0, 4096);
+        gone.write_block(0, &b, crc32fast::hash(&b)).unwrap();
+        drop((kept, gone));
+        // An empty file's pair left by an older daemon, and a stray file.
+        let empty = dir.join("files").join(key_of("empty"));
+        fs::write(empty.with_extension("data"), b"").unwrap();
+        fs::write(empty.with_extension("map"), b"").unwrap();
+        fs::write(dir.join("files/stray.tmp"), b"x").unwrap();
+        store.save_manifest(&m).unwrap();
+        let (count, bytes) = store.prune(&m).unwrap();
+        assert_eq!(count, 5);
+        assert!(bytes >= 4096, "the dropped block's space: {bytes}");
+        let mut left: Vec<String> = fs::read_dir(dir.join("files"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let key = key_of("keep");
+        assert_eq!(left, [format!("{key}.data"), format!("{key}.map")]);
+        let f = store.open_file(m.get(FileId(0)).unwrap()).unwrap();
+        assert_eq!(f.blocks(), 2, "the kept file opens as before");
+        drop(f);
         fs::remove_dir_all(&dir).unwrap();
     }
 

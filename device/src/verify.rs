@@ -24,7 +24,7 @@ pub struct FileReport {
 
 /// Check every present block of every file the store's manifest lists.
 pub fn verify(dir: &Path) -> anyhow::Result<Vec<FileReport>> {
-    let store = Store::open(dir)?;
+    let store = Store::open_existing(dir)?;
     let manifest = store.load_manifest()?;
     let mut reports = Vec::new();
     for i in 0..manifest.host_entries() {

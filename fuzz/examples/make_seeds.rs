@@ -17,7 +17,9 @@ use feedfs_host::plan::{Plan, PlanFile, Step};
 use feedfs_host::{learn, trace};
 use feedfs_protocol::message::{BlockRange, Encoding};
 use feedfs_protocol::reqlog::Outcome;
-use feedfs_protocol::{Entry, EntryKind, ErrorCode, FileId, ManifestBuilder, Message, Role};
+use feedfs_protocol::{
+    Entry, EntryKind, ErrorCode, FileId, ManifestBuilder, Message, Role, VERSION,
+};
 
 fn block(i: u64, len: usize) -> Vec<u8> {
     (0..len).map(|k| (i as usize * 131 + k * 7) as u8).collect()
@@ -285,8 +287,8 @@ fn frames(dir: &Path) {
     let msgs = [
         Message::Hello {
             role: Role::Host,
-            min_version: 2,
-            max_version: 2,
+            min_version: VERSION,
+            max_version: VERSION,
             agent: "feedfs-host",
         },
         Message::Entry {
@@ -335,7 +337,14 @@ fn frames(dir: &Path) {
             encoding: Encoding::Lz4,
             data: &lz4,
         },
-        Message::StreamDone { blocks_sent: 2 },
+        Message::Block {
+            file: FileId(1),
+            index: 1,
+            crc: crc32fast::hash(&[0; 5000 - 4096]),
+            encoding: Encoding::Zero,
+            data: &[],
+        },
+        Message::StreamDone { blocks_sent: 3 },
         Message::Complete { blocks: 2 },
         Message::Error {
             code: ErrorCode::NoSpace,

@@ -1,55 +1,149 @@
 //! The command line, as clap derive types.
 //!
-//! `feedfs-host push (--exec CMD | --stdio | --usb [--serial S] [--wait])
-//! [--block-size SIZE] [--readahead N] [--rate RATE] [--compress WHEN]
-//! [--record FILE] [--plan PLAN] PATH...`: exactly one link flag, at least
-//! one path, sizes in human units. `devices` and `usb-check` look at USB
-//! devices; `log show|plot LOG` reads a host record or a device request
+//! `feedfs-host [-v|-q] [-s SERIAL] push (--exec CMD | --stdio | --usb
+//! [--wait]) [--block-size SIZE] [--readahead N] [--rate RATE] [--compress
+//! WHEN] [--record FILE] [--plan PLAN] [--handshake-timeout TIME] PATH...`:
+//! exactly one link flag, at least one path, sizes and times in human units
+//! ([`feedfs_protocol::units`]). `devices [--json]` and `usb-check` look at
+//! USB devices; `log show|plot LOG` reads a host record or a device request
 //! log; `plan LOG... -o PLAN` learns a prefetch plan and `plan --show PLAN`
-//! prints one.
+//! prints one. `completions SHELL` and `man` (hidden) print what is
+//! generated from these definitions. [`Cli::parse_checked`] adds the checks
+//! clap cannot express.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::LazyLock;
+use std::time::Duration;
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use feedfs_protocol::units::{parse_block_size, parse_duration_in, parse_size_in, UnitError};
 
 use crate::compress::Mode;
-use crate::size::{parse_block_size, parse_size};
 
-fn parse_rate(s: &str) -> Result<u64, String> {
-    match parse_size(s) {
-        Ok(0) => Err("a rate must be above zero".into()),
-        Ok(r) => Ok(r),
-        Err(e) => Err(e.to_string()),
-    }
+/// `--rate`: from one smallest block a second to well past any link.
+fn parse_rate(s: &str) -> Result<u64, UnitError> {
+    parse_size_in(s, 4 << 10..=1 << 40)
 }
+
+/// `push --handshake-timeout`: from 100ms to an hour.
+fn parse_handshake_timeout(s: &str) -> Result<Duration, UnitError> {
+    parse_duration_in(s, Duration::from_millis(100)..=Duration::from_secs(3600))
+}
+
+/// `usb-check --duration`: long enough to see a rate, short enough to wait for.
+fn parse_stream_time(s: &str) -> Result<Duration, UnitError> {
+    parse_duration_in(s, Duration::from_millis(100)..=Duration::from_secs(600))
+}
+
+/// `--version`: the crate's version and the wire format's.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (protocol version {})",
+        env!("CARGO_PKG_VERSION"),
+        feedfs_protocol::VERSION
+    )
+});
+
+/// What `--help` ends with: logging and the exit statuses.
+const AFTER_HELP: &str = "\
+Logs go to stderr: warnings by default, -v for info, -vv for debug, -q for
+errors only; RUST_LOG (e.g. RUST_LOG=debug), when set, wins over -v and -q.
+
+Exit status:
+  0    success
+  1    failure (the message says what failed; usb-check: a check failed)
+  2    usage error: an unknown option or a value out of its range
+  129  push stopped by SIGHUP (the record is flushed first)
+  130  push stopped by SIGINT (Ctrl-C)
+  143  push stopped by SIGTERM";
 
 /// Serve read-only files to a feedfs device: the device mounts them at full
 /// size at once, the host streams their blocks, and blocks a program on the
 /// device is waiting for go first.
 #[derive(Debug, Parser)]
-#[command(name = "feedfs-host", version, about, long_about = None)]
-#[command(after_help = "Logs go to stderr; set RUST_LOG=info (or debug) for more detail.")]
+#[command(name = "feedfs-host", version = VERSION.as_str(), about, long_about = None)]
+#[command(after_help = AFTER_HELP)]
 pub struct Cli {
+    /// More log detail on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less log detail on stderr (-q errors only, -qq nothing).
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+
+    /// The USB device to use, by serial number (see `feedfs-host devices`);
+    /// needed when several are attached. For push --usb and usb-check.
+    #[arg(
+        short,
+        long,
+        global = true,
+        value_name = "SERIAL",
+        env = "FEEDFS_SERIAL"
+    )]
+    pub serial: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parse `args` (the program name first), with the checks clap cannot
+    /// express: `--serial` given on the command line to a push over a pipe
+    /// is an error (from `FEEDFS_SERIAL` it is not: the variable is meant
+    /// to be left set), and the push gets the serial.
+    pub fn parse_checked<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        let serial_typed = matches.value_source("serial") == Some(ValueSource::CommandLine);
+        if let Command::Push(p) = &mut cli.command {
+            if serial_typed && !p.usb {
+                return Err(Cli::command().error(
+                    ErrorKind::ArgumentConflict,
+                    "--serial names a USB device: use it with --usb, not with --exec or --stdio",
+                ));
+            }
+            p.serial = cli.serial.clone();
+        }
+        Ok(cli)
+    }
+
+    /// The log filter when RUST_LOG is not set: warnings, moved by -v and -q.
+    pub fn log_filter(&self) -> &'static str {
+        const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+        let level = (2 + i32::from(self.verbose) - i32::from(self.quiet)).clamp(0, 5);
+        LEVELS[level as usize]
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve files and directories to a device until it holds all of them.
     Push(PushArgs),
-    /// List the feedfs devices attached over USB, with serial and speed.
-    Devices,
-    /// Check a USB link against `feedfs-device usb-check`: zero-length
-    /// packets both ways, then the raw bulk rate (a push's ceiling).
-    /// Exit status 0 only when every check passed.
+    /// List the feedfs devices attached over USB, one per line.
+    ///
+    /// Serial, bus, address and speed, tab-separated. Prints nothing when
+    /// none is attached.
+    Devices {
+        /// Print a JSON array of {serial, bus, address, speed} instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a USB link against `feedfs-device usb-check`.
+    ///
+    /// Zero-length packets both ways, then the raw bulk rate (a push's
+    /// ceiling). Exit status 0 only when every check passed.
     UsbCheck {
-        /// The device's serial number (needed when several are attached).
-        #[arg(long, value_name = "SERIAL")]
-        serial: Option<String>,
-        /// How long to stream for the rate.
-        #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
-        seconds: f64,
+        /// How long to stream for the rate, from 100ms to 10m.
+        #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_stream_time)]
+        duration: Duration,
     },
     /// Read a log: a host record (push --record) or a device request log
     /// (STORE/log/requests.log, copied off the device).
@@ -62,6 +156,20 @@ pub enum Command {
     /// a readahead window after each accessed range. `push --plan PLAN`
     /// streams them first.
     Plan(PlanArgs),
+    /// Print a completion script for SHELL to stdout.
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout, or write one per command
+    /// into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Write feedfs-host.1, feedfs-host-push.1, ... into this directory.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 /// `feedfs-host log` commands.
@@ -124,12 +232,12 @@ pub struct PlanArgs {
 pub struct PushArgs {
     /// Start the device side with `sh -c CMD` and talk over its stdin and
     /// stdout (its stderr shows here). It is left running after the push.
-    #[arg(long, value_name = "CMD", conflicts_with_all = ["serial", "wait"])]
+    #[arg(long, value_name = "CMD", conflicts_with = "wait")]
     pub exec: Option<String>,
 
     /// Talk over this process's own stdin and stdout (stdout then carries
     /// frames only; messages go to stderr).
-    #[arg(long, conflicts_with_all = ["serial", "wait"])]
+    #[arg(long, conflicts_with = "wait")]
     pub stdio: bool,
 
     /// Talk to a feedfs device over USB (`feedfs-device mount --usb-ffs` or
@@ -137,9 +245,9 @@ pub struct PushArgs {
     #[arg(long)]
     pub usb: bool,
 
-    /// With --usb: the device's serial number (see `feedfs-host devices`);
-    /// needed when several are attached.
-    #[arg(long, value_name = "SERIAL")]
+    /// With --usb: the device's serial number, from the global `-s/--serial`
+    /// (or `FEEDFS_SERIAL`); set by [`Cli::parse_checked`].
+    #[arg(skip)]
     pub serial: Option<String>,
 
     /// With --usb: wait for the device to appear, and when it goes away
@@ -157,8 +265,9 @@ pub struct PushArgs {
     #[arg(long, value_name = "BLOCKS", default_value_t = 32)]
     pub readahead: u64,
 
-    /// Limit the link to RATE bytes per second (units K, M, G: binary; 40M
-    /// is about a USB 2.0 cable's real rate). Demanded blocks still go first.
+    /// Limit the link to RATE bytes per second, from 4K to 1T (units K, M,
+    /// G: binary; 40M is about a USB 2.0 cable's real rate). Demanded
+    /// blocks still go first.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub rate: Option<u64>,
 
@@ -186,6 +295,14 @@ pub struct PushArgs {
     #[arg(long, value_name = "PLAN")]
     pub plan: Option<PathBuf>,
 
+    /// Give up when the device has not said Hello within this long, from
+    /// 100ms to 1h (units ms, s, m, h): a command that hangs, or one that
+    /// is not feedfs-device.
+    /// Raise it for a device side that starts slowly (an ssh that asks for
+    /// a password).
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_handshake_timeout)]
+    pub handshake_timeout: Duration,
+
     /// Do not stream zip files (APK, JAR, wheel) in their built-in order
     /// (directory and start-up entries first); use file order.
     #[arg(long)]
@@ -208,7 +325,7 @@ mod tests {
 
     #[test]
     fn exactly_one_link() {
-        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        let parse = |args: &[&str]| Cli::parse_checked(args);
         assert!(parse(&["feedfs-host", "push", "a"]).is_err());
         assert!(parse(&["feedfs-host", "push", "--stdio", "--exec", "x", "a"]).is_err());
         assert!(parse(&["feedfs-host", "push", "--stdio"]).is_err());
@@ -243,13 +360,86 @@ mod tests {
         assert!(parse(&["feedfs-host", "push", "--usb", "--stdio", "a"]).is_err());
         assert!(parse(&["feedfs-host", "push", "--stdio", "--wait", "a"]).is_err());
         assert!(parse(&["feedfs-host", "push", "--exec", "x", "--serial", "s", "a"]).is_err());
+        assert!(parse(&["feedfs-host", "-s", "s", "push", "--stdio", "a"]).is_err());
+    }
+
+    #[test]
+    fn serial_is_global() {
+        let parse = |args: &[&str]| Cli::parse_checked(args);
+        for args in [
+            &["feedfs-host", "push", "--usb", "--serial", "abc", "a"][..],
+            &["feedfs-host", "-s", "abc", "push", "--usb", "a"],
+            &["feedfs-host", "push", "-s", "abc", "--usb", "a"],
+        ] {
+            let Command::Push(p) = parse(args).unwrap().command else {
+                panic!("not a push")
+            };
+            assert_eq!(p.serial.as_deref(), Some("abc"), "{args:?}");
+        }
+        let cli = parse(&["feedfs-host", "usb-check", "--serial", "abc"]).unwrap();
+        assert_eq!(cli.serial.as_deref(), Some("abc"));
+        let Command::UsbCheck { duration } = cli.command else {
+            panic!("not usb-check")
+        };
+        assert_eq!(duration, Duration::from_secs(3));
+        assert!(parse(&["feedfs-host", "usb-check", "--duration", "3"]).is_err());
+        assert!(parse(&["feedfs-host", "usb-check", "--duration", "11m"]).is_err());
+    }
+
+    #[test]
+    fn verbose_and_quiet_move_the_log_level() {
+        let filter = |args: &[&str]| {
+            let args = [&["feedfs-host"], args, &["devices"]].concat();
+            Cli::parse_checked(args).map(|c| c.log_filter())
+        };
+        assert_eq!(filter(&[]).unwrap(), "warn");
+        assert_eq!(filter(&["-v"]).unwrap(), "info");
+        assert_eq!(filter(&["-vv"]).unwrap(), "debug");
+        assert_eq!(filter(&["-vvvvv"]).unwrap(), "trace");
+        assert_eq!(filter(&["-q"]).unwrap(), "error");
+        assert_eq!(filter(&["-qqq"]).unwrap(), "off");
+        assert!(filter(&["-v", "-q"]).is_err());
+    }
+
+    #[test]
+    fn handshake_timeouts_need_a_unit_and_a_sane_range() {
+        let timeout = |t: &str| {
+            let args = [
+                "feedfs-host",
+                "push",
+                "--stdio",
+                "--handshake-timeout",
+                t,
+                "a",
+            ];
+            Cli::parse_checked(args).map(|c| match c.command {
+                Command::Push(p) => p.handshake_timeout,
+                _ => panic!("not a push"),
+            })
+        };
+        assert_eq!(timeout("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(timeout("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(timeout("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(timeout("1h").unwrap(), Duration::from_secs(3600));
+        let err = |t: &str| timeout(t).unwrap_err().to_string();
+        assert!(err("10").contains("no unit"), "{}", err("10"));
+        assert!(err("1ms").contains("from 100ms to 1h"), "{}", err("1ms"));
+        assert!(err("2h").contains("from 100ms to 1h"), "{}", err("2h"));
+        assert!(err("x").contains("not a duration"), "{}", err("x"));
+        let Command::Push(p) = Cli::parse_checked(["feedfs-host", "push", "--stdio", "a"])
+            .unwrap()
+            .command
+        else {
+            panic!("not a push")
+        };
+        assert_eq!(p.handshake_timeout, Duration::from_secs(30));
     }
 
     #[test]
     fn compress_is_auto_unless_told() {
         let compress = |extra: &[&str]| {
             let args = [&["feedfs-host", "push", "--stdio"], extra, &["a"]].concat();
-            Cli::try_parse_from(args).map(|c| match c.command {
+            Cli::parse_checked(args).map(|c| match c.command {
                 Command::Push(p) => p.compress,
                 _ => panic!("not a push"),
             })
@@ -263,7 +453,7 @@ mod tests {
 
     #[test]
     fn log_and_plan_commands() {
-        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        let parse = |args: &[&str]| Cli::parse_checked(args);
         assert!(
             parse(&["feedfs-host", "plan", "a.log"]).is_err(),
             "-o is needed"

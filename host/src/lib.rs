@@ -7,7 +7,8 @@
 //! soundness and ceiling are checked by [`usbcheck`]), [`session`] speaks the
 //! protocol, with [`scheduler`] (a pure state machine) choosing each block,
 //! [`source`] reading it and [`compress`] deciding whether to send it
-//! compressed; [`record`] and [`progress`] report what happened. The wire
+//! compressed; [`record`] and [`progress`] report what happened, and [`stop`] ends a
+//! push cleanly on a signal. The wire
 //! format itself is the `feedfs-protocol` crate.
 //!
 //! Learned prefetch: [`trace`] reads logs back (host records, device request
@@ -31,8 +32,8 @@ pub mod rate;
 pub mod record;
 pub mod scheduler;
 pub mod session;
-pub mod size;
 pub mod source;
+pub mod stop;
 pub mod summary;
 pub mod trace;
 pub mod usb;

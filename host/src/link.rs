@@ -5,18 +5,23 @@
 //! A link is a read side, a write side and the [`Peer`] at the other end.
 //! Both sides are plain unbuffered pipes, so a frame written with
 //! `write_all` leaves at once. With `--exec` the command runs under `sh -c`
-//! with its stdin and stdout piped and its stderr inherited, so the device's
-//! logs show. The device daemon stays mounted after a session, so the host
-//! never waits for it nor kills it; only after a broken link does it look
-//! (briefly) whether the command exited, to say so in the error. With
+//! with its stdin, stdout and stderr piped; a thread relays its stderr, line
+//! by line, to the host's own, so the device's logs show while the host
+//! runs. The device daemon stays mounted after a session, so the host never
+//! waits for it nor kills it, and never waits for the end of its stderr: a
+//! daemon that outlives the host keeps none of the host's descriptors, and
+//! `push 2>&1 | wc -l` ends with the push. Only after a broken link does
+//! the host look (briefly) whether the command exited, to say so in the
+//! error, with the command's last messages relayed first. With
 //! `--stdio` the descriptors are duplicated, so nothing goes through the
 //! standard library's stdout buffer, and stdout carries frames only.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 /// How long to wait for a device command to exit after the link broke.
@@ -33,8 +38,12 @@ pub struct Link {
 pub enum Peer {
     /// Whatever is connected to this process's stdin and stdout.
     Stdio,
-    /// A command this process started.
-    Command { child: Child, command: String },
+    /// A command this process started; `relayed` says when its stderr ended.
+    Command {
+        child: Child,
+        command: String,
+        relayed: Receiver<()>,
+    },
     /// A USB device.
     Usb,
 }
@@ -47,11 +56,12 @@ impl Link {
             .arg(command)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()?;
         let missing = || io::Error::other("the command's pipes were not set up");
         let write = child.stdin.take().ok_or_else(missing)?;
         let read = child.stdout.take().ok_or_else(missing)?;
+        let relayed = relay_stderr(child.stderr.take().ok_or_else(missing)?)?;
         grow_pipe(&write);
         grow_pipe(&read);
         Ok(Link {
@@ -60,6 +70,7 @@ impl Link {
             peer: Peer::Command {
                 child,
                 command: command.to_string(),
+                relayed,
             },
         })
     }
@@ -147,16 +158,42 @@ impl Peer {
     }
 
     /// A sentence on how the peer ended, for an error after a broken link.
+    /// When the command has exited, its last messages are relayed first.
     pub fn describe_end(&mut self) -> Option<String> {
         let status = self.exit_status(EXIT_GRACE);
-        let Peer::Command { command, .. } = self else {
+        let Peer::Command {
+            command, relayed, ..
+        } = self
+        else {
             return None;
         };
+        if status.is_some() {
+            let _ = relayed.recv_timeout(EXIT_GRACE);
+        }
         Some(match status {
             Some(s) => format!("device {} (command: {command})", describe_status(s)),
             None => format!("device command is still running (command: {command})"),
         })
     }
+}
+
+/// Copy the command's stderr to ours, a line at a time, on a thread of
+/// its own that nobody joins. The receiver hears when the command's stderr
+/// has ended (every process holding it has exited or let go of it).
+fn relay_stderr(from: ChildStderr) -> io::Result<Receiver<()>> {
+    let (ended, relayed) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("device-stderr".into())
+        .spawn(move || {
+            let mut from = BufReader::new(from);
+            let mut line = Vec::new();
+            while matches!(from.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                let _ = io::stderr().lock().write_all(&line);
+                line.clear();
+            }
+            let _ = ended.send(());
+        })?;
+    Ok(relayed)
 }
 
 /// `exited with status N` or `was killed by signal N`.
@@ -210,6 +247,16 @@ mod tests {
         // Closing its stdin lets it finish.
         drop(link.write);
         assert!(link.peer.exit_status(Duration::from_secs(10)).is_some());
+    }
+
+    #[test]
+    fn the_command_gets_a_pipe_for_stderr_not_ours() {
+        let mut link = Link::exec("readlink /proc/self/fd/2").unwrap();
+        let mut theirs = String::new();
+        link.read.read_to_string(&mut theirs).unwrap();
+        let ours = std::fs::read_link("/proc/self/fd/2").unwrap();
+        assert!(theirs.starts_with("pipe:["), "{theirs}");
+        assert_ne!(theirs.trim(), ours.to_string_lossy(), "our own stderr");
     }
 
     #[test]

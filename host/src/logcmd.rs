@@ -3,9 +3,8 @@
 //! [`learn`](crate::learn), [`plan`](crate::plan)) and print or write what
 //! they give.
 
-use std::io::Write;
-
 use anyhow::{bail, Context, Result};
+use feedfs_protocol::io::print_stdout;
 
 use crate::cli::{LogPlotArgs, LogShowArgs, PlanArgs};
 use crate::plan::Plan;
@@ -16,18 +15,17 @@ pub fn show(args: &LogShowArgs) -> Result<()> {
     let runs = read_log(&args.log)?;
     warn_torn(&runs);
     let summaries: Vec<_> = runs.iter().map(crate::summary::summarize).collect();
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &summaries)?;
-        writeln!(out)?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&summaries)? + "\n"
+    } else if summaries.is_empty() {
+        format!("{}: no runs recorded\n", args.log.display())
     } else {
-        if summaries.is_empty() {
-            writeln!(out, "{}: no runs recorded", args.log.display())?;
-        }
-        for s in &summaries {
-            write!(out, "{}", crate::summary::render(s, args.steps))?;
-        }
-    }
+        summaries
+            .iter()
+            .map(|s| crate::summary::render(s, args.steps))
+            .collect()
+    };
+    print_stdout(|out| out.write_all(text.as_bytes()))?;
     Ok(())
 }
 
@@ -53,7 +51,8 @@ pub fn plot(args: &LogPlotArgs) -> Result<()> {
 pub fn plan(args: &PlanArgs) -> Result<()> {
     if let Some(path) = &args.show {
         let plan = read_plan(path)?;
-        print!("{}", plan.render());
+        let text = plan.render();
+        print_stdout(|out| out.write_all(text.as_bytes()))?;
         return Ok(());
     }
     let Some(output) = &args.output else {

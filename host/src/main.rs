@@ -3,17 +3,26 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use anyhow::Context;
+use clap::CommandFactory;
 use env_logger::Env;
 
 use feedfs_host::cli::{Cli, Command, LogCommand};
+use feedfs_protocol::io::print_stdout;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    env_logger::Builder::from_env(Env::default().default_filter_or(cli.log_filter())).init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let signal = e
+                .downcast_ref::<feedfs_host::session::SessionError>()
+                .and_then(|e| e.signal());
+            if let Some(sig) = signal {
+                eprintln!("feedfs-host: {e:#}");
+                return ExitCode::from(feedfs_host::stop::exit_status(sig));
+            }
             eprintln!("feedfs-host: error: {e:#}");
             ExitCode::FAILURE
         }
@@ -23,24 +32,53 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Push(args) => feedfs_host::push(&args).map(|_| ()),
-        Command::Devices => {
-            let ctx = feedfs_host::usb::context()?;
-            let found = feedfs_host::usb::find(&ctx)?;
-            if found.is_empty() {
-                eprintln!("no feedfs device attached");
-            }
-            for f in found {
-                println!("{}", f.describe());
-            }
-            Ok(())
-        }
-        Command::UsbCheck { serial, seconds } => {
-            let report = feedfs_host::usbcheck::check(serial.as_deref(), seconds)?;
+        Command::Devices { json } => devices(json),
+        Command::UsbCheck { duration } => {
+            let report = feedfs_host::usbcheck::check(cli.serial.as_deref(), duration)?;
             anyhow::ensure!(report.failures == 0, "{} checks failed", report.failures);
             Ok(())
         }
         Command::Log(LogCommand::Show(args)) => feedfs_host::logcmd::show(&args),
         Command::Log(LogCommand::Plot(args)) => feedfs_host::logcmd::plot(&args),
         Command::Plan(args) => feedfs_host::logcmd::plan(&args),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "feedfs-host", &mut script);
+            Ok(print_stdout(|out| out.write_all(&script))?)
+        }
+        Command::Man { out_dir: None } => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            Ok(print_stdout(|out| out.write_all(&page))?)
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("cannot write the manual pages into {}", dir.display()))
+        }
     }
+}
+
+/// `feedfs-host devices`: one line per device, serial first, or a JSON
+/// array; nothing at all when none is attached (a note on stderr when
+/// there is not even a USB bus).
+fn devices(json: bool) -> anyhow::Result<()> {
+    use feedfs_host::usb;
+    let found = match usb::context() {
+        Ok(ctx) => usb::find(&ctx)?,
+        Err(e) if usb::is_no_bus(&e) => {
+            eprintln!("feedfs-host: {e}");
+            Vec::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let text = if json {
+        let list: Vec<_> = found.iter().map(usb::Found::json).collect();
+        format!("{}\n", serde_json::Value::Array(list))
+    } else {
+        found.iter().map(|f| f.line() + "\n").collect()
+    };
+    print_stdout(|out| out.write_all(text.as_bytes()))?;
+    Ok(())
 }

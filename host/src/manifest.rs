@@ -4,31 +4,51 @@
 //! Each PATH's basename becomes a top-level entry; directories are walked
 //! recursively in sorted byte order, each directory listed before its
 //! contents, so the same tree always gives the same manifest. Symlinks named
-//! on the command line are followed; symlinks and special files (sockets,
-//! fifos, devices) found inside directories are skipped with a warning.
-//! Non-UTF-8 names and duplicate top-level names are errors naming the path.
-//! Every entry goes through the protocol's [`ManifestBuilder`], so the host
-//! refuses before the session whatever the device would refuse.
+//! on the command line are followed. Inside directories, symlinks, special
+//! files (FIFOs, sockets, devices) and names that are not UTF-8 are left out
+//! with a warning (rate-limited) and listed in [`ServedSet::skipped`] for the
+//! push's summary; the wire format carries only files and directories with
+//! UTF-8 paths. Hard links are served once per name, each as a file of its
+//! own. A feedfs store (a directory holding `lock` and `files/`) anywhere in
+//! the pushed paths is refused at once, as are a non-UTF-8 name given on
+//! the command line and duplicate top-level names. Every entry goes through
+//! the protocol's [`ManifestBuilder`], so the host refuses before the
+//! session whatever the device would refuse.
 //!
-//! A file's identity is the 128-bit xxh3 of: its relative path (length, then
-//! bytes), its size, its modification time in nanoseconds, its inode number
-//! and the contents of its first and last 64 KiB. It changes whenever a file
-//! is rewritten, replaced or touched, so a device never resumes from blocks
-//! of an older version; it is a quick check, not a content hash of the whole
-//! file, which is why every block also carries its own CRC-32.
+//! A file's identity is the 128-bit xxh3 of its relative path (length, then
+//! bytes) and its size, then:
+//! - for a file of at most [`FULL_DIGEST_MAX`] bytes (128 KiB), its whole
+//!   content: the identity changes exactly when the bytes do, and touching
+//!   or chmod-ing such a file costs nothing;
+//! - for a larger file, its modification time and its status-change time
+//!   (ctime) in nanoseconds, its inode number and the contents of its first
+//!   and last 64 KiB. The ctime is what makes an edit in place that sets the
+//!   mtime back (`touch -d`, `touch -r`, `rsync --inplace -t`, reproducible
+//!   builds) a new identity: no call can set it back. So a device never
+//!   resumes from blocks of an older version; the price is that a `touch`,
+//!   `chmod` or `chown` of a large file makes the device fetch it again.
+//!
+//! The small-file digest costs no extra read: the two 64 KiB edges of such
+//! a file are its whole content. Every block also carries its own CRC-32,
+//! which guards the link, not the version.
 
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use feedfs_protocol::manifest::check_path;
+use feedfs_protocol::warn::WarnLimit;
 use feedfs_protocol::{EntryKind, FileId, ManifestBuilder, ManifestError, Message};
 use xxhash_rust::xxh3::Xxh3Default;
 
-/// How much of each end of a file goes into its identity.
+/// How much of each end of a large file goes into its identity.
 pub const IDENTITY_EDGE: u64 = 64 * 1024;
+
+/// Largest file whose identity is a digest of its whole content.
+pub const FULL_DIGEST_MAX: u64 = 2 * IDENTITY_EDGE;
 
 /// Why the served set could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +67,8 @@ pub enum WalkError {
     },
     #[error("{} is neither a regular file nor a directory", .0.display())]
     NotFileOrDir(PathBuf),
+    #[error("{} is a feedfs store (it holds lock and files/); a store is never pushed: leave it out of the paths, or keep it outside the tree you push", .0.display())]
+    Store(PathBuf),
     #[error("{} cannot be served: {reason}", .path.display())]
     Refused {
         path: PathBuf,
@@ -109,15 +131,55 @@ impl ServedEntry {
 pub struct Stamp {
     pub size: u64,
     pub mtime_ns: i128,
+    /// The status-change time, which no call can set back.
+    pub ctime_ns: i128,
     pub ino: u64,
 }
 
 impl Stamp {
     pub fn of(meta: &Metadata) -> Self {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
         Stamp {
             size: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
             ino: meta.ino(),
+        }
+    }
+}
+
+/// Why something found in a pushed directory is not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SkipReason {
+    Symlink,
+    Fifo,
+    Socket,
+    Device,
+    NonUtf8,
+}
+
+impl SkipReason {
+    /// `1 symlink`, `2 FIFOs`, `1 name not UTF-8`.
+    pub fn count(self, n: usize) -> String {
+        let (one, many) = match self {
+            SkipReason::Symlink => ("symlink", "symlinks"),
+            SkipReason::Fifo => ("FIFO", "FIFOs"),
+            SkipReason::Socket => ("socket", "sockets"),
+            SkipReason::Device => ("device file", "device files"),
+            SkipReason::NonUtf8 => ("name not UTF-8", "names not UTF-8"),
+        };
+        format!("{n} {}", if n == 1 { one } else { many })
+    }
+
+    fn warning(self) -> &'static str {
+        match self {
+            SkipReason::Symlink => "a symlink (not served until the wire format carries them)",
+            SkipReason::Fifo => "a FIFO",
+            SkipReason::Socket => "a socket",
+            SkipReason::Device => "a device file",
+            SkipReason::NonUtf8 => {
+                "its name is not UTF-8 (feedfs paths are UTF-8); rename it to serve it"
+            }
         }
     }
 }
@@ -128,6 +190,41 @@ pub struct ServedSet {
     pub entries: Vec<ServedEntry>,
     /// Sum of the file sizes.
     pub total_bytes: u64,
+    /// What the walk left out, in the order found.
+    pub skipped: Vec<(PathBuf, SkipReason)>,
+}
+
+impl ServedSet {
+    /// `left out 1 symlink, 2 FIFOs`, or `None` when nothing was.
+    pub fn left_out(&self) -> Option<String> {
+        let mut reasons: Vec<SkipReason> = self.skipped.iter().map(|s| s.1).collect();
+        reasons.sort();
+        let mut parts = Vec::new();
+        for r in reasons.chunk_by(|a, b| a == b) {
+            parts.push(r[0].count(r.len()));
+        }
+        (!parts.is_empty()).then(|| format!("left out {}", parts.join(", ")))
+    }
+}
+
+/// A path with control characters and bytes that are not UTF-8 escaped
+/// (`bad\xff`, `a\nb`), for messages.
+pub fn escape_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 impl ServedSet {
@@ -156,6 +253,7 @@ pub fn walk(paths: &[PathBuf], block_size: u32) -> Result<ServedSet, WalkError> 
         set: ServedSet::default(),
         builder: ManifestBuilder::new(),
         block_size,
+        warnings: WarnLimit::new(20, Duration::from_secs(1)),
     };
     let mut top: HashMap<String, &PathBuf> = HashMap::new();
     for path in paths {
@@ -175,6 +273,10 @@ pub fn walk(paths: &[PathBuf], block_size: u32) -> Result<ServedSet, WalkError> 
         } else {
             return Err(WalkError::NotFileOrDir(path.clone()));
         }
+    }
+    let held_back = w.warnings.take_held_back();
+    if held_back > 0 {
+        log::warn!("{held_back} more left out, not named here; the summary counts them");
     }
     let n = w.set.entries.len() as u32;
     let total = w.set.total_bytes;
@@ -210,6 +312,13 @@ struct Walker {
     set: ServedSet,
     builder: ManifestBuilder,
     block_size: u32,
+    warnings: WarnLimit,
+}
+
+/// Whether `dir` is a feedfs store: the daemon creates `lock` and `files/`
+/// in it before anything else (docs/store.md).
+fn is_store(dir: &Path) -> bool {
+    dir.join("lock").is_file() && dir.join("files").is_dir()
 }
 
 impl Walker {
@@ -226,7 +335,17 @@ impl Walker {
         Ok(())
     }
 
+    fn skip(&mut self, path: PathBuf, why: SkipReason) {
+        if self.warnings.check(Instant::now()).is_some() {
+            log::warn!("leaving out {}: {}", escape_path(&path), why.warning());
+        }
+        self.set.skipped.push((path, why));
+    }
+
     fn dir(&mut self, source: &Path, rel: String, meta: &Metadata) -> Result<(), WalkError> {
+        if is_store(source) {
+            return Err(WalkError::Store(source.to_path_buf()));
+        }
         self.push(ServedEntry {
             id: FileId(0),
             kind: EntryKind::Dir,
@@ -247,22 +366,27 @@ impl Walker {
         for child in children {
             let path = child.path();
             let Some(name) = child.file_name().to_str().map(str::to_string) else {
-                return Err(WalkError::NonUtf8(path));
+                self.skip(path, SkipReason::NonUtf8);
+                continue;
             };
             let rel = format!("{rel}/{name}");
             let ty = child.file_type().map_err(io_err(&path))?;
-            if ty.is_symlink() {
-                log::warn!("skipping symlink {}", path.display());
-            } else if ty.is_dir() {
+            if ty.is_dir() {
                 let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
                 self.dir(&path, rel, &meta)?;
             } else if ty.is_file() {
                 self.file(&path, rel)?;
             } else {
-                log::warn!(
-                    "skipping {}: not a regular file or directory",
-                    path.display()
-                );
+                let why = if ty.is_symlink() {
+                    SkipReason::Symlink
+                } else if ty.is_fifo() {
+                    SkipReason::Fifo
+                } else if ty.is_socket() {
+                    SkipReason::Socket
+                } else {
+                    SkipReason::Device
+                };
+                self.skip(path, why);
             }
         }
         Ok(())
@@ -293,9 +417,16 @@ pub fn identity(rel: &str, stamp: &Stamp, file: &File) -> io::Result<[u8; 16]> {
     h.update(&(rel.len() as u64).to_le_bytes());
     h.update(rel.as_bytes());
     h.update(&stamp.size.to_le_bytes());
+    if stamp.size <= FULL_DIGEST_MAX {
+        let mut buf = vec![0u8; stamp.size as usize];
+        file.read_exact_at(&mut buf, 0)?;
+        h.update(&buf);
+        return Ok(h.digest128().to_le_bytes());
+    }
     h.update(&stamp.mtime_ns.to_le_bytes());
+    h.update(&stamp.ctime_ns.to_le_bytes());
     h.update(&stamp.ino.to_le_bytes());
-    let edge = stamp.size.min(IDENTITY_EDGE);
+    let edge = IDENTITY_EDGE;
     let mut buf = vec![0u8; edge as usize];
     file.read_exact_at(&mut buf, 0)?;
     h.update(&buf);
@@ -375,6 +506,10 @@ mod tests {
         let set = walk(&[t.join("tree"), t.join("named")], 4096).unwrap();
         let got: Vec<_> = set.entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(got, vec!["tree", "tree/real", "named"]);
+        assert_eq!(
+            set.skipped,
+            vec![(t.join("tree/link"), SkipReason::Symlink)]
+        );
         assert_eq!(set.entries[2].size, 4);
         assert_eq!(set.entries[2].kind, EntryKind::File);
     }
@@ -394,21 +529,86 @@ mod tests {
     }
 
     #[test]
-    fn non_utf8_names_are_refused() {
+    fn non_utf8_names_inside_are_left_out_and_named_ones_refused() {
         let t = TempDir::new("utf8");
         let bad =
             t.0.join("tree")
                 .join(std::ffi::OsStr::from_bytes(b"bad\xff"));
-        fs::create_dir_all(t.join("tree")).unwrap();
+        t.write("tree/good", b"1");
         fs::write(&bad, b"x").unwrap();
-        let err = walk(&[t.join("tree")], 4096).unwrap_err();
+        let set = walk(&[t.join("tree")], 4096).unwrap();
+        let got: Vec<_> = set.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(got, vec!["tree", "tree/good"]);
+        assert_eq!(set.skipped, vec![(bad.clone(), SkipReason::NonUtf8)]);
+        assert_eq!(set.left_out().unwrap(), "left out 1 name not UTF-8");
         assert!(
-            matches!(err, WalkError::NonUtf8(ref p) if *p == bad),
-            "{err}"
+            escape_path(&bad).ends_with("tree/bad\\xff"),
+            "{}",
+            escape_path(&bad)
         );
-        assert!(err.to_string().contains("not valid UTF-8"));
         let err = walk(std::slice::from_ref(&bad), 4096).unwrap_err();
         assert!(matches!(err, WalkError::NonUtf8(_)), "{err}");
+        assert!(err.to_string().contains("not valid UTF-8"));
+    }
+
+    #[test]
+    fn fifos_and_sockets_are_left_out_and_counted() {
+        let t = TempDir::new("special");
+        t.write("tree/file", b"1");
+        let status = std::process::Command::new("mkfifo")
+            .arg(t.join("tree/fifo"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "mkfifo: {status}");
+        let _sock = std::os::unix::net::UnixListener::bind(t.join("tree/sock")).unwrap();
+        std::os::unix::fs::symlink("file", t.join("tree/link")).unwrap();
+        let set = walk(&[t.join("tree")], 4096).unwrap();
+        let got: Vec<_> = set.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(got, vec!["tree", "tree/file"]);
+        let why: Vec<_> = set.skipped.iter().map(|s| s.1).collect();
+        assert_eq!(
+            why,
+            vec![SkipReason::Fifo, SkipReason::Symlink, SkipReason::Socket]
+        );
+        assert_eq!(
+            set.left_out().unwrap(),
+            "left out 1 symlink, 1 FIFO, 1 socket"
+        );
+    }
+
+    #[test]
+    fn hard_links_are_served_once_per_name() {
+        let t = TempDir::new("hard");
+        let a = t.write("tree/a", &[5u8; 10_000]);
+        fs::hard_link(&a, t.join("tree/b")).unwrap();
+        let set = walk(&[t.join("tree")], 4096).unwrap();
+        let got: Vec<_> = set
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.size))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("tree", 0), ("tree/a", 10_000), ("tree/b", 10_000)]
+        );
+        assert!(set.skipped.is_empty());
+    }
+
+    #[test]
+    fn a_store_in_the_pushed_tree_is_refused_at_once() {
+        let t = TempDir::new("store");
+        t.write("tree/data", b"1");
+        t.write("tree/cache/store/lock", b"123\n");
+        fs::create_dir_all(t.join("tree/cache/store/files")).unwrap();
+        let err = walk(&[t.join("tree")], 4096).unwrap_err();
+        assert!(
+            matches!(err, WalkError::Store(ref p) if p.ends_with("cache/store")),
+            "{err}"
+        );
+        assert!(err.to_string().contains("is a feedfs store"), "{err}");
+        // A directory with only one of the two is not a store.
+        fs::remove_dir(t.join("tree/cache/store/files")).unwrap();
+        assert!(walk(&[t.join("tree")], 4096).is_ok());
     }
 
     #[test]
@@ -459,5 +659,48 @@ mod tests {
         fs::hard_link(&p, t.join("d/g")).unwrap();
         let g = walk(&[t.join("d/g")], 4096).unwrap().entries[0].identity;
         assert_ne!(touched, g);
+    }
+
+    #[test]
+    fn an_edit_in_the_middle_with_the_mtime_set_back_is_a_new_identity() {
+        let t = TempDir::new("ctime");
+        let p = t.write("f", &vec![1u8; 1 << 20]);
+        let ident = || walk(std::slice::from_ref(&p), 4096).unwrap().entries[0].identity;
+        let ctime = || Stamp::of(&fs::metadata(&p).unwrap()).ctime_ns;
+        let first = ident();
+        let (ctime0, mtime) = (ctime(), fs::metadata(&p).unwrap().modified().unwrap());
+        let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+        // The ctime moves on with the kernel's clock tick: write until it has.
+        loop {
+            f.write_all_at(&[2u8; 4096], 500_000).unwrap();
+            f.set_modified(mtime).unwrap();
+            if ctime() != ctime0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(f);
+        assert_eq!(fs::metadata(&p).unwrap().modified().unwrap(), mtime);
+        assert_ne!(first, ident());
+    }
+
+    #[test]
+    fn a_small_file_is_known_by_its_content_alone() {
+        let t = TempDir::new("small");
+        let p = t.write("f", &vec![1u8; FULL_DIGEST_MAX as usize]);
+        let ident = || walk(std::slice::from_ref(&p), 4096).unwrap().entries[0].identity;
+        let first = ident();
+        // Touched and chmod-ed: the same bytes, the same identity.
+        use std::os::unix::fs::PermissionsExt;
+        let f = fs::File::open(&p).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(first, ident());
+        // One byte in the middle changed, the mtime kept: a new identity.
+        let mtime = f.metadata().unwrap().modified().unwrap();
+        let w = fs::OpenOptions::new().write(true).open(&p).unwrap();
+        w.write_all_at(b"2", FULL_DIGEST_MAX / 2).unwrap();
+        w.set_modified(mtime).unwrap();
+        assert_ne!(first, ident());
     }
 }

@@ -3,13 +3,14 @@
 //! One line rewritten in place with `\r`, at most every
 //! [`REDRAW_INTERVAL`]: bytes sent of bytes to send, the rate, and how many
 //! demand requests were served. When stderr is not a terminal nothing is
-//! drawn. Times are passed in by the caller; [`line`] and [`summary`] are
-//! pure so tests can pin the text down.
+//! drawn. Either way a successful push ends with one [`summary`] line.
+//! Times are passed in by the caller; [`line`] and [`summary`] are pure so
+//! tests can pin the text down.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::size::format_bytes;
+use feedfs_protocol::units::format_bytes;
 
 /// Shortest time between two redraws.
 pub const REDRAW_INTERVAL: Duration = Duration::from_millis(200);
@@ -47,16 +48,42 @@ pub fn line(s: &Snapshot, elapsed: Duration) -> String {
     )
 }
 
-/// The closing one-line summary.
-pub fn summary(s: &Snapshot, elapsed: Duration) -> String {
-    format!(
-        "done: sent {} in {:.1} s ({:.1} MiB/s), {} demand{} served",
-        format_bytes(s.bytes_sent),
+/// What a finished push did, for its summary line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Files served.
+    pub files: u64,
+    /// Block data bytes sent.
+    pub bytes_sent: u64,
+    /// Blocks the device already held.
+    pub blocks_had: u64,
+    /// Demand messages answered.
+    pub demands: u64,
+    /// What the walk left out (`left out 1 symlink`), if anything.
+    pub left_out: Option<String>,
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The closing one-line summary:
+/// `pushed 3 files, 64.0 MiB sent in 1.2 s (53.3 MiB/s), 12 blocks already on the device, 2 demands served`.
+pub fn summary(o: &Outcome, elapsed: Duration) -> String {
+    let mut text = format!(
+        "pushed {}, {} sent in {:.1} s ({:.1} MiB/s), {} already on the device, {} served",
+        plural(o.files, "file", "files"),
+        format_bytes(o.bytes_sent),
         elapsed.as_secs_f64(),
-        rate(s.bytes_sent, elapsed),
-        s.demands,
-        if s.demands == 1 { "" } else { "s" }
-    )
+        rate(o.bytes_sent, elapsed),
+        plural(o.blocks_had, "block", "blocks"),
+        plural(o.demands, "demand", "demands"),
+    );
+    if let Some(left_out) = &o.left_out {
+        text.push_str("; ");
+        text.push_str(left_out);
+    }
+    text
 }
 
 /// Draws the progress line when enabled.
@@ -105,16 +132,14 @@ impl Progress {
         }
     }
 
-    /// Replace the line with the summary, if enabled.
-    pub fn finish(&mut self, now: Instant, s: &Snapshot) {
+    /// Replace the line with the summary, terminal or not.
+    pub fn finish(&mut self, now: Instant, o: &Outcome) {
         self.clear();
-        if self.enabled {
-            let _ = writeln!(
-                std::io::stderr(),
-                "feedfs-host: {}",
-                summary(s, now.duration_since(self.start))
-            );
-        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "feedfs-host: {}",
+            summary(o, now.duration_since(self.start))
+        );
     }
 }
 
@@ -139,9 +164,23 @@ mod tests {
             line(&s, Duration::from_secs(2)),
             "sent 3.0 MiB of 10.0 MiB at 1.5 MiB/s, 1 demand served"
         );
+        let mut o = Outcome {
+            files: 3,
+            bytes_sent: 3 << 20,
+            blocks_had: 12,
+            demands: 1,
+            left_out: None,
+        };
         assert_eq!(
-            summary(&s, Duration::from_millis(1500)),
-            "done: sent 3.0 MiB in 1.5 s (2.0 MiB/s), 1 demand served"
+            summary(&o, Duration::from_millis(1500)),
+            "pushed 3 files, 3.0 MiB sent in 1.5 s (2.0 MiB/s), 12 blocks already on the device, 1 demand served"
+        );
+        o.files = 1;
+        o.blocks_had = 1;
+        o.left_out = Some("left out 2 FIFOs".into());
+        assert_eq!(
+            summary(&o, Duration::from_secs(1)),
+            "pushed 1 file, 3.0 MiB sent in 1.0 s (3.0 MiB/s), 1 block already on the device, 1 demand served; left out 2 FIFOs"
         );
         let none = Snapshot::default();
         assert_eq!(
@@ -156,6 +195,6 @@ mod tests {
         let mut p = Progress::new(false, start);
         p.update(start, &Snapshot::default());
         assert_eq!(p.last, None);
-        p.finish(start, &Snapshot::default());
+        p.clear();
     }
 }

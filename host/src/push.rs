@@ -5,7 +5,9 @@
 //! A broken link with `--exec` is explained with the device command's exit
 //! status when it has exited; a successful push leaves the command running.
 //! With `--usb --wait` a broken link is a device that went away: the push
-//! waits for it and resumes.
+//! waits for it and resumes. A successful push ends with one summary line
+//! on stderr, terminal or not; SIGINT, SIGTERM and SIGHUP end it cleanly
+//! ([`crate::stop`]).
 
 use std::collections::HashSet;
 use std::io::IsTerminal;
@@ -17,9 +19,10 @@ use feedfs_protocol::FileId;
 use crate::cli::PushArgs;
 use crate::link::Link;
 use crate::manifest::{walk, ServedSet};
-use crate::progress::Progress;
+use crate::progress::{Outcome, Progress};
 use crate::record::Recorder;
 use crate::session::{Options, Session, Summary};
+use crate::stop::Stop;
 use crate::ziporder::zip_blocks;
 
 /// Smallest file looked at for a zip order.
@@ -70,6 +73,7 @@ fn first_ranges(args: &PushArgs, set: &ServedSet) -> Result<Vec<(FileId, u64, u6
 /// Run `feedfs-host push`; `Ok` only when the device reported `Complete`.
 pub fn push(args: &PushArgs) -> Result<Summary> {
     let start = Instant::now();
+    let stop = Stop::install().context("cannot set up signal handling")?;
     let set = walk(&args.paths, args.block_size)?;
     log::info!(
         "serving {} entries, {} files, {} bytes in blocks of {}",
@@ -97,6 +101,7 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
         rate: args.rate,
         stream: !args.no_stream,
         compress: args.compress,
+        handshake_timeout: args.handshake_timeout,
     };
     // With --usb --wait, a device that goes away is waited for and the
     // transfer resumes: the device's Have tells what it still lacks.
@@ -109,13 +114,24 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
         let result = Session::new(&set, options, &mut record, &mut progress, start)
             .with_plan(&plan)
             .context("the plan does not fit the files served")?
+            .with_stop(&stop)
             .run(read, write);
         progress.clear();
         if let Err(e) = record.flush() {
             log::warn!("could not finish the record file: {e}");
         }
         return match result {
-            Ok(summary) => Ok(summary),
+            Ok(summary) => {
+                let outcome = Outcome {
+                    files: set.files().count() as u64,
+                    bytes_sent: summary.bytes_sent,
+                    blocks_had: summary.blocks_had,
+                    demands: summary.counters.demands,
+                    left_out: set.left_out(),
+                };
+                progress.finish(Instant::now(), &outcome);
+                Ok(summary)
+            }
             Err(e) if e.is_link() && args.wait => {
                 eprintln!("feedfs-host: the device went away ({e}); waiting for it to come back");
                 continue;

@@ -16,16 +16,28 @@
 //! sends `StreamDone` once when nothing is left, keeps answering demands,
 //! and on `Complete` says `Goodbye` and returns. When the host gives up
 //! because of the device (a bad request, a version mismatch, a file that
-//! changed) it tells the device with an `Error` before returning.
+//! changed) it tells the device with an `Error` before returning; stopped
+//! by a signal ([`crate::stop`]) it says `Goodbye`.
+//!
+//! The handshake is bounded: a peer that sends no `Hello` within
+//! [`Options::handshake_timeout`], or sends more than [`PREAMBLE_MAX`]
+//! bytes that are not feedfs before it, is given up on with a message that
+//! quotes what it printed. A short banner before the `Hello` (a login
+//! message, an `echo`) is skipped with one warning. Damaged frames after
+//! the `Hello` are warned about at most a few times a second.
 
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use feedfs_protocol::io::{FrameReader, FrameWriter, ReadError};
+use feedfs_protocol::message::{is_zero, Encoding};
+use feedfs_protocol::warn::{held_back_note, WarnLimit};
 use feedfs_protocol::{
     block_len, BlockRange, ErrorCode, FileId, FrameError, Message, MessageType, Recovery, Role,
-    VERSION,
+    MAGIC, VERSION,
 };
 
 use crate::compress::{Compressor, Mode, Policy};
@@ -35,6 +47,7 @@ use crate::rate::RateLimit;
 use crate::record::Recorder;
 use crate::scheduler::{Counters, Kind, Scheduler};
 use crate::source::{Source, SourceError};
+use crate::stop::{signal_name, Stop};
 
 /// How long to look for the device's last words after a write to it failed.
 const LAST_WORDS: Duration = Duration::from_millis(200);
@@ -66,6 +79,23 @@ pub enum SessionError {
     Record(io::Error),
     #[error("cannot start the link reader thread: {0}")]
     Thread(io::Error),
+    #[error("the peer is not speaking feedfs: before any Hello it sent {bytes} bytes of something else, starting with {quote}; the device side must be `feedfs-device mount … --stdio` with nothing else writing to its stdout")]
+    NotFeedfs { bytes: u64, quote: String },
+    #[error("no Hello from the device within {}s ({}); is the device side `feedfs-device mount … --stdio`? A slow start (an ssh asking for a password) needs a longer --handshake-timeout", .waited.as_secs_f64(), describe_preamble(*.bytes, .quote))]
+    NoHello {
+        waited: Duration,
+        bytes: u64,
+        quote: String,
+    },
+    #[error("stopped by {}", signal_name(*.0))]
+    Interrupted(i32),
+}
+
+fn describe_preamble(bytes: u64, quote: &str) -> String {
+    match bytes {
+        0 => "it sent nothing".to_string(),
+        n => format!("it sent {n} bytes that are not feedfs, starting with {quote}"),
+    }
 }
 
 impl SessionError {
@@ -80,6 +110,14 @@ impl SessionError {
         )
     }
 
+    /// The signal that stopped the session, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        match self {
+            SessionError::Interrupted(sig) => Some(*sig),
+            _ => None,
+        }
+    }
+
     /// The error code to tell the device, when the device should be told.
     fn code_for_device(&self) -> Option<ErrorCode> {
         match self {
@@ -89,7 +127,10 @@ impl SessionError {
             SessionError::Source(_) | SessionError::Record(_) | SessionError::Thread(_) => {
                 Some(ErrorCode::Internal)
             }
-            SessionError::LinkClosed
+            SessionError::NotFeedfs { .. }
+            | SessionError::NoHello { .. }
+            | SessionError::Interrupted(_)
+            | SessionError::LinkClosed
             | SessionError::ReadFailed(_)
             | SessionError::SendFailed(_)
             | SessionError::Truncated(_)
@@ -160,23 +201,124 @@ impl From<Message<'_>> for DeviceMsg {
     }
 }
 
-/// What the reader thread reports.
+/// What the reader thread (or a signal) reports.
 #[derive(Debug)]
 pub enum Event {
     Msg(DeviceMsg),
     /// The reader stopped: `None` at a clean end of stream.
     End(Option<ReadError>),
+    /// The peer sent [`PREAMBLE_MAX`] bytes without a Hello, some of them not feedfs.
+    NotFeedfs {
+        bytes: u64,
+        quote: String,
+    },
+    /// SIGINT, SIGTERM or SIGHUP arrived ([`crate::stop`]).
+    Signal(i32),
+}
+
+/// Most bytes a peer may send before its Hello when some are not feedfs:
+/// far more than a login banner, far less than a program printing in a loop.
+pub const PREAMBLE_MAX: u64 = 64 * 1024;
+
+/// Bytes of the peer's first output kept to quote.
+const PREAMBLE_HEAD: usize = 256;
+
+/// What the peer sent before its Hello.
+#[derive(Debug, Default)]
+pub struct Preamble {
+    pub bytes: u64,
+    pub head: Vec<u8>,
+    /// The Hello came: nothing more is counted.
+    pub done: bool,
+}
+
+impl Preamble {
+    /// What came before the first thing that looks like a frame.
+    fn quote(&self) -> String {
+        let end = self
+            .head
+            .windows(MAGIC.len())
+            .position(|w| w == MAGIC)
+            .unwrap_or(self.head.len());
+        quote(
+            &self.head[..end],
+            self.bytes > end as u64 && end == self.head.len(),
+        )
+    }
+}
+
+/// Bytes a peer printed, for a message: as text (escaped) when they are
+/// text, else in hex; `…` when there was more.
+pub fn quote(bytes: &[u8], more: bool) -> String {
+    const TEXT_MAX: usize = 120;
+    let chunks: Vec<_> = bytes.utf8_chunks().collect();
+    // Text, but for a character cut at the end of what was kept.
+    let text = chunks.iter().enumerate().all(|(i, c)| {
+        (c.invalid().is_empty() || (i + 1 == chunks.len() && c.invalid().len() < 4))
+            && !c.valid().contains('\0')
+    });
+    let (mut out, cut) = if text {
+        let valid: String = chunks.iter().map(|c| c.valid()).collect();
+        let escaped: String = valid.chars().flat_map(char::escape_debug).collect();
+        let cut = escaped.chars().count() > TEXT_MAX;
+        let kept: String = escaped.chars().take(TEXT_MAX).collect();
+        (format!("\"{kept}\""), cut)
+    } else {
+        let hex: Vec<String> = bytes.iter().take(32).map(|b| format!("{b:02x}")).collect();
+        (format!("bytes {}", hex.join(" ")), bytes.len() > 32)
+    };
+    if more || cut {
+        out.push('…');
+    }
+    out
+}
+
+/// The link's read side, counting and keeping what arrives before the Hello.
+struct Watched<R> {
+    inner: R,
+    preamble: Arc<Mutex<Preamble>>,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Ok(mut p) = self.preamble.lock() {
+            if !p.done {
+                p.bytes += n as u64;
+                let room = PREAMBLE_HEAD.saturating_sub(p.head.len()).min(n);
+                p.head.extend_from_slice(&buf[..room]);
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// The reader thread's loop: decode frames until the link ends or nobody listens.
-pub fn read_events(read: impl Read, tx: Sender<Event>) {
-    let mut reader = FrameReader::new(read);
+pub fn read_events(read: impl Read, tx: Sender<Event>, preamble: Arc<Mutex<Preamble>>) {
+    let mut reader = FrameReader::new(Watched {
+        inner: read,
+        preamble: preamble.clone(),
+    });
+    let mut damaged = WarnLimit::new(5, Duration::from_secs(1));
+    // Damaged frames before the Hello: a banner, or not feedfs at all.
+    let mut noise = 0u64;
     loop {
         let event = match reader.next_frame() {
             Ok(Some(frame)) => match Message::parse(frame) {
-                Ok(m) => Event::Msg(m.into()),
+                Ok(m) => {
+                    if let Message::Hello { .. } = m {
+                        hello_came(&preamble, noise);
+                        noise = 0;
+                    }
+                    Event::Msg(m.into())
+                }
                 Err(e) => {
-                    log::warn!("ignoring a malformed message from the device: {e}");
+                    if let Some(n) = damaged.check(Instant::now()) {
+                        log::warn!(
+                            "ignoring a malformed message from the device: {e}{}",
+                            held_back_note(n)
+                        );
+                    }
                     continue;
                 }
             },
@@ -184,16 +326,87 @@ pub fn read_events(read: impl Read, tx: Sender<Event>) {
             Err(ReadError::Frame(e))
                 if matches!(e.recovery(), Recovery::Skip | Recovery::Resync) =>
             {
-                log::warn!("ignoring a damaged frame from the device: {e}");
-                continue;
+                let before_hello = preamble
+                    .lock()
+                    .map(|p| (!p.done).then(|| (p.bytes, p.quote())));
+                match before_hello {
+                    Ok(Some((bytes, quote))) => {
+                        noise += 1;
+                        if bytes <= PREAMBLE_MAX {
+                            continue;
+                        }
+                        Event::NotFeedfs { bytes, quote }
+                    }
+                    _ => {
+                        if let Some(n) = damaged.check(Instant::now()) {
+                            log::warn!(
+                                "ignoring a damaged frame from the device: {e}{}",
+                                held_back_note(n)
+                            );
+                        }
+                        continue;
+                    }
+                }
             }
             Err(e) => Event::End(Some(e)),
         };
-        let end = matches!(event, Event::End(_));
+        let end = matches!(event, Event::End(_) | Event::NotFeedfs { .. });
         if tx.send(event).is_err() || end {
             return;
         }
     }
+}
+
+/// How long past the handshake timeout a session may stay stuck without a Hello.
+const STUCK_GRACE: Duration = Duration::from_secs(2);
+
+/// Set when the session it watches is over.
+struct Over(Arc<AtomicBool>);
+
+impl Drop for Over {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// End the process when the session is still without a Hello
+/// [`STUCK_GRACE`] past its handshake timeout. The session's own loop
+/// bounds every wait but one: writing the manifest to a peer that reads
+/// nothing (a manifest larger than the pipe holds), which blocks.
+fn watch_handshake(preamble: Arc<Mutex<Preamble>>, timeout: Duration) -> Over {
+    let over = Arc::new(AtomicBool::new(false));
+    let seen = over.clone();
+    let spawned = std::thread::Builder::new()
+        .name("handshake-watch".into())
+        .spawn(move || {
+            std::thread::sleep(timeout + STUCK_GRACE);
+            let hello = preamble.lock().map_or(true, |p| p.done);
+            if !hello && !seen.load(Ordering::SeqCst) {
+                eprintln!(
+                    "feedfs-host: error: no Hello from the device within {}s, and it reads \
+                     nothing the host sends; is the device side `feedfs-device mount … --stdio`?",
+                    timeout.as_secs_f64()
+                );
+                std::process::exit(1);
+            }
+        });
+    if let Err(e) = spawned {
+        log::debug!("no handshake watch: {e}");
+    }
+    Over(over)
+}
+
+/// The Hello arrived: stop counting, and say once what came before it.
+fn hello_came(preamble: &Mutex<Preamble>, noise: u64) {
+    let Ok(mut p) = preamble.lock() else { return };
+    if !p.done && noise > 0 {
+        log::warn!(
+            "the device side printed {} before its Hello; skipped (nothing but feedfs \
+             should reach its stdout)",
+            p.quote()
+        );
+    }
+    p.done = true;
 }
 
 /// How long the background stream holds back after a demand. Readers of a
@@ -216,6 +429,8 @@ pub struct Options {
     pub stream: bool,
     /// When to send blocks LZ4-compressed (`--compress`).
     pub compress: Mode,
+    /// How long to wait for the device's Hello (`--handshake-timeout`).
+    pub handshake_timeout: Duration,
 }
 
 /// What a successful session did.
@@ -226,6 +441,8 @@ pub struct Summary {
     pub bytes_sent: u64,
     /// Blocks the device reported holding at the end.
     pub device_blocks: u64,
+    /// Blocks the device said it held before any was sent.
+    pub blocks_had: u64,
 }
 
 /// One session; see the module documentation.
@@ -246,6 +463,10 @@ pub struct Session<'a> {
     rate: Option<RateLimit>,
     block_size: u64,
     compress: Compressor,
+    blocks_had: u64,
+    handshake_timeout: Duration,
+    preamble: Arc<Mutex<Preamble>>,
+    stop: Option<&'a Stop>,
 }
 
 impl<'a> Session<'a> {
@@ -283,7 +504,17 @@ impl<'a> Session<'a> {
             rate: options.rate.map(|r| RateLimit::new(r, block_size, start)),
             block_size: u64::from(block_size),
             compress: Compressor::new(Policy::new(options.compress, options.rate)),
+            blocks_had: 0,
+            handshake_timeout: options.handshake_timeout,
+            preamble: Arc::default(),
+            stop: None,
         }
+    }
+
+    /// Stop with [`SessionError::Interrupted`] when `stop` sees a signal.
+    pub fn with_stop(mut self, stop: &'a Stop) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// Stream these ranges (file, first block, count) first, in this
@@ -303,15 +534,24 @@ impl<'a> Session<'a> {
         W: Write,
     {
         let (tx, rx) = mpsc::channel();
+        let _signals = self.stop.map(|s| s.attach(tx.clone()));
+        let _watch = watch_handshake(self.preamble.clone(), self.handshake_timeout);
+        let preamble = self.preamble.clone();
         std::thread::Builder::new()
             .name("link-reader".into())
-            .spawn(move || read_events(read, tx))
+            .spawn(move || read_events(read, tx, preamble))
             .map_err(SessionError::Thread)?;
         let mut w = FrameWriter::new(write);
         match self.serve(&mut w, &rx) {
             Ok(()) => {}
             Err(SessionError::SendFailed(e)) => {
                 return Err(last_words(&rx).unwrap_or(SessionError::SendFailed(e)))
+            }
+            Err(e @ SessionError::Interrupted(_)) => {
+                if let Err(we) = w.send(&Message::Goodbye).and_then(|()| w.flush()) {
+                    log::debug!("could not say goodbye: {we}");
+                }
+                return Err(e);
             }
             Err(e) => {
                 if let Some(code) = e.code_for_device() {
@@ -336,11 +576,12 @@ impl<'a> Session<'a> {
             .done(t, counters.sent())
             .and_then(|()| self.record.flush())
             .map_err(SessionError::Record)?;
-        self.progress.finish(Instant::now(), &self.snapshot());
+        self.progress.clear();
         Ok(Summary {
             counters,
             bytes_sent: self.bytes_sent,
             device_blocks: self.complete.unwrap_or(0),
+            blocks_had: self.blocks_had,
         })
     }
 
@@ -368,7 +609,21 @@ impl<'a> Session<'a> {
             self.set.entries.len(),
             self.set.total_bytes
         );
+        let hello_by = Instant::now() + self.handshake_timeout;
         loop {
+            if !self.hello {
+                let left = hello_by.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(self.no_hello());
+                }
+                flush(w)?;
+                match rx.recv_timeout(left) {
+                    Ok(event) => self.handle(event)?,
+                    Err(RecvTimeoutError::Timeout) => return Err(self.no_hello()),
+                    Err(RecvTimeoutError::Disconnected) => return Err(SessionError::LinkClosed),
+                }
+                continue;
+            }
             // Stop at Complete: what follows it (a hang-up) does not matter.
             while self.complete.is_none() {
                 match rx.try_recv() {
@@ -430,6 +685,18 @@ impl<'a> Session<'a> {
         }
     }
 
+    fn no_hello(&self) -> SessionError {
+        let (bytes, quote) = match self.preamble.lock() {
+            Ok(p) => (p.bytes, p.quote()),
+            Err(_) => (0, String::new()),
+        };
+        SessionError::NoHello {
+            waited: self.handshake_timeout,
+            bytes,
+            quote,
+        }
+    }
+
     fn t_us(&self) -> u64 {
         self.start
             .elapsed()
@@ -458,7 +725,14 @@ impl<'a> Session<'a> {
         // The block's CRC is of its bytes as stored, whatever the encoding.
         let crc = crc32fast::hash(data);
         let len = data.len() as u64;
-        let (encoding, data) = self.compress.encode(data);
+        // A block of zeros goes without data, and tells the compression
+        // policy nothing about the link or the data.
+        let zero = is_zero(data);
+        let (encoding, data) = if zero {
+            (Encoding::Zero, &[][..])
+        } else {
+            self.compress.encode(data)
+        };
         let wire = data.len() as u64;
         let t1 = Instant::now();
         send(
@@ -472,8 +746,10 @@ impl<'a> Session<'a> {
             },
         )?;
         let t2 = Instant::now();
-        self.compress
-            .sent(t1 - t0, t2 - t1, len as usize, wire as usize);
+        if !zero {
+            self.compress
+                .sent(t1 - t0, t2 - t1, len as usize, wire as usize);
+        }
         self.bytes_sent += len;
         // The rate limit is on the link: what went on it.
         if let Some(r) = &mut self.rate {
@@ -504,6 +780,10 @@ impl<'a> Session<'a> {
                     e => SessionError::Frame(e),
                 })
             }
+            Event::NotFeedfs { bytes, quote } => {
+                return Err(SessionError::NotFeedfs { bytes, quote })
+            }
+            Event::Signal(sig) => return Err(SessionError::Interrupted(sig)),
         };
         if !self.hello {
             return match msg {
@@ -531,6 +811,7 @@ impl<'a> Session<'a> {
                     .on_have(file, &ranges)
                     .map_err(|e| SessionError::Protocol(format!("device sent a bad Have: {e}")))?;
                 let blocks = ranges.iter().map(|r| r.count).sum();
+                self.blocks_had += blocks;
                 let t = self.t_us();
                 self.record
                     .have(t, file, blocks)
@@ -626,9 +907,9 @@ fn last_words(rx: &Receiver<Event>) -> Option<SessionError> {
                 return Some(SessionError::Device { code, text })
             }
             Ok(Event::Msg(_)) => {}
-            Ok(Event::End(_)) | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                return None
-            }
+            Ok(Event::Signal(sig)) => return Some(SessionError::Interrupted(sig)),
+            Ok(Event::End(_) | Event::NotFeedfs { .. })
+            | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! unbound or reset) ends the link with [`io::ErrorKind::ConnectionAborted`].
 
 use std::io::{self, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,28 @@ pub struct Found {
 }
 
 impl Found {
+    /// One line of `feedfs-host devices`: serial, bus, address and speed,
+    /// tab-separated (`SERIAL\t1\t4\thigh speed (480 Mbit/s)`).
+    pub fn line(&self) -> String {
+        format!(
+            "{}\t{}\t{}\t{}",
+            self.serial.as_deref().unwrap_or("(unreadable)"),
+            self.bus,
+            self.address,
+            speed_name(self.speed)
+        )
+    }
+
+    /// The same as a JSON object; `serial` is null when it could not be read.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "serial": self.serial,
+            "bus": self.bus,
+            "address": self.address,
+            "speed": speed_name(self.speed),
+        })
+    }
+
     /// `bus 1 address 4, serial X, high speed (480 Mbit/s)`.
     pub fn describe(&self) -> String {
         format!(
@@ -329,7 +352,27 @@ pub fn transfer(
 
 /// A fresh libusb context.
 pub fn context() -> io::Result<Context> {
-    Context::new().map_err(|e| io::Error::other(format!("cannot start libusb: {e}")))
+    Context::new().map_err(|e| {
+        if Path::new(USB_BUS).exists() {
+            io::Error::other(format!("cannot start libusb: {e}"))
+        } else {
+            io::Error::new(io::ErrorKind::NotFound, NO_BUS)
+        }
+    })
+}
+
+/// Where Linux shows the USB buses; a container without USB has none.
+pub const USB_BUS: &str = "/dev/bus/usb";
+
+/// What to say when there is no USB bus to look at.
+pub const NO_BUS: &str = "this machine shows no USB bus (/dev/bus/usb does not exist: \
+     a container, or a system without USB); plug the device into a machine with USB, \
+     give the container the bus (docker run --device /dev/bus/usb), or use a pipe \
+     instead: push --exec 'adb shell feedfs-device mount … --stdio' or --stdio";
+
+/// Whether an error from [`context`] means there is no USB bus at all.
+pub fn is_no_bus(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound && e.to_string() == NO_BUS
 }
 
 /// The one device to use: the one with `serial` if given, else the only one.

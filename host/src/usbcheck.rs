@@ -41,12 +41,12 @@ pub struct Report {
 }
 
 /// Run the check on the device with `serial` (or the only one).
-pub fn check(serial: Option<&str>, seconds: f64) -> anyhow::Result<Report> {
+pub fn check(serial: Option<&str>, stream_for: Duration) -> anyhow::Result<Report> {
     let ctx = usb::context()?;
     let found = usb::pick(usb::find(&ctx)?, serial)
         .map_err(anyhow::Error::msg)?
         .context("no feedfs device attached (is feedfs-device usb-check running on it?)")?;
-    println!("device: {}", found.describe());
+    say(&format!("device: {}", found.describe()))?;
     let usb = usb::claim(&found)?;
     let packet = found.packet_out;
     let never = AtomicBool::new(false);
@@ -70,16 +70,19 @@ pub fn check(serial: Option<&str>, seconds: f64) -> anyhow::Result<Report> {
             }
         );
         match result {
-            Ok(n) if buf[..n] == data[..] => {
-                println!("{line} ok, {:.2} ms", t0.elapsed().as_secs_f64() * 1e3)
-            }
+            Ok(n) if buf[..n] == data[..] => say(&format!(
+                "{line} ok, {:.2} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            ))?,
             Ok(n) => {
                 failures += 1;
-                println!("{line} FAIL: {n} bytes came back, not the {size} sent");
+                say(&format!(
+                    "{line} FAIL: {n} bytes came back, not the {size} sent"
+                ))?;
             }
             Err(e) => {
                 failures += 1;
-                println!("{line} FAIL: {e}");
+                say(&format!("{line} FAIL: {e}"))?;
             }
         }
     }
@@ -87,7 +90,7 @@ pub fn check(serial: Option<&str>, seconds: f64) -> anyhow::Result<Report> {
     // The raw rate: the same transfers a push makes, as fast as they go.
     transfer(&usb.handle, found.ep_out, b"S", packet, &never)?;
     let chunk = vec![0u8; TRANSFER_SIZE];
-    let limit = Duration::from_secs_f64(seconds);
+    let limit = stream_for;
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed() < limit {
@@ -106,18 +109,25 @@ pub fn check(serial: Option<&str>, seconds: f64) -> anyhow::Result<Report> {
     let got = u64::from_le_bytes(buf[1..9].try_into().expect("9 bytes"));
     if got != sent {
         failures += 1;
-        println!("raw bulk: FAIL: sent {sent} bytes, the device counted {got}");
+        say(&format!(
+            "raw bulk: FAIL: sent {sent} bytes, the device counted {got}"
+        ))?;
     }
     let rate = sent as f64 / elapsed;
-    println!(
+    say(&format!(
         "raw bulk: {:.1} MB/s ({} MiB in {:.2} s, transfers of {} KiB)",
         rate / 1e6,
         sent >> 20,
         elapsed,
         TRANSFER_SIZE >> 10
-    );
+    ))?;
     transfer(&usb.handle, found.ep_out, b"Q", packet, &never)?;
     Ok(Report { failures, rate })
+}
+
+/// One line of the report on stdout (dropped once stdout is closed).
+fn say(line: &str) -> io::Result<()> {
+    feedfs_protocol::io::print_stdout(|out| writeln!(out, "{line}"))
 }
 
 /// One whole transfer from the device, within `limit`.

@@ -252,6 +252,7 @@ fn compress_lz4_sends_lz4_frames_that_decode_to_the_files_bytes() {
                         );
                     }
                     Encoding::Raw => raw += 1,
+                    Encoding::Zero => panic!("neither file has a block of zeros"),
                 }
                 wire += data.len();
                 let block = decode_block(encoding, data, len, &mut plain).unwrap();

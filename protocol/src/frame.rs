@@ -24,8 +24,9 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 
 /// The four bytes every frame starts with.
 pub const MAGIC: [u8; 4] = *b"FDFS";
-/// The protocol version this build speaks (2: Block data may be LZ4).
-pub const VERSION: u8 = 2;
+/// The protocol version this build speaks (2: Block data may be LZ4; 3: a
+/// block of zeros is sent without data).
+pub const VERSION: u8 = 3;
 /// Length of the frame header.
 pub const HEADER_LEN: usize = 16;
 /// Largest payload a frame may carry: one block of the largest block size plus its header.
@@ -345,7 +346,7 @@ mod tests {
     #[test]
     fn fixed_header_bytes() {
         let f = frame(0x0b, &[0]);
-        assert_eq!(&f[..12], b"FDFS\x02\x0b\x00\x00\x01\x00\x00\x00");
+        assert_eq!(&f[..12], b"FDFS\x03\x0b\x00\x00\x01\x00\x00\x00");
         let crc = crc32fast::hash(&[&f[..12], &[0u8][..]].concat());
         assert_eq!(LE::read_u32(&f[12..16]), crc);
         let checked = Frame::new_checked(&f[..]).unwrap();

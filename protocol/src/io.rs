@@ -201,6 +201,17 @@ impl<F: FnMut(&mut Vec<u8>) -> io::Result<usize>> Read for TransferReader<F> {
     }
 }
 
+/// Write a command's output to stdout through `f`, then flush. A reader
+/// that stopped early (`status | head -1`) is not an error: the rest is
+/// dropped and `Ok` returned, as a command line tool is expected to do.
+pub fn print_stdout(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match f(&mut out).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

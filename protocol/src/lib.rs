@@ -13,6 +13,9 @@
 //! descriptors. The format is described byte by byte in `docs/protocol.md`.
 //! [`reqlog`] is the device's request log format (`docs/store.md`), shared
 //! by the device that writes it and the host that reads copies of it.
+//! [`units`] reads and writes the sizes and durations of both command
+//! lines, so the two binaries accept the same things. [`warn`] limits
+//! repeated warnings on both sides.
 #![deny(unsafe_code)]
 
 pub mod decoder;
@@ -21,7 +24,9 @@ pub mod io;
 pub mod manifest;
 pub mod message;
 pub mod reqlog;
+pub mod units;
 pub mod usb;
+pub mod warn;
 
 pub use decoder::Decoder;
 pub use frame::{FrameError, Recovery, HEADER_LEN, MAGIC, MAX_PAYLOAD, VERSION};

@@ -8,10 +8,11 @@
 //! is a [`ParseError::BadValue`], never a panic. `docs/protocol.md` gives
 //! each layout byte by byte.
 //!
-//! A Block's data is carried as it is on the wire: raw, or compressed in
-//! the LZ4 block format ([`Encoding`]). [`decode_block`] turns it back into
-//! the block's bytes, bounded by the length the receiver expects from the
-//! manifest, never by anything the sender says.
+//! A Block's data is carried as it is on the wire: raw, compressed in the
+//! LZ4 block format, or not at all for a block of zeros ([`Encoding`]).
+//! [`decode_block`] turns it back into the block's bytes, bounded by the
+//! length the receiver expects from the manifest, never by anything the
+//! sender says.
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
@@ -151,6 +152,9 @@ pub enum Encoding {
     /// The block's bytes compressed in the LZ4 block format, without a
     /// size prefix: the receiver knows the block's length from the manifest.
     Lz4 = 1,
+    /// Every byte of the block is zero; no data is sent (the block's length
+    /// is the manifest's).
+    Zero = 2,
 }
 
 impl TryFrom<u8> for Encoding {
@@ -159,6 +163,7 @@ impl TryFrom<u8> for Encoding {
         match v {
             0 => Ok(Encoding::Raw),
             1 => Ok(Encoding::Lz4),
+            2 => Ok(Encoding::Zero),
             other => Err(other),
         }
     }
@@ -171,6 +176,20 @@ pub enum DecodeError {
     Damaged(String),
     #[error("its LZ4 data decodes to {got} bytes, the block has {expected}")]
     Length { got: usize, expected: usize },
+    #[error("it is a block of zeros but carries {0} bytes of data")]
+    ZeroWithData(usize),
+}
+
+/// Whether every byte of `data` is zero: such a block goes as
+/// [`Encoding::Zero`], and the device keeps it as a hole.
+pub fn is_zero(data: &[u8]) -> bool {
+    // Whole words at a time: OR-ing a chunk vectorises, and most blocks
+    // that are not zero show it in their first chunk.
+    let mut chunks = data.chunks_exact(64);
+    let words_zero = chunks
+        .by_ref()
+        .all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0);
+    words_zero && chunks.remainder().iter().all(|&b| b == 0)
 }
 
 /// The bytes of a block whose data arrived with `encoding`, the block being
@@ -180,8 +199,9 @@ pub enum DecodeError {
 /// data is decoded into `scratch`, which is reused from call to call and
 /// never grows past `expected` (itself capped at [`crate::MAX_BLOCK_SIZE`]):
 /// data that would decode to more, or to less, is an error, as is data that
-/// is not valid LZ4. CRC-32 checks are the caller's: a Block's `crc` is over
-/// the bytes returned here.
+/// is not valid LZ4. A zero block is `expected` zeros in `scratch` (data
+/// with it is an error, which the parser already refuses). CRC-32 checks
+/// are the caller's: a Block's `crc` is over the bytes returned here.
 pub fn decode_block<'d>(
     encoding: Encoding,
     data: &'d [u8],
@@ -198,6 +218,12 @@ pub fn decode_block<'d>(
             if got != expected {
                 return Err(DecodeError::Length { got, expected });
             }
+            Ok(&scratch[..])
+        }
+        Encoding::Zero if !data.is_empty() => Err(DecodeError::ZeroWithData(data.len())),
+        Encoding::Zero => {
+            scratch.clear();
+            scratch.resize(expected.min(crate::MAX_BLOCK_SIZE as usize), 0);
             Ok(&scratch[..])
         }
     }
@@ -247,8 +273,9 @@ pub enum Message<'a> {
         count: u32,
     },
     /// One block of data with the CRC-32 of its content (host to device).
-    /// `data` is as it is on the wire, in `encoding`; `crc` is the CRC-32 of
-    /// the block's bytes (after decoding, see [`decode_block`]).
+    /// `data` is as it is on the wire, in `encoding` (empty for a zero
+    /// block); `crc` is the CRC-32 of the block's bytes (after decoding, see
+    /// [`decode_block`]).
     Block {
         file: FileId,
         index: u64,
@@ -475,7 +502,9 @@ impl<'a> Message<'a> {
                     Encoding::try_from(encoding).map_err(|v| c.bad("encoding", v.into()))?;
                 c.take(3)?;
                 let data = c.rest();
-                if data.len() > crate::MAX_BLOCK_SIZE as usize {
+                if data.len() > crate::MAX_BLOCK_SIZE as usize
+                    || (encoding == Encoding::Zero && !data.is_empty())
+                {
                     return Err(c.bad("data length", data.len() as u64));
                 }
                 Message::Block {
@@ -529,7 +558,8 @@ impl<'a> Message<'a> {
     /// that is not its data's CRC therefore yields a frame that fails its
     /// checksum. An LZ4 Block's `crc` is that of the block before
     /// compression, so the frame checksum hashes the compressed data (one
-    /// pass over the smaller bytes).
+    /// pass over the smaller bytes); a zero Block's `crc` is that of its
+    /// zeros, and its frame has no data to hash.
     pub fn emit(&self, out: &mut Vec<u8>) {
         out.reserve(frame::HEADER_LEN + self.buffer_len());
         let ty = self.message_type() as u8;
@@ -687,12 +717,12 @@ mod tests {
         vector(
             Message::Hello {
                 role: Role::Device,
-                min_version: 2,
-                max_version: 2,
+                min_version: 3,
+                max_version: 3,
                 agent: "fd",
             },
             0x01,
-            &[2, 2, 2, 0, 2, 0, b'f', b'd'],
+            &[2, 3, 3, 0, 2, 0, b'f', b'd'],
         );
         vector(
             Message::Entry {
@@ -778,6 +808,21 @@ mod tests {
                 b'b', 2, 0, 0x60, b'a', b'b', b'a', b'b', b'a', b'b',
             ],
         );
+        // A block of zeros: no data, its CRC that of its 4096 zeros.
+        vector(
+            Message::Block {
+                file: FileId(2),
+                index: 7,
+                crc: 0xc71c_0011,
+                encoding: Encoding::Zero,
+                data: &[],
+            },
+            0x07,
+            &[
+                2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0x11, 0x00, 0x1c, 0xc7, 2, 0, 0, 0,
+            ],
+        );
+        assert_eq!(crc32fast::hash(&[0; 4096]), 0xc71c_0011);
         let mut scratch = Vec::new();
         let lz4 = [
             0x2c, b'a', b'b', 2, 0, 0x60, b'a', b'b', b'a', b'b', b'a', b'b',
@@ -805,6 +850,70 @@ mod tests {
             &[5, 0, b'f', b'u', b'l', b'l'],
         );
         vector(Message::Goodbye, 0x0b, &[]);
+    }
+
+    /// The complete frames of docs/protocol.md, section 2.3, byte for byte.
+    #[test]
+    fn the_complete_frames_of_the_protocol_document() {
+        let hex = |f: Vec<u8>| {
+            f.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            hex(Message::Goodbye.to_frame()),
+            "46 44 46 53 03 0b 00 00 00 00 00 00 5f e7 e9 96"
+        );
+        let hello = Message::Hello {
+            role: Role::Host,
+            min_version: 3,
+            max_version: 3,
+            agent: "fd",
+        };
+        assert_eq!(
+            hex(hello.to_frame()),
+            "46 44 46 53 03 01 00 00 08 00 00 00 ce fc 8a 89 01 03 03 00 02 00 66 64"
+        );
+        let raw = Message::Block {
+            file: FileId(2),
+            index: 7,
+            crc: 0xeb8e_ba67,
+            encoding: Encoding::Raw,
+            data: b"xyz",
+        };
+        assert_eq!(
+            hex(raw.to_frame()),
+            "46 44 46 53 03 07 00 00 17 00 00 00 01 99 7e ea \
+             02 00 00 00 07 00 00 00 00 00 00 00 67 ba 8e eb 00 00 00 00 78 79 7a"
+        );
+        let lz4 = Message::Block {
+            file: FileId(2),
+            index: 7,
+            crc: 0xfaea_cfaa,
+            encoding: Encoding::Lz4,
+            data: &[
+                0x2c, b'a', b'b', 2, 0, 0x60, b'a', b'b', b'a', b'b', b'a', b'b',
+            ],
+        };
+        assert_eq!(
+            hex(lz4.to_frame()),
+            "46 44 46 53 03 07 00 00 20 00 00 00 61 65 6f 9f \
+             02 00 00 00 07 00 00 00 00 00 00 00 aa cf ea fa 01 00 00 00 \
+             2c 61 62 02 00 60 61 62 61 62 61 62"
+        );
+        let zero = Message::Block {
+            file: FileId(2),
+            index: 7,
+            crc: 0xc71c_0011,
+            encoding: Encoding::Zero,
+            data: &[],
+        };
+        assert_eq!(
+            hex(zero.to_frame()),
+            "46 44 46 53 03 07 00 00 14 00 00 00 58 27 3d 11 \
+             02 00 00 00 07 00 00 00 00 00 00 00 11 00 1c c7 02 00 00 00"
+        );
     }
 
     fn parse_payload(ty: u8, payload: &[u8]) -> Result<(), ParseError> {
@@ -864,7 +973,8 @@ mod tests {
         };
         assert_eq!(block_with(0), Ok(()));
         assert_eq!(block_with(1), Ok(()));
-        for v in [2u8, 0x80, 0xff] {
+        assert_eq!(block_with(2), Ok(()));
+        for v in [3u8, 0x80, 0xff] {
             assert_eq!(
                 block_with(v),
                 Err(ParseError::BadValue {
@@ -874,6 +984,18 @@ mod tests {
                 })
             );
         }
+        // A zero block carries no data.
+        let mut zero_with_data = vec![0u8; BLOCK_HEADER_LEN];
+        zero_with_data[BLOCK_ENCODING_OFFSET] = Encoding::Zero as u8;
+        zero_with_data.push(0);
+        assert_eq!(
+            parse_payload(0x07, &zero_with_data),
+            Err(ParseError::BadValue {
+                ty: MessageType::Block,
+                field: "data length",
+                value: 1
+            })
+        );
         assert_eq!(
             parse_payload(0x7f, &[]),
             Err(ParseError::Frame(frame::FrameError::UnknownType(0x7f)))
@@ -1012,6 +1134,49 @@ mod tests {
                 assert_ne!(crc32fast::hash(out), crc, "byte {i}");
             }
         }
+    }
+
+    #[test]
+    fn zero_blocks_are_found_and_decode_to_the_manifest_length() {
+        assert!(is_zero(&[]));
+        assert!(is_zero(&[0; 65536]));
+        assert!(is_zero(&[0; 1000]), "a short last block");
+        // A single set bit anywhere, in a whole chunk or in the tail.
+        for at in [0, 63, 64, 4095, 65535] {
+            let mut b = vec![0u8; 65536];
+            b[at] = 0x80;
+            assert!(!is_zero(&b), "byte {at}");
+        }
+        let mut tail = vec![0u8; 1000];
+        tail[999] = 1;
+        assert!(!is_zero(&tail));
+
+        // Decoding reuses the scratch buffer and clears what an LZ4 block left there.
+        let mut scratch = vec![0x5a; 8192];
+        assert_eq!(
+            decode_block(Encoding::Zero, &[], 4096, &mut scratch),
+            Ok(&[0u8; 4096][..])
+        );
+        assert_eq!(
+            decode_block(Encoding::Zero, &[0], 4096, &mut scratch),
+            Err(DecodeError::ZeroWithData(1))
+        );
+        // The length is the caller's, capped.
+        let n = decode_block(Encoding::Zero, &[], usize::MAX, &mut scratch)
+            .unwrap()
+            .len();
+        assert_eq!(n, crate::MAX_BLOCK_SIZE as usize);
+        // The frame: header and the 20-byte block header, nothing else.
+        let f = Message::Block {
+            file: FileId(0),
+            index: 1,
+            crc: crc32fast::hash(&[0; 65536]),
+            encoding: Encoding::Zero,
+            data: &[],
+        }
+        .to_frame();
+        assert_eq!(f.len(), frame::HEADER_LEN + BLOCK_HEADER_LEN);
+        assert_eq!(Frame::new_checked(&f[..]).unwrap().data_crc(), None);
     }
 
     #[test]

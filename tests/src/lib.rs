@@ -93,6 +93,30 @@ pub fn detach(mnt: &Path) {
     unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
 }
 
+/// Mount a tmpfs of `size` bytes at `dir` (it needs root, as CI has; it
+/// fails, never skips, without). [`Scratch`] detaches it when dropped.
+pub fn mount_tmpfs(dir: &Path, size: u64) {
+    let target = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    let opts = std::ffi::CString::new(format!("size={size},mode=0755")).unwrap();
+    // SAFETY: valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            c"feedfs-test".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "cannot mount a tmpfs at {} (this test needs root): {}",
+        dir.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
 /// Whether a feedfs FUSE filesystem is mounted at `mnt`.
 pub fn is_mounted(mnt: &Path) -> bool {
     mount_points()

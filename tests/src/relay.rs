@@ -6,7 +6,7 @@
 //! peers write well-formed frames, so the 16-byte header gives each
 //! frame's length) and writes them, or what is left of them, to the other.
 //! The handshake and the manifest (Hello, Entry, ManifestEnd) and HaveEnd
-//! always pass untouched: version 2 does not recover their loss (see
+//! always pass untouched: the protocol does not recover their loss (see
 //! docs/protocol.md, "Lost frames"). Once [`Relay::calm`] is called every
 //! frame passes untouched, so a test can check that the transfer then
 //! completes. The fault decisions depend only on the seed and on the
@@ -92,7 +92,7 @@ pub struct Relay {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Message types whose loss version 2 does not recover: never faulted.
+/// Message types whose loss the protocol does not recover: never faulted.
 fn protected(ty: u8) -> bool {
     use feedfs_protocol::MessageType as T;
     [T::Hello, T::Entry, T::ManifestEnd, T::HaveEnd]

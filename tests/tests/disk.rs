@@ -3,12 +3,12 @@
 //! the right to mount). Reads of blocks that cannot be stored fail with
 //! ENOSPC or EIO within the read timeout, blocks already present keep being
 //! served, the daemon neither hangs nor dies, and the host reports the
-//! device's error and exits non-zero.
+//! device's error, naming the file, and exits non-zero. The daemon warns
+//! when the manifest arrives that the store cannot hold it, and `status`
+//! says the link is down once the host is gone, although no new file can
+//! be written.
 
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,29 +18,6 @@ use feedfs_tests::peers::{
 use feedfs_tests::*;
 
 const MIB: u64 = 1 << 20;
-
-/// Mount a tmpfs of `size` bytes at `dir`.
-fn mount_tmpfs(dir: &Path, size: u64) {
-    let target = CString::new(dir.as_os_str().as_bytes()).unwrap();
-    let opts = CString::new(format!("size={size},mode=0755")).unwrap();
-    // SAFETY: valid NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::mount(
-            c"feedfs-test".as_ptr(),
-            target.as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            opts.as_ptr().cast(),
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "cannot mount a tmpfs at {} (this test needs root): {}",
-        dir.display(),
-        std::io::Error::last_os_error()
-    );
-}
 
 #[test]
 fn a_full_store_fails_reads_clearly_keeps_serving_and_the_host_reports_it() {
@@ -61,8 +38,15 @@ fn a_full_store_fails_reads_clearly_keeps_serving_and_the_host_reports_it() {
         .args(["--read-timeout", "3s"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut device_err = device.stderr.take().unwrap();
+    let device_log = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut device_err, &mut s);
+        s
+    });
     // Demands only, so that the test decides which blocks arrive and when.
     let mut host = host_command(&["--no-stream", src.to_str().unwrap()])
         .stdin(Stdio::from(device.stdout.take().unwrap()))
@@ -101,6 +85,28 @@ fn a_full_store_fails_reads_clearly_keeps_serving_and_the_host_reports_it() {
     std::io::Read::read_to_string(&mut host.stderr.take().unwrap(), &mut err).unwrap();
     assert!(!status.success(), "the host must fail: {err}");
     assert!(err.contains("NoSpace"), "host stderr: {err}");
+    assert!(
+        err.contains("of src/big.bin in ") && err.contains("/store/files/"),
+        "the error names the file and its store file: {err}"
+    );
+
+    // The host is gone: status says so, although the state file cannot be
+    // replaced by a new one on the full disk.
+    let status_text = || {
+        let out = std::process::Command::new(bin("feedfs-device"))
+            .arg("status")
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "status: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    wait_for(
+        "status to say the link is down",
+        Duration::from_secs(10),
+        || status_text().contains("running, link down"),
+    );
 
     // The daemon is alive, still mounted, and serves what it holds.
     assert!(alive(device.id() as i32) && is_mounted(&mnt));
@@ -120,5 +126,10 @@ fn a_full_store_fails_reads_clearly_keeps_serving_and_the_host_reports_it() {
     assert_ne!(late, Read::Good, "a block that was never stored");
     stop_device(device.id() as i32, &mnt);
     assert!(device.wait().unwrap().success());
+    let log = device_log.join().unwrap();
+    assert!(
+        log.contains("storing them will fail with NoSpace"),
+        "a warning when the manifest arrives: {log}"
+    );
     detach(&disk);
 }

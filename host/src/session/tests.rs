@@ -25,6 +25,8 @@ enum HostMsg {
     Entry(u32, EntryKind, String, u64),
     ManifestEnd(u32, u64),
     Block(u32, u64, Vec<u8>),
+    /// A block of zeros: file, index and CRC, no data.
+    ZeroBlock(u32, u64, u32),
     StreamDone(u64),
     Error(ErrorCode, String),
     Goodbye,
@@ -55,6 +57,16 @@ impl FakeDevice {
                 entries,
                 total_bytes,
             } => HostMsg::ManifestEnd(entries, total_bytes),
+            Message::Block {
+                file,
+                index,
+                crc,
+                encoding: Encoding::Zero,
+                data,
+            } => {
+                assert!(data.is_empty(), "a zero block carries no data");
+                HostMsg::ZeroBlock(file.0, index, crc)
+            }
             Message::Block {
                 file,
                 index,
@@ -120,6 +132,16 @@ fn session<T: Send + 'static>(
     readahead: u64,
     script: impl FnOnce(&mut FakeDevice) -> T + Send + 'static,
 ) -> (Run, T) {
+    session_with(set, readahead, Duration::from_secs(10), script)
+}
+
+/// [`session`] with another handshake timeout.
+fn session_with<T: Send + 'static>(
+    set: &ServedSet,
+    readahead: u64,
+    handshake_timeout: Duration,
+    script: impl FnOnce(&mut FakeDevice) -> T + Send + 'static,
+) -> (Run, T) {
     let (host, device) = UnixStream::pair().unwrap();
     let dev: JoinHandle<T> = std::thread::spawn(move || {
         let mut d = FakeDevice {
@@ -140,6 +162,7 @@ fn session<T: Send + 'static>(
             rate: None,
             stream: true,
             compress: Mode::None,
+            handshake_timeout,
         },
         &mut record,
         &mut progress,
@@ -236,6 +259,39 @@ fn demands_before_have_end_then_stream_then_complete() {
         ]
     );
     assert_eq!(lines(&run.record, "done"), vec!["done 3"]);
+}
+
+#[test]
+fn blocks_of_zeros_go_without_data() {
+    let t = TempDir::new("zeros");
+    let mut data = vec![0u8; 4096 * 2 + 100];
+    data[..4096].fill(7);
+    t.write("img", &data);
+    let set = walk(&[t.join("img")], 4096).unwrap();
+    let (run, got) = session(&set, 0, |d| {
+        d.read_manifest();
+        d.hello(VERSION, VERSION);
+        d.send(Message::HaveEnd { files: 1 });
+        let mut got = Vec::new();
+        loop {
+            match d.recv().unwrap() {
+                HostMsg::StreamDone(_) => break,
+                m => got.push(m),
+            }
+        }
+        d.send(Message::Complete { blocks: 3 });
+        got
+    });
+    assert_eq!(
+        got,
+        vec![
+            HostMsg::Block(0, 0, vec![7; 4096]),
+            HostMsg::ZeroBlock(0, 1, crc32fast::hash(&[0; 4096])),
+            HostMsg::ZeroBlock(0, 2, crc32fast::hash(&[0; 100])),
+        ]
+    );
+    // Block bytes delivered, whatever went on the wire.
+    assert_eq!(run.result.unwrap().bytes_sent, data.len() as u64);
 }
 
 #[test]
@@ -418,4 +474,85 @@ fn empty_manifest_completes() {
     });
     assert_eq!(got, Some(HostMsg::StreamDone(0)));
     assert_eq!(run.result.unwrap().counters.sent(), 0);
+}
+
+#[test]
+fn what_a_peer_printed_is_quoted_as_text_or_hex() {
+    assert_eq!(
+        quote(b"garbage\ngarbage\n", true),
+        "\"garbage\\ngarbage\\n\"…"
+    );
+    assert_eq!(quote(b"hello", false), "\"hello\"");
+    // A character cut where the kept bytes end is still text.
+    assert_eq!(quote("héllo".as_bytes().split_at(2).0, true), "\"h\"…");
+    let long = "x".repeat(500);
+    let q = quote(long.as_bytes(), false);
+    assert!(
+        q.ends_with('…') && q.len() == 120 + 2 + '…'.len_utf8(),
+        "{q}"
+    );
+    assert_eq!(quote(&[0x00, 0xff, 0x10], false), "bytes 00 ff 10");
+    assert_eq!(
+        quote(&[0xff; 40], false),
+        format!("bytes {}…", ["ff"; 32].join(" "))
+    );
+}
+
+#[test]
+fn a_device_that_never_says_hello_is_given_up_on() {
+    let t = TempDir::new("nohello");
+    std::fs::create_dir_all(t.join("d")).unwrap();
+    let set = walk(&[t.join("d")], 4096).unwrap();
+    let (run, _) = session_with(&set, 8, Duration::from_millis(200), |d| {
+        d.read_manifest();
+        // Wait, silent, until the host hangs up.
+        while d.recv().is_some() {}
+    });
+    let err = run.result.unwrap_err();
+    assert!(
+        matches!(err, SessionError::NoHello { bytes: 0, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("within 0.2s (it sent nothing)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_banner_before_the_hello_is_skipped() {
+    use std::io::Write as _;
+    let t = TempDir::new("banner");
+    std::fs::create_dir_all(t.join("d")).unwrap();
+    let set = walk(&[t.join("d")], 4096).unwrap();
+    let (run, _) = session(&set, 8, |d| {
+        d.read_manifest();
+        d.w.get_mut().write_all(b"Welcome to the board\n").unwrap();
+        d.hello(VERSION, VERSION);
+        d.send(Message::HaveEnd { files: 0 });
+        d.recv();
+        d.send(Message::Complete { blocks: 0 });
+    });
+    assert!(run.result.is_ok(), "{:?}", run.result.err());
+}
+
+#[test]
+fn a_peer_printing_in_a_loop_is_not_feedfs() {
+    use std::io::Write as _;
+    let t = TempDir::new("babble");
+    std::fs::create_dir_all(t.join("d")).unwrap();
+    let set = walk(&[t.join("d")], 4096).unwrap();
+    let (run, _) = session(&set, 8, |d| {
+        d.read_manifest();
+        let line = b"garbage\n".repeat(1024);
+        while d.w.get_mut().write_all(&line).is_ok() {}
+    });
+    let err = run.result.unwrap_err();
+    match &err {
+        SessionError::NotFeedfs { bytes, quote } => {
+            assert!(*bytes > PREAMBLE_MAX, "{bytes}");
+            assert!(quote.starts_with("\"garbage\\ngarbage"), "{quote}");
+        }
+        e => panic!("{e}"),
+    }
 }

@@ -1,0 +1,105 @@
+//! Stopping a push on SIGINT, SIGTERM or SIGHUP.
+//!
+//! A thread waits for the three signals. While a session runs, a signal
+//! becomes an [`Event::Signal`] on the session's channel: the session says
+//! `Goodbye` to the device and returns, and the push flushes its record,
+//! clears its progress line and exits with 128 + the signal's number (130,
+//! 143, 129). Outside a session (walking the paths, waiting for a USB
+//! device) nothing needs finishing and the process exits at once with the
+//! same status. A session that does not stop within [`GRACE`] (its write to
+//! a device that stopped reading is blocked), or a second signal, also
+//! ends the process at once.
+
+use std::io;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::session::Event;
+
+/// How long a session has to stop after a signal.
+pub const GRACE: Duration = Duration::from_secs(3);
+
+/// The exit status for a process stopped by `signal`.
+pub fn exit_status(signal: i32) -> u8 {
+    (128 + signal).clamp(0, 255) as u8
+}
+
+/// `SIGINT`, `SIGTERM`, `SIGHUP`, or `signal N`.
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        SIGINT => "SIGINT".into(),
+        SIGTERM => "SIGTERM".into(),
+        SIGHUP => "SIGHUP".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+/// Where signals go: the running session's channel, if any.
+pub struct Stop {
+    session: Arc<Mutex<Option<Sender<Event>>>>,
+}
+
+/// While alive, signals go to one session's channel.
+pub struct Attached<'a>(&'a Stop);
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.session.lock() {
+            *s = None;
+        }
+    }
+}
+
+impl Stop {
+    /// Take over SIGINT, SIGTERM and SIGHUP for the rest of the process.
+    pub fn install() -> io::Result<Stop> {
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        let session: Arc<Mutex<Option<Sender<Event>>>> = Arc::default();
+        let to = session.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut pending = false;
+                for sig in signals.forever() {
+                    let tx = to.lock().ok().and_then(|s| s.clone());
+                    match tx {
+                        Some(tx) if !pending && tx.send(Event::Signal(sig)).is_ok() => {
+                            pending = true;
+                            std::thread::spawn(move || {
+                                std::thread::sleep(GRACE);
+                                std::process::exit(exit_status(sig).into());
+                            });
+                        }
+                        _ => std::process::exit(exit_status(sig).into()),
+                    }
+                }
+            })?;
+        Ok(Stop { session })
+    }
+
+    /// Send signals to this session's channel until the guard is dropped.
+    pub fn attach(&self, tx: Sender<Event>) -> Attached<'_> {
+        if let Ok(mut s) = self.session.lock() {
+            *s = Some(tx);
+        }
+        Attached(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_names() {
+        assert_eq!(exit_status(SIGINT), 130);
+        assert_eq!(exit_status(SIGTERM), 143);
+        assert_eq!(exit_status(SIGHUP), 129);
+        assert_eq!(signal_name(SIGHUP), "SIGHUP");
+        assert_eq!(signal_name(9), "signal 9");
+    }
+}
