@@ -1,13 +1,22 @@
-//! Writes the seed corpus of both fuzz targets from the real code: a whole
-//! session's frames for `frames`, and maps and manifests written by the real
-//! store for `store_map`. Run from the fuzz directory:
-//! `cargo run --example make-seeds` (stable is enough); it fills `corpus/`.
+//! Writes the seed corpus of the fuzz targets from the real code: a whole
+//! session's frames for `frames`; maps and manifests written by the real
+//! store for `store_map`; request logs written by the device's request log
+//! for `reqlog`; plans learned from those logs, and one for the files the
+//! `plan` target serves, for `plan`; small zips (stored entries as an APK
+//! holds them, a data descriptor, zip64 records) for `zip`. Run from the
+//! fuzz directory: `cargo run --example make-seeds` (stable is enough); it
+//! fills `corpus/`.
 
 use std::fs;
 use std::path::Path;
+use std::time::Instant;
 
+use feedfs_device::reqlog::{current_path, RequestLog};
 use feedfs_device::store::{key_of, Store};
+use feedfs_host::plan::{Plan, PlanFile, Step};
+use feedfs_host::{learn, trace};
 use feedfs_protocol::message::{BlockRange, Encoding};
+use feedfs_protocol::reqlog::Outcome;
 use feedfs_protocol::{
     Entry, EntryKind, ErrorCode, FileId, ManifestBuilder, Message, Role, VERSION,
 };
@@ -25,6 +34,251 @@ fn main() {
     let out = Path::new("corpus");
     frames(&out.join("frames"));
     store(&out.join("store_map"));
+    logs_and_plans(&out.join("reqlog"), &out.join("plan"));
+    zips(&out.join("zip"));
+}
+
+/// Two mounts' request logs, as the device writes them, and plans: learned
+/// from them, and one naming the `plan` target's files (`fuzz_targets/plan.rs`).
+fn logs_and_plans(logs: &Path, plans: &Path) {
+    let scratch = std::env::temp_dir().join(format!("feedfs-seeds-log-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch).unwrap();
+    let mut b = ManifestBuilder::new();
+    let files = [
+        ("app", EntryKind::Dir, 0u64),
+        ("app/base.apk", EntryKind::File, 10_000),
+        ("app/data", EntryKind::Dir, 0),
+        ("app/data/x", EntryKind::File, 100),
+        ("app/empty", EntryKind::File, 0),
+        ("app/lib", EntryKind::Dir, 0),
+        ("app/lib/libx.so", EntryKind::File, 70_000),
+    ];
+    let mut total = 0;
+    for (i, (path, kind, size)) in files.iter().enumerate() {
+        let (mode, bs) = match kind {
+            EntryKind::Dir => (0o755, 0),
+            EntryKind::File => (0o644, 4096),
+        };
+        b.push(
+            FileId(i as u32),
+            *kind,
+            path,
+            *size,
+            mode,
+            bs,
+            [i as u8; 16],
+        )
+        .unwrap();
+        total += size;
+    }
+    let manifest = b.finish(files.len() as u32, total).unwrap();
+    let path = current_path(&scratch);
+    for mount in 0..2 {
+        let log = RequestLog::start(&scratch, &manifest);
+        log.link(true);
+        log.served(FileId(1), 0, 0, 4096);
+        log.waiting(FileId(6), 3, 5);
+        log.waited(FileId(6), 3, 5, Instant::now(), 4242, Outcome::Served, true);
+        log.served(FileId(6), 6, 9, 16384);
+        log.served(FileId(3), 0, 0, 100);
+        if mount == 1 {
+            log.waiting(FileId(1), 2, 2);
+            log.waited(
+                FileId(1),
+                2,
+                2,
+                Instant::now(),
+                4243,
+                Outcome::TimedOut,
+                false,
+            );
+            log.link(false);
+            log.waiting(FileId(6), 16, 16);
+            log.waited(
+                FileId(6),
+                16,
+                16,
+                Instant::now(),
+                4243,
+                Outcome::Failed,
+                true,
+            );
+        }
+        log.close();
+        drop(log);
+        let mut seed = vec![0, 0x43];
+        seed.extend(fs::read(&path).unwrap());
+        save(logs, &format!("mounts-{}", mount + 1), &seed);
+
+        let runs = trace::read_log(&path).unwrap();
+        for window in [0, 4] {
+            let (plan, _) = learn::learn(&runs, window);
+            let mut seed = vec![0];
+            seed.extend(plan.encode());
+            save(plans, &format!("learned-{}-{window}", mount + 1), &seed);
+        }
+    }
+    let _ = fs::remove_dir_all(&scratch);
+    // The plan target's own files, identities not recorded, so they match.
+    let file = |path: &str, size, block_size| PlanFile {
+        path: path.into(),
+        size,
+        block_size,
+        identity: None,
+    };
+    let plan = Plan {
+        files: vec![
+            file("app/lib/libx.so", 70_000, 4096),
+            file("app/base.apk", 10_000, 8192),
+            file("app/data/x", 100, 65536),
+            file("app/gone", 5, 4096),
+        ],
+        steps: [
+            (0, 3, 2),
+            (1, 1, 1),
+            (0, 0, 3),
+            (2, 0, 1),
+            (3, 0, 1),
+            (0, 5, 12),
+        ]
+        .into_iter()
+        .map(|(file, first, count)| Step { file, first, count })
+        .collect(),
+        runs: 2,
+        window: 4,
+    };
+    let mut seed = vec![0];
+    seed.extend(plan.encode());
+    save(plans, "served", &seed);
+}
+
+/// One stored zip entry: local header, name, data; and its central record.
+fn zip_entry(out: &mut Vec<u8>, central: &mut Vec<u8>, name: &str, data: &[u8], zip64: bool) {
+    let offset = out.len() as u32;
+    let crc = crc32fast::hash(data);
+    let (flags, version): (u16, u16) = if name.ends_with(".dex") {
+        (8, 20)
+    } else {
+        (0, 10)
+    };
+    let len = data.len() as u32;
+    out.extend_from_slice(b"PK\x03\x04");
+    for v in [version, flags, 0, 0, 0] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    // A data descriptor (flag 8) leaves the header's CRC and sizes zero.
+    let sizes = if flags & 8 != 0 {
+        [0; 3]
+    } else {
+        [crc, len, len]
+    };
+    for v in sizes {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(data);
+    if flags & 8 != 0 {
+        out.extend_from_slice(b"PK\x07\x08");
+        for v in [crc, len, len] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    central.extend_from_slice(b"PK\x01\x02");
+    for v in [0x031e_u16, version, flags, 0, 0, 0] {
+        central.extend_from_slice(&v.to_le_bytes());
+    }
+    // Zip64: sizes and offset say 0xffffffff; the extra field holds them.
+    let extra: Vec<u8> = if zip64 {
+        let mut e = vec![1, 0, 24, 0];
+        for v in [u64::from(len), u64::from(len), u64::from(offset)] {
+            e.extend_from_slice(&v.to_le_bytes());
+        }
+        e
+    } else {
+        Vec::new()
+    };
+    let (l, o) = if zip64 {
+        (u32::MAX, u32::MAX)
+    } else {
+        (len, offset)
+    };
+    for v in [crc, l, l] {
+        central.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [name.len() as u16, extra.len() as u16, 0, 0, 0] {
+        central.extend_from_slice(&v.to_le_bytes());
+    }
+    central.extend_from_slice(&0u32.to_le_bytes());
+    central.extend_from_slice(&o.to_le_bytes());
+    central.extend_from_slice(name.as_bytes());
+    central.extend_from_slice(&extra);
+}
+
+/// A zip of these entries; with `zip64`, its zip64 end record and locator too.
+fn zip(entries: &[(&str, Vec<u8>)], zip64: bool, comment: &[u8]) -> Vec<u8> {
+    let (mut out, mut central) = (Vec::new(), Vec::new());
+    for (name, data) in entries {
+        zip_entry(&mut out, &mut central, name, data, zip64);
+    }
+    let cd_offset = out.len() as u64;
+    let n = entries.len() as u64;
+    out.extend_from_slice(&central);
+    if zip64 {
+        let rec = out.len() as u64;
+        out.extend_from_slice(b"PK\x06\x06");
+        out.extend_from_slice(&44u64.to_le_bytes());
+        for v in [0x031e_u16, 45] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&[0; 8]);
+        for v in [n, n, central.len() as u64, cd_offset] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(b"PK\x06\x07");
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&rec.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+    }
+    out.extend_from_slice(b"PK\x05\x06");
+    out.extend_from_slice(&[0; 4]);
+    let (n16, size, off) = if zip64 {
+        (u16::MAX, u32::MAX, u32::MAX)
+    } else {
+        (n as u16, central.len() as u32, cd_offset as u32)
+    };
+    out.extend_from_slice(&n16.to_le_bytes());
+    out.extend_from_slice(&n16.to_le_bytes());
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&off.to_le_bytes());
+    out.extend_from_slice(&(comment.len() as u16).to_le_bytes());
+    out.extend_from_slice(comment);
+    out
+}
+
+fn zips(dir: &Path) {
+    let apk = [
+        ("AndroidManifest.xml", vec![1; 300]),
+        ("assets/big.bin", vec![2; 3000]),
+        ("classes.dex", vec![3; 500]),
+        ("classes2.dex", vec![4; 200]),
+        ("lib/arm64-v8a/libx.so", vec![5; 1500]),
+        ("resources.arsc", vec![6; 100]),
+    ];
+    for (name, bs, zip64, comment) in [
+        ("apk", 0u8, false, &b""[..]),
+        ("apk-64k", 4, false, &b"signed"[..]),
+        ("apk-zip64", 0, true, &b""[..]),
+    ] {
+        let mut seed = vec![bs];
+        seed.extend(zip(&apk, zip64, comment));
+        save(dir, name, &seed);
+    }
+    let mut seed = vec![0];
+    seed.extend(zip(&[], false, b""));
+    save(dir, "empty", &seed);
 }
 
 fn frames(dir: &Path) {

@@ -179,6 +179,9 @@ impl Plan {
                 identity,
             });
             at = (start + path_len).div_ceil(8) * 8;
+            if at > body.len() {
+                return Err(bad(format!("it ends inside the padding of file {i}")));
+            }
         }
         let left = body.len().saturating_sub(at);
         if left != nsteps.saturating_mul(STEP) {
@@ -439,6 +442,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("expected 200 steps"));
+    }
+
+    #[test]
+    fn a_plan_cut_inside_the_padding_of_its_last_path_is_refused() {
+        let p = Plan {
+            files: vec![PlanFile {
+                path: "abc".into(),
+                size: 1,
+                block_size: 4096,
+                identity: None,
+            }],
+            ..Plan::default()
+        };
+        let good = p.encode();
+        assert_eq!(good.len(), 32 + 32 + 8 + 4, "the path is padded to 8 bytes");
+        // Three of the five padding bytes left out, CRC recomputed.
+        let mut b = good[..good.len() - 4 - 3].to_vec();
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        let e = Plan::decode(&b).unwrap_err().to_string();
+        assert!(e.contains("it ends inside the padding of file 0"), "{e}");
     }
 
     #[test]

@@ -145,7 +145,10 @@ impl Run {
 
     /// The time of the last event.
     pub fn end_us(&self) -> u64 {
-        let d = self.demands.iter().map(|d| d.t_us + d.wait_us.unwrap_or(0));
+        let d = self
+            .demands
+            .iter()
+            .map(|d| d.t_us.saturating_add(d.wait_us.unwrap_or(0)));
         let t = self.touches.iter().map(|t| t.t_us);
         let s = self.sent.iter().map(|s| s.t_us);
         d.chain(t).chain(s).chain(self.done_us).max().unwrap_or(0)
@@ -511,6 +514,35 @@ mod tests {
         assert!(e.contains("unknown line kind \"bogus\""), "{e}");
         let e = bad(&format!("{head}file\t0\t10\t4096\tx\txyz\n"));
         assert!(e.contains("not 32 hex digits"), "{e}");
+    }
+
+    #[test]
+    fn a_wait_ending_past_the_last_microsecond_ends_the_run_there() {
+        use feedfs_protocol::reqlog::{file_records, header, Record};
+        use feedfs_protocol::FileId;
+        let mut recs = vec![Record::Mount {
+            unix_us: 1,
+            pid: 2,
+            files: 1,
+            continued: false,
+        }];
+        recs.extend(file_records(FileId(0), 4096, 4096, &[0; 16], "f"));
+        recs.push(Record::Wait {
+            t_us: u64::MAX - 1,
+            file: FileId(0),
+            first: 0,
+            count: 1,
+            wait_us: 5,
+            pid: 3,
+            outcome: Outcome::Served,
+            demanded: true,
+        });
+        let mut log = header().to_vec();
+        for r in &recs {
+            log.extend_from_slice(&r.emit());
+        }
+        let runs = device_runs("r", &log).unwrap();
+        assert_eq!(runs[0].end_us(), u64::MAX);
     }
 
     #[test]

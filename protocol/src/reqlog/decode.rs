@@ -314,10 +314,10 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
     }
     if let Some(a) = announcing {
         // The file was cut short while announcing: as torn as a half record.
+        // It joins the files only once named in full, so there is nothing to
+        // take back; an earlier, complete announcement of it stays, as the
+        // records naming it by index rely on.
         out.torn_tail += RECORD_LEN * (1 + a.tail.len().div_ceil(NAME_CHUNK));
-        if let Some(m) = out.mounts.last_mut() {
-            m.files.retain(|f| f.id != a.file);
-        }
     }
     Ok(out)
 }
@@ -574,5 +574,42 @@ mod tests {
         let d = decode(&v).unwrap();
         assert!(d.mounts[0].files.is_empty());
         assert_eq!(d.torn_tail, 64);
+    }
+
+    #[test]
+    fn a_torn_announcement_of_a_file_already_named_keeps_every_file() {
+        // A rotated file announces its files again; the write is cut inside
+        // the announcement of the first one, already named in full.
+        let mut recs = sample();
+        recs.extend(file_records(FileId(5), 4096, 4096, &[1; 16], "other"));
+        recs.push(Record::Touch {
+            t_us: 300,
+            file: FileId(5),
+            first: 0,
+            count: 1,
+        });
+        recs.push(Record::Mount {
+            unix_us: 1_700_000_000_000_000,
+            pid: 42,
+            files: 2,
+            continued: true,
+        });
+        recs.extend(file_records(
+            FileId(3),
+            10_000,
+            4096,
+            &[9; 16],
+            "dir/a-rather-long-file-name.apk",
+        ));
+        let cut = recs.len() - 1;
+        let d = decode(&log_of(&recs[..cut])).unwrap();
+        assert_eq!(d.torn_tail, 2 * RECORD_LEN);
+        let m = &d.mounts[0];
+        let paths: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["dir/a-rather-long-file-name.apk", "other"]);
+        let Event::Touch { file, .. } = m.events[4] else {
+            panic!("{:?}", m.events[4]);
+        };
+        assert_eq!(m.files[file].path, "other", "the touch names its own file");
     }
 }
