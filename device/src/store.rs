@@ -93,9 +93,11 @@ impl Store {
         if lock.try_lock().is_err() {
             let pid = fs::read_to_string(&lock_path).unwrap_or_default();
             bail!(
-                "store {} is in use by another feedfs-device (pid {}); stop it or use another --store",
-                dir.display(),
-                pid.trim()
+                "store {dir} is in use by another feedfs-device (pid {pid}): to feed that \
+                 daemon from a new host, use `feedfs-device attach --store {dir} --stdio` as \
+                 the device command; otherwise stop it (kill {pid}) or use another --store",
+                dir = dir.display(),
+                pid = pid.trim()
             );
         }
         lock.set_len(0)?;
