@@ -689,7 +689,13 @@ impl Core {
         }
     }
 
-    /// Tell the host, once, that every block is present.
+    /// A new link starts: its host has not been told yet that every block
+    /// is present, whatever an earlier link was told.
+    pub fn start_link(&self) {
+        self.complete_sent.store(false, Ordering::SeqCst);
+    }
+
+    /// Tell the host, once per link, that every block is present.
     pub fn maybe_complete(&self) {
         let present = self.present_blocks();
         if present == self.total_blocks && !self.complete_sent.swap(true, Ordering::SeqCst) {

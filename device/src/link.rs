@@ -254,6 +254,7 @@ fn session<R: Read>(
     };
     let core = attach_core(daemon, manifest, outbox)?;
     send_have(&core);
+    core.start_link();
     core.maybe_complete();
     let (landings, queued) = mpsc::sync_channel(write_queue_len(&core));
     let writer_core = core.clone();

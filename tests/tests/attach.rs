@@ -126,6 +126,21 @@ fn a_new_host_attaches_resumes_and_answers_a_parked_read() {
     assert_eq!(sent.len(), n, "no block sent twice");
     assert_eq!(n as u64, total - had, "exactly the missing blocks");
 
+    // A third host on the now complete store is told so at once: it sends
+    // nothing and never has to say StreamDone a second time to hear it.
+    let host3 = Command::new(bin("feedfs-host"))
+        .env("RUST_LOG", "feedfs_host::session=debug")
+        .arg("push")
+        .arg("--exec")
+        .arg(attach_cmd(&store))
+        .arg(&src)
+        .output()
+        .unwrap();
+    let err3 = String::from_utf8_lossy(&host3.stderr);
+    assert!(host3.status.success(), "{err3}");
+    assert!(err3.contains("0 B sent"), "{err3}");
+    assert!(!err3.contains("StreamDone again"), "{err3}");
+
     signal(dev.id() as i32, libc::SIGTERM);
     wait_for("the daemon to exit", Duration::from_secs(10), || {
         !alive(dev.id() as i32)
