@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
-use feedfs_device::daemonlog;
-use feedfs_device::gadget::Gadget;
-use feedfs_device::session::{self, Link, MountOptions};
-use feedfs_device::usb::Ffs;
+use feedfs_device::daemon::logfile;
+use feedfs_device::link::gadget::Gadget;
+use feedfs_device::daemon::{self, Link, MountOptions};
+use feedfs_device::link::usb::Ffs;
 use feedfs_protocol::io::print_stdout;
 use feedfs_protocol::units::{parse_duration_in, parse_size_multiple, UnitError};
 
@@ -206,10 +206,10 @@ struct MountArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(cli.log_filter()))
-        .target(env_logger::Target::Pipe(Box::new(daemonlog::Stderr)))
+        .target(env_logger::Target::Pipe(Box::new(logfile::Stderr)))
         .init();
     if let Command::Mount(a) = &cli.command {
-        session::leave_terminal(a.stdio);
+        daemon::leave_terminal(a.stdio);
     }
     match run(cli) {
         Ok(code) => code,
@@ -223,7 +223,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Verify { store } => {
-            let reports = feedfs_device::verify::verify(&store)?;
+            let reports = feedfs_device::cmd::verify::verify(&store)?;
             print_stdout(|out| {
                 for r in &reports {
                     writeln!(
@@ -248,7 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Attach { store, stdio: _ } => {
-            feedfs_device::attach::attach_stdio(&store).map(|()| ExitCode::SUCCESS)
+            feedfs_device::daemon::attach::attach_stdio(&store).map(|()| ExitCode::SUCCESS)
         }
         Command::UsbCheck(a) => {
             let mut gadget = None;
@@ -263,16 +263,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ffs
                 }
             };
-            let result = feedfs_device::usbcheck::run(&ffs);
+            let result = feedfs_device::cmd::usbcheck::run(&ffs);
             drop(gadget);
             result.map(|()| ExitCode::SUCCESS)
         }
         Command::Status { store, json } => {
-            let s = feedfs_device::status::status(&store)?;
+            let s = feedfs_device::cmd::status::status(&store)?;
             let text = if json {
                 serde_json::to_string_pretty(&s)? + "\n"
             } else {
-                feedfs_device::status::render_text(&s)
+                feedfs_device::cmd::status::render_text(&s)
             };
             print_stdout(|out| out.write_all(text.as_bytes()))?;
             Ok(ExitCode::SUCCESS)
@@ -296,7 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot write the manual pages into {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Mount(a) => session::run(MountOptions {
+        Command::Mount(a) => daemon::run(MountOptions {
             link: match (a.offline, a.usb_ffs, a.usb_gadget) {
                 (true, _, _) => Link::Offline,
                 (_, Some(dir), _) => Link::UsbFfs(dir),

@@ -11,10 +11,11 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-use feedfs_device::reqlog::{current_path, RequestLog};
+use feedfs_device::store::reqlog::{current_path, RequestLog};
 use feedfs_device::store::{key_of, Store};
-use feedfs_host::plan::{Plan, PlanFile, Step};
-use feedfs_host::{learn, trace};
+use feedfs_host::prefetch::plan::{Plan, PlanFile, Step};
+use feedfs_host::logs::trace;
+use feedfs_host::prefetch::learn;
 use feedfs_protocol::message::{BlockRange, Encoding};
 use feedfs_protocol::reqlog::Outcome;
 use feedfs_protocol::{

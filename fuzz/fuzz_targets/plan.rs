@@ -17,8 +17,8 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use feedfs_host::manifest::{walk, ServedSet};
-use feedfs_host::plan::Plan;
+use feedfs_host::files::manifest::{walk, ServedSet};
+use feedfs_host::prefetch::plan::Plan;
 use libfuzzer_sys::fuzz_target;
 
 /// The served files, under the top directory `app`: path and size.

@@ -23,8 +23,9 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use feedfs_host::plan::Plan;
-use feedfs_host::{learn, summary, trace};
+use feedfs_host::prefetch::plan::Plan;
+use feedfs_host::logs::{summary, trace};
+use feedfs_host::prefetch::learn;
 use feedfs_protocol::reqlog::{self, Decoded, Event, Record, RECORD_LEN};
 use libfuzzer_sys::fuzz_target;
 

@@ -18,7 +18,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use feedfs_host::ziporder::{zip_blocks, zip_order};
+use feedfs_host::prefetch::ziporder::{zip_blocks, zip_order};
 use libfuzzer_sys::fuzz_target;
 
 fn scratch() -> &'static PathBuf {

@@ -21,7 +21,7 @@ use clap::parser::ValueSource;
 use clap::{ArgAction, ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use feedfs_protocol::units::{parse_block_size, parse_duration_in, parse_size_in, UnitError};
 
-use crate::compress::Mode;
+use crate::send::compress::Mode;
 
 /// `--rate`: from one smallest block a second to well past any link.
 fn parse_rate(s: &str) -> Result<u64, UnitError> {

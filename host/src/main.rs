@@ -17,11 +17,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let signal = e
-                .downcast_ref::<feedfs_host::session::SessionError>()
+                .downcast_ref::<feedfs_host::send::session::SessionError>()
                 .and_then(|e| e.signal());
             if let Some(sig) = signal {
                 eprintln!("feedfs-host: {e:#}");
-                return ExitCode::from(feedfs_host::stop::exit_status(sig));
+                return ExitCode::from(feedfs_host::send::stop::exit_status(sig));
             }
             eprintln!("feedfs-host: error: {e:#}");
             ExitCode::FAILURE
@@ -34,13 +34,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Push(args) => feedfs_host::push(&args).map(|_| ()),
         Command::Devices { json } => devices(json),
         Command::UsbCheck { duration } => {
-            let report = feedfs_host::usbcheck::check(cli.serial.as_deref(), duration)?;
+            let report = feedfs_host::link::usbcheck::check(cli.serial.as_deref(), duration)?;
             anyhow::ensure!(report.failures == 0, "{} checks failed", report.failures);
             Ok(())
         }
-        Command::Log(LogCommand::Show(args)) => feedfs_host::logcmd::show(&args),
-        Command::Log(LogCommand::Plot(args)) => feedfs_host::logcmd::plot(&args),
-        Command::Plan(args) => feedfs_host::logcmd::plan(&args),
+        Command::Log(LogCommand::Show(args)) => feedfs_host::logs::logcmd::show(&args),
+        Command::Log(LogCommand::Plot(args)) => feedfs_host::logs::logcmd::plot(&args),
+        Command::Plan(args) => feedfs_host::logs::logcmd::plan(&args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "feedfs-host", &mut script);
@@ -64,7 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// array; nothing at all when none is attached (a note on stderr when
 /// there is not even a USB bus).
 fn devices(json: bool) -> anyhow::Result<()> {
-    use feedfs_host::usb;
+    use feedfs_host::link::usb;
     let found = match usb::context() {
         Ok(ctx) => usb::find(&ctx)?,
         Err(e) if usb::is_no_bus(&e) => {

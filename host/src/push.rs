@@ -7,7 +7,7 @@
 //! With `--usb --wait` a broken link is a device that went away: the push
 //! waits for it and resumes. A successful push ends with one summary line
 //! on stderr, terminal or not; SIGINT, SIGTERM and SIGHUP end it cleanly
-//! ([`crate::stop`]).
+//! ([`crate::send::stop`]).
 
 use std::collections::HashSet;
 use std::io::IsTerminal;
@@ -18,12 +18,12 @@ use feedfs_protocol::FileId;
 
 use crate::cli::PushArgs;
 use crate::link::Link;
-use crate::manifest::{walk, ServedSet};
-use crate::progress::{Outcome, Progress};
-use crate::record::Recorder;
-use crate::session::{Options, Session, Summary};
-use crate::stop::Stop;
-use crate::ziporder::zip_blocks;
+use crate::files::manifest::{walk, ServedSet};
+use crate::send::progress::{Outcome, Progress};
+use crate::logs::record::Recorder;
+use crate::send::session::{Options, Session, Summary};
+use crate::send::stop::Stop;
+use crate::prefetch::ziporder::zip_blocks;
 
 /// Smallest file looked at for a zip order.
 const ZIP_ORDER_MIN: u64 = 1 << 20;
@@ -34,7 +34,7 @@ const ZIP_ORDER_MIN: u64 = 1 << 20;
 fn first_ranges(args: &PushArgs, set: &ServedSet) -> Result<Vec<(FileId, u64, u64)>> {
     let mut ranges = Vec::new();
     if let Some(path) = &args.plan {
-        let plan = crate::logcmd::read_plan(path)?;
+        let plan = crate::logs::logcmd::read_plan(path)?;
         let (planned, warnings) = plan.resolve(set);
         for w in warnings {
             log::warn!("{w}");

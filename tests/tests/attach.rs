@@ -129,7 +129,7 @@ fn a_new_host_attaches_resumes_and_answers_a_parked_read() {
     // A third host on the now complete store is told so at once: it sends
     // nothing and never has to say StreamDone a second time to hear it.
     let host3 = Command::new(bin("feedfs-host"))
-        .env("RUST_LOG", "feedfs_host::session=debug")
+        .env("RUST_LOG", "feedfs_host::send::session=debug")
         .arg("push")
         .arg("--exec")
         .arg(attach_cmd(&store))

@@ -28,7 +28,7 @@ use std::path::Path;
 
 use feedfs_protocol::FileId;
 
-use crate::scheduler::Kind;
+use crate::send::scheduler::Kind;
 
 /// The first line of every record file.
 pub const HEADER: &str = "# feedfs-host record v2";

@@ -18,9 +18,9 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::core::SharedCore;
-use crate::opens::Opens;
-use crate::Event;
+use crate::serve::core::SharedCore;
+use crate::serve::opens::Opens;
+use crate::daemon::Event;
 
 /// Attributes never change while mounted.
 const TTL: Duration = Duration::from_secs(24 * 3600);

@@ -17,7 +17,7 @@ use feedfs_protocol::manifest::{check_path, MAX_FILE_SIZE};
 use feedfs_protocol::reqlog::{self, Event, Outcome, LOG_MAGIC};
 use feedfs_protocol::{block_count, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 
-use crate::record::{HEADER, HEADER_V1};
+use crate::logs::record::{HEADER, HEADER_V1};
 
 /// Largest log file read.
 pub const MAX_RECORD_BYTES: u64 = 1 << 30;

@@ -12,6 +12,10 @@
 //! it; every later session must bring the same manifest. When a link ends,
 //! parked reads keep waiting, within their deadline, for the next link.
 
+pub mod gadget;
+pub mod outbox;
+pub mod usb;
+
 use std::fs::File;
 use std::io::Read;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -28,11 +32,11 @@ use feedfs_protocol::{
     Recovery, Role, VERSION,
 };
 
-use crate::core::{Core, LandError, Landing, SharedCore};
-use crate::outbox::{write_frames, LinkOut, Outbox};
-use crate::status::human_bytes;
+use crate::serve::core::{Core, LandError, Landing, SharedCore};
+use crate::link::outbox::{write_frames, LinkOut, Outbox};
+use crate::cmd::status::human_bytes;
 use crate::store::{free_space, Store};
-use crate::Event;
+use crate::daemon::Event;
 
 /// One opening of a byte link to a host.
 pub struct LinkIo {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::session::Event;
+use crate::send::session::Event;
 
 /// How long a session has to stop after a signal.
 pub const GRACE: Duration = Duration::from_secs(3);

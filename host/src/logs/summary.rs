@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::trace::{Run, SentKind, Side};
+use crate::logs::trace::{Run, SentKind, Side};
 
 /// Figures for one file of a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -247,7 +247,7 @@ pub fn render(s: &RunSummary, steps: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::parse_record;
+    use crate::logs::trace::parse_record;
 
     #[test]
     fn a_host_record_summarised() {

@@ -15,7 +15,7 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 use feedfs_protocol::manifest::{check_path, MAX_ENTRIES, MAX_FILE_SIZE, MAX_TOTAL_BLOCKS};
 use feedfs_protocol::{block_count, EntryKind, FileId, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 
-use crate::manifest::ServedSet;
+use crate::files::manifest::ServedSet;
 
 pub const PLAN_MAGIC: [u8; 8] = *b"FDFSPLAN";
 pub const PLAN_VERSION: u16 = 1;
@@ -323,7 +323,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::walk;
+    use crate::files::manifest::walk;
     use crate::testutil::TempDir;
 
     fn sample() -> Plan {

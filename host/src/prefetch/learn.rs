@@ -21,8 +21,8 @@
 
 use std::collections::HashMap;
 
-use crate::plan::{Plan, PlanFile, Step};
-use crate::trace::{Run, SentKind, Side};
+use crate::prefetch::plan::{Plan, PlanFile, Step};
+use crate::logs::trace::{Run, SentKind, Side};
 
 /// One access: `count` blocks from `first` of a run's file `file`, at `t_us`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,7 +223,7 @@ pub fn learn(runs: &[Run], window: u64) -> (Plan, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::parse_record;
+    use crate::logs::trace::parse_record;
 
     fn record(body: &str) -> Run {
         let head = "# feedfs-host record v2\n\

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use feedfs_protocol::{block_len, FileId};
 
-use crate::manifest::{ServedSet, Stamp};
+use crate::files::manifest::{ServedSet, Stamp};
 
 /// Most files kept open at once.
 const OPEN_FILES: usize = 8;
@@ -168,7 +168,7 @@ impl<'a> Source<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::walk;
+    use crate::files::manifest::walk;
     use crate::testutil::TempDir;
 
     #[test]

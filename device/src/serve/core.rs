@@ -27,8 +27,8 @@ use feedfs_protocol::reqlog::Outcome;
 use feedfs_protocol::{FileId, Manifest, Message};
 use fuser::{Errno, ReplyData};
 
-use crate::outbox::Outbox;
-use crate::reqlog::RequestLog;
+use crate::link::outbox::Outbox;
+use crate::store::reqlog::RequestLog;
 use crate::store::{BlockState, Store, StoredFile};
 
 /// Longest time a landed block's bit stays in memory only.

@@ -13,7 +13,11 @@
 //! link fails before anything was mounted exits with that link's error.
 //! It ignores SIGHUP, a stdio daemon runs in a session of its own
 //! ([`leave_terminal`]), and once its stdin/stdout link ends it keeps none
-//! of its starter's descriptors ([`daemonlog`]).
+//! of its starter's descriptors ([`logfile`]).
+
+pub mod attach;
+pub mod logfile;
+pub mod mountpoint;
 
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -27,16 +31,13 @@ use std::time::Duration;
 use anyhow::anyhow;
 use fuser::{Config, MountOption, SessionACL};
 
-use crate::attach::{self, Busy, Incoming};
-use crate::core::{Core, SharedCore};
-use crate::daemonlog;
-use crate::fs::FeedFs;
-use crate::gadget::Gadget;
+use attach::{Busy, Incoming};
+use crate::serve::core::{Core, SharedCore};
+use crate::serve::fs::FeedFs;
+use crate::link::gadget::Gadget;
 use crate::link::{self, grow_pipe, Daemon, LinkIo};
-use crate::mountpoint;
 use crate::store::Store;
-use crate::usb::Ffs;
-use crate::Event;
+use crate::link::usb::Ffs;
 
 /// Where the daemon's files come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +97,7 @@ pub fn run(opts: MountOptions) -> anyhow::Result<()> {
     }
     crate::store::raise_open_file_limit();
     let store = Store::open(&opts.store)?;
-    daemonlog::use_store(store.dir());
+    logfile::use_store(store.dir());
     // Holding the store's lock: a dead mount there is no live daemon's.
     mountpoint::prepare(&opts.mountpoint)?;
     let (events_tx, events) = mpsc::channel::<Event>();
@@ -294,7 +295,7 @@ fn main_loop(
                 if session.is_some() && opts.link == Link::Stdio {
                     // Whoever started this daemon is gone with the link: keep
                     // none of its pipes or its terminal.
-                    if let Err(e) = daemonlog::leave_starter() {
+                    if let Err(e) = logfile::leave_starter() {
                         log::warn!("cannot move the log to the store: {e}");
                     }
                 }
@@ -401,4 +402,16 @@ fn mount_config(allow_other: bool) -> Config {
     };
     c.n_threads = Some(2);
     c
+}
+
+/// What the daemon's threads tell its main thread.
+pub enum Event {
+    /// SIGINT or SIGTERM arrived.
+    Signal(i32),
+    /// The manifest arrived and the store is open: mount it.
+    Manifest(SharedCore),
+    /// A link ended; `Err` with the reason if it failed.
+    LinkEnded(Result<(), String>),
+    /// The FUSE session ended (unmounted by us or by someone else).
+    Unmounted,
 }

@@ -4,7 +4,7 @@
 //! [`Gadget::create`] makes `usb_gadget/feedfs` with the pid.codes ids, a
 //! configuration holding one FunctionFS function (`ffs.feedfs`) and mounts
 //! that function at `/dev/usb-ffs/feedfs`; the caller writes the
-//! descriptors ([`crate::usb::Ffs::start`]) and then [`Gadget::bind`]s it to
+//! descriptors ([`crate::link::usb::Ffs::start`]) and then [`Gadget::bind`]s it to
 //! a UDC. Dropping it unbinds the UDC, lets `ep0` close, unmounts
 //! FunctionFS and removes
 //! every directory it made, in reverse order; a step that fails is logged
@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use feedfs_protocol::usb::{PRODUCT_ID, VENDOR_ID};
 
-use crate::usb::Ep0Closer;
+use crate::link::usb::Ep0Closer;
 
 const CONFIGFS: &str = "/sys/kernel/config";
 const NAME: &str = "feedfs";

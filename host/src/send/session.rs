@@ -17,7 +17,7 @@
 //! and on `Complete` says `Goodbye` and returns. When the host gives up
 //! because of the device (a bad request, a version mismatch, a file that
 //! changed) it tells the device with an `Error` before returning; stopped
-//! by a signal ([`crate::stop`]) it says `Goodbye`.
+//! by a signal ([`crate::send::stop`]) it says `Goodbye`.
 //!
 //! The handshake is bounded: a peer that sends no `Hello` within
 //! [`Options::handshake_timeout`], or sends more than [`PREAMBLE_MAX`]
@@ -40,14 +40,14 @@ use feedfs_protocol::{
     MAGIC, VERSION,
 };
 
-use crate::compress::{Compressor, Mode, Policy};
-use crate::manifest::ServedSet;
-use crate::progress::{Progress, Snapshot};
-use crate::rate::RateLimit;
-use crate::record::Recorder;
-use crate::scheduler::{Counters, Kind, Scheduler};
-use crate::source::{Source, SourceError};
-use crate::stop::{signal_name, Stop};
+use crate::send::compress::{Compressor, Mode, Policy};
+use crate::files::manifest::ServedSet;
+use crate::send::progress::{Progress, Snapshot};
+use crate::send::rate::RateLimit;
+use crate::logs::record::Recorder;
+use crate::send::scheduler::{Counters, Kind, Scheduler};
+use crate::files::source::{Source, SourceError};
+use crate::send::stop::{signal_name, Stop};
 
 /// How long to look for the device's last words after a write to it failed.
 const LAST_WORDS: Duration = Duration::from_millis(200);
@@ -212,7 +212,7 @@ pub enum Event {
         bytes: u64,
         quote: String,
     },
-    /// SIGINT, SIGTERM or SIGHUP arrived ([`crate::stop`]).
+    /// SIGINT, SIGTERM or SIGHUP arrived ([`crate::send::stop`]).
     Signal(i32),
 }
 
@@ -522,7 +522,7 @@ impl<'a> Session<'a> {
     pub fn with_plan(
         mut self,
         ranges: &[(FileId, u64, u64)],
-    ) -> Result<Self, crate::scheduler::SchedError> {
+    ) -> Result<Self, crate::send::scheduler::SchedError> {
         self.sched.set_plan(ranges)?;
         Ok(self)
     }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::trace::{Run, SentKind};
+use crate::logs::trace::{Run, SentKind};
 
 /// Most points drawn of one file's stream line.
 pub const MAX_LINE_POINTS: usize = 2000;
@@ -91,8 +91,8 @@ fn draw(run: &Run, out: &Path) -> Result<(), String> {
     let title = format!(
         "feedfs {} log: {} demand requests over {:.2} s",
         match run.side {
-            crate::trace::Side::Host => "host",
-            crate::trace::Side::Device => "device",
+            crate::logs::trace::Side::Host => "host",
+            crate::logs::trace::Side::Device => "device",
         },
         run.demands.len(),
         secs(run.end_us())
@@ -107,8 +107,8 @@ fn draw(run: &Run, out: &Path) -> Result<(), String> {
     chart
         .configure_mesh()
         .x_desc(match run.side {
-            crate::trace::Side::Host => "time since the push started (s)",
-            crate::trace::Side::Device => "time since the mount (s)",
+            crate::logs::trace::Side::Host => "time since the push started (s)",
+            crate::logs::trace::Side::Device => "time since the mount (s)",
         })
         .y_desc("position in file (MiB)")
         .axis_desc_style(("sans-serif", 18))

@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use feedfs_protocol::usb::TRANSFER_SIZE;
 use std::sync::atomic::AtomicBool;
 
-use crate::usb::{self, transfer, Claimed};
+use crate::link::usb::{self, transfer, Claimed};
 
 /// Echo sizes: around one packet, around two, whole packets, a whole transfer.
 const ECHO_SIZES: [usize; 12] = [

@@ -17,7 +17,7 @@ use feedfs_protocol::reqlog::{self, Event, Outcome};
 use feedfs_protocol::{block_len, EntryKind, FileId};
 use serde::Serialize;
 
-use crate::reqlog::{current_path, rotated_path, state_path, STATE_HEADER};
+use crate::store::reqlog::{current_path, rotated_path, state_path, STATE_HEADER};
 use crate::store::{disk_usage, present_on_disk, read_manifest};
 
 /// One served file.
@@ -318,7 +318,7 @@ pub fn render_text(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reqlog::RequestLog;
+    use crate::store::reqlog::RequestLog;
     use crate::store::Store;
     use feedfs_protocol::ManifestBuilder;
     use std::time::{Duration, Instant};
@@ -384,7 +384,7 @@ mod tests {
         assert!(s.disk_bytes > 0 && text.contains("on disk: "), "{text}");
         assert!(text.contains(" for 13.8 KiB served\n"), "{text}");
         // A damaged log is a note, not a failure.
-        fs::write(crate::reqlog::current_path(&dir), b"FDFSRLOG garbage").unwrap();
+        fs::write(crate::store::reqlog::current_path(&dir), b"FDFSRLOG garbage").unwrap();
         let s = status(&dir).unwrap();
         assert_eq!(s.notes.len(), 1, "{:?}", s.notes);
         assert_eq!(s.files[0].demand_requests, 0);

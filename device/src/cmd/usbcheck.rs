@@ -16,7 +16,7 @@ use std::io::{self, Read, Write};
 use anyhow::Context;
 use feedfs_protocol::usb::{needs_zlp, TRANSFER_SIZE};
 
-use crate::usb::Ffs;
+use crate::link::usb::Ffs;
 
 /// Answer the host's check until it sends `Q`.
 pub fn run(ffs: &Ffs) -> anyhow::Result<()> {

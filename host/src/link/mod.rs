@@ -1,6 +1,6 @@
 //! The byte link to the device: a child process (`--exec`), this
 //! process's own stdin and stdout (`--stdio`), or a USB device (`--usb`,
-//! see [`crate::usb`]).
+//! see [`crate::link::usb`]).
 //!
 //! A link is a read side, a write side and the [`Peer`] at the other end.
 //! Both sides are plain unbuffered pipes, so a frame written with
@@ -15,6 +15,9 @@
 //! error, with the command's last messages relayed first. With
 //! `--stdio` the descriptors are duplicated, so nothing goes through the
 //! standard library's stdout buffer, and stdout carries frames only.
+
+pub mod usb;
+pub mod usbcheck;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -82,11 +85,11 @@ impl Link {
         loop {
             // A fresh context each look: a device list cached across a
             // re-enumeration can hold a device seen before it was configured.
-            let ctx = crate::usb::context()?;
+            let ctx = crate::link::usb::context()?;
             let found =
-                crate::usb::find(&ctx).map_err(|e| io::Error::other(format!("USB: {e}")))?;
-            let result = match crate::usb::pick(found, serial) {
-                Ok(Some(f)) => crate::usb::open(&f).map(|(r, w)| (f, r, w)),
+                crate::link::usb::find(&ctx).map_err(|e| io::Error::other(format!("USB: {e}")))?;
+            let result = match crate::link::usb::pick(found, serial) {
+                Ok(Some(f)) => crate::link::usb::open(&f).map(|(r, w)| (f, r, w)),
                 Ok(None) => Err(io::Error::new(
                     io::ErrorKind::NotFound,
                     match serial {

@@ -20,6 +20,9 @@
 //! an empty file has no store files at all, so a manifest of a million
 //! entries runs under the default `ulimit -n` of 1024.
 
+pub mod bitmap;
+pub mod reqlog;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -33,7 +36,7 @@ use anyhow::{bail, Context};
 use feedfs_protocol::io::FrameReader;
 use feedfs_protocol::{block_count, block_len, Entry, FileId, Manifest, ManifestBuilder, Message};
 
-use crate::bitmap::{Bitmap, OutOfRange};
+use crate::store::bitmap::{Bitmap, OutOfRange};
 
 /// Magic at the start of every map file.
 pub const MAP_MAGIC: [u8; 8] = *b"FDFSMAP\0";

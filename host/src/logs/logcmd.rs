@@ -1,20 +1,20 @@
 //! The `log show`, `log plot` and `plan` commands: read the logs, run the
-//! pure parts ([`summary`](crate::summary), [`plot`](crate::plot),
-//! [`learn`](crate::learn), [`plan`](crate::plan)) and print or write what
+//! pure parts ([`summary`](crate::logs::summary), [`plot`](crate::logs::plot),
+//! [`learn`](crate::prefetch::learn), [`plan`](crate::prefetch::plan)) and print or write what
 //! they give.
 
 use anyhow::{bail, Context, Result};
 use feedfs_protocol::io::print_stdout;
 
 use crate::cli::{LogPlotArgs, LogShowArgs, PlanArgs};
-use crate::plan::Plan;
-use crate::trace::{read_log, Run};
+use crate::prefetch::plan::Plan;
+use crate::logs::trace::{read_log, Run};
 
 /// `feedfs-host log show LOG [--json] [--steps N]`.
 pub fn show(args: &LogShowArgs) -> Result<()> {
     let runs = read_log(&args.log)?;
     warn_torn(&runs);
-    let summaries: Vec<_> = runs.iter().map(crate::summary::summarize).collect();
+    let summaries: Vec<_> = runs.iter().map(crate::logs::summary::summarize).collect();
     let text = if args.json {
         serde_json::to_string_pretty(&summaries)? + "\n"
     } else if summaries.is_empty() {
@@ -22,7 +22,7 @@ pub fn show(args: &LogShowArgs) -> Result<()> {
     } else {
         summaries
             .iter()
-            .map(|s| crate::summary::render(s, args.steps))
+            .map(|s| crate::logs::summary::render(s, args.steps))
             .collect()
     };
     print_stdout(|out| out.write_all(text.as_bytes()))?;
@@ -43,7 +43,7 @@ pub fn plot(args: &LogPlotArgs) -> Result<()> {
             runs.len()
         );
     }
-    crate::plot::plot(run, &args.output)?;
+    crate::logs::plot::plot(run, &args.output)?;
     Ok(())
 }
 
@@ -63,7 +63,7 @@ pub fn plan(args: &PlanArgs) -> Result<()> {
         runs.extend(read_log(log)?);
     }
     warn_torn(&runs);
-    let (plan, warnings) = crate::learn::learn(&runs, args.window);
+    let (plan, warnings) = crate::prefetch::learn::learn(&runs, args.window);
     for w in warnings {
         eprintln!("feedfs-host: warning: {w}");
     }

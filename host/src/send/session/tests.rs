@@ -8,8 +8,8 @@ use feedfs_protocol::message::Encoding;
 use feedfs_protocol::EntryKind;
 
 use super::*;
-use crate::manifest::walk;
-use crate::record::tests::Shared;
+use crate::files::manifest::walk;
+use crate::logs::record::tests::Shared;
 use crate::testutil::TempDir;
 
 /// The device end of a socket pair, driven by a test script on its own thread.

@@ -1,0 +1,6 @@
+//! What is served: [`manifest`] walks the given paths into checked manifest
+//! entries with identities, [`source`] reads their blocks and notices a file
+//! that changed under it.
+
+pub mod manifest;
+pub mod source;
