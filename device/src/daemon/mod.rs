@@ -31,13 +31,13 @@ use std::time::Duration;
 use anyhow::anyhow;
 use fuser::{Config, MountOption, SessionACL};
 
-use attach::{Busy, Incoming};
+use crate::link::gadget::Gadget;
+use crate::link::usb::Ffs;
+use crate::link::{self, grow_pipe, Daemon, LinkIo};
 use crate::serve::core::{Core, SharedCore};
 use crate::serve::fs::FeedFs;
-use crate::link::gadget::Gadget;
-use crate::link::{self, grow_pipe, Daemon, LinkIo};
 use crate::store::Store;
-use crate::link::usb::Ffs;
+use attach::{Busy, Incoming};
 
 /// Where the daemon's files come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,15 +73,16 @@ pub struct MountOptions {
 /// for USB stays in it, so Ctrl-C there stops it. Call it before any
 /// thread starts.
 pub fn leave_terminal(new_session: bool) {
-    // SAFETY: setsid and signal take no pointers; SIG_IGN is a valid disposition.
-    unsafe {
-        if new_session && libc::setsid() < 0 {
-            log::debug!(
-                "staying in this session: {}",
-                std::io::Error::last_os_error()
-            );
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    if new_session {
+        if let Err(e) = nix::unistd::setsid() {
+            log::debug!("staying in this session: {e}");
         }
-        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    // SAFETY: SIG_IGN installs no handler of ours, so nothing runs in
+    // signal context (nix marks every `signal` call unsafe for handlers).
+    if let Err(e) = unsafe { signal(Signal::SIGHUP, SigHandler::SigIgn) } {
+        log::debug!("SIGHUP not ignored: {e}");
     }
 }
 
