@@ -12,6 +12,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use feedfs_protocol::{block_count, block_len, Entry};
 
@@ -44,6 +45,9 @@ pub struct StoredFile {
     pub(super) block_size: u32,
     pub(super) blocks: u64,
     pub(super) state: Mutex<MapState>,
+    /// Held while the map is written, so map writes of a file never
+    /// overlap; when it was last written.
+    pub(super) map_writer: Mutex<Option<Instant>>,
     /// Whether opening found no usable map and started the file afresh.
     pub(super) afresh: bool,
 }
@@ -56,6 +60,19 @@ pub(super) struct MapState {
     /// Blocks set in memory since the map was last written: (first, last).
     pub(super) dirty: Option<(u64, u64)>,
     pub(super) dirty_count: u64,
+    /// Blocks were written to the data file since it was last synced.
+    pub(super) data_unsynced: bool,
+}
+
+impl MapState {
+    /// Block `index` changed in memory: its entry is pending for the map.
+    fn mark_dirty(&mut self, index: u64) {
+        self.dirty = Some(match self.dirty {
+            Some((lo, hi)) => (lo.min(index), hi.max(index)),
+            None => (index, index),
+        });
+        self.dirty_count += 1;
+    }
 }
 
 impl StoredFile {
@@ -83,8 +100,10 @@ impl StoredFile {
                 crcs: vec![0; blocks as usize],
                 dirty: None,
                 dirty_count: 0,
+                data_unsynced: false,
             }),
             afresh: false,
+            map_writer: Mutex::new(None),
         };
         if blocks == 0 {
             // Nothing to store: no files, no descriptors.
@@ -246,13 +265,10 @@ impl StoredFile {
         }
         log::warn!("store: block {index} does not match its recorded CRC; dropping it");
         let _ = st.present.set(index, false);
-        // Pending entries first, so this byte carries no bit ahead of its CRC.
-        let byte = st.present.byte_of(index);
-        if let Err(e) = self.write_map(&mut st).and_then(|()| {
-            self.pair()?
-                .map
-                .write_all_at(&[byte], self.layout.bitmap_off + index / 8)
-        }) {
+        // Its cleared bit goes to the map with the pending entries.
+        st.mark_dirty(index);
+        drop(st);
+        if let Err(e) = self.write_map(true) {
             // Not on disk yet, but never served: it is missing in memory.
             log::warn!("store: cannot record the dropped block {index}: {e}");
         }
@@ -278,7 +294,7 @@ impl StoredFile {
         self.pair()?
             .data
             .write_all_at(data, index * u64::from(self.block_size))?;
-        self.set_present(index, crc)
+        self.set_present(index, crc, true)
     }
 
     /// Store block `index`, every byte of which is zero (`crc` is the CRC
@@ -294,18 +310,20 @@ impl StoredFile {
         let len = block_len(self.size, self.block_size, index);
         let offset = index * u64::from(self.block_size);
         let pair = self.pair()?;
-        if holds_data(&pair.data, offset, len as u64)? {
+        let changed = holds_data(&pair.data, offset, len as u64)?;
+        if changed {
             if let Err(e) = punch_hole(&pair.data, offset, len as u64) {
                 log::debug!("store: cannot punch a hole ({e}); writing zeros");
                 pair.data.write_all_at(&vec![0; len], offset)?;
             }
         }
-        self.set_present(index, crc)
+        self.set_present(index, crc, changed)
     }
 
     /// Record a stored block: its CRC, its bit (in memory; on disk with the
-    /// next map write). False when it was present already.
-    fn set_present(&self, index: u64, crc: u32) -> io::Result<bool> {
+    /// next map write, after its data if `wrote_data`). False when it was
+    /// present already.
+    fn set_present(&self, index: u64, crc: u32, wrote_data: bool) -> io::Result<bool> {
         let mut st = self.lock();
         if st.present.get(index).map_err(io::Error::other)? {
             return Ok(false);
@@ -313,17 +331,15 @@ impl StoredFile {
         st.crcs[index as usize] = crc;
         let _ = st.present.set(index, true);
         let _ = st.verified.set(index, true);
-        st.dirty = Some(match st.dirty {
-            Some((lo, hi)) => (lo.min(index), hi.max(index)),
-            None => (index, index),
-        });
-        st.dirty_count += 1;
+        st.data_unsynced |= wrote_data;
+        st.mark_dirty(index);
         if st.dirty_count >= MAP_BATCH {
+            drop(st);
             // The block is stored and present either way: a map that cannot
             // be written now (a full disk) keeps its entries pending for the
             // next write. Failing here would leave a block present in memory
             // that the caller counts as lost, and Complete never sent.
-            if let Err(e) = self.write_map(&mut st) {
+            if let Err(e) = self.write_map(true) {
                 log::warn!("store: cannot write the block map yet: {e}");
             }
         }
@@ -343,7 +359,7 @@ impl StoredFile {
 
 impl Drop for StoredFile {
     fn drop(&mut self) {
-        if let Err(e) = self.flush_map() {
+        if let Err(e) = self.sync_map() {
             log::warn!(
                 "store: cannot write the block map {}: {e}",
                 self.map_path.display()

@@ -8,11 +8,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use super::bitmap::Bitmap;
-use super::file::{MapState, StoredFile};
+use super::file::StoredFile;
 use super::layout::MAP_MAGIC;
 use super::open::Pair;
 
@@ -23,6 +24,11 @@ use super::open::Pair;
 /// `Core::flush_maps`), and those blocks are fetched again: never trusted
 /// without their bit.
 pub const MAP_BATCH: u64 = 256;
+
+/// Shortest time between two map writes of one file, each of which syncs
+/// its data first, unless [`MAP_BATCH`] entries wait (see
+/// [`StoredFile::flush_map`]).
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// An empty file of `len` bytes at `path`, where `file` is open. A file
 /// that holds old bytes is replaced by a new one rather than truncated:
@@ -116,33 +122,76 @@ impl StoredFile {
         Ok(Pair { data, map })
     }
 
-    /// Write the map entries set since the last write: the CRCs first, then
-    /// the bitmap bytes that hold their bits, so a bit never reaches the
-    /// disk before its CRC (and the data before either, as it was written
-    /// first).
-    pub(super) fn write_map(&self, st: &mut MapState) -> io::Result<()> {
-        let Some((lo, hi)) = st.dirty else {
-            return Ok(());
+    /// Write the map entries set since the last write, in three steps: the
+    /// CRCs; then `fdatasync` of the data file (when blocks were written to
+    /// it since the last sync) and of the map; then the bitmap bytes that
+    /// hold their bits. So a bit never reaches the disk before its CRC and
+    /// its data, even across a power cut; the bits themselves are not
+    /// synced (a power cut may lose them: those blocks are fetched again).
+    ///
+    /// The state lock is held only to take a snapshot and to hand back a
+    /// range that could not be written; the syncs run outside it, so readers
+    /// of this file never wait on the disk. Map writes of one file are
+    /// serialized by `map_writer`.
+    ///
+    /// Unless `now` is set, nothing is written while fewer than
+    /// [`MAP_BATCH`] entries wait and this file's map was written less than
+    /// [`SYNC_INTERVAL`] ago: the entries stay pending for a later write, so
+    /// a stream syncs each file about once a second, not once a block.
+    pub(super) fn write_map(&self, now: bool) -> io::Result<()> {
+        let mut last = self.map_writer.lock().unwrap_or_else(|p| p.into_inner());
+        let (lo, hi, crcs, bits, data_unsynced) = {
+            let mut st = self.lock();
+            let recent = last.is_some_and(|t| t.elapsed() < SYNC_INTERVAL);
+            if !now && recent && st.dirty_count < MAP_BATCH {
+                return Ok(());
+            }
+            let Some((lo, hi)) = st.dirty.take() else {
+                return Ok(());
+            };
+            let crcs: Vec<u8> = st.crcs[lo as usize..=hi as usize]
+                .iter()
+                .flat_map(|c| c.to_le_bytes())
+                .collect();
+            let bits: Vec<u8> = (lo / 8..=hi / 8)
+                .map(|b| st.present.byte_of(b * 8))
+                .collect();
+            st.dirty_count = 0;
+            (lo, hi, crcs, bits, std::mem::take(&mut st.data_unsynced))
         };
-        let crcs: Vec<u8> = st.crcs[lo as usize..=hi as usize]
-            .iter()
-            .flat_map(|c| c.to_le_bytes())
-            .collect();
-        let pair = self.pair()?;
-        pair.map.write_all_at(&crcs, self.layout.crc_off + 4 * lo)?;
-        let bytes: Vec<u8> = (lo / 8..=hi / 8)
-            .map(|b| st.present.byte_of(b * 8))
-            .collect();
-        pair.map
-            .write_all_at(&bytes, self.layout.bitmap_off + lo / 8)?;
-        st.dirty = None;
-        st.dirty_count = 0;
-        Ok(())
+        let written = self.pair().and_then(|pair| {
+            pair.map.write_all_at(&crcs, self.layout.crc_off + 4 * lo)?;
+            if data_unsynced {
+                pair.data.sync_data()?;
+            }
+            pair.map.sync_data()?;
+            pair.map.write_all_at(&bits, self.layout.bitmap_off + lo / 8)
+        });
+        if written.is_ok() {
+            *last = Some(Instant::now());
+        } else {
+            // Pending again, for the next write.
+            let mut st = self.lock();
+            st.dirty = Some(match st.dirty {
+                Some((a, b)) => (a.min(lo), b.max(hi)),
+                None => (lo, hi),
+            });
+            st.dirty_count += hi - lo + 1;
+            st.data_unsynced |= data_unsynced;
+        }
+        written
     }
 
-    /// Write what the map gained in memory to the map file.
+    /// Write what the map gained in memory to the map file, unless this
+    /// file's map was written less than [`SYNC_INTERVAL`] ago and fewer
+    /// than [`MAP_BATCH`] entries wait (see [`StoredFile::write_map`] for
+    /// the order and the syncs).
     pub fn flush_map(&self) -> io::Result<()> {
-        let mut st = self.lock();
-        self.write_map(&mut st)
+        self.write_map(false)
+    }
+
+    /// Write every pending entry to the map file now (at close).
+    pub fn sync_map(&self) -> io::Result<()> {
+        self.write_map(true)
     }
 }
