@@ -611,7 +611,7 @@ impl Core {
     /// Write every file's pending map entries (see `store::MAP_BATCH`).
     pub fn flush_maps(&self) {
         for f in self.files.iter().flatten() {
-            if let Err(e) = f.flush_map() {
+            if let Err(e) = f.sync_map() {
                 log::warn!("store: cannot write a block map: {e}");
             }
         }

@@ -11,6 +11,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -21,6 +22,7 @@ use super::holes::{holds_data, punch_hole};
 use super::layout::{header_for, MapLayout};
 use super::open::{DataFile, OpenFiles, Pair};
 use super::persist::MAP_BATCH;
+use super::sync::Syncer;
 
 /// Outcome of asking for a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +36,17 @@ pub enum BlockState {
 }
 
 /// One served file's stored copy. Its store files are opened when needed
-/// (see [`OPEN_FILES`]); an empty file has none.
+/// (see [`super::OPEN_FILES`]); an empty file has none.
 pub struct StoredFile {
+    pub(super) f: Arc<MapFile>,
+    /// Whether opening found no usable map and started the file afresh.
+    afresh: bool,
+    syncer: Arc<Syncer>,
+}
+
+/// What the store's syncer shares with a [`StoredFile`]: its files, its
+/// blocks in memory and how its map is written.
+pub(super) struct MapFile {
     pub(super) data_path: PathBuf,
     pub(super) map_path: PathBuf,
     pub(super) open: Arc<OpenFiles>,
@@ -48,8 +59,8 @@ pub struct StoredFile {
     /// Held while the map is written, so map writes of a file never
     /// overlap; when it was last written.
     pub(super) map_writer: Mutex<Option<Instant>>,
-    /// Whether opening found no usable map and started the file afresh.
-    pub(super) afresh: bool,
+    /// Handed to the syncer and not written yet.
+    pub(super) queued: AtomicBool,
 }
 
 /// Present blocks, which of them were checked in this daemon's life, and their CRCs.
@@ -81,11 +92,12 @@ impl StoredFile {
         map_path: PathBuf,
         entry: &Entry,
         open: Arc<OpenFiles>,
+        syncer: Arc<Syncer>,
     ) -> anyhow::Result<StoredFile> {
         let blocks = block_count(entry.size, entry.block_size);
         let layout = MapLayout::new(entry.path.len(), blocks);
         let slot = open.slot();
-        let mut sf = StoredFile {
+        let mut sf = MapFile {
             data_path,
             map_path,
             open,
@@ -102,13 +114,28 @@ impl StoredFile {
                 dirty_count: 0,
                 data_unsynced: false,
             }),
-            afresh: false,
             map_writer: Mutex::new(None),
+            queued: AtomicBool::new(false),
         };
-        if blocks == 0 {
-            // Nothing to store: no files, no descriptors.
-            return Ok(sf);
+        let mut afresh = false;
+        if blocks > 0 {
+            // Otherwise nothing to store: no files, no descriptors.
+            afresh = sf.open_checked(entry)?;
         }
+        Ok(StoredFile {
+            f: Arc::new(sf),
+            afresh,
+            syncer,
+        })
+    }
+}
+
+impl MapFile {
+    /// Open the pair of a file with blocks, resetting a map that does not
+    /// match `entry`; whether it was reset.
+    fn open_checked(&mut self, entry: &Entry) -> anyhow::Result<bool> {
+        let sf = self;
+        let mut afresh = false;
         let pair = sf.open_pair().map_err(|e| {
             anyhow::anyhow!("cannot open store file {}: {e}", sf.data_path.display())
         })?;
@@ -118,12 +145,12 @@ impl StoredFile {
             Err(reason) => {
                 // One line per file: a count goes to info (see `Core::new`).
                 log::debug!("store: {:?}: {reason}; starting it afresh", entry.path);
-                sf.afresh = true;
+                afresh = true;
                 sf.reset(&header, pair)?
             }
         };
         sf.open.put(sf.slot, pair);
-        Ok(sf)
+        Ok(afresh)
     }
 
     fn open_pair(&self) -> io::Result<Pair> {
@@ -153,11 +180,30 @@ impl StoredFile {
         })
     }
 
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, MapState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Entries waiting for the map file.
+    pub(super) fn dirty_count(&self) -> u64 {
+        self.lock().dirty_count
+    }
+}
+
+impl StoredFile {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MapState> {
+        self.f.lock()
+    }
+
+    pub(super) fn syncer(&self) -> &Syncer {
+        &self.syncer
+    }
+
     pub fn size(&self) -> u64 {
-        self.size
+        self.f.size
     }
     pub fn block_size(&self) -> u32 {
-        self.block_size
+        self.f.block_size
     }
     /// Whether opening found no usable map (a new or changed file) and
     /// started the stored copy afresh.
@@ -166,11 +212,7 @@ impl StoredFile {
     }
 
     pub fn blocks(&self) -> u64 {
-        self.blocks
-    }
-
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, MapState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.f.blocks
     }
 
     /// Whether every block is present and was checked in this daemon's life:
@@ -181,12 +223,12 @@ impl StoredFile {
 
     /// The backing data file (for kernel passthrough of a verified file).
     pub fn data_file(&self) -> io::Result<DataFile> {
-        self.pair().map(DataFile)
+        self.f.pair().map(DataFile)
     }
 
     /// Where the data of this file is stored, for messages.
     pub fn data_path(&self) -> &Path {
-        &self.data_path
+        &self.f.data_path
     }
 
     /// Number of present blocks.
@@ -197,16 +239,18 @@ impl StoredFile {
     /// Bytes of the file not in the store yet.
     pub fn missing_bytes(&self) -> u64 {
         let st = self.lock();
-        let bs = u64::from(self.block_size);
+        let bs = u64::from(self.f.block_size);
         let last_present = self
+            .f
             .blocks
             .checked_sub(1)
             .is_some_and(|l| st.present.get(l).unwrap_or(false));
         let mut present = st.present.count() * bs;
         if last_present {
-            present = present - bs + block_len(self.size, self.block_size, self.blocks - 1) as u64;
+            present =
+                present - bs + block_len(self.f.size, self.f.block_size, self.f.blocks - 1) as u64;
         }
-        self.size.saturating_sub(present)
+        self.f.size.saturating_sub(present)
     }
 
     /// Runs of present blocks, as (first, count).
@@ -241,10 +285,11 @@ impl StoredFile {
         if verified {
             return Ok(BlockState::Ready);
         }
-        let mut buf = vec![0u8; block_len(self.size, self.block_size, index)];
-        self.pair()?
+        let mut buf = vec![0u8; block_len(self.f.size, self.f.block_size, index)];
+        self.f
+            .pair()?
             .data
-            .read_exact_at(&mut buf, index * u64::from(self.block_size))?;
+            .read_exact_at(&mut buf, index * u64::from(self.f.block_size))?;
         let good = crc32fast::hash(&buf) == crc;
         let mut st = self.lock();
         // Decide under the lock: another reader, or a landing, may have
@@ -268,7 +313,7 @@ impl StoredFile {
         // Its cleared bit goes to the map with the pending entries.
         st.mark_dirty(index);
         drop(st);
-        if let Err(e) = self.write_map(true) {
+        if let Err(e) = self.f.write_map(true) {
             // Not on disk yet, but never served: it is missing in memory.
             log::warn!("store: cannot record the dropped block {index}: {e}");
         }
@@ -281,7 +326,7 @@ impl StoredFile {
         if self.lock().present.get(index).map_err(io::Error::other)? {
             return Ok(false);
         }
-        let expected = block_len(self.size, self.block_size, index);
+        let expected = block_len(self.f.size, self.f.block_size, index);
         if data.len() != expected {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -291,9 +336,10 @@ impl StoredFile {
                 ),
             ));
         }
-        self.pair()?
+        self.f
+            .pair()?
             .data
-            .write_all_at(data, index * u64::from(self.block_size))?;
+            .write_all_at(data, index * u64::from(self.f.block_size))?;
         self.set_present(index, crc, true)
     }
 
@@ -307,9 +353,9 @@ impl StoredFile {
         if self.lock().present.get(index).map_err(io::Error::other)? {
             return Ok(false);
         }
-        let len = block_len(self.size, self.block_size, index);
-        let offset = index * u64::from(self.block_size);
-        let pair = self.pair()?;
+        let len = block_len(self.f.size, self.f.block_size, index);
+        let offset = index * u64::from(self.f.block_size);
+        let pair = self.f.pair()?;
         let changed = holds_data(&pair.data, offset, len as u64)?;
         if changed {
             if let Err(e) = punch_hole(&pair.data, offset, len as u64) {
@@ -339,7 +385,7 @@ impl StoredFile {
             // be written now (a full disk) keeps its entries pending for the
             // next write. Failing here would leave a block present in memory
             // that the caller counts as lost, and Complete never sent.
-            if let Err(e) = self.write_map(true) {
+            if let Err(e) = self.flush_map() {
                 log::warn!("store: cannot write the block map yet: {e}");
             }
         }
@@ -348,10 +394,10 @@ impl StoredFile {
 
     /// Read `len` bytes at `offset` (clamped to the file's end).
     pub fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let end = self.size.min(offset.saturating_add(len as u64));
+        let end = self.f.size.min(offset.saturating_add(len as u64));
         let mut buf = vec![0u8; end.saturating_sub(offset) as usize];
         if !buf.is_empty() {
-            self.pair()?.data.read_exact_at(&mut buf, offset)?;
+            self.f.pair()?.data.read_exact_at(&mut buf, offset)?;
         }
         Ok(buf)
     }
@@ -362,9 +408,9 @@ impl Drop for StoredFile {
         if let Err(e) = self.sync_map() {
             log::warn!(
                 "store: cannot write the block map {}: {e}",
-                self.map_path.display()
+                self.f.map_path.display()
             );
         }
-        self.open.close(self.slot);
+        self.f.open.close(self.f.slot);
     }
 }

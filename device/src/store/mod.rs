@@ -23,6 +23,7 @@ mod open;
 mod persist;
 pub mod reqlog;
 mod space;
+mod sync;
 #[cfg(test)]
 mod tests;
 
@@ -42,12 +43,20 @@ pub use persist::MAP_BATCH;
 pub use space::{disk_usage, free_space};
 
 use open::OpenFiles;
+use sync::Syncer;
 
 /// An open store directory, locked for this process.
 pub struct Store {
     dir: PathBuf,
     _lock: File,
     open: Arc<OpenFiles>,
+    syncer: Arc<Syncer>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.syncer.stop();
+    }
 }
 
 impl Store {
@@ -79,6 +88,7 @@ impl Store {
             dir: dir.to_path_buf(),
             _lock: lock,
             open: Arc::new(OpenFiles::new(OPEN_FILES)),
+            syncer: Syncer::start(),
         })
     }
 
@@ -186,6 +196,7 @@ impl Store {
             base.with_extension("map"),
             entry,
             self.open.clone(),
+            self.syncer.clone(),
         )
     }
 }

@@ -1,8 +1,12 @@
 //! How a stored file's map reaches the disk: read and checked when the file
-//! is opened, reset when it does not match, and written in batches.
+//! is opened, reset when it does not match, and written in batches (by the
+//! store's syncer, [`super::sync`], off the thread that stores blocks, or
+//! at once by [`StoredFile::sync_map`]).
 //!
-//! Invariant: a map whose header does not match the manifest's entry
-//! (identity, size, block size, path, length) is reset, never trusted.
+//! Invariants: a map whose header does not match the manifest's entry
+//! (identity, size, block size, path, length) is reset, never trusted; a
+//! bit is written only after its block's data and CRC were synced, so even
+//! a power cut leaves no set bit without them.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -13,16 +17,17 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::bitmap::Bitmap;
-use super::file::StoredFile;
+use super::file::{MapFile, StoredFile};
 use super::layout::MAP_MAGIC;
 use super::open::Pair;
 
-/// Blocks landed between two writes of a map file. Writing a map entry per
-/// block made the link thread wait on the map's page while the kernel wrote
-/// it back (strace: single 4-byte writes of 11 ms). A crash loses at most
-/// this many recent bits (plus what arrived in the last second, see
-/// `Core::flush_maps`), and those blocks are fetched again: never trusted
-/// without their bit.
+/// Entries pending that have a file's map written without waiting for
+/// [`SYNC_INTERVAL`]. Writing a map entry per block made the link thread
+/// wait on the map's page while the kernel wrote it back (strace: single
+/// 4-byte writes of 11 ms), and each write now syncs. A crash loses the
+/// entries not yet written (about a second's worth, more while the disk is
+/// slower than the stream), and those blocks are fetched again: never
+/// trusted without their bit.
 pub const MAP_BATCH: u64 = 256;
 
 /// Shortest time between two map writes of one file, each of which syncs
@@ -57,7 +62,7 @@ fn recreate(path: &Path, file: File, len: u64) -> anyhow::Result<File> {
 /// Why a file's map is reset when it has none yet.
 const NO_MAP: &str = "no map yet";
 
-impl StoredFile {
+impl MapFile {
     /// Read an existing map; any mismatch is the reason to reset.
     pub(super) fn load(&mut self, pair: &Pair, header: &[u8]) -> Result<(), String> {
         let map_len = pair.map.metadata().map_err(|e| e.to_string())?.len();
@@ -165,7 +170,8 @@ impl StoredFile {
                 pair.data.sync_data()?;
             }
             pair.map.sync_data()?;
-            pair.map.write_all_at(&bits, self.layout.bitmap_off + lo / 8)
+            pair.map
+                .write_all_at(&bits, self.layout.bitmap_off + lo / 8)
         });
         if written.is_ok() {
             *last = Some(Instant::now());
@@ -181,17 +187,24 @@ impl StoredFile {
         }
         written
     }
+}
 
-    /// Write what the map gained in memory to the map file, unless this
-    /// file's map was written less than [`SYNC_INTERVAL`] ago and fewer
-    /// than [`MAP_BATCH`] entries wait (see [`StoredFile::write_map`] for
-    /// the order and the syncs).
+impl StoredFile {
+    /// Have what the map gained in memory written to the map file, off the
+    /// caller's thread: the store's syncer writes it (see
+    /// [`MapFile::write_map`] for the order, the syncs and the pace), so a
+    /// stream never waits on a sync. Written here when the syncer has
+    /// stopped; an error is then this write's.
     pub fn flush_map(&self) -> io::Result<()> {
-        self.write_map(false)
+        if self.f.dirty_count() == 0 || self.syncer().ask(&self.f) {
+            return Ok(());
+        }
+        self.f.write_map(false)
     }
 
-    /// Write every pending entry to the map file now (at close).
+    /// Write every pending entry to the map file now, on this thread, with
+    /// its syncs (at close, and where a caller needs it on disk).
     pub fn sync_map(&self) -> io::Result<()> {
-        self.write_map(true)
+        self.f.write_map(true)
     }
 }
