@@ -1,4 +1,5 @@
-//! The frame header: a checked view over bytes, the frame errors, and emission.
+//! The frame header: a checked view over bytes, the type codes it carries,
+//! the frame errors, and emission.
 //!
 //! Layout (all integers little-endian), 16 bytes then `length` bytes of payload:
 //!
@@ -6,7 +7,7 @@
 //! |--------|----------|-----------------------------------------------------|
 //! | 0..4   | magic    | `b"FDFS"`                                           |
 //! | 4      | version  | protocol version, [`VERSION`]                       |
-//! | 5      | type     | message type ([`crate::MessageType`])               |
+//! | 5      | type     | message type ([`MessageType`])                      |
 //! | 6..8   | reserved | sent as zero, ignored by readers of this version     |
 //! | 8..12  | length   | payload length, at most [`MAX_PAYLOAD`]             |
 //! | 12..16 | crc32    | CRC-32 (IEEE) of bytes 0..12 followed by the payload |
@@ -19,6 +20,11 @@
 //! [`FrameError`]. The version comes after the checksum so that a damaged
 //! version byte is damage (resync), while a peer that really speaks another
 //! version (its frames pass the checksum) is told apart clearly.
+//!
+//! The type codes live here, with the header that carries them, and so does
+//! the little the frame needs of a Block's payload (where its data starts,
+//! where its encoding byte is) to hash that data once: the message module
+//! builds on this module and this module never on it.
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
@@ -31,6 +37,53 @@ pub const VERSION: u8 = 3;
 pub const HEADER_LEN: usize = 16;
 /// Largest payload a frame may carry: one block of the largest block size plus its header.
 pub const MAX_PAYLOAD: u32 = crate::MAX_BLOCK_SIZE + 64;
+
+/// Type codes, one per message (byte 5 of the header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MessageType {
+    Hello = 0x01,
+    Entry = 0x02,
+    ManifestEnd = 0x03,
+    Have = 0x04,
+    HaveEnd = 0x05,
+    Demand = 0x06,
+    Block = 0x07,
+    StreamDone = 0x08,
+    Complete = 0x09,
+    Error = 0x0a,
+    Goodbye = 0x0b,
+}
+
+impl TryFrom<u8> for MessageType {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        use MessageType::*;
+        Ok(match v {
+            0x01 => Hello,
+            0x02 => Entry,
+            0x03 => ManifestEnd,
+            0x04 => Have,
+            0x05 => HaveEnd,
+            0x06 => Demand,
+            0x07 => Block,
+            0x08 => StreamDone,
+            0x09 => Complete,
+            0x0a => Error,
+            0x0b => Goodbye,
+            other => return Err(other),
+        })
+    }
+}
+
+/// Length of a `Block` message's fixed part, before the data: a Block's
+/// frame checksum is derived from the data's own CRC-32 past this point.
+pub const BLOCK_HEADER_LEN: usize = 20;
+/// Where a `Block` message's `encoding` byte sits in its payload.
+pub const BLOCK_ENCODING_OFFSET: usize = 16;
+/// The `encoding` byte of a Block whose data is raw (`message::Encoding::Raw`):
+/// only then is the CRC-32 of the data the block's CRC.
+pub const BLOCK_ENCODING_RAW: u8 = 0;
 
 mod field {
     use std::ops::Range;
@@ -151,7 +204,7 @@ fn magic_of(buf: &[u8]) -> [u8; 4] {
 /// Where a message type's bulk data starts in its payload (a Block's data,
 /// whose CRC-32 the message itself carries when the data is raw).
 fn tail_start(ty: u8) -> Option<usize> {
-    (ty == crate::MessageType::Block as u8).then_some(crate::message::BLOCK_HEADER_LEN)
+    (ty == MessageType::Block as u8).then_some(BLOCK_HEADER_LEN)
 }
 
 /// CRC-32 of `header12`, then `head`, then a tail of `tail_len` bytes whose
@@ -221,8 +274,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
         }
         // The tail's CRC is the block's CRC only when the data is raw; of
         // encoded data it is the CRC of the bytes as sent, which no one needs.
-        let raw = buf.get(HEADER_LEN + crate::message::BLOCK_ENCODING_OFFSET)
-            == Some(&(crate::message::Encoding::Raw as u8));
+        let raw = buf.get(HEADER_LEN + BLOCK_ENCODING_OFFSET) == Some(&BLOCK_ENCODING_RAW);
         let tail_crc = tail_crc.filter(|_| raw);
         Ok(Frame { buffer, tail_crc })
     }
@@ -248,8 +300,8 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// The message type, or [`FrameError::UnknownType`].
-    pub fn message_type(&self) -> Result<crate::MessageType, FrameError> {
-        crate::MessageType::try_from(self.type_byte()).map_err(FrameError::UnknownType)
+    pub fn message_type(&self) -> Result<MessageType, FrameError> {
+        MessageType::try_from(self.type_byte()).map_err(FrameError::UnknownType)
     }
 
     /// The payload bytes.
@@ -334,113 +386,4 @@ pub fn emit_head(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(ty: u8, payload: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        emit(&mut v, ty, |o| o.extend_from_slice(payload));
-        v
-    }
-
-    #[test]
-    fn fixed_header_bytes() {
-        let f = frame(0x0b, &[0]);
-        assert_eq!(&f[..12], b"FDFS\x03\x0b\x00\x00\x01\x00\x00\x00");
-        let crc = crc32fast::hash(&[&f[..12], &[0u8][..]].concat());
-        assert_eq!(LE::read_u32(&f[12..16]), crc);
-        let checked = Frame::new_checked(&f[..]).unwrap();
-        assert_eq!(checked.payload(), &[0]);
-    }
-
-    #[test]
-    fn each_fault_has_its_own_error() {
-        let good = frame(0x0b, &[0]);
-        let mut bad = good.clone();
-        bad[0] = b'X';
-        assert!(matches!(
-            Frame::new_checked(&bad[..]),
-            Err(FrameError::BadMagic { .. })
-        ));
-        // Another version with a valid checksum is a version error...
-        let mut other = good.clone();
-        other[4] = 9;
-        let crc = crc32fast::hash(&[&other[..12], &other[16..]].concat());
-        other[12..16].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(
-            Frame::new_checked(&other[..]).unwrap_err(),
-            FrameError::UnsupportedVersion {
-                found: 9,
-                supported: VERSION
-            }
-        );
-        // ...while a damaged version byte is damage.
-        let mut bad = good.clone();
-        bad[4] = 9;
-        assert!(matches!(
-            Frame::new_checked(&bad[..]),
-            Err(FrameError::BadChecksum { .. })
-        ));
-        let mut bad = good.clone();
-        bad[16] ^= 1;
-        assert!(matches!(
-            Frame::new_checked(&bad[..]),
-            Err(FrameError::BadChecksum { .. })
-        ));
-        let mut bad = good.clone();
-        LE::write_u32(&mut bad[8..12], MAX_PAYLOAD + 1);
-        assert_eq!(
-            Frame::new_checked(&bad[..]).unwrap_err(),
-            FrameError::Oversized {
-                len: MAX_PAYLOAD + 1,
-                max: MAX_PAYLOAD
-            }
-        );
-        assert_eq!(
-            Frame::new_checked(&good[..10]).unwrap_err(),
-            FrameError::Truncated {
-                needed: 16,
-                available: 10
-            }
-        );
-        assert_eq!(
-            Frame::new_checked(&good[..16]).unwrap_err(),
-            FrameError::Truncated {
-                needed: 17,
-                available: 16
-            }
-        );
-        let unknown = frame(0x7f, &[]);
-        let f = Frame::new_checked(&unknown[..]).unwrap();
-        assert_eq!(f.message_type().unwrap_err(), FrameError::UnknownType(0x7f));
-    }
-
-    #[test]
-    fn recovery_is_decided_per_error() {
-        assert_eq!(FrameError::UnknownType(1).recovery(), Recovery::Skip);
-        assert_eq!(
-            FrameError::BadChecksum {
-                expected: 0,
-                actual: 1
-            }
-            .recovery(),
-            Recovery::Resync
-        );
-        assert_eq!(
-            FrameError::UnsupportedVersion {
-                found: 2,
-                supported: 1
-            }
-            .recovery(),
-            Recovery::Fatal
-        );
-        assert_eq!(
-            FrameError::Truncated {
-                needed: 2,
-                available: 1
-            }
-            .recovery(),
-            Recovery::Reconnect
-        );
-    }
-}
+mod tests;
