@@ -4,9 +4,9 @@
 //! It only reads: the saved manifest, each file's block map, the request
 //! log and the state file, taking no lock, so it never disturbs a running
 //! daemon. Present blocks come from the maps (a running daemon writes them
-//! a second or two after the blocks land) and waits from the log (written
-//! once a second), so a running daemon's figures may be seconds behind.
-//! Waits are those of the last mount in the log: the running daemon's, or the last one's. The
+//! at least once a second) and waits from the log (written once a second),
+//! so a running daemon's figures may be a second behind. Waits are those of
+//! the last mount in the log: the running daemon's, or the last one's. The
 //! store's size on disk is the allocated blocks of every file in it.
 
 use std::fs;
@@ -354,7 +354,7 @@ mod tests {
         let a = store.open_file(m.get(FileId(0)).unwrap()).unwrap();
         let last = vec![7u8; 10_000 - 8192];
         a.write_block(2, &last, crc32fast::hash(&last)).unwrap();
-        a.sync_map().unwrap();
+        a.flush_map().unwrap();
         let log = RequestLog::start(&dir, &m);
         let t = Instant::now() - Duration::from_millis(30);
         for (pid, outcome) in [

@@ -344,7 +344,7 @@ fn main_loop(
     stop_reaper.store(true, Ordering::Relaxed);
     if let Some(core) = core_for_reaper {
         core.wake();
-        core.flush_maps();
+        core.sync_maps();
         core.close_log();
     }
     result

@@ -611,8 +611,18 @@ impl Core {
     /// Write every file's pending map entries (see `store::MAP_BATCH`).
     pub fn flush_maps(&self) {
         for f in self.files.iter().flatten() {
-            if let Err(e) = f.sync_map() {
+            if let Err(e) = f.flush_map() {
                 log::warn!("store: cannot write a block map: {e}");
+            }
+        }
+    }
+
+    /// Write every file's pending map entries and make the files durable,
+    /// data before map (see `StoredFile::sync_map`).
+    pub fn sync_maps(&self) {
+        for f in self.files.iter().flatten() {
+            if let Err(e) = f.sync_map() {
+                log::warn!("store: cannot sync a block map: {e}");
             }
         }
     }
@@ -714,7 +724,7 @@ impl Core {
             let now = Instant::now();
             if now.duration_since(last_flush) >= MAP_FLUSH_INTERVAL {
                 drop(p);
-                self.flush_maps();
+                self.sync_maps();
                 last_flush = now;
                 p = self.pending();
             }

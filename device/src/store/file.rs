@@ -11,9 +11,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use feedfs_protocol::{block_count, block_len, Entry};
 
@@ -22,7 +20,6 @@ use super::holes::{holds_data, punch_hole};
 use super::layout::{header_for, MapLayout};
 use super::open::{DataFile, OpenFiles, Pair};
 use super::persist::MAP_BATCH;
-use super::sync::Syncer;
 
 /// Outcome of asking for a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,11 +38,10 @@ pub struct StoredFile {
     pub(super) f: Arc<MapFile>,
     /// Whether opening found no usable map and started the file afresh.
     afresh: bool,
-    syncer: Arc<Syncer>,
 }
 
-/// What the store's syncer shares with a [`StoredFile`]: its files, its
-/// blocks in memory and how its map is written.
+/// A stored file's store files, its blocks in memory and how its map is
+/// written.
 pub(super) struct MapFile {
     pub(super) data_path: PathBuf,
     pub(super) map_path: PathBuf,
@@ -56,11 +52,8 @@ pub(super) struct MapFile {
     pub(super) block_size: u32,
     pub(super) blocks: u64,
     pub(super) state: Mutex<MapState>,
-    /// Held while the map is written, so map writes of a file never
-    /// overlap; when it was last written.
-    pub(super) map_writer: Mutex<Option<Instant>>,
-    /// Handed to the syncer and not written yet.
-    pub(super) queued: AtomicBool,
+    /// Held while the map is written, so map writes of a file never overlap.
+    pub(super) map_writer: Mutex<()>,
 }
 
 /// Present blocks, which of them were checked in this daemon's life, and their CRCs.
@@ -73,6 +66,8 @@ pub(super) struct MapState {
     pub(super) dirty_count: u64,
     /// Blocks were written to the data file since it was last synced.
     pub(super) data_unsynced: bool,
+    /// Entries were written to the map file since it was last synced.
+    pub(super) map_unsynced: bool,
 }
 
 impl MapState {
@@ -92,7 +87,6 @@ impl StoredFile {
         map_path: PathBuf,
         entry: &Entry,
         open: Arc<OpenFiles>,
-        syncer: Arc<Syncer>,
     ) -> anyhow::Result<StoredFile> {
         let blocks = block_count(entry.size, entry.block_size);
         let layout = MapLayout::new(entry.path.len(), blocks);
@@ -113,9 +107,9 @@ impl StoredFile {
                 dirty: None,
                 dirty_count: 0,
                 data_unsynced: false,
+                map_unsynced: false,
             }),
-            map_writer: Mutex::new(None),
-            queued: AtomicBool::new(false),
+            map_writer: Mutex::new(()),
         };
         let mut afresh = false;
         if blocks > 0 {
@@ -125,7 +119,6 @@ impl StoredFile {
         Ok(StoredFile {
             f: Arc::new(sf),
             afresh,
-            syncer,
         })
     }
 }
@@ -184,10 +177,6 @@ impl MapFile {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Entries waiting for the map file.
-    pub(super) fn dirty_count(&self) -> u64 {
-        self.lock().dirty_count
-    }
 }
 
 impl StoredFile {
@@ -195,9 +184,6 @@ impl StoredFile {
         self.f.lock()
     }
 
-    pub(super) fn syncer(&self) -> &Syncer {
-        &self.syncer
-    }
 
     pub fn size(&self) -> u64 {
         self.f.size
@@ -313,7 +299,7 @@ impl StoredFile {
         // Its cleared bit goes to the map with the pending entries.
         st.mark_dirty(index);
         drop(st);
-        if let Err(e) = self.f.write_map(true) {
+        if let Err(e) = self.f.write_map(false) {
             // Not on disk yet, but never served: it is missing in memory.
             log::warn!("store: cannot record the dropped block {index}: {e}");
         }

@@ -25,8 +25,8 @@ pub(super) const FIXED_HEADER: usize = 56;
 /// How many blocks of `entry` the map file in the store at `dir` marks
 /// present, and whether its last block is among them, reading only; `None`
 /// when there is no map that matches the entry (the daemon resets such a
-/// file when it opens it). A second or two behind a running daemon, which
-/// writes its map in batches (more while its disk lags behind a stream).
+/// file when it opens it). Up to a second behind a running daemon, which
+/// writes its map in batches.
 pub fn present_on_disk(dir: &Path, entry: &Entry) -> io::Result<Option<(u64, bool)>> {
     let map = dir
         .join("files")

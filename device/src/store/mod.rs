@@ -23,7 +23,6 @@ mod open;
 mod persist;
 pub mod reqlog;
 mod space;
-mod sync;
 #[cfg(test)]
 mod tests;
 
@@ -43,20 +42,12 @@ pub use persist::MAP_BATCH;
 pub use space::{disk_usage, free_space};
 
 use open::OpenFiles;
-use sync::Syncer;
 
 /// An open store directory, locked for this process.
 pub struct Store {
     dir: PathBuf,
     _lock: File,
     open: Arc<OpenFiles>,
-    syncer: Arc<Syncer>,
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        self.syncer.stop();
-    }
 }
 
 impl Store {
@@ -88,7 +79,6 @@ impl Store {
             dir: dir.to_path_buf(),
             _lock: lock,
             open: Arc::new(OpenFiles::new(OPEN_FILES)),
-            syncer: Syncer::start(),
         })
     }
 
@@ -196,7 +186,6 @@ impl Store {
             base.with_extension("map"),
             entry,
             self.open.clone(),
-            self.syncer.clone(),
         )
     }
 }

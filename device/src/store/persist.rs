@@ -1,18 +1,16 @@
 //! How a stored file's map reaches the disk: read and checked when the file
-//! is opened, reset when it does not match, and written in batches (by the
-//! store's syncer, [`super::sync`], off the thread that stores blocks, or
-//! at once by [`StoredFile::sync_map`]).
+//! is opened, reset when it does not match, written in batches, and made
+//! durable (data first, then the map) by [`StoredFile::sync_map`].
 //!
 //! Invariants: a map whose header does not match the manifest's entry
 //! (identity, size, block size, path, length) is reset, never trusted; a
-//! bit is written only after its block's data and CRC were synced, so even
-//! a power cut leaves no set bit without them.
+//! bit is written after its CRC and its data; a sync makes the data
+//! durable before the map entries that mark it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -21,19 +19,13 @@ use super::file::{MapFile, StoredFile};
 use super::layout::MAP_MAGIC;
 use super::open::Pair;
 
-/// Entries pending that have a file's map written without waiting for
-/// [`SYNC_INTERVAL`]. Writing a map entry per block made the link thread
-/// wait on the map's page while the kernel wrote it back (strace: single
-/// 4-byte writes of 11 ms), and each write now syncs. A crash loses the
-/// entries not yet written (about a second's worth, more while the disk is
-/// slower than the stream), and those blocks are fetched again: never
-/// trusted without their bit.
+/// Blocks landed between two writes of a map file. Writing a map entry per
+/// block made the link thread wait on the map's page while the kernel wrote
+/// it back (strace: single 4-byte writes of 11 ms). A crash loses at most
+/// this many recent bits (plus what arrived in the last second, see
+/// `Core::flush_maps`), and those blocks are fetched again: never trusted
+/// without their bit.
 pub const MAP_BATCH: u64 = 256;
-
-/// Shortest time between two map writes of one file, each of which syncs
-/// its data first, unless [`MAP_BATCH`] entries wait (see
-/// [`StoredFile::flush_map`]).
-pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// An empty file of `len` bytes at `path`, where `file` is open. A file
 /// that holds old bytes is replaced by a new one rather than truncated:
@@ -127,83 +119,91 @@ impl MapFile {
         Ok(Pair { data, map })
     }
 
-    /// Write the map entries set since the last write, in three steps: the
-    /// CRCs; then `fdatasync` of the data file (when blocks were written to
-    /// it since the last sync) and of the map; then the bitmap bytes that
-    /// hold their bits. So a bit never reaches the disk before its CRC and
-    /// its data, even across a power cut; the bits themselves are not
-    /// synced (a power cut may lose them: those blocks are fetched again).
+    /// Write the map entries set since the last write: the CRCs first, then
+    /// the bitmap bytes that hold their bits, so a bit never reaches the
+    /// file before its CRC (and the data before either, as it was written
+    /// first). That order holds in the page cache, so across a crash of the
+    /// daemon.
     ///
-    /// The state lock is held only to take a snapshot and to hand back a
-    /// range that could not be written; the syncs run outside it, so readers
+    /// With `sync`, also make everything written so far durable, in order:
+    /// `fdatasync` of the data file (when blocks were written to it since
+    /// its last sync), then the pending entries, then `fdatasync` of the map
+    /// file. After that, every bit on the disk has its data and CRC there.
+    ///
+    /// The state lock is held only to take a snapshot and to hand back what
+    /// could not be written; the writes and syncs run outside it, so readers
     /// of this file never wait on the disk. Map writes of one file are
     /// serialized by `map_writer`.
-    ///
-    /// Unless `now` is set, nothing is written while fewer than
-    /// [`MAP_BATCH`] entries wait and this file's map was written less than
-    /// [`SYNC_INTERVAL`] ago: the entries stay pending for a later write, so
-    /// a stream syncs each file about once a second, not once a block.
-    pub(super) fn write_map(&self, now: bool) -> io::Result<()> {
-        let mut last = self.map_writer.lock().unwrap_or_else(|p| p.into_inner());
-        let (lo, hi, crcs, bits, data_unsynced) = {
+    pub(super) fn write_map(&self, sync: bool) -> io::Result<()> {
+        let _writer = self.map_writer.lock().unwrap_or_else(|p| p.into_inner());
+        let (pending, data_unsynced, map_unsynced) = {
             let mut st = self.lock();
-            let recent = last.is_some_and(|t| t.elapsed() < SYNC_INTERVAL);
-            if !now && recent && st.dirty_count < MAP_BATCH {
+            let pending = st.dirty.take().map(|(lo, hi)| {
+                let crcs: Vec<u8> = st.crcs[lo as usize..=hi as usize]
+                    .iter()
+                    .flat_map(|c| c.to_le_bytes())
+                    .collect();
+                let bits: Vec<u8> = (lo / 8..=hi / 8)
+                    .map(|b| st.present.byte_of(b * 8))
+                    .collect();
+                (lo, hi, crcs, bits)
+            });
+            st.dirty_count = 0;
+            let (data, map) = if sync {
+                (
+                    std::mem::take(&mut st.data_unsynced),
+                    std::mem::take(&mut st.map_unsynced),
+                )
+            } else {
+                (false, false)
+            };
+            if pending.is_none() && !data && !map {
                 return Ok(());
             }
-            let Some((lo, hi)) = st.dirty.take() else {
-                return Ok(());
-            };
-            let crcs: Vec<u8> = st.crcs[lo as usize..=hi as usize]
-                .iter()
-                .flat_map(|c| c.to_le_bytes())
-                .collect();
-            let bits: Vec<u8> = (lo / 8..=hi / 8)
-                .map(|b| st.present.byte_of(b * 8))
-                .collect();
-            st.dirty_count = 0;
-            (lo, hi, crcs, bits, std::mem::take(&mut st.data_unsynced))
+            (pending, data, map)
         };
         let written = self.pair().and_then(|pair| {
-            pair.map.write_all_at(&crcs, self.layout.crc_off + 4 * lo)?;
             if data_unsynced {
                 pair.data.sync_data()?;
             }
-            pair.map.sync_data()?;
-            pair.map
-                .write_all_at(&bits, self.layout.bitmap_off + lo / 8)
+            if let Some((lo, _, crcs, bits)) = &pending {
+                pair.map.write_all_at(crcs, self.layout.crc_off + 4 * lo)?;
+                pair.map.write_all_at(bits, self.layout.bitmap_off + lo / 8)?;
+            }
+            if sync && (map_unsynced || pending.is_some()) {
+                pair.map.sync_data()?;
+            }
+            Ok(())
         });
-        if written.is_ok() {
-            *last = Some(Instant::now());
-        } else {
-            // Pending again, for the next write.
-            let mut st = self.lock();
-            st.dirty = Some(match st.dirty {
-                Some((a, b)) => (a.min(lo), b.max(hi)),
-                None => (lo, hi),
-            });
-            st.dirty_count += hi - lo + 1;
-            st.data_unsynced |= data_unsynced;
+        let mut st = self.lock();
+        match &written {
+            Ok(()) => st.map_unsynced |= !sync && pending.is_some(),
+            Err(_) => {
+                // Pending again, for the next write.
+                if let Some((lo, hi, _, _)) = pending {
+                    st.dirty = Some(match st.dirty {
+                        Some((a, b)) => (a.min(lo), b.max(hi)),
+                        None => (lo, hi),
+                    });
+                    st.dirty_count += hi - lo + 1;
+                }
+                st.data_unsynced |= data_unsynced;
+                st.map_unsynced |= map_unsynced;
+            }
         }
         written
     }
 }
 
 impl StoredFile {
-    /// Have what the map gained in memory written to the map file, off the
-    /// caller's thread: the store's syncer writes it (see
-    /// [`MapFile::write_map`] for the order, the syncs and the pace), so a
-    /// stream never waits on a sync. Written here when the syncer has
-    /// stopped; an error is then this write's.
+    /// Write what the map gained in memory to the map file, without a sync
+    /// (see [`MapFile::write_map`]).
     pub fn flush_map(&self) -> io::Result<()> {
-        if self.f.dirty_count() == 0 || self.syncer().ask(&self.f) {
-            return Ok(());
-        }
         self.f.write_map(false)
     }
 
-    /// Write every pending entry to the map file now, on this thread, with
-    /// its syncs (at close, and where a caller needs it on disk).
+    /// Write what the map gained in memory to the map file and make this
+    /// file's data and map durable (see [`MapFile::write_map`]).
     pub fn sync_map(&self) -> io::Result<()> {
         self.f.write_map(true)
     }
