@@ -6,7 +6,7 @@
 //!
 //! A FUSE read of a missing block is parked with its fuser reply and a
 //! deadline; the block's first waiter sends one demand for it. A block from
-//! the host lands in two steps ([`land`]): the link thread checks it
+//! the host lands in two steps (module `land`): the link thread checks it
 //! ([`Core::accept`]) and at once answers, from the checked bytes, every
 //! parked read that lies wholly within it; a store writer then writes it
 //! ([`Core::store`]), sets its bit and answers the reads that needed more
@@ -47,6 +47,16 @@ const MAP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Longest sleep of the reaper between two looks at its deadlines.
 const REAPER_NAP: Duration = Duration::from_millis(500);
+
+/// A FUSE read is answered through fuser.
+impl Reply for ReplyData {
+    fn data(self, bytes: &[u8]) {
+        ReplyData::data(self, bytes)
+    }
+    fn error(self, errno: Errno) {
+        ReplyData::error(self, errno)
+    }
+}
 
 /// Why the device's state could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -28,22 +28,14 @@ use crate::serve::demand::{self, Demand};
 #[cfg(test)]
 mod tests;
 
-/// How a read is answered: fuser's `ReplyData`, or a test's double.
+/// How a read is answered: fuser's `ReplyData` (see [`crate::serve::core`]),
+/// or a test's double.
 /// Both methods take the reply by value, so it is answered once.
 pub trait Reply: Send {
     /// Answer with these bytes.
     fn data(self, bytes: &[u8]);
     /// Answer with an error.
     fn error(self, errno: Errno);
-}
-
-impl Reply for fuser::ReplyData {
-    fn data(self, bytes: &[u8]) {
-        fuser::ReplyData::data(self, bytes)
-    }
-    fn error(self, errno: Errno) {
-        fuser::ReplyData::error(self, errno)
-    }
 }
 
 /// What a read asks for: `size` bytes at `offset` of `file`, which lie in
