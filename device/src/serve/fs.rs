@@ -1,4 +1,5 @@
-//! The FUSE adapter: a read-only tree built from the manifest, reads handed to [`Core`](crate::serve::core::Core).
+//! The FUSE adapter: a read-only tree built from the manifest, reads handed
+//! to [`Core`](crate::serve::core::Core).
 //!
 //! It never blocks a worker thread on the link: a read of a missing block
 //! is parked in the core with its reply. Content is immutable for the
