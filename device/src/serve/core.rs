@@ -39,6 +39,8 @@ use crate::store::reqlog::RequestLog;
 use crate::store::{BlockState, Store, StoredFile};
 
 mod land;
+#[cfg(test)]
+mod tests;
 
 pub use land::{LandError, Landing};
 
@@ -68,19 +70,21 @@ pub enum CoreError {
 }
 
 /// What the pending lock guards: the table and where its demands go.
-struct Shared {
-    table: Pending<ReplyData>,
+struct Shared<R> {
+    table: Pending<R>,
     outbox: Option<Outbox>,
 }
 
-pub struct Core {
+/// The device's shared state, generic over how a read is answered:
+/// `Core` answers FUSE reads; tests hold a fake reply.
+pub struct Core<R = ReplyData> {
     manifest: Manifest,
     /// Stored copy of each host id that is a file.
     files: Vec<Option<StoredFile>>,
     total_blocks: u64,
     present_blocks: AtomicU64,
     complete_sent: AtomicBool,
-    pending: Mutex<Shared>,
+    pending: Mutex<Shared<R>>,
     wake_reaper: Condvar,
     log: RequestLog,
 }
@@ -96,13 +100,13 @@ struct Scan {
     failed: Option<std::io::Error>,
 }
 
-impl Core {
+impl<R: Reply> Core<R> {
     /// Open every file of the manifest in the store.
     pub fn new(
         manifest: Manifest,
         store: &Store,
         read_timeout: Duration,
-    ) -> Result<Core, CoreError> {
+    ) -> Result<Core<R>, CoreError> {
         let mut files = Vec::with_capacity(manifest.host_entries() as usize);
         for i in 0..manifest.host_entries() {
             // Ids are dense: `files[i]` is host id `i`.
@@ -171,7 +175,7 @@ impl Core {
             .sum()
     }
 
-    fn pending(&self) -> MutexGuard<'_, Shared> {
+    fn pending(&self) -> MutexGuard<'_, Shared<R>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -237,12 +241,12 @@ impl Core {
     }
 
     /// Serve a FUSE read, or park it until its blocks land.
-    pub fn read(&self, id: FileId, offset: u64, size: u32, reply: ReplyData) {
+    pub fn read(&self, id: FileId, offset: u64, size: u32, reply: R) {
         self.read_by(id, offset, size, 0, reply)
     }
 
     /// [`Core::read`] for process `pid` (0 if unknown), as the request log names it.
-    pub fn read_by(&self, id: FileId, offset: u64, size: u32, pid: u32, reply: ReplyData) {
+    pub fn read_by(&self, id: FileId, offset: u64, size: u32, pid: u32, reply: R) {
         let Some(file) = self.file(id) else {
             reply.error(Errno::EISDIR);
             return;
@@ -275,7 +279,7 @@ impl Core {
         }
     }
 
-    fn park(&self, file: &StoredFile, read: ReadAt, reply: ReplyData) {
+    fn park(&self, file: &StoredFile, read: ReadAt, reply: R) {
         let (parked, outbox) = {
             let mut p = self.pending();
             // Presence is re-checked under the pending lock: a block may have landed since.
@@ -324,7 +328,7 @@ impl Core {
     }
 
     /// Record a parked read that has ended.
-    fn ended<R>(&self, r: &Taken<R>, outcome: Outcome) {
+    fn ended(&self, r: &Taken<R>, outcome: Outcome) {
         self.log.waited(
             r.read.file,
             r.read.first,

@@ -6,6 +6,8 @@
 
 pub mod core;
 pub mod demand;
+#[cfg(test)]
+mod fake;
 pub mod fs;
 pub mod opens;
 pub mod pending;

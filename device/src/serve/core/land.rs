@@ -11,6 +11,7 @@ use feedfs_protocol::FileId;
 use fuser::Errno;
 
 use super::{serve, Core};
+use crate::serve::pending::Reply;
 
 /// A checked block on its way from the link thread to the store writer.
 pub struct Landing {
@@ -55,7 +56,7 @@ pub enum LandError {
     },
 }
 
-impl Core {
+impl<R: Reply> Core<R> {
     /// The link thread's half of landing a block: check it against the
     /// manifest and its CRC (`actual` is the CRC-32 of `data`, computed once
     /// while the frame was checked; `crc` is what the host says it should

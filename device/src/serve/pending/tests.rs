@@ -2,13 +2,13 @@
 //! every answer (and a reply dropped unanswered).
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use feedfs_protocol::FileId;
 use fuser::Errno;
 
 use super::*;
+use crate::serve::fake::{Answer, Answers, Fake};
 
 /// Every file in these tests: 1000 bytes in blocks of 100.
 const SIZE: u64 = 1000;
@@ -16,47 +16,6 @@ const BS: u32 = 100;
 const TIMEOUT: Duration = Duration::from_secs(10);
 const F: FileId = FileId(1);
 const G: FileId = FileId(2);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Answer {
-    Data(Vec<u8>),
-    Error(Errno),
-    Dropped,
-}
-
-type Answers = Arc<Mutex<Vec<(u32, Answer)>>>;
-
-/// A reply that records how read `tag` was answered.
-#[derive(Debug)]
-struct Fake {
-    tag: u32,
-    answers: Answers,
-    answered: bool,
-}
-
-impl Fake {
-    fn record(&mut self, a: Answer) {
-        self.answered = true;
-        self.answers.lock().unwrap().push((self.tag, a));
-    }
-}
-
-impl Reply for Fake {
-    fn data(mut self, bytes: &[u8]) {
-        self.record(Answer::Data(bytes.to_vec()));
-    }
-    fn error(mut self, errno: Errno) {
-        self.record(Answer::Error(errno));
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        if !self.answered {
-            self.record(Answer::Dropped);
-        }
-    }
-}
 
 /// A table, the clock's start, which blocks are present, and the answers.
 struct World {
@@ -81,11 +40,7 @@ impl World {
     }
 
     fn reply(&self, tag: u32) -> Fake {
-        Fake {
-            tag,
-            answers: self.answers.clone(),
-            answered: false,
-        }
+        self.answers.reply(tag)
     }
 
     /// Read `tag` of `size` bytes at `offset` of `file`, parked at `ms`.
@@ -119,7 +74,7 @@ impl World {
     }
 
     fn answers(&self) -> Vec<(u32, Answer)> {
-        self.answers.lock().unwrap().clone()
+        self.answers.all()
     }
 }
 
