@@ -31,13 +31,13 @@ use std::time::Duration;
 use anyhow::anyhow;
 use fuser::{Config, MountOption, SessionACL};
 
-use crate::link::gadget::Gadget;
-use crate::link::usb::Ffs;
-use crate::link::{self, grow_pipe, Daemon, LinkIo};
+use attach::{Busy, Incoming};
 use crate::serve::core::{Core, SharedCore};
 use crate::serve::fs::FeedFs;
+use crate::link::gadget::Gadget;
+use crate::link::{self, grow_pipe, Daemon, LinkIo};
 use crate::store::Store;
-use attach::{Busy, Incoming};
+use crate::link::usb::Ffs;
 
 /// Where the daemon's files come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
