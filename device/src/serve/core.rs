@@ -35,7 +35,7 @@ use fuser::{Errno, ReplyData};
 use crate::link::outbox::Outbox;
 use crate::serve::demand::Demand;
 use crate::serve::pending::{Park, Pending, ReadAt, Reply, Taken};
-use crate::store::reqlog::RequestLog;
+use crate::store::reqlog::{RequestLog, Waited};
 use crate::store::{BlockState, Store, StoredFile};
 
 mod land;
@@ -328,15 +328,15 @@ impl<R: Reply> Core<R> {
 
     /// Record a parked read that has ended.
     fn ended(&self, r: &Taken<R>, outcome: Outcome) {
-        self.log.waited(
-            r.read.file,
-            r.read.first,
-            r.read.last,
-            r.since,
-            r.read.pid,
+        self.log.waited(Waited {
+            file: r.read.file,
+            first: r.read.first,
+            last: r.read.last,
+            since: r.since,
+            pid: r.read.pid,
             outcome,
-            r.demanded,
-        );
+            demanded: r.demanded,
+        });
     }
 
     /// Write the request log out and stop its writer (at unmount).

@@ -176,14 +176,12 @@ impl MapFile {
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, MapState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
-
 }
 
 impl StoredFile {
     fn lock(&self) -> std::sync::MutexGuard<'_, MapState> {
         self.f.lock()
     }
-
 
     pub fn size(&self) -> u64 {
         self.f.size

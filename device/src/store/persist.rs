@@ -168,7 +168,8 @@ impl MapFile {
             }
             if let Some((lo, _, crcs, bits)) = &pending {
                 pair.map.write_all_at(crcs, self.layout.crc_off + 4 * lo)?;
-                pair.map.write_all_at(bits, self.layout.bitmap_off + lo / 8)?;
+                pair.map
+                    .write_all_at(bits, self.layout.bitmap_off + lo / 8)?;
             }
             if sync && (map_unsynced || pending.is_some()) {
                 pair.map.sync_data()?;

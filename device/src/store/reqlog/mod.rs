@@ -92,6 +92,20 @@ pub struct RequestLog {
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// A read that waited, as [`RequestLog::waited`] records it: blocks
+/// `first..=last` of `file`, parked at `since` by process `pid` (0 if
+/// unknown), ended with `outcome`; `demanded` if it asked the host itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Waited {
+    pub file: FileId,
+    pub first: u64,
+    pub last: u64,
+    pub since: Instant,
+    pub pid: u32,
+    pub outcome: Outcome,
+    pub demanded: bool,
+}
+
 impl RequestLog {
     /// Start logging the reads of `manifest`'s files into the store at `dir`.
     pub fn start(dir: &Path, manifest: &Manifest) -> RequestLog {
@@ -215,17 +229,16 @@ impl RequestLog {
     }
 
     /// A read that waited has ended.
-    #[allow(clippy::too_many_arguments)]
-    pub fn waited(
-        &self,
-        file: FileId,
-        first: u64,
-        last: u64,
-        since: Instant,
-        pid: u32,
-        outcome: Outcome,
-        demanded: bool,
-    ) {
+    pub fn waited(&self, w: Waited) {
+        let Waited {
+            file,
+            first,
+            last,
+            since,
+            pid,
+            outcome,
+            demanded,
+        } = w;
         let t_us = micros(since.saturating_duration_since(self.shared.start));
         let wait_us = micros(since.elapsed()).min(u64::from(u32::MAX)) as u32;
         self.push(Record::Wait {

@@ -42,7 +42,15 @@ fn reads_become_records_and_first_touches_coalesce() {
     log.served(FileId(1), 2, 3, 8192);
     log.served(FileId(1), 0, 3, 16384); // nothing new
     log.waiting(FileId(1), 10, 10);
-    log.waited(FileId(1), 10, 10, Instant::now(), 99, Outcome::Served, true);
+    log.waited(Waited {
+        file: FileId(1),
+        first: 10,
+        last: 10,
+        since: Instant::now(),
+        pid: 99,
+        outcome: Outcome::Served,
+        demanded: true,
+    });
     log.served(FileId(1), 10, 11, 8192); // only 11 is new
     log.served(FileId(0), 0, 0, 1); // a directory: ignored
     log.close();
