@@ -17,3 +17,5 @@ pub mod daemon;
 pub mod link;
 pub mod serve;
 pub mod store;
+#[cfg(test)]
+mod testutil;
