@@ -10,8 +10,13 @@
 //! host attaches to the same daemon (`feedfs-device attach`) behind a new
 //! faulty link. Then the faults stop: every reader must end within a bound
 //! (none hangs), some reads must have returned the right bytes despite the
-//! faults, and the transfer must complete, every file exact. Seeds: `FEEDFS_FAULT_SEEDS` (`7`, `1..=50`), default 1..=3;
-//! `FEEDFS_FAULT_RATE` multiplies every fault's rate (default 1).
+//! faults, and the transfer must complete, every file exact. Seeds:
+//! `FEEDFS_FAULT_SEEDS` (`7`, `1..=50`), default 1..=3; `FEEDFS_FAULT_RATE`
+//! multiplies every fault's rate (default 1).
+//!
+//! Then single faults, with the test as the host: a frame cut short before
+//! an idle link, demands never answered, and damaged frames around the
+//! host's Hello (skipped before it, refused in the manifest).
 //! These tests need /dev/fuse and the right to mount; they fail without.
 
 use std::path::{Path, PathBuf};
@@ -407,4 +412,71 @@ fn a_read_the_host_never_answers_fails_once_within_the_read_timeout() {
     }
     stop_device(host.device.id() as i32, &mnt);
     host.wait(Duration::from_secs(10));
+}
+
+#[test]
+fn damaged_frames_before_a_hello_are_skipped_and_one_in_the_manifest_is_refused() {
+    use feedfs_protocol::{ErrorCode, Message};
+    use feedfs_tests::peers::{FakeHost, FromDevice};
+    // docs/protocol.md, sections 3.12 and 5.2: what a link holds before the
+    // host's Hello (a banner, a damaged frame, an earlier session's frame)
+    // is skipped; the session that follows is served.
+    let s = Scratch::new("prehello");
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let mut host = FakeHost::start(&mnt, &store, &[]);
+    let mut damaged = Message::StreamDone { blocks_sent: 1 }.to_frame();
+    damaged[feedfs_protocol::HEADER_LEN] ^= 0x10;
+    let mut before = b"Welcome to the device\n".to_vec();
+    before.extend_from_slice(&damaged);
+    before.extend_from_slice(&Message::StreamDone { blocks_sent: 7 }.to_frame());
+    assert!(host.send(&before));
+    assert!(host.send(&opening(65536, 65536)));
+    wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
+    let have_end = FromDevice::Other("HaveEnd".into());
+    let mut said = Vec::new();
+    while let Some(m) = host.next(Duration::from_secs(10)) {
+        said.push(m);
+        if said.last() == Some(&have_end) {
+            break;
+        }
+    }
+    assert_eq!(
+        said.first(),
+        Some(&FromDevice::Other("Hello".into())),
+        "{said:?}"
+    );
+    assert_eq!(said.last(), Some(&have_end), "{said:?}");
+    assert!(
+        !said.iter().any(|m| matches!(m, FromDevice::Error { .. })),
+        "{said:?}"
+    );
+    stop_device(host.device.id() as i32, &mnt);
+    host.wait(Duration::from_secs(10));
+
+    // After the Hello, a damaged Entry is a protocol error: Error code 1,
+    // and nothing is mounted.
+    let s = Scratch::new("badentry");
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let mut host = FakeHost::start(&mnt, &store, &[]);
+    let mut frames = opening(65536, 65536);
+    let entry_at = Message::Hello {
+        role: feedfs_protocol::Role::Host,
+        min_version: feedfs_protocol::VERSION,
+        max_version: feedfs_protocol::VERSION,
+        agent: "test",
+    }
+    .to_frame()
+    .len();
+    frames[entry_at + feedfs_protocol::HEADER_LEN + 5] ^= 0x01;
+    assert!(host.send(&frames));
+    let error = std::iter::from_fn(|| host.next(Duration::from_secs(10))).find_map(|m| match m {
+        FromDevice::Error { code, text } => Some((code, text)),
+        _ => None,
+    });
+    let (status, _, stderr) = host.wait(Duration::from_secs(10));
+    assert!(
+        matches!(&error, Some((ErrorCode::Protocol, _))),
+        "{error:?}; device ({status}): {stderr}"
+    );
+    assert!(!is_mounted(&mnt), "mounted after a refused manifest");
 }
