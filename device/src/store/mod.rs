@@ -995,6 +995,7 @@ impl StoredFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
     use feedfs_protocol::{EntryKind, FileId};
 
     fn entry(size: u64, identity: u8) -> Entry {
@@ -1009,10 +1010,8 @@ mod tests {
         }
     }
 
-    fn tempdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("feedfs-store-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        d
+    fn tempdir(name: &str) -> TempDir {
+        TempDir::new(&format!("store-{name}"))
     }
 
     fn block(i: u64, len: usize) -> Vec<u8> {
@@ -1047,7 +1046,6 @@ mod tests {
             let f = store.open_file(&entry(10_000, 2)).unwrap();
             assert_eq!(f.present_count(), 0, "identity changed: nothing trusted");
         }
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1074,7 +1072,6 @@ mod tests {
         f.flush_map().unwrap();
         assert_eq!(on_disk(), (0b1000, crc32fast::hash(&b3)));
         drop(f);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1104,7 +1101,6 @@ mod tests {
         let f = store.open_file(&e).unwrap();
         assert_eq!(f.present_ranges(), vec![(0, MAP_BATCH)]);
         drop(f);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1144,7 +1140,6 @@ mod tests {
         let base = dir.join("files").join(key_of("empty"));
         assert!(!base.with_extension("data").exists() && !base.with_extension("map").exists());
         drop(f);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1201,7 +1196,6 @@ mod tests {
         // The drop was persisted.
         let f = store.open_file(&e).unwrap();
         assert_eq!(f.present_count(), 0);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1248,7 +1242,6 @@ mod tests {
         assert_eq!(f.present_ranges(), vec![(0, 2), (3, 1)]);
         assert_eq!(f.check(1).unwrap(), BlockState::Ready);
         drop(f);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1283,7 +1276,6 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("damaged"));
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1332,7 +1324,6 @@ mod tests {
         let f = store.open_file(m.get(FileId(0)).unwrap()).unwrap();
         assert_eq!(f.blocks(), 2, "the kept file opens as before");
         drop(f);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1354,6 +1345,5 @@ mod tests {
         m.set_len(60).unwrap();
         let f = store.open_file(&e).unwrap();
         assert_eq!(f.present_count(), 0);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

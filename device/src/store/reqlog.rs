@@ -535,6 +535,7 @@ fn write_state(shared: &Shared, running: bool, link_up: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
     use feedfs_protocol::reqlog::{decode, Event};
     use feedfs_protocol::{EntryKind, ManifestBuilder};
 
@@ -555,11 +556,8 @@ mod tests {
         b.finish(2, blocks * 4096).unwrap()
     }
 
-    fn tempdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("feedfs-reqlog-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+    fn tempdir(name: &str) -> TempDir {
+        TempDir::new(&format!("reqlog-{name}"))
     }
 
     #[test]
@@ -613,7 +611,6 @@ mod tests {
         drop(log);
         let d = decode(&fs::read(current_path(&dir)).unwrap()).unwrap();
         assert_eq!(d.mounts.len(), 2);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -647,7 +644,6 @@ mod tests {
         );
         let both = feedfs_protocol::reqlog::join(older, newer);
         assert_eq!(both.mounts.len(), 1, "one daemon, one mount");
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -663,6 +659,5 @@ mod tests {
         drop(RequestLog::start(&dir, &manifest(10)));
         let d = decode(&fs::read(current_path(&dir)).unwrap()).unwrap();
         assert_eq!((d.torn_tail, d.mounts.len()), (0, 2));
-        fs::remove_dir_all(&dir).unwrap();
     }
 }
