@@ -9,8 +9,7 @@ use feedfs_protocol::reqlog::{self, Event, MountLog};
 
 /// The calling thread's id, as the kernel names it in `/proc/self/task`.
 pub fn thread_id() -> i32 {
-    // SAFETY: gettid takes nothing and cannot fail.
-    unsafe { libc::gettid() }
+    nix::unistd::gettid().as_raw()
 }
 
 /// Whether thread `tid` of this process is asleep inside `pread64` on
@@ -72,4 +71,11 @@ pub fn link_changes(log: &MountLog) -> Vec<(u64, bool)> {
             _ => None,
         })
         .collect()
+}
+
+/// Whether the daemon on `store` has recorded that no link is up: its
+/// state file (docs/store.md) says `link down`, rewritten as soon as a
+/// link ends.
+pub fn link_down(store: &Path) -> bool {
+    std::fs::read_to_string(store.join("state")).is_ok_and(|s| s.lines().any(|l| l == "link down"))
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use feedfs_protocol::reqlog::Outcome;
 use feedfs_tests::watch::{
-    blocked_in_pread, last_mount_log, link_changes, log_file_index, thread_id, waits_for,
+    blocked_in_pread, last_mount_log, link_changes, link_down, log_file_index, thread_id, waits_for,
 };
 use feedfs_tests::*;
 
@@ -195,16 +195,32 @@ fn a_new_host_attaches_resumes_and_answers_a_parked_read() {
     assert_eq!(n as u64, total - had, "exactly the missing blocks");
 
     // A third host on the now complete store is told so at once: it sends
-    // nothing and never has to say StreamDone a second time to hear it.
-    let host3 = Command::new(bin("feedfs-host"))
-        .env("RUST_LOG", "feedfs_host::send::session=debug")
-        .arg("push")
-        .arg("--exec")
-        .arg(attach_cmd(&store))
-        .arg(&src)
-        .output()
-        .unwrap();
-    let err3 = String::from_utf8_lossy(&host3.stderr);
+    // nothing and never has to say StreamDone a second time to hear it. It
+    // starts once the daemon has seen host 2's link end (host 2 exits
+    // before that); an attach refused in between, while the daemon lets go
+    // of that link, is tried again.
+    wait_for(
+        "the daemon to record host 2's link as ended",
+        Duration::from_secs(10),
+        || link_down(&store),
+    );
+    let started = Instant::now();
+    let (host3, err3) = loop {
+        let host3 = Command::new(bin("feedfs-host"))
+            .env("RUST_LOG", "feedfs_host::send::session=debug")
+            .arg("push")
+            .arg("--exec")
+            .arg(attach_cmd(&store))
+            .arg(&src)
+            .output()
+            .unwrap();
+        let err3 = String::from_utf8_lossy(&host3.stderr).into_owned();
+        if !err3.contains("already feeding this store")
+            || started.elapsed() > Duration::from_secs(10)
+        {
+            break (host3, err3);
+        }
+    };
     assert!(host3.status.success(), "{err3}");
     assert!(err3.contains("0 B sent"), "{err3}");
     assert!(!err3.contains("StreamDone again"), "{err3}");
