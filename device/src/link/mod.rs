@@ -644,19 +644,15 @@ fn on_block(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
+    use crate::testutil::TempDir;
 
     use feedfs_protocol::frame::Frame;
     use feedfs_protocol::EntryKind;
 
     /// A core over a fresh store holding one file "f" of `size` bytes in
     /// 4 KiB blocks, its outbox's other end, and the store directory.
-    fn core(tag: &str, size: u64) -> (Core, Receiver<Vec<u8>>, PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "feedfs-device-session-{tag}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+    fn core(tag: &str, size: u64) -> (Core, Receiver<Vec<u8>>, TempDir) {
+        let dir = TempDir::new(&format!("session-{tag}"));
         let mut b = ManifestBuilder::new();
         b.push(FileId(0), EntryKind::File, "f", size, 0o644, 4096, [7; 16])
             .unwrap();
@@ -678,7 +674,7 @@ mod tests {
 
     #[test]
     fn lz4_blocks_land_and_damaged_ones_are_demanded_again() {
-        let (core, rx, dir) = core("lz4", 6000);
+        let (core, rx, _dir) = core("lz4", 6000);
         let block0: Vec<u8> = (0..4096u32).map(|i| (i % 13) as u8).collect();
         let block1: Vec<u8> = (0..1904u32).map(|i| (i % 5) as u8).collect();
         let (p0, p1) = (
@@ -732,12 +728,11 @@ mod tests {
         assert!(err.contains("past its end"), "{err}");
         assert!(sent(&rx)[0].starts_with("Error { code: Protocol"));
         drop(core);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn zero_blocks_land_as_zeros_and_a_false_crc_is_demanded_again() {
-        let (core, rx, dir) = core("zero", 6000);
+        let (core, rx, _dir) = core("zero", 6000);
         let mut plain = vec![0x5a; 4096];
         let (landings, queued) = mpsc::sync_channel(16);
         let mut land = |index, crc| {
@@ -769,6 +764,5 @@ mod tests {
         assert_eq!(f.read_at(0, 6000).unwrap(), vec![0; 6000]);
         assert_eq!(sent(&rx), ["Complete { blocks: 2 }"]);
         drop(core);
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
