@@ -15,7 +15,7 @@
 //!   files.
 //!
 //! The wire format itself is the `feedfs-protocol` crate.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod files;
