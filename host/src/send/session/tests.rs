@@ -1,11 +1,15 @@
-//! Whole sessions against a scripted device over a socket pair.
+//! Whole sessions against a scripted device over a socket pair: the loop
+//! around the state machine, with real bytes, threads and timeouts.
 
+mod handshake;
+
+use std::io::Write as _;
 use std::os::unix::net::UnixStream;
 use std::thread::JoinHandle;
 
 use feedfs_protocol::frame::Frame;
-use feedfs_protocol::message::Encoding;
-use feedfs_protocol::EntryKind;
+use feedfs_protocol::io::FrameReader;
+use feedfs_protocol::{BlockRange, EntryKind, ErrorCode, MessageType};
 
 use super::*;
 use crate::files::manifest::walk;
@@ -338,31 +342,6 @@ fn device_error_is_reported() {
 }
 
 #[test]
-fn version_mismatch_is_explained_to_both_sides() {
-    let t = TempDir::new("version");
-    let (set, _) = two_files(&t);
-    let (run, told) = session(&set, 8, |d| {
-        d.read_manifest();
-        d.hello(VERSION + 1, VERSION + 2);
-        d.recv()
-    });
-    let e = run.result.unwrap_err();
-    assert!(matches!(
-        e,
-        SessionError::Version {
-            min,
-            max,
-            ours: VERSION
-        } if (min, max) == (VERSION + 1, VERSION + 2)
-    ));
-    assert!(e.to_string().contains("install matching versions"), "{e}");
-    assert!(
-        matches!(told, Some(HostMsg::Error(ErrorCode::Version, _))),
-        "{told:?}"
-    );
-}
-
-#[test]
 fn bad_demand_is_a_protocol_error() {
     let t = TempDir::new("baddemand");
     let (set, _) = two_files(&t);
@@ -422,26 +401,6 @@ fn goodbye_before_complete_and_hangups_are_errors() {
 }
 
 #[test]
-fn messages_before_the_hello_are_an_earlier_session_and_skipped() {
-    let t = TempDir::new("nohello");
-    std::fs::create_dir_all(t.join("empty")).unwrap();
-    let set = walk(&[t.join("empty")], 4096).unwrap();
-    let (run, got) = session(&set, 8, |d| {
-        d.read_manifest();
-        // What a USB link may still hold from a host that was killed.
-        d.send(Message::Complete { blocks: 9 });
-        d.send(Message::HaveEnd { files: 0 });
-        d.hello(VERSION, VERSION);
-        d.send(Message::HaveEnd { files: 0 });
-        let m = d.recv();
-        d.send(Message::Complete { blocks: 0 });
-        m
-    });
-    assert_eq!(got, Some(HostMsg::StreamDone(0)));
-    assert_eq!(run.result.unwrap().device_blocks, 0);
-}
-
-#[test]
 fn damaged_frames_are_skipped() {
     let t = TempDir::new("damaged");
     let (set, _) = two_files(&t);
@@ -474,85 +433,4 @@ fn empty_manifest_completes() {
     });
     assert_eq!(got, Some(HostMsg::StreamDone(0)));
     assert_eq!(run.result.unwrap().counters.sent(), 0);
-}
-
-#[test]
-fn what_a_peer_printed_is_quoted_as_text_or_hex() {
-    assert_eq!(
-        quote(b"garbage\ngarbage\n", true),
-        "\"garbage\\ngarbage\\n\"…"
-    );
-    assert_eq!(quote(b"hello", false), "\"hello\"");
-    // A character cut where the kept bytes end is still text.
-    assert_eq!(quote("héllo".as_bytes().split_at(2).0, true), "\"h\"…");
-    let long = "x".repeat(500);
-    let q = quote(long.as_bytes(), false);
-    assert!(
-        q.ends_with('…') && q.len() == 120 + 2 + '…'.len_utf8(),
-        "{q}"
-    );
-    assert_eq!(quote(&[0x00, 0xff, 0x10], false), "bytes 00 ff 10");
-    assert_eq!(
-        quote(&[0xff; 40], false),
-        format!("bytes {}…", ["ff"; 32].join(" "))
-    );
-}
-
-#[test]
-fn a_device_that_never_says_hello_is_given_up_on() {
-    let t = TempDir::new("nohello");
-    std::fs::create_dir_all(t.join("d")).unwrap();
-    let set = walk(&[t.join("d")], 4096).unwrap();
-    let (run, _) = session_with(&set, 8, Duration::from_millis(200), |d| {
-        d.read_manifest();
-        // Wait, silent, until the host hangs up.
-        while d.recv().is_some() {}
-    });
-    let err = run.result.unwrap_err();
-    assert!(
-        matches!(err, SessionError::NoHello { bytes: 0, .. }),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("within 0.2s (it sent nothing)"),
-        "{err}"
-    );
-}
-
-#[test]
-fn a_banner_before_the_hello_is_skipped() {
-    use std::io::Write as _;
-    let t = TempDir::new("banner");
-    std::fs::create_dir_all(t.join("d")).unwrap();
-    let set = walk(&[t.join("d")], 4096).unwrap();
-    let (run, _) = session(&set, 8, |d| {
-        d.read_manifest();
-        d.w.get_mut().write_all(b"Welcome to the board\n").unwrap();
-        d.hello(VERSION, VERSION);
-        d.send(Message::HaveEnd { files: 0 });
-        d.recv();
-        d.send(Message::Complete { blocks: 0 });
-    });
-    assert!(run.result.is_ok(), "{:?}", run.result.err());
-}
-
-#[test]
-fn a_peer_printing_in_a_loop_is_not_feedfs() {
-    use std::io::Write as _;
-    let t = TempDir::new("babble");
-    std::fs::create_dir_all(t.join("d")).unwrap();
-    let set = walk(&[t.join("d")], 4096).unwrap();
-    let (run, _) = session(&set, 8, |d| {
-        d.read_manifest();
-        let line = b"garbage\n".repeat(1024);
-        while d.w.get_mut().write_all(&line).is_ok() {}
-    });
-    let err = run.result.unwrap_err();
-    match &err {
-        SessionError::NotFeedfs { bytes, quote } => {
-            assert!(*bytes > PREAMBLE_MAX, "{bytes}");
-            assert!(quote.starts_with("\"garbage\\ngarbage"), "{quote}");
-        }
-        e => panic!("{e}"),
-    }
 }
