@@ -31,13 +31,14 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use feedfs_protocol::hello;
 use feedfs_protocol::io::FrameWriter;
-use feedfs_protocol::message::{is_zero, Encoding};
-use feedfs_protocol::{FileId, Message, Role, VERSION};
+use feedfs_protocol::message::{is_zero, Encoding, OwnedMessage};
+use feedfs_protocol::{FileId, Message, Role};
 
 pub use error::SessionError;
 pub use machine::PREAMBLE_MAX;
-pub use reader::{quote, DeviceMsg, Event, Preamble};
+pub use reader::{quote, Event, Preamble};
 
 use crate::files::manifest::ServedSet;
 use crate::files::source::Source;
@@ -269,15 +270,7 @@ impl<'a> Session<'a> {
     /// The host's Hello and the whole manifest, without waiting for the device.
     fn send_manifest<W: Write>(&mut self, w: &mut FrameWriter<W>) -> Result<(), SessionError> {
         let agent = format!("feedfs-host {}", env!("CARGO_PKG_VERSION"));
-        send(
-            w,
-            &Message::Hello {
-                role: Role::Host,
-                min_version: VERSION,
-                max_version: VERSION,
-                agent: &agent,
-            },
-        )?;
+        send(w, &hello::ours(Role::Host, &agent))?;
         for e in &self.set.entries {
             send(w, &e.message())?;
         }
@@ -341,7 +334,7 @@ fn last_words(rx: &Receiver<Event>) -> Option<SessionError> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(Event::Msg(DeviceMsg::Error { code, text })) => {
+            Ok(Event::Msg(OwnedMessage::Error { code, text })) => {
                 return Some(SessionError::Device { code, text })
             }
             Ok(Event::Msg(_) | Event::Damaged { .. } | Event::Malformed(_)) => {}

@@ -5,9 +5,10 @@ use std::io;
 use std::time::Duration;
 
 use feedfs_protocol::io::ReadError;
-use feedfs_protocol::{ErrorCode, FrameError};
+use feedfs_protocol::{ErrorCode, FrameError, HelloError, MessageType};
 
 use crate::files::source::SourceError;
+use crate::send::scheduler::SchedError;
 use crate::send::stop::signal_name;
 
 /// Why a session failed.
@@ -23,14 +24,22 @@ pub enum SessionError {
     Truncated(FrameError),
     #[error(transparent)]
     Frame(FrameError),
-    #[error("the device speaks feedfs protocol versions {min} to {max}, this host speaks version {ours}: install matching versions of feedfs-host and feedfs-device")]
-    Version { min: u8, max: u8, ours: u8 },
+    /// The device's Hello was refused ([`feedfs_protocol::hello::check`]).
+    #[error("{}", hello_refused(.0))]
+    Hello(HelloError),
     #[error("device reported an error: {code:?}: {text}")]
     Device { code: ErrorCode, text: String },
     #[error("device ended the session before the transfer completed")]
     DeviceEnded,
-    #[error("protocol error: {0}")]
-    Protocol(String),
+    /// A Have or a Demand that does not fit the manifest.
+    #[error("protocol error: device sent a bad {what:?}: {error}")]
+    BadRequest {
+        what: MessageType,
+        error: SchedError,
+    },
+    /// A message only a host sends.
+    #[error("protocol error: the device sent a {0:?} message, which only a host sends")]
+    HostMessage(MessageType),
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error("cannot write the record file: {0}")]
@@ -47,6 +56,15 @@ pub enum SessionError {
     },
     #[error("stopped by {}", signal_name(*.0))]
     Interrupted(i32),
+}
+
+/// A refused Hello in the words the host has always used: a version
+/// mismatch says what to install, anything else is a protocol error.
+fn hello_refused(e: &HelloError) -> String {
+    match e {
+        HelloError::Version { .. } => e.to_string(),
+        HelloError::NotHello(_) | HelloError::WrongRole { .. } => format!("protocol error: {e}"),
+    }
 }
 
 fn describe_preamble(bytes: u64, quote: &str) -> String {
@@ -89,9 +107,11 @@ impl SessionError {
     /// The error code to tell the device, when the device should be told.
     pub(super) fn code_for_device(&self) -> Option<ErrorCode> {
         match self {
-            SessionError::Version { .. } => Some(ErrorCode::Version),
+            SessionError::Hello(e) => Some(e.code()),
             SessionError::Frame(FrameError::UnsupportedVersion { .. }) => Some(ErrorCode::Version),
-            SessionError::Frame(_) | SessionError::Protocol(_) => Some(ErrorCode::Protocol),
+            SessionError::Frame(_)
+            | SessionError::BadRequest { .. }
+            | SessionError::HostMessage(_) => Some(ErrorCode::Protocol),
             SessionError::Source(_) | SessionError::Record(_) | SessionError::Thread(_) => {
                 Some(ErrorCode::Internal)
             }

@@ -23,11 +23,12 @@
 
 use std::time::{Duration, Instant};
 
+use feedfs_protocol::message::OwnedMessage;
 use feedfs_protocol::warn::{held_back_note, WarnLimit};
-use feedfs_protocol::{block_len, FileId, Role, VERSION};
+use feedfs_protocol::{block_len, hello, FileId, MessageType, Role};
 
 use super::error::SessionError;
-use super::reader::{DeviceMsg, Event};
+use super::reader::Event;
 use super::{Options, Summary};
 use crate::files::manifest::ServedSet;
 use crate::send::progress::Snapshot;
@@ -337,29 +338,35 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn on_message(&mut self, now: Instant, msg: DeviceMsg) -> Result<(), SessionError> {
+    fn on_message(&mut self, now: Instant, msg: OwnedMessage) -> Result<(), SessionError> {
         if !self.hello {
             return match msg {
-                DeviceMsg::Hello {
-                    role,
-                    min_version,
-                    max_version,
-                    agent,
-                } => self.on_hello(role, min_version, max_version, &agent),
-                DeviceMsg::Error { code, text } => Err(SessionError::Device { code, text }),
+                OwnedMessage::Hello { ref agent, .. } => {
+                    hello::check(Role::Device, &msg.as_message()).map_err(SessionError::Hello)?;
+                    log::info!("connected to {agent:?}");
+                    self.hello = true;
+                    Ok(())
+                }
+                OwnedMessage::Error { code, text } => Err(SessionError::Device { code, text }),
                 // A USB link may still hold the end of an earlier session.
                 other => {
-                    log::debug!("skipping {} from before the device's Hello", other.name());
+                    log::debug!(
+                        "skipping {:?} from before the device's Hello",
+                        other.message_type()
+                    );
                     Ok(())
                 }
             };
         }
         match msg {
-            DeviceMsg::Hello { .. } => log::warn!("ignoring a second Hello from the device"),
-            DeviceMsg::Have { file, ranges } => {
+            OwnedMessage::Hello { .. } => log::warn!("ignoring a second Hello from the device"),
+            OwnedMessage::Have { file, ranges } => {
                 self.sched
                     .on_have(file, &ranges)
-                    .map_err(|e| SessionError::Protocol(format!("device sent a bad Have: {e}")))?;
+                    .map_err(|error| SessionError::BadRequest {
+                        what: MessageType::Have,
+                        error,
+                    })?;
                 let blocks = ranges.iter().map(|r| r.count).sum();
                 self.blocks_had += blocks;
                 self.entries.push(Entry::Have {
@@ -368,7 +375,7 @@ impl<'a> Machine<'a> {
                     blocks,
                 });
             }
-            DeviceMsg::HaveEnd { files } => {
+            OwnedMessage::HaveEnd { files } => {
                 self.sched.on_have_end();
                 self.bytes_total = self.bytes_to_send();
                 log::info!(
@@ -376,7 +383,7 @@ impl<'a> Machine<'a> {
                     self.bytes_total
                 );
             }
-            DeviceMsg::Demand { file, first, count } => {
+            OwnedMessage::Demand { file, first, count } => {
                 self.last_demand = Some(now);
                 log::debug!("demand for blocks {first}+{count} of file {file}");
                 // Recorded before it is checked: the record shows what came.
@@ -388,40 +395,24 @@ impl<'a> Machine<'a> {
                 });
                 self.sched
                     .on_demand(file, first, count.into())
-                    .map_err(|e| {
-                        SessionError::Protocol(format!("device sent a bad Demand: {e}"))
+                    .map_err(|error| SessionError::BadRequest {
+                        what: MessageType::Demand,
+                        error,
                     })?;
             }
-            DeviceMsg::Complete { blocks } => {
+            OwnedMessage::Complete { blocks } => {
                 log::info!("device complete: it holds {blocks} blocks");
                 self.complete = Some(blocks);
             }
-            DeviceMsg::Error { code, text } => return Err(SessionError::Device { code, text }),
-            DeviceMsg::Goodbye => return Err(SessionError::DeviceEnded),
-            DeviceMsg::Unexpected(ty) => {
-                return Err(SessionError::Protocol(format!(
-                    "the device sent a {ty:?} message, which only a host sends"
-                )))
+            OwnedMessage::Error { code, text } => return Err(SessionError::Device { code, text }),
+            OwnedMessage::Goodbye => return Err(SessionError::DeviceEnded),
+            OwnedMessage::Entry { .. }
+            | OwnedMessage::ManifestEnd { .. }
+            | OwnedMessage::Block { .. }
+            | OwnedMessage::StreamDone { .. } => {
+                return Err(SessionError::HostMessage(msg.message_type()))
             }
         }
-        Ok(())
-    }
-
-    fn on_hello(&mut self, role: Role, min: u8, max: u8, agent: &str) -> Result<(), SessionError> {
-        if role != Role::Device {
-            return Err(SessionError::Protocol(format!(
-                "the peer ({agent:?}) says it is a host, not a device"
-            )));
-        }
-        if !(min..=max).contains(&VERSION) {
-            return Err(SessionError::Version {
-                min,
-                max,
-                ours: VERSION,
-            });
-        }
-        log::info!("connected to {agent:?}");
-        self.hello = true;
         Ok(())
     }
 

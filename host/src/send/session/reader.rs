@@ -16,87 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use feedfs_protocol::io::{FrameReader, ReadError};
-use feedfs_protocol::message::ParseError;
-use feedfs_protocol::{
-    BlockRange, ErrorCode, FileId, FrameError, Message, MessageType, Recovery, Role, MAGIC,
-};
-
-/// A device message, owned, as the reader thread passes it on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceMsg {
-    Hello {
-        role: Role,
-        min_version: u8,
-        max_version: u8,
-        agent: String,
-    },
-    Have {
-        file: FileId,
-        ranges: Vec<BlockRange>,
-    },
-    HaveEnd {
-        files: u32,
-    },
-    Demand {
-        file: FileId,
-        first: u64,
-        count: u32,
-    },
-    Complete {
-        blocks: u64,
-    },
-    Error {
-        code: ErrorCode,
-        text: String,
-    },
-    Goodbye,
-    /// A message only a host sends.
-    Unexpected(MessageType),
-}
-
-impl From<Message<'_>> for DeviceMsg {
-    fn from(m: Message<'_>) -> Self {
-        match m {
-            Message::Hello {
-                role,
-                min_version,
-                max_version,
-                agent,
-            } => DeviceMsg::Hello {
-                role,
-                min_version,
-                max_version,
-                agent: agent.to_string(),
-            },
-            Message::Have { file, ranges } => DeviceMsg::Have { file, ranges },
-            Message::HaveEnd { files } => DeviceMsg::HaveEnd { files },
-            Message::Demand { file, first, count } => DeviceMsg::Demand { file, first, count },
-            Message::Complete { blocks } => DeviceMsg::Complete { blocks },
-            Message::Error { code, text } => DeviceMsg::Error {
-                code,
-                text: text.to_string(),
-            },
-            Message::Goodbye => DeviceMsg::Goodbye,
-            other => DeviceMsg::Unexpected(other.message_type()),
-        }
-    }
-}
-
-impl DeviceMsg {
-    /// The message's name, for logs.
-    pub fn name(&self) -> String {
-        match self {
-            DeviceMsg::Hello { .. } => "Hello".into(),
-            DeviceMsg::Have { .. } => "Have".into(),
-            DeviceMsg::HaveEnd { .. } => "HaveEnd".into(),
-            DeviceMsg::Demand { .. } => "Demand".into(),
-            DeviceMsg::Complete { .. } => "Complete".into(),
-            DeviceMsg::Error { .. } => "Error".into(),
-            DeviceMsg::Goodbye => "Goodbye".into(),
-            DeviceMsg::Unexpected(ty) => format!("{ty:?}"),
-        }
-    }
-}
+use feedfs_protocol::message::{OwnedMessage, ParseError};
+use feedfs_protocol::{FrameError, Message, Recovery, MAGIC};
 
 /// What the peer had sent, none of it a Hello, when a frame was dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +30,7 @@ pub struct Seen {
 /// What the reader thread (or a signal) reports.
 #[derive(Debug)]
 pub enum Event {
-    Msg(DeviceMsg),
+    Msg(OwnedMessage),
     /// A frame dropped as damaged; `before_hello` while no Hello has come.
     Damaged {
         error: FrameError,
@@ -212,7 +133,7 @@ pub fn read_events(read: impl Read, tx: Sender<Event>, preamble: Arc<Mutex<Pream
                         hello_came(&preamble, noise);
                         noise = 0;
                     }
-                    Event::Msg(m.into())
+                    Event::Msg(m.into_owned())
                 }
                 Err(e) => Event::Malformed(e),
             },

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 
 use feedfs_protocol::frame::Frame;
 use feedfs_protocol::io::FrameReader;
-use feedfs_protocol::{BlockRange, EntryKind, ErrorCode, MessageType};
+use feedfs_protocol::{BlockRange, ErrorCode, MessageType, VERSION};
 
 use super::*;
 use crate::files::manifest::walk;
@@ -22,71 +22,57 @@ struct FakeDevice {
     w: FrameWriter<UnixStream>,
 }
 
-/// A host message, owned, as the fake device sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum HostMsg {
-    Hello(u8, u8, String),
-    Entry(u32, EntryKind, String, u64),
-    ManifestEnd(u32, u64),
-    Block(u32, u64, Vec<u8>),
-    /// A block of zeros: file, index and CRC, no data.
-    ZeroBlock(u32, u64, u32),
-    StreamDone(u64),
-    Error(ErrorCode, String),
-    Goodbye,
-    Other(MessageType),
+/// A block as the host sends it with `--compress none`.
+fn block(file: u32, index: u64, data: &[u8]) -> OwnedMessage {
+    OwnedMessage::Block {
+        file: FileId(file),
+        index,
+        crc: crc32fast::hash(data),
+        encoding: Encoding::Raw,
+        data: data.to_vec(),
+    }
+}
+
+/// A block of zeros: its CRC and no data.
+fn zero_block(file: u32, index: u64, len: usize) -> OwnedMessage {
+    OwnedMessage::Block {
+        file: FileId(file),
+        index,
+        crc: crc32fast::hash(&vec![0; len]),
+        encoding: Encoding::Zero,
+        data: Vec::new(),
+    }
+}
+
+fn stream_done(blocks_sent: u64) -> OwnedMessage {
+    OwnedMessage::StreamDone { blocks_sent }
 }
 
 impl FakeDevice {
-    fn recv(&mut self) -> Option<HostMsg> {
+    /// The host's next message, checked as the device checks it: a Hello
+    /// from a host, a block whose CRC matches its data.
+    fn recv(&mut self) -> Option<OwnedMessage> {
         let frame: Frame<&[u8]> = self.r.next_frame().ok()??;
-        Some(match Message::parse(frame).unwrap() {
-            Message::Hello {
-                role,
-                min_version,
-                max_version,
-                agent,
-            } => {
-                assert_eq!(role, Role::Host);
-                HostMsg::Hello(min_version, max_version, agent.into())
-            }
-            Message::Entry {
-                id,
-                kind,
-                size,
-                path,
-                ..
-            } => HostMsg::Entry(id.0, kind, path.into(), size),
-            Message::ManifestEnd {
-                entries,
-                total_bytes,
-            } => HostMsg::ManifestEnd(entries, total_bytes),
-            Message::Block {
-                file,
-                index,
-                crc,
+        let m = Message::parse(frame).unwrap().into_owned();
+        match &m {
+            OwnedMessage::Hello { role, .. } => assert_eq!(*role, Role::Host),
+            OwnedMessage::Block {
                 encoding: Encoding::Zero,
                 data,
-            } => {
-                assert!(data.is_empty(), "a zero block carries no data");
-                HostMsg::ZeroBlock(file.0, index, crc)
-            }
-            Message::Block {
-                file,
-                index,
+                ..
+            } => assert!(data.is_empty(), "a zero block carries no data"),
+            OwnedMessage::Block {
                 crc,
                 encoding,
                 data,
+                ..
             } => {
-                assert_eq!(encoding, Encoding::Raw, "--compress none");
-                assert_eq!(crc, crc32fast::hash(data), "block CRC");
-                HostMsg::Block(file.0, index, data.to_vec())
+                assert_eq!(*encoding, Encoding::Raw, "--compress none");
+                assert_eq!(*crc, crc32fast::hash(data), "block CRC");
             }
-            Message::StreamDone { blocks_sent } => HostMsg::StreamDone(blocks_sent),
-            Message::Error { code, text } => HostMsg::Error(code, text.into()),
-            Message::Goodbye => HostMsg::Goodbye,
-            m => HostMsg::Other(m.message_type()),
-        })
+            _ => {}
+        }
+        Some(m)
     }
 
     fn send(&mut self, m: Message) {
@@ -105,16 +91,16 @@ impl FakeDevice {
     /// Read the host's Hello and manifest; returns the number of entries.
     fn read_manifest(&mut self) -> u32 {
         assert!(
-            matches!(self.recv(), Some(HostMsg::Hello(VERSION, VERSION, a)) if a.starts_with("feedfs-host "))
+            matches!(self.recv(), Some(OwnedMessage::Hello { min_version: VERSION, max_version: VERSION, agent, .. }) if agent.starts_with("feedfs-host "))
         );
         let mut n = 0;
         loop {
             match self.recv().unwrap() {
-                HostMsg::Entry(id, ..) => {
-                    assert_eq!(id, n);
+                OwnedMessage::Entry { id, .. } => {
+                    assert_eq!(id, FileId(n));
                     n += 1;
                 }
-                HostMsg::ManifestEnd(entries, _) => {
+                OwnedMessage::ManifestEnd { entries, .. } => {
                     assert_eq!(entries, n);
                     return n;
                 }
@@ -228,7 +214,7 @@ fn demands_before_have_end_then_stream_then_complete() {
         let mut got = vec![first];
         loop {
             let m = d.recv().unwrap();
-            let done = matches!(m, HostMsg::StreamDone(_));
+            let done = matches!(m, OwnedMessage::StreamDone { .. });
             got.push(m);
             if done {
                 break;
@@ -242,11 +228,11 @@ fn demands_before_have_end_then_stream_then_complete() {
     assert_eq!(
         got,
         vec![
-            HostMsg::Block(1, 2, big[8192..].to_vec()),
-            HostMsg::Block(1, 0, big[..4096].to_vec()),
-            HostMsg::Block(2, 0, b"small".to_vec()),
-            HostMsg::StreamDone(3),
-            HostMsg::Goodbye,
+            block(1, 2, &big[8192..]),
+            block(1, 0, &big[..4096]),
+            block(2, 0, b"small"),
+            stream_done(3),
+            OwnedMessage::Goodbye,
         ]
     );
     assert_eq!(summary.counters.sent(), 3);
@@ -279,7 +265,7 @@ fn blocks_of_zeros_go_without_data() {
         let mut got = Vec::new();
         loop {
             match d.recv().unwrap() {
-                HostMsg::StreamDone(_) => break,
+                OwnedMessage::StreamDone { .. } => break,
                 m => got.push(m),
             }
         }
@@ -289,9 +275,9 @@ fn blocks_of_zeros_go_without_data() {
     assert_eq!(
         got,
         vec![
-            HostMsg::Block(0, 0, vec![7; 4096]),
-            HostMsg::ZeroBlock(0, 1, crc32fast::hash(&[0; 4096])),
-            HostMsg::ZeroBlock(0, 2, crc32fast::hash(&[0; 100])),
+            block(0, 0, &[7; 4096]),
+            zero_block(0, 1, 4096),
+            zero_block(0, 2, 100),
         ]
     );
     // Block bytes delivered, whatever went on the wire.
@@ -306,7 +292,10 @@ fn a_re_demand_after_stream_done_is_answered() {
         d.read_manifest();
         d.hello(VERSION, VERSION);
         d.send(Message::HaveEnd { files: 0 });
-        while !matches!(d.recv().unwrap(), HostMsg::StreamDone(4)) {}
+        while !matches!(
+            d.recv().unwrap(),
+            OwnedMessage::StreamDone { blocks_sent: 4 }
+        ) {}
         d.send(Message::Demand {
             file: FileId(1),
             first: 1,
@@ -316,7 +305,7 @@ fn a_re_demand_after_stream_done_is_answered() {
         d.send(Message::Complete { blocks: 4 });
         again
     });
-    assert_eq!(got, HostMsg::Block(1, 1, big[4096..8192].to_vec()));
+    assert_eq!(got, block(1, 1, &big[4096..8192]));
     assert_eq!(run.result.unwrap().counters.sent(), 5);
     assert_eq!(lines(&run.record, "sent")[4], "sent 1 1 demand 4");
 }
@@ -357,9 +346,24 @@ fn bad_demand_is_a_protocol_error() {
         d.recv()
     });
     let e = run.result.unwrap_err();
-    assert!(matches!(e, SessionError::Protocol(_)), "{e}");
     assert!(
-        matches!(told, Some(HostMsg::Error(ErrorCode::Protocol, _))),
+        matches!(
+            e,
+            SessionError::BadRequest {
+                what: MessageType::Demand,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        matches!(
+            told,
+            Some(OwnedMessage::Error {
+                code: ErrorCode::Protocol,
+                ..
+            })
+        ),
         "{told:?}"
     );
     let (run, _) = session(&set, 8, |d| {
@@ -412,7 +416,7 @@ fn damaged_frames_are_skipped() {
         d.w.get_mut().write_all(&bad).unwrap();
         d.w.get_mut().write_all(b"garbage").unwrap();
         d.send(Message::HaveEnd { files: 0 });
-        while !matches!(d.recv().unwrap(), HostMsg::StreamDone(_)) {}
+        while !matches!(d.recv().unwrap(), OwnedMessage::StreamDone { .. }) {}
         d.send(Message::Complete { blocks: 4 });
     });
     assert_eq!(run.result.unwrap().counters.sent_stream, 4);
@@ -431,6 +435,6 @@ fn empty_manifest_completes() {
         d.send(Message::Complete { blocks: 0 });
         m
     });
-    assert_eq!(got, Some(HostMsg::StreamDone(0)));
+    assert_eq!(got, Some(OwnedMessage::StreamDone { blocks_sent: 0 }));
     assert_eq!(run.result.unwrap().counters.sent(), 0);
 }

@@ -3,6 +3,8 @@
 
 use std::io::Write as _;
 
+use feedfs_protocol::HelloError;
+
 use super::*;
 
 #[test]
@@ -17,15 +19,22 @@ fn version_mismatch_is_explained_to_both_sides() {
     let e = run.result.unwrap_err();
     assert!(matches!(
         e,
-        SessionError::Version {
+        SessionError::Hello(HelloError::Version {
             min,
             max,
-            ours: VERSION
-        } if (min, max) == (VERSION + 1, VERSION + 2)
+            ours: VERSION,
+            ..
+        }) if (min, max) == (VERSION + 1, VERSION + 2)
     ));
     assert!(e.to_string().contains("install matching versions"), "{e}");
     assert!(
-        matches!(told, Some(HostMsg::Error(ErrorCode::Version, _))),
+        matches!(
+            told,
+            Some(OwnedMessage::Error {
+                code: ErrorCode::Version,
+                ..
+            })
+        ),
         "{told:?}"
     );
 }
@@ -46,7 +55,7 @@ fn messages_before_the_hello_are_an_earlier_session_and_skipped() {
         d.send(Message::Complete { blocks: 0 });
         m
     });
-    assert_eq!(got, Some(HostMsg::StreamDone(0)));
+    assert_eq!(got, Some(OwnedMessage::StreamDone { blocks_sent: 0 }));
     assert_eq!(run.result.unwrap().device_blocks, 0);
 }
 
