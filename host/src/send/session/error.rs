@@ -105,7 +105,7 @@ impl SessionError {
     }
 
     /// The error code to tell the device, when the device should be told.
-    pub(super) fn code_for_device(&self) -> Option<ErrorCode> {
+    pub fn code_for_device(&self) -> Option<ErrorCode> {
         match self {
             SessionError::Hello(e) => Some(e.code()),
             SessionError::Frame(FrameError::UnsupportedVersion { .. }) => Some(ErrorCode::Version),

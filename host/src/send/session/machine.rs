@@ -95,6 +95,17 @@ pub enum Entry {
     },
 }
 
+/// Where the handshake is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The manifest is still to send.
+    Manifest,
+    /// The manifest is out; the device's Hello is due by then.
+    Handshake { hello_by: Instant },
+    /// The device's Hello was accepted.
+    Connected,
+}
+
 /// The protocol state of one host session; see the module documentation.
 #[derive(Debug)]
 pub struct Machine<'a> {
@@ -102,9 +113,7 @@ pub struct Machine<'a> {
     sched: Scheduler,
     start: Instant,
     handshake_timeout: Duration,
-    /// The Hello's deadline, once the manifest is out.
-    hello_by: Option<Instant>,
-    hello: bool,
+    phase: Phase,
     stream_done: bool,
     complete: Option<u64>,
     /// When the last demand arrived (the stream yields for a moment after it).
@@ -140,8 +149,7 @@ impl<'a> Machine<'a> {
             },
             start,
             handshake_timeout: options.handshake_timeout,
-            hello_by: None,
-            hello: false,
+            phase: Phase::Manifest,
             stream_done: false,
             complete: None,
             last_demand: None,
@@ -164,7 +172,7 @@ impl<'a> Machine<'a> {
 
     /// Whether the device's Hello has been accepted.
     pub fn said_hello(&self) -> bool {
-        self.hello
+        self.phase == Phase::Connected
     }
 
     /// Whether the device has said Complete: nothing after it matters.
@@ -174,17 +182,18 @@ impl<'a> Machine<'a> {
 
     /// What to do at `now`.
     pub fn poll(&mut self, now: Instant) -> Step {
-        let Some(hello_by) = self.hello_by else {
-            return Step::Manifest;
-        };
-        if !self.hello {
-            let left = hello_by.saturating_duration_since(now);
-            if left.is_zero() {
-                return Step::NoHello {
-                    waited: self.handshake_timeout,
-                };
+        match self.phase {
+            Phase::Manifest => return Step::Manifest,
+            Phase::Handshake { hello_by } => {
+                let left = hello_by.saturating_duration_since(now);
+                if left.is_zero() {
+                    return Step::NoHello {
+                        waited: self.handshake_timeout,
+                    };
+                }
+                return Step::Wait(left);
             }
-            return Step::Wait(left);
+            Phase::Connected => {}
         }
         if self.complete.is_some() {
             return Step::Complete;
@@ -251,7 +260,9 @@ impl<'a> Machine<'a> {
             self.set.entries.len(),
             self.set.total_bytes
         );
-        self.hello_by = Some(now + self.handshake_timeout);
+        self.phase = Phase::Handshake {
+            hello_by: now + self.handshake_timeout,
+        };
     }
 
     /// `pick` went on the link at `now`: `raw` bytes of block data as
@@ -339,12 +350,12 @@ impl<'a> Machine<'a> {
     }
 
     fn on_message(&mut self, now: Instant, msg: OwnedMessage) -> Result<(), SessionError> {
-        if !self.hello {
+        if !self.said_hello() {
             return match msg {
                 OwnedMessage::Hello { ref agent, .. } => {
                     hello::check(Role::Device, &msg.as_message()).map_err(SessionError::Hello)?;
                     log::info!("connected to {agent:?}");
-                    self.hello = true;
+                    self.phase = Phase::Connected;
                     Ok(())
                 }
                 OwnedMessage::Error { code, text } => Err(SessionError::Device { code, text }),

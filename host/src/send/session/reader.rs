@@ -176,7 +176,7 @@ fn hello_came(preamble: &Mutex<Preamble>, noise: u64) {
 }
 
 /// How long past the handshake timeout a session may stay stuck without a Hello.
-const STUCK_GRACE: Duration = Duration::from_secs(2);
+pub const STUCK_GRACE: Duration = Duration::from_secs(2);
 
 /// Set when the session it watches is over.
 pub struct Over(Arc<AtomicBool>);
