@@ -438,3 +438,26 @@ fn empty_manifest_completes() {
     assert_eq!(got, Some(OwnedMessage::StreamDone { blocks_sent: 0 }));
     assert_eq!(run.result.unwrap().counters.sent(), 0);
 }
+
+#[test]
+fn a_file_changed_since_the_walk_is_told_to_the_device() {
+    let t = TempDir::new("changed");
+    let (set, _) = two_files(&t);
+    t.write("tree/big", b"shorter now");
+    let (run, told) = session(&set, 8, |d| {
+        d.read_manifest();
+        d.hello(VERSION, VERSION);
+        d.send(Message::HaveEnd { files: 2 });
+        d.recv()
+    });
+    let e = run.result.unwrap_err();
+    assert!(matches!(e, SessionError::Source(_)), "{e}");
+    assert!(!e.is_link());
+    match told {
+        Some(OwnedMessage::Error {
+            code: ErrorCode::Internal,
+            text,
+        }) => assert_eq!(text, e.to_string()),
+        other => panic!("{other:?}"),
+    }
+}
