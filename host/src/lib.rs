@@ -1,12 +1,13 @@
 //! `feedfs-host`: serves a set of read-only files to a feedfs device over a
 //! byte link, demanded blocks first.
 //!
-//! From the command line down: [`cli`] parses, [`push`] runs the command.
+//! From the command line down: [`cli`] parses, [`push`](mod@push) runs the command.
 //! Folders by role:
 //! - [`files`]: what is served: paths turned into checked manifest entries
 //!   with identities, and the blocks read from them;
 //! - [`link`]: the pipe or the USB device, and the USB link check;
-//! - [`send`]: the protocol session, the scheduler (a pure state machine)
+//! - [`send`]: the protocol session (a sans-IO state machine and the loop
+//!   that moves its bytes), the scheduler (a pure state machine)
 //!   choosing each block, compression, the rate limit, progress and a clean
 //!   stop on a signal;
 //! - [`logs`]: the host's record of a push, logs read back, their summaries
@@ -15,7 +16,7 @@
 //!   files.
 //!
 //! The wire format itself is the `feedfs-protocol` crate.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod files;

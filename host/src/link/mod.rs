@@ -217,12 +217,10 @@ pub const PIPE_BUFFER: i32 = 256 * 1024;
 
 /// Ask the kernel for a [`PIPE_BUFFER`]-byte pipe; a refusal (not a pipe,
 /// or over the system's limit) leaves the pipe as it is.
-#[allow(unsafe_code)]
-pub fn grow_pipe(fd: &impl std::os::fd::AsRawFd) {
-    // SAFETY: F_SETPIPE_SZ on a descriptor we own; no memory is passed.
-    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BUFFER) };
-    if rc < 0 {
-        log::debug!("pipe size unchanged: {}", io::Error::last_os_error());
+pub fn grow_pipe(fd: &impl AsFd) {
+    let grown = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BUFFER));
+    if let Err(e) = grown {
+        log::debug!("pipe size unchanged: {e}");
     }
 }
 

@@ -4,7 +4,7 @@
 //! [`REDRAW_INTERVAL`]: bytes sent of bytes to send, the rate, and how many
 //! demand requests were served. When stderr is not a terminal nothing is
 //! drawn. Either way a successful push ends with one [`summary`] line.
-//! Times are passed in by the caller; [`line`] and [`summary`] are pure so
+//! Times are passed in by the caller; [`line`](fn@line) and [`summary`] are pure so
 //! tests can pin the text down.
 
 use std::io::Write;

@@ -1,422 +1,56 @@
 //! One push session over a link: the manifest, then blocks until the device
 //! reports `Complete`.
 //!
-//! A reader thread decodes the device's frames and passes owned [`Event`]s
-//! over a channel; it logs and drops damaged frames (the protocol's
-//! `Skip`/`Resync`) and malformed messages, and ends on a clean end of
+//! What to send and when is decided by a pure state machine
+//! ([`machine::Machine`]); this module is the loop that moves the bytes
+//! around it. A reader thread ([`reader`]) decodes the device's frames and
+//! passes owned [`Event`]s over a channel, and ends on a clean end of
 //! stream, a cut inside a frame or a fatal frame error. The calling thread
-//! owns the write side and the [`Scheduler`]: it drains every pending event
-//! before each block it sends, writes one frame at a time, and blocks on the
-//! channel only when there is nothing to send. So a demand waits at most for
-//! one block frame plus what is already in the pipe.
+//! owns the write side: it hands the machine every pending event before
+//! each block it sends, reads the block from the [`Source`], compresses it
+//! ([`Compressor`]), writes one frame at a time, writes the record's lines
+//! and the progress line, and blocks on the channel only when the machine
+//! says to wait (nothing to send, the rate limit, the stream yielding to a
+//! demand, the handshake). So a demand waits at most for one block frame
+//! plus what is already in the pipe.
 //!
-//! Order on the wire: the host's `Hello` and the whole manifest go out at
-//! once, without waiting for the device. The device's first message must be
-//! its `Hello`; then `Have`s, `HaveEnd`, and `Demand`s at any time. The host
-//! sends `StreamDone` once when nothing is left, keeps answering demands,
-//! and on `Complete` says `Goodbye` and returns. When the host gives up
-//! because of the device (a bad request, a version mismatch, a file that
-//! changed) it tells the device with an `Error` before returning; stopped
-//! by a signal ([`crate::send::stop`]) it says `Goodbye`.
-//!
-//! The handshake is bounded: a peer that sends no `Hello` within
-//! [`Options::handshake_timeout`], or sends more than [`PREAMBLE_MAX`]
-//! bytes that are not feedfs before it, is given up on with a message that
-//! quotes what it printed. A short banner before the `Hello` (a login
-//! message, an `echo`) is skipped with one warning. Damaged frames after
-//! the `Hello` are warned about at most a few times a second.
+//! When the host gives up because of the device (a bad request, a version
+//! mismatch, a file that changed) it tells the device with an `Error`
+//! before returning; stopped by a signal ([`crate::send::stop`]) it says
+//! `Goodbye`; after a failed write it looks briefly for the device's own
+//! `Error`, which explains more. The handshake is bounded (see
+//! [`machine`]); a peer that reads nothing of the manifest is caught by
+//! [`reader::watch_handshake`].
 
-use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+mod error;
+pub mod machine;
+pub mod reader;
+
+use std::io::{Read, Write};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use feedfs_protocol::io::{FrameReader, FrameWriter, ReadError};
-use feedfs_protocol::message::{is_zero, Encoding};
-use feedfs_protocol::warn::{held_back_note, WarnLimit};
-use feedfs_protocol::{
-    block_len, BlockRange, ErrorCode, FileId, FrameError, Message, MessageType, Recovery, Role,
-    MAGIC, VERSION,
-};
+use feedfs_protocol::hello;
+use feedfs_protocol::io::FrameWriter;
+use feedfs_protocol::message::{is_zero, Encoding, OwnedMessage};
+use feedfs_protocol::{FileId, Message, Role};
 
-use crate::send::compress::{Compressor, Mode, Policy};
+pub use error::SessionError;
+pub use machine::PREAMBLE_MAX;
+pub use reader::{quote, Event, Preamble};
+
 use crate::files::manifest::ServedSet;
-use crate::send::progress::{Progress, Snapshot};
-use crate::send::rate::RateLimit;
+use crate::files::source::Source;
 use crate::logs::record::Recorder;
-use crate::send::scheduler::{Counters, Kind, Scheduler};
-use crate::files::source::{Source, SourceError};
-use crate::send::stop::{signal_name, Stop};
+use crate::send::compress::{Compressor, Mode, Policy};
+use crate::send::progress::Progress;
+use crate::send::scheduler::{Counters, Pick};
+use crate::send::stop::Stop;
+use machine::{Entry, Machine, Step};
 
 /// How long to look for the device's last words after a write to it failed.
 const LAST_WORDS: Duration = Duration::from_millis(200);
-
-/// Why a session failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("the link closed before the transfer completed")]
-    LinkClosed,
-    #[error("reading from the device failed: {0}")]
-    ReadFailed(io::Error),
-    #[error("sending to the device failed: {0}")]
-    SendFailed(io::Error),
-    #[error("the link was cut inside a frame: {0}")]
-    Truncated(FrameError),
-    #[error(transparent)]
-    Frame(FrameError),
-    #[error("the device speaks feedfs protocol versions {min} to {max}, this host speaks version {ours}: install matching versions of feedfs-host and feedfs-device")]
-    Version { min: u8, max: u8, ours: u8 },
-    #[error("device reported an error: {code:?}: {text}")]
-    Device { code: ErrorCode, text: String },
-    #[error("device ended the session before the transfer completed")]
-    DeviceEnded,
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error("cannot write the record file: {0}")]
-    Record(io::Error),
-    #[error("cannot start the link reader thread: {0}")]
-    Thread(io::Error),
-    #[error("the peer is not speaking feedfs: before any Hello it sent {bytes} bytes of something else, starting with {quote}; the device side must be `feedfs-device mount … --stdio` with nothing else writing to its stdout")]
-    NotFeedfs { bytes: u64, quote: String },
-    #[error("no Hello from the device within {}s ({}); is the device side `feedfs-device mount … --stdio`? A slow start (an ssh asking for a password) needs a longer --handshake-timeout", .waited.as_secs_f64(), describe_preamble(*.bytes, .quote))]
-    NoHello {
-        waited: Duration,
-        bytes: u64,
-        quote: String,
-    },
-    #[error("stopped by {}", signal_name(*.0))]
-    Interrupted(i32),
-}
-
-fn describe_preamble(bytes: u64, quote: &str) -> String {
-    match bytes {
-        0 => "it sent nothing".to_string(),
-        n => format!("it sent {n} bytes that are not feedfs, starting with {quote}"),
-    }
-}
-
-impl SessionError {
-    /// True when the link itself broke (the peer may have exited).
-    pub fn is_link(&self) -> bool {
-        matches!(
-            self,
-            SessionError::LinkClosed
-                | SessionError::ReadFailed(_)
-                | SessionError::SendFailed(_)
-                | SessionError::Truncated(_)
-        )
-    }
-
-    /// The signal that stopped the session, if one did.
-    pub fn signal(&self) -> Option<i32> {
-        match self {
-            SessionError::Interrupted(sig) => Some(*sig),
-            _ => None,
-        }
-    }
-
-    /// The error code to tell the device, when the device should be told.
-    fn code_for_device(&self) -> Option<ErrorCode> {
-        match self {
-            SessionError::Version { .. } => Some(ErrorCode::Version),
-            SessionError::Frame(FrameError::UnsupportedVersion { .. }) => Some(ErrorCode::Version),
-            SessionError::Frame(_) | SessionError::Protocol(_) => Some(ErrorCode::Protocol),
-            SessionError::Source(_) | SessionError::Record(_) | SessionError::Thread(_) => {
-                Some(ErrorCode::Internal)
-            }
-            SessionError::NotFeedfs { .. }
-            | SessionError::NoHello { .. }
-            | SessionError::Interrupted(_)
-            | SessionError::LinkClosed
-            | SessionError::ReadFailed(_)
-            | SessionError::SendFailed(_)
-            | SessionError::Truncated(_)
-            | SessionError::Device { .. }
-            | SessionError::DeviceEnded => None,
-        }
-    }
-}
-
-/// A device message, owned, as the reader thread passes it on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceMsg {
-    Hello {
-        role: Role,
-        min_version: u8,
-        max_version: u8,
-        agent: String,
-    },
-    Have {
-        file: FileId,
-        ranges: Vec<BlockRange>,
-    },
-    HaveEnd {
-        files: u32,
-    },
-    Demand {
-        file: FileId,
-        first: u64,
-        count: u32,
-    },
-    Complete {
-        blocks: u64,
-    },
-    Error {
-        code: ErrorCode,
-        text: String,
-    },
-    Goodbye,
-    /// A message only a host sends.
-    Unexpected(MessageType),
-}
-
-impl From<Message<'_>> for DeviceMsg {
-    fn from(m: Message<'_>) -> Self {
-        match m {
-            Message::Hello {
-                role,
-                min_version,
-                max_version,
-                agent,
-            } => DeviceMsg::Hello {
-                role,
-                min_version,
-                max_version,
-                agent: agent.to_string(),
-            },
-            Message::Have { file, ranges } => DeviceMsg::Have { file, ranges },
-            Message::HaveEnd { files } => DeviceMsg::HaveEnd { files },
-            Message::Demand { file, first, count } => DeviceMsg::Demand { file, first, count },
-            Message::Complete { blocks } => DeviceMsg::Complete { blocks },
-            Message::Error { code, text } => DeviceMsg::Error {
-                code,
-                text: text.to_string(),
-            },
-            Message::Goodbye => DeviceMsg::Goodbye,
-            other => DeviceMsg::Unexpected(other.message_type()),
-        }
-    }
-}
-
-/// What the reader thread (or a signal) reports.
-#[derive(Debug)]
-pub enum Event {
-    Msg(DeviceMsg),
-    /// The reader stopped: `None` at a clean end of stream.
-    End(Option<ReadError>),
-    /// The peer sent [`PREAMBLE_MAX`] bytes without a Hello, some of them not feedfs.
-    NotFeedfs {
-        bytes: u64,
-        quote: String,
-    },
-    /// SIGINT, SIGTERM or SIGHUP arrived ([`crate::send::stop`]).
-    Signal(i32),
-}
-
-/// Most bytes a peer may send before its Hello when some are not feedfs:
-/// far more than a login banner, far less than a program printing in a loop.
-pub const PREAMBLE_MAX: u64 = 64 * 1024;
-
-/// Bytes of the peer's first output kept to quote.
-const PREAMBLE_HEAD: usize = 256;
-
-/// What the peer sent before its Hello.
-#[derive(Debug, Default)]
-pub struct Preamble {
-    pub bytes: u64,
-    pub head: Vec<u8>,
-    /// The Hello came: nothing more is counted.
-    pub done: bool,
-}
-
-impl Preamble {
-    /// What came before the first thing that looks like a frame.
-    fn quote(&self) -> String {
-        let end = self
-            .head
-            .windows(MAGIC.len())
-            .position(|w| w == MAGIC)
-            .unwrap_or(self.head.len());
-        quote(
-            &self.head[..end],
-            self.bytes > end as u64 && end == self.head.len(),
-        )
-    }
-}
-
-/// Bytes a peer printed, for a message: as text (escaped) when they are
-/// text, else in hex; `…` when there was more.
-pub fn quote(bytes: &[u8], more: bool) -> String {
-    const TEXT_MAX: usize = 120;
-    let chunks: Vec<_> = bytes.utf8_chunks().collect();
-    // Text, but for a character cut at the end of what was kept.
-    let text = chunks.iter().enumerate().all(|(i, c)| {
-        (c.invalid().is_empty() || (i + 1 == chunks.len() && c.invalid().len() < 4))
-            && !c.valid().contains('\0')
-    });
-    let (mut out, cut) = if text {
-        let valid: String = chunks.iter().map(|c| c.valid()).collect();
-        let escaped: String = valid.chars().flat_map(char::escape_debug).collect();
-        let cut = escaped.chars().count() > TEXT_MAX;
-        let kept: String = escaped.chars().take(TEXT_MAX).collect();
-        (format!("\"{kept}\""), cut)
-    } else {
-        let hex: Vec<String> = bytes.iter().take(32).map(|b| format!("{b:02x}")).collect();
-        (format!("bytes {}", hex.join(" ")), bytes.len() > 32)
-    };
-    if more || cut {
-        out.push('…');
-    }
-    out
-}
-
-/// The link's read side, counting and keeping what arrives before the Hello.
-struct Watched<R> {
-    inner: R,
-    preamble: Arc<Mutex<Preamble>>,
-}
-
-impl<R: Read> Read for Watched<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Ok(mut p) = self.preamble.lock() {
-            if !p.done {
-                p.bytes += n as u64;
-                let room = PREAMBLE_HEAD.saturating_sub(p.head.len()).min(n);
-                p.head.extend_from_slice(&buf[..room]);
-            }
-        }
-        Ok(n)
-    }
-}
-
-/// The reader thread's loop: decode frames until the link ends or nobody listens.
-pub fn read_events(read: impl Read, tx: Sender<Event>, preamble: Arc<Mutex<Preamble>>) {
-    let mut reader = FrameReader::new(Watched {
-        inner: read,
-        preamble: preamble.clone(),
-    });
-    let mut damaged = WarnLimit::new(5, Duration::from_secs(1));
-    // Damaged frames before the Hello: a banner, or not feedfs at all.
-    let mut noise = 0u64;
-    loop {
-        let event = match reader.next_frame() {
-            Ok(Some(frame)) => match Message::parse(frame) {
-                Ok(m) => {
-                    if let Message::Hello { .. } = m {
-                        hello_came(&preamble, noise);
-                        noise = 0;
-                    }
-                    Event::Msg(m.into())
-                }
-                Err(e) => {
-                    if let Some(n) = damaged.check(Instant::now()) {
-                        log::warn!(
-                            "ignoring a malformed message from the device: {e}{}",
-                            held_back_note(n)
-                        );
-                    }
-                    continue;
-                }
-            },
-            Ok(None) => Event::End(None),
-            Err(ReadError::Frame(e))
-                if matches!(e.recovery(), Recovery::Skip | Recovery::Resync) =>
-            {
-                let before_hello = preamble
-                    .lock()
-                    .map(|p| (!p.done).then(|| (p.bytes, p.quote())));
-                match before_hello {
-                    Ok(Some((bytes, quote))) => {
-                        noise += 1;
-                        if bytes <= PREAMBLE_MAX {
-                            continue;
-                        }
-                        Event::NotFeedfs { bytes, quote }
-                    }
-                    _ => {
-                        if let Some(n) = damaged.check(Instant::now()) {
-                            log::warn!(
-                                "ignoring a damaged frame from the device: {e}{}",
-                                held_back_note(n)
-                            );
-                        }
-                        continue;
-                    }
-                }
-            }
-            Err(e) => Event::End(Some(e)),
-        };
-        let end = matches!(event, Event::End(_) | Event::NotFeedfs { .. });
-        if tx.send(event).is_err() || end {
-            return;
-        }
-    }
-}
-
-/// How long past the handshake timeout a session may stay stuck without a Hello.
-const STUCK_GRACE: Duration = Duration::from_secs(2);
-
-/// Set when the session it watches is over.
-struct Over(Arc<AtomicBool>);
-
-impl Drop for Over {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-/// End the process when the session is still without a Hello
-/// [`STUCK_GRACE`] past its handshake timeout. The session's own loop
-/// bounds every wait but one: writing the manifest to a peer that reads
-/// nothing (a manifest larger than the pipe holds), which blocks.
-fn watch_handshake(preamble: Arc<Mutex<Preamble>>, timeout: Duration) -> Over {
-    let over = Arc::new(AtomicBool::new(false));
-    let seen = over.clone();
-    let spawned = std::thread::Builder::new()
-        .name("handshake-watch".into())
-        .spawn(move || {
-            std::thread::sleep(timeout + STUCK_GRACE);
-            let hello = preamble.lock().map_or(true, |p| p.done);
-            if !hello && !seen.load(Ordering::SeqCst) {
-                eprintln!(
-                    "feedfs-host: error: no Hello from the device within {}s, and it reads \
-                     nothing the host sends; is the device side `feedfs-device mount … --stdio`?",
-                    timeout.as_secs_f64()
-                );
-                std::process::exit(1);
-            }
-        });
-    if let Err(e) = spawned {
-        log::debug!("no handshake watch: {e}");
-    }
-    Over(over)
-}
-
-/// The Hello arrived: stop counting, and say once what came before it.
-fn hello_came(preamble: &Mutex<Preamble>, noise: u64) {
-    let Ok(mut p) = preamble.lock() else { return };
-    if !p.done && noise > 0 {
-        log::warn!(
-            "the device side printed {} before its Hello; skipped (nothing but feedfs \
-             should reach its stdout)",
-            p.quote()
-        );
-    }
-    p.done = true;
-}
-
-/// How long the background stream holds back after a demand. Readers of a
-/// mount the stream is filling then get the link and the CPUs first; with
-/// the stream unthrottled on two cores, random reads waited up to several
-/// milliseconds behind it.
-const STREAM_YIELD: Duration = Duration::from_millis(2);
-
-/// How long the host waits, idle, for Complete before it says StreamDone again.
-const IDLE_RESEND: Duration = Duration::from_secs(1);
 
 /// Settings of a session.
 #[derive(Debug, Clone, Copy)]
@@ -448,22 +82,11 @@ pub struct Summary {
 /// One session; see the module documentation.
 pub struct Session<'a> {
     set: &'a ServedSet,
-    sched: Scheduler,
+    machine: Machine<'a>,
     source: Source<'a>,
+    compress: Compressor,
     record: &'a mut Recorder,
     progress: &'a mut Progress,
-    start: Instant,
-    hello: bool,
-    stream_done: bool,
-    bytes_sent: u64,
-    bytes_total: u64,
-    complete: Option<u64>,
-    /// When the last demand arrived (the stream yields for a moment after it).
-    last_demand: Option<Instant>,
-    rate: Option<RateLimit>,
-    block_size: u64,
-    compress: Compressor,
-    blocks_had: u64,
     handshake_timeout: Duration,
     preamble: Arc<Mutex<Preamble>>,
     stop: Option<&'a Stop>,
@@ -478,33 +101,13 @@ impl<'a> Session<'a> {
         progress: &'a mut Progress,
         start: Instant,
     ) -> Self {
-        let files: Vec<_> = set.files().map(|e| (e.id, e.blocks())).collect();
-        let block_size = set
-            .files()
-            .map(|e| e.block_size)
-            .max()
-            .unwrap_or(feedfs_protocol::MIN_BLOCK_SIZE);
         Session {
             set,
-            sched: if options.stream {
-                Scheduler::new(&files, options.readahead)
-            } else {
-                Scheduler::new(&files, options.readahead).without_stream()
-            },
+            machine: Machine::new(set, &options, start),
             source: Source::new(set),
+            compress: Compressor::new(Policy::new(options.compress, options.rate)),
             record,
             progress,
-            start,
-            hello: false,
-            stream_done: false,
-            bytes_sent: 0,
-            bytes_total: set.total_bytes,
-            complete: None,
-            last_demand: None,
-            rate: options.rate.map(|r| RateLimit::new(r, block_size, start)),
-            block_size: u64::from(block_size),
-            compress: Compressor::new(Policy::new(options.compress, options.rate)),
-            blocks_had: 0,
             handshake_timeout: options.handshake_timeout,
             preamble: Arc::default(),
             stop: None,
@@ -518,12 +121,13 @@ impl<'a> Session<'a> {
     }
 
     /// Stream these ranges (file, first block, count) first, in this
-    /// order, ahead of the rest of the stream (see [`Scheduler::with_plan`]).
+    /// order, ahead of the rest of the stream (see
+    /// [`crate::send::scheduler::Scheduler::with_plan`]).
     pub fn with_plan(
         mut self,
         ranges: &[(FileId, u64, u64)],
     ) -> Result<Self, crate::send::scheduler::SchedError> {
-        self.sched.set_plan(ranges)?;
+        self.machine.set_plan(ranges)?;
         Ok(self)
     }
 
@@ -535,11 +139,11 @@ impl<'a> Session<'a> {
     {
         let (tx, rx) = mpsc::channel();
         let _signals = self.stop.map(|s| s.attach(tx.clone()));
-        let _watch = watch_handshake(self.preamble.clone(), self.handshake_timeout);
+        let _watch = reader::watch_handshake(self.preamble.clone(), self.handshake_timeout);
         let preamble = self.preamble.clone();
         std::thread::Builder::new()
             .name("link-reader".into())
-            .spawn(move || read_events(read, tx, preamble))
+            .spawn(move || reader::read_events(read, tx, preamble))
             .map_err(SessionError::Thread)?;
         let mut w = FrameWriter::new(write);
         match self.serve(&mut w, &rx) {
@@ -570,156 +174,115 @@ impl<'a> Session<'a> {
         if let Err(e) = w.send(&Message::Goodbye).and_then(|()| w.flush()) {
             log::debug!("could not say goodbye: {e}");
         }
-        let counters = self.sched.counters();
-        let t = self.t_us();
-        self.record
-            .done(t, counters.sent())
-            .and_then(|()| self.record.flush())
-            .map_err(SessionError::Record)?;
+        let summary = self.machine.finish(Instant::now());
+        self.write_entries()?;
+        self.record.flush().map_err(SessionError::Record)?;
         self.progress.clear();
-        Ok(Summary {
-            counters,
-            bytes_sent: self.bytes_sent,
-            device_blocks: self.complete.unwrap_or(0),
-            blocks_had: self.blocks_had,
-        })
+        Ok(summary)
     }
 
+    /// Do what the machine says until it is complete or gives up.
     fn serve<W: Write>(
         &mut self,
         w: &mut FrameWriter<W>,
         rx: &Receiver<Event>,
     ) -> Result<(), SessionError> {
-        let agent = format!("feedfs-host {}", env!("CARGO_PKG_VERSION"));
-        send(
-            w,
-            &Message::Hello {
-                role: Role::Host,
-                min_version: VERSION,
-                max_version: VERSION,
-                agent: &agent,
-            },
-        )?;
-        for e in &self.set.entries {
-            send(w, &e.message())?;
-        }
-        send(w, &self.set.manifest_end())?;
-        log::debug!(
-            "manifest sent: {} entries, {} bytes",
-            self.set.entries.len(),
-            self.set.total_bytes
-        );
-        let hello_by = Instant::now() + self.handshake_timeout;
         loop {
-            if !self.hello {
-                let left = hello_by.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(self.no_hello());
-                }
-                flush(w)?;
-                match rx.recv_timeout(left) {
-                    Ok(event) => self.handle(event)?,
-                    Err(RecvTimeoutError::Timeout) => return Err(self.no_hello()),
-                    Err(RecvTimeoutError::Disconnected) => return Err(SessionError::LinkClosed),
-                }
-                continue;
-            }
-            // Stop at Complete: what follows it (a hang-up) does not matter.
-            while self.complete.is_none() {
+            // Take in everything that came, so a demand goes out before
+            // the next block; stop at Complete: what follows it (a
+            // hang-up) does not matter.
+            while self.machine.said_hello() && !self.machine.is_complete() {
                 match rx.try_recv() {
                     Ok(event) => self.handle(event)?,
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => return Err(SessionError::LinkClosed),
                 }
             }
-            if self.complete.is_some() {
-                return Ok(());
-            }
-            // The stream yields to readers: for a moment after a demand only
-            // demanded blocks and their readahead go out.
-            let yielding = self
-                .last_demand
-                .map(|t| STREAM_YIELD.saturating_sub(t.elapsed()))
-                .filter(|left| !left.is_zero());
-            self.sched.pause_stream(yielding.is_some());
-            // Under --rate, wait for the link's budget while still taking in
-            // demands, so one that arrives meanwhile goes out first.
-            let delay = match (&mut self.rate, self.sched.has_work()) {
-                (Some(r), true) => r.delay(Instant::now(), self.block_size),
-                _ => None,
-            };
-            if let Some(d) = delay {
-                flush(w)?;
-                match rx.recv_timeout(d) {
-                    Ok(event) => self.handle(event)?,
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return Err(SessionError::LinkClosed),
+            match self.machine.poll(Instant::now()) {
+                Step::Manifest => {
+                    self.send_manifest(w)?;
+                    self.machine.manifest_sent(Instant::now());
                 }
-                continue;
-            }
-            if let Some(pick) = self.sched.pick_next() {
-                self.send_block(w, pick.file, pick.index, pick.kind)?;
-                continue;
-            }
-            if !self.stream_done && self.sched.stream_finished() {
-                let blocks_sent = self.sched.counters().sent();
-                send(w, &Message::StreamDone { blocks_sent })?;
-                self.stream_done = true;
-                log::info!("stream done: {blocks_sent} blocks sent");
-            }
-            flush(w)?;
-            match rx.recv_timeout(yielding.unwrap_or(IDLE_RESEND)) {
-                Ok(event) => self.handle(event)?,
-                Err(RecvTimeoutError::Timeout) if yielding.is_some() => {}
-                // Idle and no Complete: the StreamDone, or a block sent after
-                // it, may have been lost on the way. Saying StreamDone again
-                // makes the device demand whatever it still lacks.
-                Err(RecvTimeoutError::Timeout) if self.stream_done => {
-                    let blocks_sent = self.sched.counters().sent();
-                    log::debug!("idle without Complete: StreamDone again");
-                    send(w, &Message::StreamDone { blocks_sent })?;
+                Step::Block(pick) => self.send_block(w, pick)?,
+                Step::StreamDone { blocks_sent, .. } => {
+                    send(w, &Message::StreamDone { blocks_sent })?
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Err(SessionError::LinkClosed),
+                Step::Wait(d) => {
+                    // Frames a buffered link holds must leave before the wait.
+                    w.flush().map_err(SessionError::SendFailed)?;
+                    match rx.recv_timeout(d) {
+                        Ok(event) => self.handle(event)?,
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => {
+                            return Err(SessionError::LinkClosed)
+                        }
+                    }
+                }
+                Step::NoHello { waited } => return Err(self.no_hello(waited)),
+                Step::Complete => return Ok(()),
             }
         }
     }
 
-    fn no_hello(&self) -> SessionError {
+    fn handle(&mut self, event: Event) -> Result<(), SessionError> {
+        let handled = self.machine.handle(Instant::now(), event);
+        // What the machine recorded stands, whether or not it gave up.
+        self.write_entries()?;
+        handled
+    }
+
+    fn write_entries(&mut self) -> Result<(), SessionError> {
+        for entry in self.machine.entries() {
+            match entry {
+                Entry::Have { t_us, file, blocks } => self.record.have(t_us, file, blocks),
+                Entry::Demand {
+                    t_us,
+                    file,
+                    first,
+                    count,
+                } => self.record.demand(t_us, file, first, count),
+                Entry::Sent {
+                    t_us,
+                    file,
+                    index,
+                    kind,
+                    stream_before,
+                } => self.record.sent(t_us, file, index, kind, stream_before),
+                Entry::Done { t_us, blocks_sent } => self.record.done(t_us, blocks_sent),
+            }
+            .map_err(SessionError::Record)?;
+        }
+        Ok(())
+    }
+
+    fn no_hello(&self, waited: Duration) -> SessionError {
         let (bytes, quote) = match self.preamble.lock() {
             Ok(p) => (p.bytes, p.quote()),
             Err(_) => (0, String::new()),
         };
         SessionError::NoHello {
-            waited: self.handshake_timeout,
+            waited,
             bytes,
             quote,
         }
     }
 
-    fn t_us(&self) -> u64 {
-        self.start
-            .elapsed()
-            .as_micros()
-            .try_into()
-            .unwrap_or(u64::MAX)
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            bytes_sent: self.bytes_sent,
-            bytes_total: self.bytes_total,
-            demands: self.sched.counters().demands,
+    /// The host's Hello and the whole manifest, without waiting for the device.
+    fn send_manifest<W: Write>(&mut self, w: &mut FrameWriter<W>) -> Result<(), SessionError> {
+        let agent = format!("feedfs-host {}", env!("CARGO_PKG_VERSION"));
+        send(w, &hello::ours(Role::Host, &agent))?;
+        for e in &self.set.entries {
+            send(w, &e.message())?;
         }
+        send(w, &self.set.manifest_end())
     }
 
     fn send_block<W: Write>(
         &mut self,
         w: &mut FrameWriter<W>,
-        file: FileId,
-        index: u64,
-        kind: Kind,
+        pick: Pick,
     ) -> Result<(), SessionError> {
+        let Pick { file, index, kind } = pick;
         let t0 = Instant::now();
         let data = self.source.read(file, index)?;
         // The block's CRC is of its bytes as stored, whatever the encoding.
@@ -750,151 +313,19 @@ impl<'a> Session<'a> {
             self.compress
                 .sent(t1 - t0, t2 - t1, len as usize, wire as usize);
         }
-        self.bytes_sent += len;
-        // The rate limit is on the link: what went on it.
-        if let Some(r) = &mut self.rate {
-            r.consume(t2, wire);
-        }
-        let counters = self.sched.counters();
-        let stream_before = counters.sent_stream - u64::from(kind == Kind::Stream);
-        let t = self.t_us();
-        self.record
-            .sent(t, file, index, kind, stream_before)
-            .map_err(SessionError::Record)?;
+        let snapshot = self.machine.block_sent(t2, pick, len, wire);
+        self.write_entries()?;
         log::trace!(
             "sent block {index} of file {file} ({}, {encoding:?}, {wire} bytes)",
             kind.as_str()
         );
-        self.progress.update(Instant::now(), &self.snapshot());
+        self.progress.update(Instant::now(), &snapshot);
         Ok(())
-    }
-
-    fn handle(&mut self, event: Event) -> Result<(), SessionError> {
-        let msg = match event {
-            Event::Msg(m) => m,
-            Event::End(None) => return Err(SessionError::LinkClosed),
-            Event::End(Some(ReadError::Io(e))) => return Err(SessionError::ReadFailed(e)),
-            Event::End(Some(ReadError::Frame(e))) => {
-                return Err(match e {
-                    FrameError::Truncated { .. } => SessionError::Truncated(e),
-                    e => SessionError::Frame(e),
-                })
-            }
-            Event::NotFeedfs { bytes, quote } => {
-                return Err(SessionError::NotFeedfs { bytes, quote })
-            }
-            Event::Signal(sig) => return Err(SessionError::Interrupted(sig)),
-        };
-        if !self.hello {
-            return match msg {
-                DeviceMsg::Hello {
-                    role,
-                    min_version,
-                    max_version,
-                    agent,
-                } => self.on_hello(role, min_version, max_version, &agent),
-                DeviceMsg::Error { code, text } => Err(SessionError::Device { code, text }),
-                // A USB link may still hold the end of an earlier session.
-                other => {
-                    log::debug!(
-                        "skipping {} from before the device's Hello",
-                        msg_name(&other)
-                    );
-                    Ok(())
-                }
-            };
-        }
-        match msg {
-            DeviceMsg::Hello { .. } => log::warn!("ignoring a second Hello from the device"),
-            DeviceMsg::Have { file, ranges } => {
-                self.sched
-                    .on_have(file, &ranges)
-                    .map_err(|e| SessionError::Protocol(format!("device sent a bad Have: {e}")))?;
-                let blocks = ranges.iter().map(|r| r.count).sum();
-                self.blocks_had += blocks;
-                let t = self.t_us();
-                self.record
-                    .have(t, file, blocks)
-                    .map_err(SessionError::Record)?;
-            }
-            DeviceMsg::HaveEnd { files } => {
-                self.sched.on_have_end();
-                self.bytes_total = self.bytes_to_send();
-                log::info!(
-                    "device reported {files} files; {} bytes to send",
-                    self.bytes_total
-                );
-            }
-            DeviceMsg::Demand { file, first, count } => {
-                self.last_demand = Some(Instant::now());
-                let t = self.t_us();
-                self.record
-                    .demand(t, file, first, count.into())
-                    .map_err(SessionError::Record)?;
-                log::debug!("demand for blocks {first}+{count} of file {file}");
-                self.sched
-                    .on_demand(file, first, count.into())
-                    .map_err(|e| {
-                        SessionError::Protocol(format!("device sent a bad Demand: {e}"))
-                    })?;
-            }
-            DeviceMsg::Complete { blocks } => {
-                log::info!("device complete: it holds {blocks} blocks");
-                self.complete = Some(blocks);
-            }
-            DeviceMsg::Error { code, text } => return Err(SessionError::Device { code, text }),
-            DeviceMsg::Goodbye => return Err(SessionError::DeviceEnded),
-            DeviceMsg::Unexpected(ty) => {
-                return Err(SessionError::Protocol(format!(
-                    "the device sent a {ty:?} message, which only a host sends"
-                )))
-            }
-        }
-        Ok(())
-    }
-
-    fn on_hello(&mut self, role: Role, min: u8, max: u8, agent: &str) -> Result<(), SessionError> {
-        if role != Role::Device {
-            return Err(SessionError::Protocol(format!(
-                "the peer ({agent:?}) says it is a host, not a device"
-            )));
-        }
-        if !(min..=max).contains(&VERSION) {
-            return Err(SessionError::Version {
-                min,
-                max,
-                ours: VERSION,
-            });
-        }
-        log::info!("connected to {agent:?}");
-        self.hello = true;
-        Ok(())
-    }
-
-    /// Bytes of the blocks the device lacks, as far as it has said.
-    fn bytes_to_send(&self) -> u64 {
-        self.set
-            .files()
-            .filter_map(|e| {
-                let (lacking, last) = self.sched.lacking(e.id)?;
-                let last_len = block_len(e.size, e.block_size, e.blocks().checked_sub(1)?) as u64;
-                Some(if last {
-                    (lacking - 1) * u64::from(e.block_size) + last_len
-                } else {
-                    lacking * u64::from(e.block_size)
-                })
-            })
-            .sum()
     }
 }
 
 fn send<W: Write>(w: &mut FrameWriter<W>, msg: &Message) -> Result<(), SessionError> {
     w.send(msg).map_err(SessionError::SendFailed)
-}
-
-/// Before the session waits: frames a buffered link holds must leave now.
-fn flush<W: Write>(w: &mut FrameWriter<W>) -> Result<(), SessionError> {
-    w.flush().map_err(SessionError::SendFailed)
 }
 
 /// After a failed write: the device's own error, if it sent one before hanging up.
@@ -903,27 +334,15 @@ fn last_words(rx: &Receiver<Event>) -> Option<SessionError> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(Event::Msg(DeviceMsg::Error { code, text })) => {
+            Ok(Event::Msg(OwnedMessage::Error { code, text })) => {
                 return Some(SessionError::Device { code, text })
             }
-            Ok(Event::Msg(_)) => {}
+            Ok(Event::Msg(_) | Event::Damaged { .. } | Event::Malformed(_)) => {}
             Ok(Event::Signal(sig)) => return Some(SessionError::Interrupted(sig)),
-            Ok(Event::End(_) | Event::NotFeedfs { .. })
-            | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            Ok(Event::End(_)) | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                return None
+            }
         }
-    }
-}
-
-fn msg_name(m: &DeviceMsg) -> String {
-    match m {
-        DeviceMsg::Hello { .. } => "Hello".into(),
-        DeviceMsg::Have { .. } => "Have".into(),
-        DeviceMsg::HaveEnd { .. } => "HaveEnd".into(),
-        DeviceMsg::Demand { .. } => "Demand".into(),
-        DeviceMsg::Complete { .. } => "Complete".into(),
-        DeviceMsg::Error { .. } => "Error".into(),
-        DeviceMsg::Goodbye => "Goodbye".into(),
-        DeviceMsg::Unexpected(ty) => format!("{ty:?}"),
     }
 }
 

@@ -1,11 +1,15 @@
-//! Whole sessions against a scripted device over a socket pair.
+//! Whole sessions against a scripted device over a socket pair: the loop
+//! around the state machine, with real bytes, threads and timeouts.
 
+mod handshake;
+
+use std::io::Write as _;
 use std::os::unix::net::UnixStream;
 use std::thread::JoinHandle;
 
 use feedfs_protocol::frame::Frame;
-use feedfs_protocol::message::Encoding;
-use feedfs_protocol::EntryKind;
+use feedfs_protocol::io::FrameReader;
+use feedfs_protocol::{BlockRange, ErrorCode, MessageType, VERSION};
 
 use super::*;
 use crate::files::manifest::walk;
@@ -18,71 +22,57 @@ struct FakeDevice {
     w: FrameWriter<UnixStream>,
 }
 
-/// A host message, owned, as the fake device sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum HostMsg {
-    Hello(u8, u8, String),
-    Entry(u32, EntryKind, String, u64),
-    ManifestEnd(u32, u64),
-    Block(u32, u64, Vec<u8>),
-    /// A block of zeros: file, index and CRC, no data.
-    ZeroBlock(u32, u64, u32),
-    StreamDone(u64),
-    Error(ErrorCode, String),
-    Goodbye,
-    Other(MessageType),
+/// A block as the host sends it with `--compress none`.
+fn block(file: u32, index: u64, data: &[u8]) -> OwnedMessage {
+    OwnedMessage::Block {
+        file: FileId(file),
+        index,
+        crc: crc32fast::hash(data),
+        encoding: Encoding::Raw,
+        data: data.to_vec(),
+    }
+}
+
+/// A block of zeros: its CRC and no data.
+fn zero_block(file: u32, index: u64, len: usize) -> OwnedMessage {
+    OwnedMessage::Block {
+        file: FileId(file),
+        index,
+        crc: crc32fast::hash(&vec![0; len]),
+        encoding: Encoding::Zero,
+        data: Vec::new(),
+    }
+}
+
+fn stream_done(blocks_sent: u64) -> OwnedMessage {
+    OwnedMessage::StreamDone { blocks_sent }
 }
 
 impl FakeDevice {
-    fn recv(&mut self) -> Option<HostMsg> {
+    /// The host's next message, checked as the device checks it: a Hello
+    /// from a host, a block whose CRC matches its data.
+    fn recv(&mut self) -> Option<OwnedMessage> {
         let frame: Frame<&[u8]> = self.r.next_frame().ok()??;
-        Some(match Message::parse(frame).unwrap() {
-            Message::Hello {
-                role,
-                min_version,
-                max_version,
-                agent,
-            } => {
-                assert_eq!(role, Role::Host);
-                HostMsg::Hello(min_version, max_version, agent.into())
-            }
-            Message::Entry {
-                id,
-                kind,
-                size,
-                path,
-                ..
-            } => HostMsg::Entry(id.0, kind, path.into(), size),
-            Message::ManifestEnd {
-                entries,
-                total_bytes,
-            } => HostMsg::ManifestEnd(entries, total_bytes),
-            Message::Block {
-                file,
-                index,
-                crc,
+        let m = Message::parse(frame).unwrap().into_owned();
+        match &m {
+            OwnedMessage::Hello { role, .. } => assert_eq!(*role, Role::Host),
+            OwnedMessage::Block {
                 encoding: Encoding::Zero,
                 data,
-            } => {
-                assert!(data.is_empty(), "a zero block carries no data");
-                HostMsg::ZeroBlock(file.0, index, crc)
-            }
-            Message::Block {
-                file,
-                index,
+                ..
+            } => assert!(data.is_empty(), "a zero block carries no data"),
+            OwnedMessage::Block {
                 crc,
                 encoding,
                 data,
+                ..
             } => {
-                assert_eq!(encoding, Encoding::Raw, "--compress none");
-                assert_eq!(crc, crc32fast::hash(data), "block CRC");
-                HostMsg::Block(file.0, index, data.to_vec())
+                assert_eq!(*encoding, Encoding::Raw, "--compress none");
+                assert_eq!(*crc, crc32fast::hash(data), "block CRC");
             }
-            Message::StreamDone { blocks_sent } => HostMsg::StreamDone(blocks_sent),
-            Message::Error { code, text } => HostMsg::Error(code, text.into()),
-            Message::Goodbye => HostMsg::Goodbye,
-            m => HostMsg::Other(m.message_type()),
-        })
+            _ => {}
+        }
+        Some(m)
     }
 
     fn send(&mut self, m: Message) {
@@ -101,16 +91,16 @@ impl FakeDevice {
     /// Read the host's Hello and manifest; returns the number of entries.
     fn read_manifest(&mut self) -> u32 {
         assert!(
-            matches!(self.recv(), Some(HostMsg::Hello(VERSION, VERSION, a)) if a.starts_with("feedfs-host "))
+            matches!(self.recv(), Some(OwnedMessage::Hello { min_version: VERSION, max_version: VERSION, agent, .. }) if agent.starts_with("feedfs-host "))
         );
         let mut n = 0;
         loop {
             match self.recv().unwrap() {
-                HostMsg::Entry(id, ..) => {
-                    assert_eq!(id, n);
+                OwnedMessage::Entry { id, .. } => {
+                    assert_eq!(id, FileId(n));
                     n += 1;
                 }
-                HostMsg::ManifestEnd(entries, _) => {
+                OwnedMessage::ManifestEnd { entries, .. } => {
                     assert_eq!(entries, n);
                     return n;
                 }
@@ -224,7 +214,7 @@ fn demands_before_have_end_then_stream_then_complete() {
         let mut got = vec![first];
         loop {
             let m = d.recv().unwrap();
-            let done = matches!(m, HostMsg::StreamDone(_));
+            let done = matches!(m, OwnedMessage::StreamDone { .. });
             got.push(m);
             if done {
                 break;
@@ -238,11 +228,11 @@ fn demands_before_have_end_then_stream_then_complete() {
     assert_eq!(
         got,
         vec![
-            HostMsg::Block(1, 2, big[8192..].to_vec()),
-            HostMsg::Block(1, 0, big[..4096].to_vec()),
-            HostMsg::Block(2, 0, b"small".to_vec()),
-            HostMsg::StreamDone(3),
-            HostMsg::Goodbye,
+            block(1, 2, &big[8192..]),
+            block(1, 0, &big[..4096]),
+            block(2, 0, b"small"),
+            stream_done(3),
+            OwnedMessage::Goodbye,
         ]
     );
     assert_eq!(summary.counters.sent(), 3);
@@ -275,7 +265,7 @@ fn blocks_of_zeros_go_without_data() {
         let mut got = Vec::new();
         loop {
             match d.recv().unwrap() {
-                HostMsg::StreamDone(_) => break,
+                OwnedMessage::StreamDone { .. } => break,
                 m => got.push(m),
             }
         }
@@ -285,9 +275,9 @@ fn blocks_of_zeros_go_without_data() {
     assert_eq!(
         got,
         vec![
-            HostMsg::Block(0, 0, vec![7; 4096]),
-            HostMsg::ZeroBlock(0, 1, crc32fast::hash(&[0; 4096])),
-            HostMsg::ZeroBlock(0, 2, crc32fast::hash(&[0; 100])),
+            block(0, 0, &[7; 4096]),
+            zero_block(0, 1, 4096),
+            zero_block(0, 2, 100),
         ]
     );
     // Block bytes delivered, whatever went on the wire.
@@ -302,7 +292,10 @@ fn a_re_demand_after_stream_done_is_answered() {
         d.read_manifest();
         d.hello(VERSION, VERSION);
         d.send(Message::HaveEnd { files: 0 });
-        while !matches!(d.recv().unwrap(), HostMsg::StreamDone(4)) {}
+        while !matches!(
+            d.recv().unwrap(),
+            OwnedMessage::StreamDone { blocks_sent: 4 }
+        ) {}
         d.send(Message::Demand {
             file: FileId(1),
             first: 1,
@@ -312,7 +305,7 @@ fn a_re_demand_after_stream_done_is_answered() {
         d.send(Message::Complete { blocks: 4 });
         again
     });
-    assert_eq!(got, HostMsg::Block(1, 1, big[4096..8192].to_vec()));
+    assert_eq!(got, block(1, 1, &big[4096..8192]));
     assert_eq!(run.result.unwrap().counters.sent(), 5);
     assert_eq!(lines(&run.record, "sent")[4], "sent 1 1 demand 4");
 }
@@ -338,31 +331,6 @@ fn device_error_is_reported() {
 }
 
 #[test]
-fn version_mismatch_is_explained_to_both_sides() {
-    let t = TempDir::new("version");
-    let (set, _) = two_files(&t);
-    let (run, told) = session(&set, 8, |d| {
-        d.read_manifest();
-        d.hello(VERSION + 1, VERSION + 2);
-        d.recv()
-    });
-    let e = run.result.unwrap_err();
-    assert!(matches!(
-        e,
-        SessionError::Version {
-            min,
-            max,
-            ours: VERSION
-        } if (min, max) == (VERSION + 1, VERSION + 2)
-    ));
-    assert!(e.to_string().contains("install matching versions"), "{e}");
-    assert!(
-        matches!(told, Some(HostMsg::Error(ErrorCode::Version, _))),
-        "{told:?}"
-    );
-}
-
-#[test]
 fn bad_demand_is_a_protocol_error() {
     let t = TempDir::new("baddemand");
     let (set, _) = two_files(&t);
@@ -378,9 +346,24 @@ fn bad_demand_is_a_protocol_error() {
         d.recv()
     });
     let e = run.result.unwrap_err();
-    assert!(matches!(e, SessionError::Protocol(_)), "{e}");
     assert!(
-        matches!(told, Some(HostMsg::Error(ErrorCode::Protocol, _))),
+        matches!(
+            e,
+            SessionError::BadRequest {
+                what: MessageType::Demand,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        matches!(
+            told,
+            Some(OwnedMessage::Error {
+                code: ErrorCode::Protocol,
+                ..
+            })
+        ),
         "{told:?}"
     );
     let (run, _) = session(&set, 8, |d| {
@@ -422,26 +405,6 @@ fn goodbye_before_complete_and_hangups_are_errors() {
 }
 
 #[test]
-fn messages_before_the_hello_are_an_earlier_session_and_skipped() {
-    let t = TempDir::new("nohello");
-    std::fs::create_dir_all(t.join("empty")).unwrap();
-    let set = walk(&[t.join("empty")], 4096).unwrap();
-    let (run, got) = session(&set, 8, |d| {
-        d.read_manifest();
-        // What a USB link may still hold from a host that was killed.
-        d.send(Message::Complete { blocks: 9 });
-        d.send(Message::HaveEnd { files: 0 });
-        d.hello(VERSION, VERSION);
-        d.send(Message::HaveEnd { files: 0 });
-        let m = d.recv();
-        d.send(Message::Complete { blocks: 0 });
-        m
-    });
-    assert_eq!(got, Some(HostMsg::StreamDone(0)));
-    assert_eq!(run.result.unwrap().device_blocks, 0);
-}
-
-#[test]
 fn damaged_frames_are_skipped() {
     let t = TempDir::new("damaged");
     let (set, _) = two_files(&t);
@@ -453,7 +416,7 @@ fn damaged_frames_are_skipped() {
         d.w.get_mut().write_all(&bad).unwrap();
         d.w.get_mut().write_all(b"garbage").unwrap();
         d.send(Message::HaveEnd { files: 0 });
-        while !matches!(d.recv().unwrap(), HostMsg::StreamDone(_)) {}
+        while !matches!(d.recv().unwrap(), OwnedMessage::StreamDone { .. }) {}
         d.send(Message::Complete { blocks: 4 });
     });
     assert_eq!(run.result.unwrap().counters.sent_stream, 4);
@@ -472,87 +435,29 @@ fn empty_manifest_completes() {
         d.send(Message::Complete { blocks: 0 });
         m
     });
-    assert_eq!(got, Some(HostMsg::StreamDone(0)));
+    assert_eq!(got, Some(OwnedMessage::StreamDone { blocks_sent: 0 }));
     assert_eq!(run.result.unwrap().counters.sent(), 0);
 }
 
 #[test]
-fn what_a_peer_printed_is_quoted_as_text_or_hex() {
-    assert_eq!(
-        quote(b"garbage\ngarbage\n", true),
-        "\"garbage\\ngarbage\\n\"…"
-    );
-    assert_eq!(quote(b"hello", false), "\"hello\"");
-    // A character cut where the kept bytes end is still text.
-    assert_eq!(quote("héllo".as_bytes().split_at(2).0, true), "\"h\"…");
-    let long = "x".repeat(500);
-    let q = quote(long.as_bytes(), false);
-    assert!(
-        q.ends_with('…') && q.len() == 120 + 2 + '…'.len_utf8(),
-        "{q}"
-    );
-    assert_eq!(quote(&[0x00, 0xff, 0x10], false), "bytes 00 ff 10");
-    assert_eq!(
-        quote(&[0xff; 40], false),
-        format!("bytes {}…", ["ff"; 32].join(" "))
-    );
-}
-
-#[test]
-fn a_device_that_never_says_hello_is_given_up_on() {
-    let t = TempDir::new("nohello");
-    std::fs::create_dir_all(t.join("d")).unwrap();
-    let set = walk(&[t.join("d")], 4096).unwrap();
-    let (run, _) = session_with(&set, 8, Duration::from_millis(200), |d| {
+fn a_file_changed_since_the_walk_is_told_to_the_device() {
+    let t = TempDir::new("changed");
+    let (set, _) = two_files(&t);
+    t.write("tree/big", b"shorter now");
+    let (run, told) = session(&set, 8, |d| {
         d.read_manifest();
-        // Wait, silent, until the host hangs up.
-        while d.recv().is_some() {}
-    });
-    let err = run.result.unwrap_err();
-    assert!(
-        matches!(err, SessionError::NoHello { bytes: 0, .. }),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("within 0.2s (it sent nothing)"),
-        "{err}"
-    );
-}
-
-#[test]
-fn a_banner_before_the_hello_is_skipped() {
-    use std::io::Write as _;
-    let t = TempDir::new("banner");
-    std::fs::create_dir_all(t.join("d")).unwrap();
-    let set = walk(&[t.join("d")], 4096).unwrap();
-    let (run, _) = session(&set, 8, |d| {
-        d.read_manifest();
-        d.w.get_mut().write_all(b"Welcome to the board\n").unwrap();
         d.hello(VERSION, VERSION);
-        d.send(Message::HaveEnd { files: 0 });
-        d.recv();
-        d.send(Message::Complete { blocks: 0 });
+        d.send(Message::HaveEnd { files: 2 });
+        d.recv()
     });
-    assert!(run.result.is_ok(), "{:?}", run.result.err());
-}
-
-#[test]
-fn a_peer_printing_in_a_loop_is_not_feedfs() {
-    use std::io::Write as _;
-    let t = TempDir::new("babble");
-    std::fs::create_dir_all(t.join("d")).unwrap();
-    let set = walk(&[t.join("d")], 4096).unwrap();
-    let (run, _) = session(&set, 8, |d| {
-        d.read_manifest();
-        let line = b"garbage\n".repeat(1024);
-        while d.w.get_mut().write_all(&line).is_ok() {}
-    });
-    let err = run.result.unwrap_err();
-    match &err {
-        SessionError::NotFeedfs { bytes, quote } => {
-            assert!(*bytes > PREAMBLE_MAX, "{bytes}");
-            assert!(quote.starts_with("\"garbage\\ngarbage"), "{quote}");
-        }
-        e => panic!("{e}"),
+    let e = run.result.unwrap_err();
+    assert!(matches!(e, SessionError::Source(_)), "{e}");
+    assert!(!e.is_link());
+    match told {
+        Some(OwnedMessage::Error {
+            code: ErrorCode::Internal,
+            text,
+        }) => assert_eq!(text, e.to_string()),
+        other => panic!("{other:?}"),
     }
 }
