@@ -17,13 +17,13 @@ use anyhow::{Context, Result};
 use feedfs_protocol::FileId;
 
 use crate::cli::PushArgs;
-use crate::link::Link;
 use crate::files::manifest::{walk, ServedSet};
-use crate::send::progress::{Outcome, Progress};
+use crate::link::Link;
 use crate::logs::record::Recorder;
+use crate::prefetch::ziporder::zip_blocks;
+use crate::send::progress::{Outcome, Progress};
 use crate::send::session::{Options, Session, Summary};
 use crate::send::stop::Stop;
-use crate::prefetch::ziporder::zip_blocks;
 
 /// Smallest file looked at for a zip order.
 const ZIP_ORDER_MIN: u64 = 1 << 20;

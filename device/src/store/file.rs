@@ -19,7 +19,14 @@ use super::bitmap::{Bitmap, OutOfRange};
 use super::holes::{holds_data, punch_hole};
 use super::layout::{header_for, MapLayout};
 use super::open::{DataFile, OpenFiles, Pair};
-use super::persist::MAP_BATCH;
+
+/// Blocks landed between two writes of a map file. Writing a map entry per
+/// block made the link thread wait on the map's page while the kernel wrote
+/// it back (strace: single 4-byte writes of 11 ms). A crash loses at most
+/// this many recent bits (plus what arrived in the last second, see
+/// `Core::flush_maps`), and those blocks are fetched again: never trusted
+/// without their bit.
+pub const MAP_BATCH: u64 = 256;
 
 /// Outcome of asking for a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,14 +19,6 @@ use super::file::{MapFile, StoredFile};
 use super::layout::MAP_MAGIC;
 use super::open::Pair;
 
-/// Blocks landed between two writes of a map file. Writing a map entry per
-/// block made the link thread wait on the map's page while the kernel wrote
-/// it back (strace: single 4-byte writes of 11 ms). A crash loses at most
-/// this many recent bits (plus what arrived in the last second, see
-/// `Core::flush_maps`), and those blocks are fetched again: never trusted
-/// without their bit.
-pub const MAP_BATCH: u64 = 256;
-
 /// An empty file of `len` bytes at `path`, where `file` is open. A file
 /// that holds old bytes is replaced by a new one rather than truncated:
 /// ext4 flushes a file that was truncated to zero and written again when

@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use feedfs_protocol::io::print_stdout;
 
 use crate::cli::{LogPlotArgs, LogShowArgs, PlanArgs};
-use crate::prefetch::plan::Plan;
 use crate::logs::trace::{read_log, Run};
+use crate::prefetch::plan::Plan;
 
 /// `feedfs-host log show LOG [--json] [--steps N]`.
 pub fn show(args: &LogShowArgs) -> Result<()> {

@@ -21,8 +21,8 @@
 
 use std::collections::HashMap;
 
-use crate::prefetch::plan::{Plan, PlanFile, Step};
 use crate::logs::trace::{Run, SentKind, Side};
+use crate::prefetch::plan::{Plan, PlanFile, Step};
 
 /// One access: `count` blocks from `first` of a run's file `file`, at `t_us`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -138,7 +138,10 @@ impl<'a> Session<'a> {
         W: Write,
     {
         let (tx, rx) = mpsc::channel();
-        let _signals = self.stop.map(|s| s.attach(tx.clone()));
+        let _signals = self.stop.map(|s| {
+            let tx = tx.clone();
+            s.attach(move |sig| tx.send(Event::Signal(sig)).is_ok())
+        });
         let _watch = reader::watch_handshake(self.preamble.clone(), self.handshake_timeout);
         let preamble = self.preamble.clone();
         std::thread::Builder::new()

@@ -1,7 +1,7 @@
 //! Stopping a push on SIGINT, SIGTERM or SIGHUP.
 //!
 //! A thread waits for the three signals. While a session runs, a signal
-//! becomes an [`Event::Signal`] on the session's channel: the session says
+//! is handed to it (the session puts it on its own channel): the session says
 //! `Goodbye` to the device and returns, and the push flushes its record,
 //! clears its progress line and exits with 128 + the signal's number (130,
 //! 143, 129). Outside a session (walking the paths, waiting for a USB
@@ -11,14 +11,14 @@
 //! ends the process at once.
 
 use std::io;
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::send::session::Event;
+/// How a running session takes a signal: `true` if it took it.
+type Deliver = Arc<dyn Fn(i32) -> bool + Send + Sync>;
 
 /// How long a session has to stop after a signal.
 pub const GRACE: Duration = Duration::from_secs(3);
@@ -38,12 +38,12 @@ pub fn signal_name(signal: i32) -> String {
     }
 }
 
-/// Where signals go: the running session's channel, if any.
+/// Where signals go: the running session, if any.
 pub struct Stop {
-    session: Arc<Mutex<Option<Sender<Event>>>>,
+    session: Arc<Mutex<Option<Deliver>>>,
 }
 
-/// While alive, signals go to one session's channel.
+/// While alive, signals go to one session.
 pub struct Attached<'a>(&'a Stop);
 
 impl Drop for Attached<'_> {
@@ -58,16 +58,16 @@ impl Stop {
     /// Take over SIGINT, SIGTERM and SIGHUP for the rest of the process.
     pub fn install() -> io::Result<Stop> {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-        let session: Arc<Mutex<Option<Sender<Event>>>> = Arc::default();
+        let session: Arc<Mutex<Option<Deliver>>> = Arc::default();
         let to = session.clone();
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
                 let mut pending = false;
                 for sig in signals.forever() {
-                    let tx = to.lock().ok().and_then(|s| s.clone());
-                    match tx {
-                        Some(tx) if !pending && tx.send(Event::Signal(sig)).is_ok() => {
+                    let deliver = to.lock().ok().and_then(|s| s.clone());
+                    match deliver {
+                        Some(deliver) if !pending && deliver(sig) => {
                             pending = true;
                             std::thread::spawn(move || {
                                 std::thread::sleep(GRACE);
@@ -81,10 +81,11 @@ impl Stop {
         Ok(Stop { session })
     }
 
-    /// Send signals to this session's channel until the guard is dropped.
-    pub fn attach(&self, tx: Sender<Event>) -> Attached<'_> {
+    /// Hand signals to `deliver` (a session's) until the guard is
+    /// dropped; `deliver` says whether the session took the signal.
+    pub fn attach(&self, deliver: impl Fn(i32) -> bool + Send + Sync + 'static) -> Attached<'_> {
         if let Ok(mut s) = self.session.lock() {
-            *s = Some(tx);
+            *s = Some(Arc::new(deliver));
         }
         Attached(self)
     }
