@@ -6,7 +6,7 @@
 //! |--------|----------|-----------------------------------------------------|
 //! | 0..4   | magic    | `b"FDFS"`                                           |
 //! | 4      | version  | protocol version, [`VERSION`]                       |
-//! | 5      | type     | message type ([`crate::MessageType`])               |
+//! | 5      | type     | message type ([`MessageType`])                      |
 //! | 6..8   | reserved | sent as zero, ignored by readers of this version     |
 //! | 8..12  | length   | payload length, at most [`MAX_PAYLOAD`]             |
 //! | 12..16 | crc32    | CRC-32 (IEEE) of bytes 0..12 followed by the payload |
@@ -19,6 +19,11 @@
 //! [`FrameError`]. The version comes after the checksum so that a damaged
 //! version byte is damage (resync), while a peer that really speaks another
 //! version (its frames pass the checksum) is told apart clearly.
+//!
+//! The type codes live here, with the header that carries them, and so does
+//! the little the frame needs of a Block's payload (where its data starts,
+//! where its encoding byte is) to hash that data once: the message module
+//! builds on this module and this module never on it.
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
@@ -31,6 +36,53 @@ pub const VERSION: u8 = 3;
 pub const HEADER_LEN: usize = 16;
 /// Largest payload a frame may carry: one block of the largest block size plus its header.
 pub const MAX_PAYLOAD: u32 = crate::MAX_BLOCK_SIZE + 64;
+
+/// Type codes, one per message (byte 5 of the header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MessageType {
+    Hello = 0x01,
+    Entry = 0x02,
+    ManifestEnd = 0x03,
+    Have = 0x04,
+    HaveEnd = 0x05,
+    Demand = 0x06,
+    Block = 0x07,
+    StreamDone = 0x08,
+    Complete = 0x09,
+    Error = 0x0a,
+    Goodbye = 0x0b,
+}
+
+impl TryFrom<u8> for MessageType {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        use MessageType::*;
+        Ok(match v {
+            0x01 => Hello,
+            0x02 => Entry,
+            0x03 => ManifestEnd,
+            0x04 => Have,
+            0x05 => HaveEnd,
+            0x06 => Demand,
+            0x07 => Block,
+            0x08 => StreamDone,
+            0x09 => Complete,
+            0x0a => Error,
+            0x0b => Goodbye,
+            other => return Err(other),
+        })
+    }
+}
+
+/// Length of a `Block` message's fixed part, before the data: a Block's
+/// frame checksum is derived from the data's own CRC-32 past this point.
+pub const BLOCK_HEADER_LEN: usize = 20;
+/// Where a `Block` message's `encoding` byte sits in its payload.
+pub const BLOCK_ENCODING_OFFSET: usize = 16;
+/// The `encoding` byte of a Block whose data is raw (`message::Encoding::Raw`):
+/// only then is the CRC-32 of the data the block's CRC.
+pub const BLOCK_ENCODING_RAW: u8 = 0;
 
 mod field {
     use std::ops::Range;
@@ -151,7 +203,7 @@ fn magic_of(buf: &[u8]) -> [u8; 4] {
 /// Where a message type's bulk data starts in its payload (a Block's data,
 /// whose CRC-32 the message itself carries when the data is raw).
 fn tail_start(ty: u8) -> Option<usize> {
-    (ty == crate::MessageType::Block as u8).then_some(crate::message::BLOCK_HEADER_LEN)
+    (ty == MessageType::Block as u8).then_some(BLOCK_HEADER_LEN)
 }
 
 /// CRC-32 of `header12`, then `head`, then a tail of `tail_len` bytes whose
@@ -221,8 +273,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
         }
         // The tail's CRC is the block's CRC only when the data is raw; of
         // encoded data it is the CRC of the bytes as sent, which no one needs.
-        let raw = buf.get(HEADER_LEN + crate::message::BLOCK_ENCODING_OFFSET)
-            == Some(&(crate::message::Encoding::Raw as u8));
+        let raw = buf.get(HEADER_LEN + BLOCK_ENCODING_OFFSET) == Some(&BLOCK_ENCODING_RAW);
         let tail_crc = tail_crc.filter(|_| raw);
         Ok(Frame { buffer, tail_crc })
     }
@@ -248,8 +299,8 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// The message type, or [`FrameError::UnknownType`].
-    pub fn message_type(&self) -> Result<crate::MessageType, FrameError> {
-        crate::MessageType::try_from(self.type_byte()).map_err(FrameError::UnknownType)
+    pub fn message_type(&self) -> Result<MessageType, FrameError> {
+        MessageType::try_from(self.type_byte()).map_err(FrameError::UnknownType)
     }
 
     /// The payload bytes.
@@ -413,6 +464,20 @@ mod tests {
         let unknown = frame(0x7f, &[]);
         let f = Frame::new_checked(&unknown[..]).unwrap();
         assert_eq!(f.message_type().unwrap_err(), FrameError::UnknownType(0x7f));
+    }
+
+    #[test]
+    fn type_codes_convert_totally() {
+        for v in 0..=u8::MAX {
+            match MessageType::try_from(v) {
+                Ok(ty) => assert_eq!(ty as u8, v),
+                Err(other) => {
+                    assert_eq!(other, v);
+                    assert!(v == 0 || v > 0x0b, "{v:#04x} is a known code");
+                }
+            }
+        }
+        assert_eq!(MessageType::try_from(0x07), Ok(MessageType::Block));
     }
 
     #[test]

@@ -2,10 +2,15 @@
 //!
 //! Two levels, in the manner of a network stack's wire module:
 //! - [`frame`]: the 16-byte frame header (magic, version, type, length, CRC32)
-//!   as a checked view over bytes, and [`decoder::Decoder`], which accepts
-//!   arbitrary chunks and yields whole, checked frames;
+//!   and the message type codes it carries, as a checked view over bytes,
+//!   and [`decoder::Decoder`], which accepts arbitrary chunks and yields
+//!   whole, checked frames;
 //! - [`message`]: the parsed [`Message`] enum with `parse`, `emit` and
-//!   `buffer_len`.
+//!   `buffer_len`, built on `frame` (never the reverse), and its owned form
+//!   [`OwnedMessage`].
+//!
+//! [`hello`] is the Hello exchange both ends run: the Hello they send and
+//! the one check of the peer's.
 //!
 //! [`manifest`] checks a host's file list before anything is created from
 //! it, and [`io`] is the thin adapter over `Read`/`Write` used by both
@@ -20,6 +25,7 @@
 
 pub mod decoder;
 pub mod frame;
+pub mod hello;
 pub mod io;
 pub mod manifest;
 pub mod message;
@@ -30,9 +36,10 @@ pub mod warn;
 
 pub use decoder::Decoder;
 pub use frame::{FrameError, Recovery, HEADER_LEN, MAGIC, MAX_PAYLOAD, VERSION};
+pub use hello::HelloError;
 pub use manifest::{Entry, Manifest, ManifestBuilder, ManifestError};
 pub use message::{
-    BlockRange, EntryKind, ErrorCode, FileId, Message, MessageType, ParseError, Role,
+    BlockRange, EntryKind, ErrorCode, FileId, Message, MessageType, OwnedMessage, ParseError, Role,
 };
 
 /// Smallest block size a manifest may use.

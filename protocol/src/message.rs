@@ -13,8 +13,16 @@
 //! [`decode_block`] turns it back into the block's bytes, bounded by the
 //! length the receiver expects from the manifest, never by anything the
 //! sender says.
+//!
+//! [`OwnedMessage`] is the one owned form of a message, for code that keeps
+//! a message past its frame or passes it to another thread.
 
 use byteorder::{ByteOrder, LittleEndian as LE};
+
+pub use crate::frame::{MessageType, BLOCK_ENCODING_OFFSET, BLOCK_HEADER_LEN};
+pub use owned::OwnedMessage;
+
+mod owned;
 
 use crate::frame::{self, Frame};
 
@@ -39,44 +47,6 @@ impl BlockRange {
     /// One past the last block of the range (saturating).
     pub fn end(&self) -> u64 {
         self.first.saturating_add(self.count)
-    }
-}
-
-/// Type codes, one per message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum MessageType {
-    Hello = 0x01,
-    Entry = 0x02,
-    ManifestEnd = 0x03,
-    Have = 0x04,
-    HaveEnd = 0x05,
-    Demand = 0x06,
-    Block = 0x07,
-    StreamDone = 0x08,
-    Complete = 0x09,
-    Error = 0x0a,
-    Goodbye = 0x0b,
-}
-
-impl TryFrom<u8> for MessageType {
-    type Error = u8;
-    fn try_from(v: u8) -> Result<Self, u8> {
-        use MessageType::*;
-        Ok(match v {
-            0x01 => Hello,
-            0x02 => Entry,
-            0x03 => ManifestEnd,
-            0x04 => Have,
-            0x05 => HaveEnd,
-            0x06 => Demand,
-            0x07 => Block,
-            0x08 => StreamDone,
-            0x09 => Complete,
-            0x0a => Error,
-            0x0b => Goodbye,
-            other => return Err(other),
-        })
     }
 }
 
@@ -138,17 +108,12 @@ pub enum EntryKind {
     Dir = 1,
 }
 
-/// Length of a `Block` message's fixed part, before the data.
-pub const BLOCK_HEADER_LEN: usize = 20;
-/// Where a `Block` message's `encoding` byte sits in its payload.
-pub const BLOCK_ENCODING_OFFSET: usize = 16;
-
 /// How a Block's data is carried on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Encoding {
     /// The block's bytes as they are.
-    Raw = 0,
+    Raw = frame::BLOCK_ENCODING_RAW,
     /// The block's bytes compressed in the LZ4 block format, without a
     /// size prefix: the receiver knows the block's length from the manifest.
     Lz4 = 1,
