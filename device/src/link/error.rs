@@ -8,7 +8,7 @@
 
 use std::io;
 
-use feedfs_protocol::{ErrorCode, FrameError, ManifestError, ParseError, Role};
+use feedfs_protocol::{ErrorCode, FrameError, HelloError, ManifestError, ParseError};
 
 use crate::serve::core::LandError;
 
@@ -39,17 +39,9 @@ pub enum LinkError {
     /// A frame of another protocol version: no session is possible.
     #[error(transparent)]
     FrameVersion(FrameError),
-    /// A Hello from a peer that is not a host.
-    #[error("expected a host's Hello, got one from a {0:?}")]
-    NotHost(Role),
-    /// A host whose version range does not hold ours.
-    #[error("host {agent} speaks protocol versions {min}..={max}, this device speaks {ours}")]
-    Version {
-        agent: String,
-        min: u8,
-        max: u8,
-        ours: u8,
-    },
+    /// A Hello from a peer that is not a host, or shares no version with us.
+    #[error(transparent)]
+    Hello(HelloError),
     /// A damaged frame among the manifest's: an Entry may be lost.
     #[error("damaged frame in the manifest: {0}")]
     DamagedManifest(FrameError),
@@ -111,9 +103,9 @@ impl LinkError {
     /// host is not to be told.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            LinkError::FrameVersion(_) | LinkError::Version { .. } => Some(ErrorCode::Version),
-            LinkError::NotHost(_)
-            | LinkError::DamagedManifest(_)
+            LinkError::Hello(e) => Some(e.code()),
+            LinkError::FrameVersion(_) => Some(ErrorCode::Version),
+            LinkError::DamagedManifest(_)
             | LinkError::BadManifestMessage(_)
             | LinkError::BadBlock(_) => Some(ErrorCode::Protocol),
             LinkError::ManifestEntry(_) | LinkError::ManifestEnd(_) | LinkError::OtherManifest => {
@@ -145,25 +137,28 @@ impl LinkError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use feedfs_protocol::FileId;
+    use feedfs_protocol::{FileId, Role};
 
     #[test]
     fn the_host_is_told_the_code_that_names_the_fault() {
-        let version = LinkError::Version {
+        let version = LinkError::Hello(HelloError::Version {
+            peer: Role::Host,
             agent: "feedfs-host 9".into(),
             min: 7,
             max: 9,
             ours: 3,
-        };
+        });
         assert_eq!(version.code(), Some(ErrorCode::Version));
         assert_eq!(
             version.host_text(),
             "host feedfs-host 9 speaks protocol versions 7..=9, this device speaks 3"
         );
-        assert_eq!(
-            LinkError::NotHost(Role::Device).code(),
-            Some(ErrorCode::Protocol)
-        );
+        let device = LinkError::Hello(HelloError::WrongRole {
+            expected: Role::Host,
+            found: Role::Device,
+            agent: "feedfs-device 1".into(),
+        });
+        assert_eq!(device.code(), Some(ErrorCode::Protocol));
         assert_eq!(LinkError::OtherManifest.code(), Some(ErrorCode::Manifest));
         assert_eq!(
             LinkError::StoreOpen("disk on fire".into()).code(),

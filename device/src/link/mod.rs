@@ -163,8 +163,8 @@ fn run<R: Read>(
         }
         while let Some(action) = session.next_action() {
             match action {
-                Action::Send(frame) => {
-                    outbox.send(frame);
+                Action::Send(msg) => {
+                    outbox.send(msg.to_frame());
                 }
                 Action::Attach(manifest) => match attach_core(daemon, manifest, outbox) {
                     Ok(c) => {

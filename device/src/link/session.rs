@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 use feedfs_protocol::message::MAX_RANGES_PER_HAVE;
 use feedfs_protocol::warn::{held_back_note, WarnLimit};
 use feedfs_protocol::{
-    BlockRange, FileId, FrameError, Manifest, ManifestBuilder, Message, ParseError, Recovery, Role,
-    VERSION,
+    hello, BlockRange, FileId, FrameError, Manifest, ManifestBuilder, Message, OwnedMessage,
+    ParseError, Recovery, Role,
 };
 
 use crate::link::error::{LinkError, Phase};
@@ -70,8 +70,8 @@ pub enum Input<'a> {
 /// What the link must do, in order.
 #[derive(Debug)]
 pub enum Action {
-    /// Send this frame to the host.
-    Send(Vec<u8>),
+    /// Send this message to the host.
+    Send(OwnedMessage),
     /// The manifest is whole and checked: put it on the Core (the first
     /// one creates and mounts it), then call [`Session::attached`] with the
     /// blocks the store holds, or [`Session::fail`].
@@ -216,13 +216,13 @@ impl Session {
         };
         for (file, ranges) in have {
             for chunk in ranges.chunks(MAX_RANGES_PER_HAVE) {
-                self.send(&Message::Have {
+                self.send(OwnedMessage::Have {
                     file,
                     ranges: chunk.to_vec(),
                 });
             }
         }
-        self.send(&Message::HaveEnd {
+        self.send(OwnedMessage::HaveEnd {
             files: counts.files,
         });
         log::info!("{present} of {} blocks already present", counts.blocks);
@@ -247,15 +247,15 @@ impl Session {
         }
         if let Some(code) = e.code() {
             let text = e.host_text();
-            self.send(&Message::Error { code, text: &text });
+            self.send(OwnedMessage::Error { code, text });
         }
         self.stop_blocks();
         self.state = State::Ended;
         self.actions.push_back(Action::End(Err(e)));
     }
 
-    fn send(&mut self, msg: &Message) {
-        self.actions.push_back(Action::Send(msg.to_frame()));
+    fn send(&mut self, msg: OwnedMessage) {
+        self.actions.push_back(Action::Send(msg));
     }
 
     fn end(&mut self) {
@@ -280,7 +280,7 @@ impl Session {
         }
     }
 
-    fn on_hello(&mut self, role: Role, min_version: u8, max_version: u8, agent: &str) {
+    fn on_hello(&mut self, msg: &Message, agent: &str) {
         match self.state {
             State::Ended => return,
             State::AwaitHello { skipped } if skipped > 0 => {
@@ -291,32 +291,20 @@ impl Session {
         }
         self.stop_blocks();
         self.state = State::AwaitHello { skipped: 0 };
-        match check_hello(role, min_version, max_version, agent) {
-            Ok(()) => {
+        match hello::check(Role::Host, msg) {
+            Ok(_) => {
                 log::info!("host is {agent}");
-                let agent = std::mem::take(&mut self.agent);
-                self.send(&Message::Hello {
-                    role: Role::Device,
-                    min_version: VERSION,
-                    max_version: VERSION,
-                    agent: &agent,
-                });
-                self.agent = agent;
+                let ours = hello::ours(Role::Device, &self.agent).into_owned();
+                self.send(ours);
                 self.state = State::Manifest(ManifestBuilder::new());
             }
-            Err(e) => self.fail(e),
+            Err(e) => self.fail(LinkError::Hello(e)),
         }
     }
 
     fn on_message(&mut self, msg: Message<'_>, blocks: &dyn Blocks) {
-        if let Message::Hello {
-            role,
-            min_version,
-            max_version,
-            agent,
-        } = msg
-        {
-            return self.on_hello(role, min_version, max_version, agent);
+        if let Message::Hello { agent, .. } = msg {
+            return self.on_hello(&msg, agent);
         }
         if let Message::Error { code, text } = msg {
             if !matches!(self.state, State::AwaitHello { .. }) {
@@ -361,7 +349,7 @@ impl Session {
                         self.actions.push_back(Action::DemandMissing);
                     } else if *stream_dones > 1 {
                         // Said again: our Complete may have been lost.
-                        self.send(&Message::Complete { blocks: present });
+                        self.send(OwnedMessage::Complete { blocks: present });
                     }
                 }
                 Message::Goodbye => {
@@ -468,20 +456,4 @@ fn counts(m: &Manifest) -> Counts {
         files: m.files().count() as u32,
         blocks: m.files().map(|e| e.blocks()).sum(),
     }
-}
-
-/// Whether a Hello is a host's speaking our version.
-fn check_hello(role: Role, min_version: u8, max_version: u8, agent: &str) -> Result<(), LinkError> {
-    if role != Role::Host {
-        return Err(LinkError::NotHost(role));
-    }
-    if !(min_version..=max_version).contains(&VERSION) {
-        return Err(LinkError::Version {
-            agent: agent.to_string(),
-            min: min_version,
-            max: max_version,
-            ours: VERSION,
-        });
-    }
-    Ok(())
 }

@@ -2,9 +2,8 @@
 //! threads and no store: what it answers is read back as text.
 
 use super::*;
-use feedfs_protocol::frame::Frame;
 use feedfs_protocol::message::Encoding;
-use feedfs_protocol::{EntryKind, ErrorCode};
+use feedfs_protocol::{EntryKind, ErrorCode, VERSION};
 
 mod handshake;
 mod stream;
@@ -111,10 +110,7 @@ fn damaged() -> FrameError {
 fn said(s: &mut Session) -> Vec<String> {
     std::iter::from_fn(|| s.next_action())
         .map(|a| match a {
-            Action::Send(f) => {
-                let m = Message::parse(Frame::new_checked(&f[..]).unwrap()).unwrap();
-                format!("send {m:?}")
-            }
+            Action::Send(m) => format!("send {m:?}"),
             Action::Attach(m) => format!(
                 "attach {} entries, {} bytes",
                 m.host_entries(),
