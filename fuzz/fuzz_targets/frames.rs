@@ -9,8 +9,8 @@
 //! buffer; a message that parses emits a frame of exactly `buffer_len()`
 //! payload bytes and parses back to itself; LZ4 never decodes past the
 //! block's length.
-//! Frame checksums are bypassed under `cfg(fuzzing)` (see `frame.rs`), so
-//! mutated frames reach the parser.
+//! Frame checksums are bypassed under `cfg(fuzzing)` (see
+//! `protocol/src/frame/mod.rs`), so mutated frames reach the parser.
 #![no_main]
 
 use feedfs_protocol::decoder::CAPACITY;

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use feedfs_protocol::{Message, OwnedMessage, ParseError};
+
 use crate::{alive, bin, is_mounted, signal, wait_for};
 
 /// `feedfs-device mount MNT --store STORE LINK`, ready to spawn.
@@ -110,29 +112,14 @@ pub fn checked_read(
     (outcome, slowest)
 }
 
-/// What a test playing the host saw the device send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FromDevice {
-    Error {
-        code: feedfs_protocol::ErrorCode,
-        text: String,
-    },
-    Demand {
-        file: u32,
-        first: u64,
-        count: u32,
-    },
-    Complete,
-    Other(String),
-}
-
 /// A real `feedfs-device mount --stdio` whose host is the test itself:
 /// frames go in through `input`, the device's messages come out on
-/// `messages`, its stderr is collected.
+/// `messages` (each frame's message, or why it did not parse), its stderr
+/// is collected.
 pub struct FakeHost {
     pub device: std::process::Child,
     pub input: Option<std::process::ChildStdin>,
-    pub messages: std::sync::mpsc::Receiver<FromDevice>,
+    pub messages: std::sync::mpsc::Receiver<Result<OwnedMessage, ParseError>>,
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
@@ -149,24 +136,9 @@ impl FakeHost {
         let out = device.stdout.take().unwrap();
         let (tx, messages) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            use feedfs_protocol::Message;
             let mut r = feedfs_protocol::io::FrameReader::new(out);
             while let Ok(Some(f)) = r.next_frame() {
-                let m = match Message::parse(f) {
-                    Ok(Message::Error { code, text }) => FromDevice::Error {
-                        code,
-                        text: text.to_string(),
-                    },
-                    Ok(Message::Demand { file, first, count }) => FromDevice::Demand {
-                        file: file.0,
-                        first,
-                        count,
-                    },
-                    Ok(Message::Complete { .. }) => FromDevice::Complete,
-                    Ok(m) => FromDevice::Other(format!("{:?}", m.message_type())),
-                    Err(e) => FromDevice::Other(e.to_string()),
-                };
-                if tx.send(m).is_err() {
+                if tx.send(Message::parse(f).map(Message::into_owned)).is_err() {
                     return;
                 }
             }
@@ -231,7 +203,7 @@ impl FakeHost {
     }
 
     /// The next message from the device, within `timeout`.
-    pub fn next(&self, timeout: Duration) -> Option<FromDevice> {
+    pub fn next(&self, timeout: Duration) -> Option<Result<OwnedMessage, ParseError>> {
         self.messages.recv_timeout(timeout).ok()
     }
 }

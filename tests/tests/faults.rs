@@ -285,8 +285,8 @@ fn opening(size: u64, block_size: u32) -> Vec<u8> {
 
 #[test]
 fn a_frame_cut_short_before_an_idle_link_does_not_stall_the_device() {
-    use feedfs_protocol::{message::Encoding, FileId, Message};
-    use feedfs_tests::peers::{FakeHost, FromDevice};
+    use feedfs_protocol::{message::Encoding, FileId, Message, OwnedMessage};
+    use feedfs_tests::peers::FakeHost;
     let s = Scratch::new("stall");
     let (mnt, store) = (s.dir("mnt"), s.dir("store"));
     let mut host = FakeHost::start(&mnt, &store, &[]);
@@ -308,11 +308,11 @@ fn a_frame_cut_short_before_an_idle_link_does_not_stall_the_device() {
     let mut demanded = None;
     for _ in 0..40 {
         assert!(host.send(&done));
-        if let Some(FromDevice::Demand { file, first, count }) =
+        if let Some(Ok(OwnedMessage::Demand { file, first, count })) =
             std::iter::from_fn(|| host.next(Duration::from_millis(250)))
-                .find(|m| matches!(m, FromDevice::Demand { .. }))
+                .find(|m| matches!(m, Ok(OwnedMessage::Demand { .. })))
         {
-            demanded = Some((file, first, count));
+            demanded = Some((file.0, first, count));
             break;
         }
     }

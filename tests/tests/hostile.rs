@@ -16,8 +16,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use feedfs_protocol::message::Encoding;
-use feedfs_protocol::{EntryKind, ErrorCode, FileId, Message, Role, VERSION};
-use feedfs_tests::peers::{stop_device, FakeHost, FromDevice};
+use feedfs_protocol::{EntryKind, ErrorCode, FileId, Message, OwnedMessage, Role, VERSION};
+use feedfs_tests::peers::{stop_device, FakeHost};
 use feedfs_tests::*;
 
 fn hello() -> Vec<u8> {
@@ -87,7 +87,7 @@ fn refused(name: &str, frames: &[u8], code: ErrorCode, says: &str) -> u64 {
     host.close();
     let mut errors = Vec::new();
     while let Some(m) = host.next(Duration::from_secs(30)) {
-        if let FromDevice::Error { code, text } = m {
+        if let Ok(OwnedMessage::Error { code, text }) = m {
             errors.push((code, text));
         }
     }
@@ -322,7 +322,7 @@ fn bad_blocks_are_refused_and_the_mount_keeps_serving() {
         assert!(host.send(&f));
         let error = std::iter::from_fn(|| host.next(Duration::from_secs(10)))
             .find_map(|m| match m {
-                FromDevice::Error { code, text } => Some((code, text)),
+                Ok(OwnedMessage::Error { code, text }) => Some((code, text)),
                 _ => None,
             })
             .unwrap_or_else(|| panic!("{name}: no Error from the device"));
