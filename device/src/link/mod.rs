@@ -59,7 +59,7 @@ pub struct LinkIo {
 /// waits behind at most this much stream data (about 0.3 ms at 1 GB/s).
 const PIPE_BUFFER: i32 = 256 * 1024;
 
-/// Ask for a [`PIPE_BUFFER`]-byte pipe; anything but a pipe stays as it is.
+/// Ask for a pipe of `PIPE_BUFFER` bytes; anything but a pipe stays as it is.
 pub fn grow_pipe(fd: &File) {
     if let Err(e) = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_BUFFER)) {
         log::debug!("link pipe size unchanged: {e}");
