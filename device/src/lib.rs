@@ -6,8 +6,10 @@
 //!   another, its log file once its starter is gone, `attach`);
 //! - [`link`]: one link to a host (the protocol over stdin/stdout, a handed
 //!   pipe or a USB function), its outbox, and the USB gadget set-up;
-//! - [`serve`]: answering reads: the shared state with parked reads
-//!   ([`serve::core`]) and the thin FUSE adapter over it ([`serve::fs`]);
+//! - [`serve`]: answering reads: the pure table of parked reads
+//!   ([`serve::pending`]), the shared state that wires it to the store and
+//!   the link ([`serve::core`]) and the thin FUSE adapter over it
+//!   ([`serve::fs`]);
 //! - [`store`]: the persisted blocks, their map and the request log;
 //! - [`cmd`]: the commands run beside a daemon (`status`, `verify`,
 //!   `usb-check`).

@@ -212,12 +212,21 @@ fn torn_writes_are_detected_dropped_and_fetched_again_never_served() {
     offline.wait().unwrap();
 
     // With a host: block 20 (never read yet) is caught when read, block 3
-    // was dropped already, b.bin starts afresh; all are sent again.
+    // was dropped already, b.bin starts afresh; all are sent again. The
+    // stream is slowed to last several seconds, so the host is still there
+    // when block 20 is read: a bad block found after a host has left can
+    // only fail with EIO at the read timeout (nothing can send it).
     let record = s.root.join("record.tsv");
     let (mut device, mut host) = start_pair(
         &mnt,
         &store,
-        &["--record", record.to_str().unwrap(), src.to_str().unwrap()],
+        &[
+            "--record",
+            record.to_str().unwrap(),
+            "--rate",
+            "256K",
+            src.to_str().unwrap(),
+        ],
     );
     wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
     assert_eq!(

@@ -1,24 +1,29 @@
-//! The device's shared state: stored files, parked reads, and the link's outbox.
+//! The device's shared state, as wiring: the stored files, the table of
+//! parked reads ([`Pending`]) with the link's outbox beside it, the reaper
+//! and the request log. The decisions are the table's; this module reads
+//! the store, sends what the table says to send and answers what it hands
+//! back.
 //!
-//! A FUSE read of a missing block is parked here with its fuser reply and a
+//! A FUSE read of a missing block is parked with its fuser reply and a
 //! deadline; the block's first waiter sends one demand for it. A block from
-//! the host lands in two steps: the link thread checks it ([`Core::accept`])
-//! and at once answers, from the checked bytes, every parked read that lies
-//! wholly within it; a store writer then writes it ([`Core::store`]), sets
-//! its bit and answers the reads that needed more than that block. So a
-//! demanded block never waits behind a slow disk write. The reaper thread
-//! fails parked reads whose deadline passed with EIO, so no reader waits
-//! forever, and a read of a block that already timed out fails at once
-//! until the block lands or a new link comes up. When the link is lost,
-//! parked reads keep waiting, within their deadline, and a new link is
-//! asked at once for every block they need.
+//! the host lands in two steps (module `land`): the link thread checks it
+//! ([`Core::accept`]) and at once answers, from the checked bytes, every
+//! parked read that lies wholly within it; a store writer then writes it
+//! ([`Core::store`]), sets its bit and answers the reads that needed more
+//! than that block. So a demanded block never waits behind a slow disk
+//! write. The reaper thread fails parked reads whose deadline passed with
+//! EIO, so no reader waits forever, and a read of a block that already
+//! timed out fails at once until the block lands or a new link comes up.
+//! When the link is lost, parked reads keep waiting, within their
+//! deadline, and a new link is asked at once for every block they need.
 //!
 //! Lock order: a file's map lock is never held while taking the pending
 //! lock. A read re-checks presence under the pending lock, and a landing
 //! sets the block's bit before taking it, which closes the race between
-//! "missing" and "arrived".
+//! "missing" and "arrived". Nothing is written to the link, and no read is
+//! answered, while the pending lock is held: frames and replies are
+//! collected under it and sent after.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -28,114 +33,94 @@ use feedfs_protocol::{FileId, Manifest, Message};
 use fuser::{Errno, ReplyData};
 
 use crate::link::outbox::Outbox;
+use crate::serve::demand::Demand;
+use crate::serve::pending::{Park, Pending, ReadAt, Reply, Taken};
 use crate::store::reqlog::RequestLog;
 use crate::store::{BlockState, Store, StoredFile};
+
+mod land;
+#[cfg(test)]
+mod tests;
+
+pub use land::{LandError, Landing};
 
 /// Longest time a landed block's bit stays in memory only.
 const MAP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-struct Parked {
-    file: u32,
-    offset: u64,
-    size: u32,
-    first: u64,
-    last: u64,
-    missing: usize,
-    deadline: Instant,
-    reply: ReplyData,
-    /// For the request log: when it was parked, by whom, and whether it
-    /// sent a demand itself.
-    since: Instant,
-    pid: u32,
-    demanded: bool,
+/// Longest sleep of the reaper between two looks at its deadlines.
+const REAPER_NAP: Duration = Duration::from_millis(500);
+
+/// A FUSE read is answered through fuser.
+impl Reply for ReplyData {
+    fn data(self, bytes: &[u8]) {
+        ReplyData::data(self, bytes)
+    }
+    fn error(self, errno: Errno) {
+        ReplyData::error(self, errno)
+    }
 }
 
-#[derive(Default)]
-struct Pending {
-    next_id: u64,
-    reads: HashMap<u64, Parked>,
-    /// Reads waiting for each (file, block); a key present means the block was demanded.
-    waiters: HashMap<(u32, u64), Vec<u64>>,
-    deadlines: BTreeSet<(Instant, u64)>,
+/// Why the device's state could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// A file of the manifest cannot be opened in the store (the store's
+    /// message names its store file and says why).
+    #[error("{cause:#}")]
+    OpenFile { path: String, cause: anyhow::Error },
+}
+
+/// What the pending lock guards: the table and where its demands go.
+struct Shared<R> {
+    table: Pending<R>,
     outbox: Option<Outbox>,
-    /// Blocks checked and on their way to the store: waited for, never demanded.
-    landing: HashSet<(u32, u64)>,
-    /// The daemon is stopping: reads of missing blocks fail at once.
-    closed: bool,
-    /// Mounted offline: until a link comes up, reads of missing blocks fail
-    /// at once (nobody is expected to bring them).
-    offline: bool,
-    /// Blocks a read timed out waiting for, since the last link came up:
-    /// a read that needs one fails at once instead of waiting a whole
-    /// timeout again (the kernel retries a failed readahead with a read of
-    /// its own). Cleared by the block's landing or a new link.
-    expired: HashSet<(u32, u64)>,
 }
 
-pub struct Core {
+/// The device's shared state, generic over how a read is answered:
+/// `Core` answers FUSE reads; tests hold a fake reply.
+pub struct Core<R = ReplyData> {
     manifest: Manifest,
     /// Stored copy of each host id that is a file.
     files: Vec<Option<StoredFile>>,
     total_blocks: u64,
     present_blocks: AtomicU64,
     complete_sent: AtomicBool,
-    read_timeout: Duration,
-    pending: Mutex<Pending>,
+    pending: Mutex<Shared<R>>,
     wake_reaper: Condvar,
     log: RequestLog,
 }
 
-/// A checked block on its way from the link thread to the store writer.
-pub struct Landing {
-    file: FileId,
-    index: u64,
-    crc: u32,
-    data: Vec<u8>,
+/// What reading blocks from the store found, before any was parked.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Blocks not in the store (dropped ones included).
+    missing: u64,
+    /// Blocks that were present but failed their check and were dropped.
+    dropped: u64,
+    /// A store read failed (after `missing` and `dropped` were counted).
+    failed: Option<std::io::Error>,
 }
 
-/// Why a block from the host was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum LandError {
-    #[error("block for {0}, which is not a file of the manifest")]
-    NoSuchFile(FileId),
-    #[error("block {index} of {file} is past its end ({blocks} blocks)")]
-    PastEnd {
-        file: FileId,
-        index: u64,
-        blocks: u64,
-    },
-    #[error("block {index} of {file} has {got} bytes, expected {expected}")]
-    BadLength {
-        file: FileId,
-        index: u64,
-        got: usize,
-        expected: usize,
-    },
-    #[error(
-        "block {index} of {file} fails its CRC (sent {sent:#010x}, data gives {actual:#010x})"
-    )]
-    BadCrc {
-        file: FileId,
-        index: u64,
-        sent: u32,
-        actual: u32,
-    },
-    #[error("cannot store block {index} of {file}: {source}")]
-    Store {
-        file: FileId,
-        index: u64,
-        source: std::io::Error,
-    },
-}
-
-impl Core {
+impl<R: Reply> Core<R> {
     /// Open every file of the manifest in the store.
-    pub fn new(manifest: Manifest, store: &Store, read_timeout: Duration) -> anyhow::Result<Core> {
+    pub fn new(
+        manifest: Manifest,
+        store: &Store,
+        read_timeout: Duration,
+    ) -> Result<Core<R>, CoreError> {
         let mut files = Vec::with_capacity(manifest.host_entries() as usize);
         for i in 0..manifest.host_entries() {
-            let e = manifest.get(FileId(i)).expect("ids are dense");
+            // Ids are dense: `files[i]` is host id `i`.
+            let Some(e) = manifest.get(FileId(i)) else {
+                files.push(None);
+                continue;
+            };
             files.push(match e.kind {
-                feedfs_protocol::EntryKind::File => Some(store.open_file(e)?),
+                feedfs_protocol::EntryKind::File => {
+                    Some(store.open_file(e).map_err(|cause| CoreError::OpenFile {
+                        path: e.path.clone(),
+                        cause,
+                    })?)
+                }
                 feedfs_protocol::EntryKind::Dir => None,
             });
         }
@@ -156,8 +141,10 @@ impl Core {
             total_blocks,
             present_blocks: AtomicU64::new(present),
             complete_sent: AtomicBool::new(false),
-            read_timeout,
-            pending: Mutex::new(Pending::default()),
+            pending: Mutex::new(Shared {
+                table: Pending::new(read_timeout),
+                outbox: None,
+            }),
             wake_reaper: Condvar::new(),
             log,
         })
@@ -188,7 +175,7 @@ impl Core {
             .sum()
     }
 
-    fn pending(&self) -> MutexGuard<'_, Pending> {
+    fn pending(&self) -> MutexGuard<'_, Shared<R>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -200,41 +187,20 @@ impl Core {
         let wanted = {
             let mut p = self.pending();
             p.outbox = Some(outbox.clone());
-            p.offline = false;
-            p.expired.clear();
-            let mut wanted: Vec<(u32, u64)> = p
-                .waiters
-                .keys()
-                .filter(|k| !p.landing.contains(k))
-                .copied()
-                .collect();
-            wanted.sort_unstable();
-            wanted
+            p.table.link_up()
         };
         if !wanted.is_empty() {
-            log::info!(
-                "link up: asking for {} blocks readers wait for",
-                wanted.len()
-            );
+            let blocks: u64 = wanted.iter().map(|d| u64::from(d.count)).sum();
+            log::info!("link up: asking for {blocks} blocks readers wait for");
         }
-        for file in wanted.chunk_by(|a, b| a.0 == b.0) {
-            let blocks: Vec<u64> = file.iter().map(|&(_, b)| b).collect();
-            for (first, count) in runs(&blocks) {
-                let msg = Message::Demand {
-                    file: FileId(file[0].0),
-                    first,
-                    count: count as u32,
-                };
-                outbox.send(msg.to_frame());
-            }
-        }
+        send_demands(Some(&outbox), &wanted);
         self.log.link(true);
     }
 
     /// Mounted with no link (`--offline`): reads of missing blocks fail at
     /// once until a link is attached.
     pub fn offline(&self) {
-        self.pending().offline = true;
+        self.pending().table.set_offline();
     }
 
     /// The link was lost: nothing more is sent, but parked reads keep
@@ -248,13 +214,10 @@ impl Core {
     /// The daemon is stopping: every parked read fails with EIO now, and so
     /// does every later read of a missing block.
     pub fn shut_down(&self) {
-        let failed: Vec<Parked> = {
+        let failed = {
             let mut p = self.pending();
             p.outbox = None;
-            p.closed = true;
-            p.waiters.clear();
-            p.deadlines.clear();
-            p.reads.drain().map(|(_, r)| r).collect()
+            p.table.shut_down()
         };
         if !failed.is_empty() {
             log::warn!("stopping: failing {} parked reads with EIO", failed.len());
@@ -266,69 +229,112 @@ impl Core {
         }
     }
 
+    /// The link's outbox, if a link is up (taken under the pending lock,
+    /// used after it).
+    fn outbox(&self) -> Option<Outbox> {
+        self.pending().outbox.clone()
+    }
+
     /// Send one message to the host, if a link is up.
     pub fn send(&self, msg: &Message) -> bool {
-        let p = self.pending();
-        match &p.outbox {
-            Some(outbox) => outbox.send(msg.to_frame()),
-            None => false,
-        }
+        self.outbox().is_some_and(|o| o.send(msg.to_frame()))
     }
 
     /// Serve a FUSE read, or park it until its blocks land.
-    pub fn read(&self, id: FileId, offset: u64, size: u32, reply: ReplyData) {
+    pub fn read(&self, id: FileId, offset: u64, size: u32, reply: R) {
         self.read_by(id, offset, size, 0, reply)
     }
 
     /// [`Core::read`] for process `pid` (0 if unknown), as the request log names it.
-    pub fn read_by(&self, id: FileId, offset: u64, size: u32, pid: u32, reply: ReplyData) {
+    pub fn read_by(&self, id: FileId, offset: u64, size: u32, pid: u32, reply: R) {
         let Some(file) = self.file(id) else {
             reply.error(Errno::EISDIR);
             return;
         };
-        if offset >= file.size() || size == 0 {
+        let Some(read) = ReadAt::new(id, offset, size, pid, file.size(), file.block_size()) else {
             reply.data(&[]);
             return;
+        };
+        let scan = scan(file, &read);
+        self.lost(scan.dropped);
+        if let Some(e) = scan.failed {
+            log::error!("store read of {} failed: {e}", self.path_of(id));
+            reply.error(Errno::EIO);
+            return;
         }
-        let bs = u64::from(file.block_size());
-        let first = offset / bs;
-        let last = (offset.saturating_add(u64::from(size)).min(file.size()) - 1) / bs;
-        match self.missing_blocks(file, first, last) {
-            Ok(missing) if missing.is_empty() => {
-                self.log_served(id, file, offset, size, first, last);
-                return serve(file, offset, size, reply);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                log::error!("store read of {} failed: {e}", self.path_of(id));
-                reply.error(Errno::EIO);
-                return;
-            }
+        if scan.missing == 0 {
+            self.log_served(file, &read);
+            return serve(file, &read, reply);
         }
-        self.park(id, file, offset, size, first, last, pid, reply);
+        self.park(file, read, reply);
     }
 
-    fn log_served(
-        &self,
-        id: FileId,
-        file: &StoredFile,
-        offset: u64,
-        size: u32,
-        first: u64,
-        last: u64,
-    ) {
-        let bytes = file.size().saturating_sub(offset).min(size.into());
-        self.log.served(id, first, last, bytes);
+    /// Blocks that were present have been dropped (they failed their
+    /// check): they count as missing, and the host must be told Complete
+    /// again once they are back.
+    fn lost(&self, dropped: u64) {
+        if dropped > 0 {
+            self.present_blocks.fetch_sub(dropped, Ordering::Relaxed);
+            self.complete_sent.store(false, Ordering::SeqCst);
+        }
+    }
+
+    fn park(&self, file: &StoredFile, read: ReadAt, reply: R) {
+        let (parked, outbox) = {
+            let mut p = self.pending();
+            // Presence is re-checked under the pending lock: a block may have landed since.
+            let parked = p.table.park(read, reply, Instant::now(), |_, b| {
+                file.is_present(b).unwrap_or(false)
+            });
+            let outbox = match &parked {
+                Park::Parked { demands, .. } if !demands.is_empty() => p.outbox.clone(),
+                _ => None,
+            };
+            (parked, outbox)
+        };
+        match parked {
+            Park::Ready(read, reply) => {
+                self.log_served(file, &read);
+                serve(file, &read, reply);
+            }
+            Park::NoLink(_, reply) => {
+                log::debug!(
+                    "read of missing data in {} with no link coming (offline or stopping): EIO",
+                    self.path_of(read.file)
+                );
+                reply.error(Errno::EIO);
+            }
+            Park::Expired(read, reply) => {
+                log::debug!(
+                    "read of {} at {} needs a block a read already timed out on: EIO",
+                    self.path_of(read.file),
+                    read.offset
+                );
+                reply.error(Errno::EIO);
+            }
+            Park::Parked { demands, earliest } => {
+                self.log.waiting(read.file, read.first, read.last);
+                send_demands(outbox.as_ref(), &demands);
+                if earliest {
+                    self.wake_reaper.notify_one();
+                }
+            }
+        }
+    }
+
+    fn log_served(&self, file: &StoredFile, read: &ReadAt) {
+        self.log
+            .served(read.file, read.first, read.last, read.bytes(file.size()));
     }
 
     /// Record a parked read that has ended.
-    fn ended(&self, r: &Parked, outcome: Outcome) {
+    fn ended(&self, r: &Taken<R>, outcome: Outcome) {
         self.log.waited(
-            FileId(r.file),
-            r.first,
-            r.last,
+            r.read.file,
+            r.read.first,
+            r.read.last,
             r.since,
-            r.pid,
+            r.read.pid,
             outcome,
             r.demanded,
         );
@@ -337,275 +343,6 @@ impl Core {
     /// Write the request log out and stop its writer (at unmount).
     pub fn close_log(&self) {
         self.log.close();
-    }
-
-    fn missing_blocks(
-        &self,
-        file: &StoredFile,
-        first: u64,
-        last: u64,
-    ) -> std::io::Result<Vec<u64>> {
-        let mut missing = Vec::new();
-        for b in first..=last {
-            match file.check(b)? {
-                BlockState::Ready => {}
-                BlockState::Missing => missing.push(b),
-                BlockState::Dropped => {
-                    self.present_blocks.fetch_sub(1, Ordering::Relaxed);
-                    self.complete_sent.store(false, Ordering::SeqCst);
-                    missing.push(b);
-                }
-            }
-        }
-        Ok(missing)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn park(
-        &self,
-        id: FileId,
-        file: &StoredFile,
-        offset: u64,
-        size: u32,
-        first: u64,
-        last: u64,
-        pid: u32,
-        reply: ReplyData,
-    ) {
-        let mut p = self.pending();
-        if p.closed || p.offline {
-            drop(p);
-            log::debug!(
-                "read of missing data in {} with no link coming (offline or stopping): EIO",
-                self.path_of(id)
-            );
-            reply.error(Errno::EIO);
-            return;
-        }
-        // Re-check under the pending lock: a block may have landed since.
-        let missing: Vec<u64> = (first..=last)
-            .filter(|&b| !file.is_present(b).unwrap_or(false))
-            .collect();
-        if missing.is_empty() {
-            drop(p);
-            self.log_served(id, file, offset, size, first, last);
-            return serve(file, offset, size, reply);
-        }
-        if missing.iter().any(|&b| p.expired.contains(&(id.0, b))) {
-            drop(p);
-            log::debug!(
-                "read of {} at {offset} needs a block a read already timed out on: EIO",
-                self.path_of(id)
-            );
-            reply.error(Errno::EIO);
-            return;
-        }
-        let rid = p.next_id;
-        p.next_id += 1;
-        let mut to_demand = Vec::new();
-        for &b in &missing {
-            let arriving = p.landing.contains(&(id.0, b));
-            let w = p.waiters.entry((id.0, b)).or_default();
-            if w.is_empty() && !arriving {
-                to_demand.push(b);
-            }
-            w.push(rid);
-        }
-        let deadline = Instant::now() + self.read_timeout;
-        let earliest = p.deadlines.first().is_none_or(|&(d, _)| deadline < d);
-        p.deadlines.insert((deadline, rid));
-        p.reads.insert(
-            rid,
-            Parked {
-                file: id.0,
-                offset,
-                size,
-                first,
-                last,
-                missing: missing.len(),
-                deadline,
-                reply,
-                since: Instant::now(),
-                pid,
-                demanded: !to_demand.is_empty(),
-            },
-        );
-        // Sent outside the lock: a direct write is a system call.
-        let outbox = p.outbox.clone();
-        drop(p);
-        self.log.waiting(id, first, last);
-        if let Some(outbox) = outbox {
-            for (first, count) in runs(&to_demand) {
-                let msg = Message::Demand {
-                    file: id,
-                    first,
-                    count: count as u32,
-                };
-                outbox.send(msg.to_frame());
-            }
-        }
-        if earliest {
-            self.wake_reaper.notify_one();
-        }
-    }
-
-    /// The link thread's half of landing a block: check it against the
-    /// manifest and its CRC (`actual` is the CRC-32 of `data`, computed once
-    /// while the frame was checked; `crc` is what the host says it should
-    /// be), answer at once, from memory, every parked read that lies wholly
-    /// within it, and hand it on for [`Core::store`]. `None` for a block the
-    /// store has or is about to have.
-    pub fn accept(
-        &self,
-        id: FileId,
-        index: u64,
-        crc: u32,
-        data: &[u8],
-        actual: u32,
-    ) -> Result<Option<Landing>, LandError> {
-        let file = self.file(id).ok_or(LandError::NoSuchFile(id))?;
-        if index >= file.blocks() {
-            return Err(LandError::PastEnd {
-                file: id,
-                index,
-                blocks: file.blocks(),
-            });
-        }
-        let expected = feedfs_protocol::block_len(file.size(), file.block_size(), index);
-        if data.len() != expected {
-            return Err(LandError::BadLength {
-                file: id,
-                index,
-                got: data.len(),
-                expected,
-            });
-        }
-        if actual != crc {
-            return Err(LandError::BadCrc {
-                file: id,
-                index,
-                sent: crc,
-                actual,
-            });
-        }
-        if file.is_present(index).unwrap_or(false) {
-            return Ok(None);
-        }
-        let early: Vec<Parked> = {
-            let mut p = self.pending();
-            if !p.landing.insert((id.0, index)) {
-                return Ok(None);
-            }
-            let Some(ids) = p.waiters.get(&(id.0, index)).cloned() else {
-                return Ok(Some(Landing {
-                    file: id,
-                    index,
-                    crc,
-                    data: data.to_vec(),
-                }));
-            };
-            let (within, rest): (Vec<u64>, Vec<u64>) = ids.into_iter().partition(|rid| {
-                p.reads
-                    .get(rid)
-                    .is_some_and(|r| r.first == index && r.last == index)
-            });
-            if rest.is_empty() {
-                p.waiters.remove(&(id.0, index));
-            } else {
-                p.waiters.insert((id.0, index), rest);
-            }
-            within
-                .into_iter()
-                .filter_map(|rid| {
-                    let r = p.reads.remove(&rid)?;
-                    p.deadlines.remove(&(r.deadline, rid));
-                    Some(r)
-                })
-                .collect()
-        };
-        let block_start = index * u64::from(file.block_size());
-        for r in early {
-            // Checked against its CRC above; the read lies within this block.
-            let from = (r.offset - block_start) as usize;
-            let to = (from + r.size as usize).min(data.len());
-            self.ended(&r, Outcome::Served);
-            r.reply.data(&data[from..to]);
-        }
-        Ok(Some(Landing {
-            file: id,
-            index,
-            crc,
-            data: data.to_vec(),
-        }))
-    }
-
-    /// The store writer's half: write a checked block, set its bit, answer
-    /// the reads it completes, and tell the host when every block is here.
-    ///
-    /// The block map is written before any read is answered from the store
-    /// (so a block a reader saw is recorded), and whenever `idle` says no
-    /// other block is waiting to be written; otherwise in batches.
-    pub fn store(&self, l: Landing, idle: bool) -> Result<(), LandError> {
-        let Landing {
-            file: id,
-            index,
-            crc,
-            data,
-        } = l;
-        let file = self.file(id).ok_or(LandError::NoSuchFile(id))?;
-        // However it came (a zero block, or raw zeros), a block of zeros is a hole.
-        let written = if feedfs_protocol::message::is_zero(&data) {
-            file.write_zero_block(index, crc)
-        } else {
-            file.write_block(index, &data, crc)
-        };
-        let done: Vec<Parked> = {
-            let mut p = self.pending();
-            p.landing.remove(&(id.0, index));
-            p.expired.remove(&(id.0, index));
-            let written = match written {
-                Ok(w) => w,
-                // Not stored: the caller fails its waiters.
-                Err(source) => {
-                    return Err(LandError::Store {
-                        file: id,
-                        index,
-                        source,
-                    })
-                }
-            };
-            if written {
-                self.present_blocks.fetch_add(1, Ordering::Relaxed);
-            }
-            let mut done = Vec::new();
-            for rid in p.waiters.remove(&(id.0, index)).unwrap_or_default() {
-                let finished = match p.reads.get_mut(&rid) {
-                    Some(r) => {
-                        r.missing -= 1;
-                        r.missing == 0
-                    }
-                    None => false,
-                };
-                if finished {
-                    let r = p.reads.remove(&rid).expect("present");
-                    p.deadlines.remove(&(r.deadline, rid));
-                    done.push(r);
-                }
-            }
-            done
-        };
-        if idle || !done.is_empty() {
-            if let Err(e) = file.flush_map() {
-                log::warn!("store: cannot write the block map: {e}");
-            }
-        }
-        for r in done {
-            self.ended(&r, Outcome::Served);
-            let file = self.file(FileId(r.file)).expect("parked on a file");
-            serve(file, r.offset, r.size, r.reply);
-        }
-        self.maybe_complete();
-        Ok(())
     }
 
     /// Write every file's pending map entries (see `store::MAP_BATCH`).
@@ -620,32 +357,12 @@ impl Core {
     /// A block the host sent could not be used (bad CRC): ask for it
     /// again, whether or not a reader waits for it yet.
     pub fn redemand(&self, id: FileId, index: u64) {
-        self.send(&Message::Demand {
+        let again = Demand {
             file: id,
             first: index,
             count: 1,
-        });
-    }
-
-    /// Fail every read waiting for this block (the store cannot hold it).
-    pub fn fail_waiters(&self, id: FileId, index: u64, errno: Errno) {
-        let failed: Vec<Parked> = {
-            let mut p = self.pending();
-            let ids = p.waiters.remove(&(id.0, index)).unwrap_or_default();
-            let mut failed = Vec::new();
-            for rid in ids {
-                if let Some(r) = p.reads.remove(&rid) {
-                    p.deadlines.remove(&(r.deadline, rid));
-                    forget_waits(&mut p.waiters, &r, rid);
-                    failed.push(r);
-                }
-            }
-            failed
         };
-        for r in failed {
-            self.ended(&r, Outcome::Failed);
-            r.reply.error(errno);
-        }
+        send_demands(self.outbox().as_ref(), &[again]);
     }
 
     /// Demand every block still missing (after the host's stream ended),
@@ -653,39 +370,17 @@ impl Core {
     pub fn demand_all_missing(&self) {
         for (i, f) in self.files.iter().enumerate() {
             let Some(f) = f else { continue };
-            let id = i as u32;
             // Both under the pending lock: the writer sets a block's bit
-            // before it takes this lock to drop it from `landing`, so no
-            // block is seen as neither present nor arriving.
-            let (missing, arriving) = {
+            // before it takes this lock to drop it from those on their
+            // way, so no block is seen as neither present nor arriving.
+            let (demands, outbox) = {
                 let p = self.pending();
-                let arriving: HashSet<u64> = p
-                    .landing
-                    .iter()
-                    .filter(|(file, _)| *file == id)
-                    .map(|&(_, b)| b)
-                    .collect();
-                (f.missing_ranges(), arriving)
+                let demands = p
+                    .table
+                    .missing_demands(FileId(i as u32), &f.missing_ranges());
+                (demands, p.outbox.clone())
             };
-            for (first, count) in missing {
-                let wanted: Vec<u64> = (first..first + count)
-                    .filter(|b| !arriving.contains(b))
-                    .collect();
-                for (first, count) in runs(&wanted) {
-                    let mut first = first;
-                    let mut left = count;
-                    while left > 0 {
-                        let n = left.min(u64::from(u32::MAX));
-                        self.send(&Message::Demand {
-                            file: FileId(id),
-                            first,
-                            count: n as u32,
-                        });
-                        first += n;
-                        left -= n;
-                    }
-                }
-            }
+            send_demands(outbox.as_ref(), &demands);
         }
     }
 
@@ -718,33 +413,17 @@ impl Core {
                 last_flush = now;
                 p = self.pending();
             }
-            let mut expired = Vec::new();
-            while let Some(&(d, rid)) = p.deadlines.first() {
-                if d > now {
-                    break;
-                }
-                p.deadlines.pop_first();
-                if let Some(r) = p.reads.remove(&rid) {
-                    forget_waits(&mut p.waiters, &r, rid);
-                    if let Some(f) = self.file(FileId(r.file)) {
-                        for b in r.first..=r.last {
-                            if !f.is_present(b).unwrap_or(true) && !p.landing.contains(&(r.file, b))
-                            {
-                                p.expired.insert((r.file, b));
-                            }
-                        }
-                    }
-                    expired.push(r);
-                }
-            }
+            let expired = p.table.expire(now, |f, b| {
+                self.file(f).is_none_or(|f| f.is_present(b).unwrap_or(true))
+            });
             if !expired.is_empty() {
+                let timeout = p.table.timeout();
                 drop(p);
                 for r in expired {
                     log::warn!(
-                        "read of {} at {} not served within {:?}: EIO",
-                        self.path_of(FileId(r.file)),
-                        r.offset,
-                        self.read_timeout
+                        "read of {} at {} not served within {timeout:?}: EIO",
+                        self.path_of(r.read.file),
+                        r.read.offset,
                     );
                     self.ended(&r, Outcome::TimedOut);
                     r.reply.error(Errno::EIO);
@@ -753,12 +432,10 @@ impl Core {
                 continue;
             }
             let wait = p
-                .deadlines
-                .first()
-                .map_or(Duration::from_millis(500), |&(d, _)| {
-                    d.saturating_duration_since(now)
-                })
-                .min(Duration::from_millis(500));
+                .table
+                .next_deadline()
+                .map_or(REAPER_NAP, |d| d.saturating_duration_since(now))
+                .min(REAPER_NAP);
             p = self
                 .wake_reaper
                 .wait_timeout(p, wait)
@@ -778,51 +455,46 @@ impl Core {
     }
 }
 
-/// Remove a read from the waiter lists of its blocks.
-fn forget_waits(waiters: &mut HashMap<(u32, u64), Vec<u64>>, r: &Parked, rid: u64) {
-    for b in r.first..=r.last {
-        if let Some(w) = waiters.get_mut(&(r.file, b)) {
-            w.retain(|&x| x != rid);
-            if w.is_empty() {
-                waiters.remove(&(r.file, b));
-            }
+/// Send demands over `outbox`, if a link is up (never under the pending lock).
+fn send_demands(outbox: Option<&Outbox>, demands: &[Demand]) {
+    if let Some(outbox) = outbox {
+        for d in demands {
+            outbox.send(d.frame());
         }
     }
 }
 
-fn serve(file: &StoredFile, offset: u64, size: u32, reply: ReplyData) {
-    match file.read_at(offset, size as usize) {
+/// Look at each block of `read` in the store, checking a block stored by
+/// an earlier daemon the first time; stops at the first failed store read.
+fn scan(file: &StoredFile, read: &ReadAt) -> Scan {
+    let mut scan = Scan::default();
+    for b in read.blocks() {
+        match file.check(b) {
+            Ok(BlockState::Ready) => {}
+            Ok(BlockState::Missing) => scan.missing += 1,
+            Ok(BlockState::Dropped) => {
+                scan.dropped += 1;
+                scan.missing += 1;
+            }
+            Err(e) => {
+                scan.failed = Some(e);
+                break;
+            }
+        }
+    }
+    scan
+}
+
+/// Answer a read from the store.
+fn serve(file: &StoredFile, read: &ReadAt, reply: impl Reply) {
+    match file.read_at(read.offset, read.size as usize) {
         Ok(buf) => reply.data(&buf),
         Err(e) => {
-            log::error!("store read at {offset} failed: {e}");
+            log::error!("store read at {} failed: {e}", read.offset);
             reply.error(Errno::EIO);
         }
     }
 }
 
-/// Sorted block indexes as runs of (first, count).
-pub fn runs(blocks: &[u64]) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for &b in blocks {
-        match out.last_mut() {
-            Some((f, c)) if *f + *c == b => *c += 1,
-            _ => out.push((b, 1)),
-        }
-    }
-    out
-}
-
 /// Shared handle used by the FUSE adapter, the link thread and the reaper.
 pub type SharedCore = Arc<Core>;
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn runs_coalesce() {
-        assert_eq!(
-            super::runs(&[1, 2, 3, 7, 9, 10]),
-            vec![(1, 3), (7, 1), (9, 2)]
-        );
-        assert!(super::runs(&[]).is_empty());
-    }
-}

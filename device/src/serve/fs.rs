@@ -1,4 +1,5 @@
-//! The FUSE adapter: a read-only tree built from the manifest, reads handed to [`Core`].
+//! The FUSE adapter: a read-only tree built from the manifest, reads handed
+//! to [`Core`](crate::serve::core::Core).
 //!
 //! It never blocks a worker thread on the link: a read of a missing block
 //! is parked in the core with its reply. Content is immutable for the
@@ -18,9 +19,9 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use crate::daemon::Event;
 use crate::serve::core::SharedCore;
 use crate::serve::opens::Opens;
-use crate::daemon::Event;
 
 /// Attributes never change while mounted.
 const TTL: Duration = Duration::from_secs(24 * 3600);
@@ -80,8 +81,10 @@ impl FeedFs {
         for n in &mut nodes {
             n.children.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        // SAFETY: geteuid/getegid cannot fail and touch no memory.
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (uid, gid) = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
         FeedFs {
             core,
             nodes,

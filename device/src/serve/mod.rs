@@ -1,7 +1,13 @@
-//! Answering reads: the shared state that parks reads of missing blocks and
-//! lands blocks from the link ([`core`]), the thin FUSE adapter over it
-//! ([`fs`]), and how each open file is served ([`opens`]).
+//! Answering reads: the table of reads parked for missing blocks
+//! ([`pending`]), the one builder of Demand messages ([`demand`]), the
+//! shared state that wires them to the store and the link ([`core`]), the
+//! thin FUSE adapter over it ([`fs`]), and how each open file is served
+//! ([`opens`]).
 
 pub mod core;
+pub mod demand;
+#[cfg(test)]
+mod fake;
 pub mod fs;
 pub mod opens;
+pub mod pending;
