@@ -10,7 +10,7 @@ use std::io;
 
 use feedfs_protocol::{ErrorCode, FrameError, HelloError, ManifestError, ParseError};
 
-use crate::serve::core::LandError;
+use crate::serve::core::{CoreError, LandError};
 
 /// Where in a host session the link was when a read failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ pub enum LinkError {
     OtherManifest,
     /// The store could not open the manifest's files.
     #[error("cannot open the store: {0}")]
-    StoreOpen(String),
+    StoreOpen(CoreError),
     /// The main thread could not mount the files.
     #[error("the device could not mount the files")]
     MountFailed,
@@ -160,10 +160,12 @@ mod tests {
         });
         assert_eq!(device.code(), Some(ErrorCode::Protocol));
         assert_eq!(LinkError::OtherManifest.code(), Some(ErrorCode::Manifest));
-        assert_eq!(
-            LinkError::StoreOpen("disk on fire".into()).code(),
-            Some(ErrorCode::Store)
-        );
+        let store = LinkError::StoreOpen(CoreError::OpenFile {
+            path: "a/b".into(),
+            cause: io::Error::other("disk on fire").into(),
+        });
+        assert_eq!(store.code(), Some(ErrorCode::Store));
+        assert_eq!(store.host_text(), "cannot open the store: disk on fire");
         assert_eq!(LinkError::MountFailed.code(), Some(ErrorCode::Internal));
     }
 

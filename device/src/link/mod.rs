@@ -319,8 +319,7 @@ fn attach_core(
         },
     }
     let core: SharedCore = Arc::new(
-        Core::new(manifest, &daemon.store, daemon.read_timeout)
-            .map_err(|e| LinkError::StoreOpen(format!("{e:#}")))?,
+        Core::new(manifest, &daemon.store, daemon.read_timeout).map_err(LinkError::StoreOpen)?,
     );
     warn_if_short_of_space(daemon.store.dir(), &core);
     core.link_up(outbox.clone());

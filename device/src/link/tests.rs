@@ -153,7 +153,7 @@ fn a_link_stores_a_stream_then_serves_the_next_session_from_the_store() {
     );
     let stored = Store::open(&dir.0.join("store")).unwrap();
     let manifest = stored.load_manifest().unwrap();
-    let core = Core::new(manifest, &stored, Duration::from_secs(1)).unwrap();
+    let core: Core = Core::new(manifest, &stored, Duration::from_secs(1)).unwrap();
     let f = core.file(FileId(0)).unwrap();
     assert_eq!(f.read_at(0, 6000).unwrap(), [block0, block1].concat());
 }
