@@ -7,7 +7,6 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -88,32 +87,26 @@ fn detach_mounts_below(root: &Path) {
 
 /// Lazily unmount `mnt` (what a dead daemon leaves behind).
 pub fn detach(mnt: &Path) {
-    let c = std::ffi::CString::new(mnt.as_os_str().as_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path; umount2 touches no memory of ours.
-    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    // Nothing may be mounted there any more: that is fine.
+    let _ = nix::mount::umount2(mnt, nix::mount::MntFlags::MNT_DETACH);
 }
 
 /// Mount a tmpfs of `size` bytes at `dir` (it needs root, as CI has; it
 /// fails, never skips, without). [`Scratch`] detaches it when dropped.
 pub fn mount_tmpfs(dir: &Path, size: u64) {
-    let target = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
-    let opts = std::ffi::CString::new(format!("size={size},mode=0755")).unwrap();
-    // SAFETY: valid NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::mount(
-            c"feedfs-test".as_ptr(),
-            target.as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            opts.as_ptr().cast(),
-        )
-    };
+    let opts = format!("size={size},mode=0755");
+    let mounted = nix::mount::mount(
+        Some("feedfs-test"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some(opts.as_str()),
+    );
     assert_eq!(
-        rc,
-        0,
-        "cannot mount a tmpfs at {} (this test needs root): {}",
+        mounted,
+        Ok(()),
+        "cannot mount a tmpfs at {} (this test needs root)",
         dir.display(),
-        std::io::Error::last_os_error()
     );
 }
 
@@ -189,16 +182,13 @@ pub fn read_at(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>>
 /// Drop a file's pages from the kernel's cache, so the next read reaches the daemon.
 pub fn drop_cache(path: &Path) {
     let f = File::open(path).unwrap();
-    // SAFETY: a valid open descriptor; the call only advises the kernel.
-    let rc = unsafe {
-        libc::posix_fadvise(
-            std::os::fd::AsRawFd::as_raw_fd(&f),
-            0,
-            0,
-            libc::POSIX_FADV_DONTNEED,
-        )
-    };
-    assert_eq!(rc, 0, "posix_fadvise");
+    let advised = nix::fcntl::posix_fadvise(
+        &f,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
+    assert_eq!(advised, Ok(()), "posix_fadvise");
 }
 
 /// Compare every file and directory below `src` with the same path below `dst`:
@@ -305,8 +295,9 @@ pub fn alive(pid: i32) -> bool {
 }
 
 pub fn signal(pid: i32, sig: i32) {
-    // SAFETY: plain syscall on a pid we started.
-    unsafe { libc::kill(pid, sig) };
+    let sig = nix::sys::signal::Signal::try_from(sig).expect("a signal number");
+    // The process may have exited already: that is fine.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
 }
 
 /// One event of a host record file (`feedfs-host push --record`).

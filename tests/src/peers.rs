@@ -181,9 +181,10 @@ impl FakeHost {
         let start = Instant::now();
         let (status, rss) = loop {
             let mut status = 0;
-            // SAFETY: rusage is plain data, filled by the kernel.
+            // SAFETY: rusage is plain data (integers), valid all zero.
             let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: waits for our own child; the pointers are to locals.
+            // SAFETY: nix wraps no wait4 (no waitpid gives this child's own
+            // rusage); it waits for our own child, the pointers are to locals.
             let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
             if r == pid {
                 break (

@@ -7,7 +7,6 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -303,11 +302,7 @@ fn an_outside_umount_is_a_normal_stop() {
 
 /// Run `cmd` with a stdout whose reader has already gone.
 fn with_closed_stdout(cmd: &mut Command) -> Output {
-    let mut fds = [0; 2];
-    // SAFETY: pipe fills two descriptors, which we then own.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    // SAFETY: both were just created by pipe and are owned by nobody else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read, write) = nix::unistd::pipe().expect("a pipe");
     drop(read);
     cmd.stdout(Stdio::from(write))
         .stderr(Stdio::piped())

@@ -5,7 +5,6 @@
 //! terminal).
 
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::thread::JoinHandle;
@@ -142,13 +141,9 @@ fn a_terminal_ioctl_on_a_file_gets_enotty_without_a_warning() {
     for _ in 0..3 {
         // What isatty(3) does, and so Python's open().
         let f = std::fs::File::open(mnt.join("src/data.bin")).unwrap();
-        // SAFETY: an open descriptor and a termios the call may fill.
-        let rc = unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            libc::ioctl(f.as_raw_fd(), libc::TCGETS, &mut t)
-        };
-        let errno = std::io::Error::last_os_error().raw_os_error();
-        assert_eq!((rc, errno), (-1, Some(libc::ENOTTY)));
+        // tcgetattr is the TCGETS ioctl.
+        let got = nix::sys::termios::tcgetattr(&f).map(drop);
+        assert_eq!(got, Err(nix::errno::Errno::ENOTTY));
     }
     let err = stop(device, &mnt, &store, reader);
     assert!(

@@ -39,17 +39,13 @@ fn path_of(i: u64) -> String {
 
 /// Run `cmd` with at most [`LIMIT`] open descriptors, soft and hard.
 fn limited(cmd: &mut Command) -> &mut Command {
-    // SAFETY: setrlimit is async-signal-safe and touches only the struct
-    // on this closure's stack; it runs in the child between fork and exec.
+    use nix::sys::resource::{setrlimit, Resource};
+    // SAFETY: pre_exec has no safe form; the closure runs in the child
+    // between fork and exec and only calls setrlimit, which is
+    // async-signal-safe and allocates nothing (nor does its error).
     unsafe {
         cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: LIMIT,
-                rlim_max: LIMIT,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            setrlimit(Resource::RLIMIT_NOFILE, LIMIT, LIMIT)?;
             Ok(())
         })
     }

@@ -4,7 +4,6 @@
 //! /dev/fuse and the right to mount; fails, never skips, without them.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -79,9 +78,9 @@ fn a_plan_learned_from_a_log_is_sent_before_any_other_block() {
     wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
     let big = mnt.join("src/big.bin");
     let f = File::open(&big).unwrap();
-    // SAFETY: a valid open descriptor; the call only advises the kernel.
-    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
-    assert_eq!(rc, 0);
+    let advised =
+        nix::fcntl::posix_fadvise(&f, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM);
+    assert_eq!(advised, Ok(()));
     for b in READS {
         let mut buf = [0u8; 4096];
         f.read_exact_at(&mut buf, b * BLOCK + 100).unwrap();

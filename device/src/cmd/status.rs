@@ -318,7 +318,7 @@ pub fn render_text(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::reqlog::RequestLog;
+    use crate::store::reqlog::{RequestLog, Waited};
     use crate::store::Store;
     use feedfs_protocol::ManifestBuilder;
     use std::time::{Duration, Instant};
@@ -362,7 +362,15 @@ mod tests {
             (6, Outcome::TimedOut),
             (7, Outcome::Served),
         ] {
-            log.waited(FileId(0), 2, 2, t, pid, outcome, true);
+            log.waited(Waited {
+                file: FileId(0),
+                first: 2,
+                last: 2,
+                since: t,
+                pid,
+                outcome,
+                demanded: true,
+            });
         }
         log.close();
         let s = status(&dir).unwrap();
@@ -384,7 +392,11 @@ mod tests {
         assert!(s.disk_bytes > 0 && text.contains("on disk: "), "{text}");
         assert!(text.contains(" for 13.8 KiB served\n"), "{text}");
         // A damaged log is a note, not a failure.
-        fs::write(crate::store::reqlog::current_path(&dir), b"FDFSRLOG garbage").unwrap();
+        fs::write(
+            crate::store::reqlog::current_path(&dir),
+            b"FDFSRLOG garbage",
+        )
+        .unwrap();
         let s = status(&dir).unwrap();
         assert_eq!(s.notes.len(), 1, "{:?}", s.notes);
         assert_eq!(s.files[0].demand_requests, 0);

@@ -112,7 +112,8 @@ fn take(mut conn: UnixStream, links: &Sender<Incoming>, busy: &Busy) -> anyhow::
     // Own whatever arrived, so it is closed on every path.
     let owned: Vec<OwnedFd> = fds[..nfds]
         .iter()
-        // SAFETY: each descriptor was just received and belongs to nobody else.
+        // SAFETY: sendfd hands back raw descriptors (no owned form exists);
+        // each was just received and belongs to nobody else.
         .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect();
     let [input, output]: [OwnedFd; 2] = match owned.try_into() {
@@ -203,9 +204,9 @@ pub fn attach_stdio(store: &Path) -> anyhow::Result<()> {
 /// Point stdin and stdout at /dev/null.
 fn release_stdio() {
     if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
-        for fd in [0, 1] {
-            // SAFETY: dup2 onto the standard descriptors, which we own; no memory is passed.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
+        // Best effort: a standard descriptor left as it was only keeps the
+        // starter's pipe open a little longer.
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
     }
 }

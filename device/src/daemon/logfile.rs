@@ -16,9 +16,8 @@
 //! one) and a new one starts, so the two take at most twice that.
 //! Everything written to fd 2 lands in it, panics included.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -73,9 +72,8 @@ pub fn leave_starter() -> io::Result<()> {
         .read(true)
         .write(true)
         .open("/dev/null")?;
-    for fd in [0, 1] {
-        redirect(&null, fd)?;
-    }
+    nix::unistd::dup2_stdin(&null)?;
+    nix::unistd::dup2_stdout(&null)?;
     let mut s = sink();
     if s.in_file.is_none() {
         s.open_file()?;
@@ -112,7 +110,7 @@ impl Sink {
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let len = file.metadata()?.len();
-        redirect(&file, 2)?;
+        nix::unistd::dup2_stderr(&file)?;
         self.in_file = Some(len);
         Ok(())
     }
@@ -137,16 +135,6 @@ fn must_rotate(held: u64, len: u64) -> bool {
 /// Whether a write failed because nobody reads stderr any more.
 fn gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::BrokenPipe || e.raw_os_error() == Some(libc::EIO)
-}
-
-/// Make `fd` a copy of `file`'s descriptor.
-fn redirect(file: &File, fd: i32) -> io::Result<()> {
-    // SAFETY: dup2 of a descriptor we own onto one of the standard three;
-    // no memory is passed.
-    if unsafe { libc::dup2(file.as_raw_fd(), fd) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -74,15 +74,16 @@ pub struct MountOptions {
 /// for USB stays in it, so Ctrl-C there stops it. Call it before any
 /// thread starts.
 pub fn leave_terminal(new_session: bool) {
-    // SAFETY: setsid and signal take no pointers; SIG_IGN is a valid disposition.
-    unsafe {
-        if new_session && libc::setsid() < 0 {
-            log::debug!(
-                "staying in this session: {}",
-                std::io::Error::last_os_error()
-            );
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    if new_session {
+        if let Err(e) = nix::unistd::setsid() {
+            log::debug!("staying in this session: {e}");
         }
-        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    // SAFETY: SIG_IGN installs no handler of ours, so nothing runs in
+    // signal context (nix marks every `signal` call unsafe for handlers).
+    if let Err(e) = unsafe { signal(Signal::SIGHUP, SigHandler::SigIgn) } {
+        log::debug!("SIGHUP not ignored: {e}");
     }
 }
 
@@ -344,6 +345,7 @@ fn main_loop(
     stop_reaper.store(true, Ordering::Relaxed);
     if let Some(core) = core_for_reaper {
         core.wake();
+        core.sync_maps();
         core.close_log();
     }
     result

@@ -163,15 +163,9 @@ fn lost_daemon(e: &io::Error) -> bool {
 /// `umount2(MNT_DETACH)`, otherwise `fusermount3 -u -z`); open files on a
 /// feedfs mount then get ENOTCONN once its daemon exits.
 pub fn detach_lazily(mountpoint: &Path) -> anyhow::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    // SAFETY: geteuid cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } == 0 {
-        let c = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())?;
-        // SAFETY: a valid NUL-terminated path; umount2 touches no memory of ours.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-            return Err(io::Error::last_os_error())
-                .with_context(|| format!("cannot detach {}", mountpoint.display()));
-        }
+    if nix::unistd::geteuid().is_root() {
+        nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH)
+            .with_context(|| format!("cannot detach {}", mountpoint.display()))?;
         return Ok(());
     }
     let status = std::process::Command::new("fusermount3")

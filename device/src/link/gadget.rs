@@ -10,10 +10,8 @@
 //! every directory it made, in reverse order; a step that fails is logged
 //! and the rest still run.
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use std::time::Duration;
@@ -203,29 +201,19 @@ fn mount_configfs() -> anyhow::Result<()> {
         .context("configfs is not mounted and cannot be mounted")
 }
 
-fn cstr(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)
-}
-
 fn mount(source: &str, target: &Path, fstype: &str) -> anyhow::Result<()> {
-    let src = CString::new(source)?;
-    let dst = cstr(target)?;
-    let ty = CString::new(fstype)?;
-    // SAFETY: three valid NUL-terminated strings and no data argument.
-    let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error())
-            .with_context(|| format!("cannot mount {fstype} at {}", target.display()));
-    }
-    Ok(())
+    nix::mount::mount(
+        Some(source),
+        target,
+        Some(fstype),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| format!("cannot mount {fstype} at {}", target.display()))
 }
 
 /// Unmount lazily: `ep0` stays open until this process exits.
 fn umount(target: &Path) -> io::Result<()> {
-    let dst = cstr(target)?;
-    // SAFETY: a valid NUL-terminated path; umount2 touches no memory of ours.
-    if unsafe { libc::umount2(dst.as_ptr(), libc::MNT_DETACH) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH)?;
     Ok(())
 }

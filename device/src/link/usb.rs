@@ -226,25 +226,21 @@ fn watch_ep0(mut ep0: File, enabled: &(Mutex<bool>, Condvar), stop: &AtomicBool)
     }
 }
 
-/// `FUNCTIONFS_ENDPOINT_DESC`: `_IOR('g', 130, struct usb_endpoint_descriptor)`,
-/// whose packed size is 9 bytes.
-const FUNCTIONFS_ENDPOINT_DESC: libc::c_ulong =
-    (2 << 30) | (9 << 16) | ((b'g' as libc::c_ulong) << 8) | 130;
+/// The packed `struct usb_endpoint_descriptor` (USB 2.0, section 9.6.6),
+/// as `FUNCTIONFS_ENDPOINT_DESC` fills it.
+type EndpointDesc = [u8; 9];
+
+// `FUNCTIONFS_ENDPOINT_DESC`: `_IOR('g', 130, struct usb_endpoint_descriptor)`
+// (linux/usb/functionfs.h); the macro encodes the number from the type's size.
+nix::ioctl_read!(functionfs_endpoint_desc, b'g', 130, EndpointDesc);
 
 /// The endpoint's max packet size at the speed the host chose.
 fn max_packet(ep: &File) -> io::Result<usize> {
-    let mut desc = [0u8; 9];
-    // SAFETY: the ioctl writes at most 9 bytes (its encoded size) into `desc`.
-    let rc = unsafe {
-        libc::ioctl(
-            ep.as_raw_fd(),
-            FUNCTIONFS_ENDPOINT_DESC as _,
-            desc.as_mut_ptr(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut desc: EndpointDesc = [0; 9];
+    // SAFETY: no safe wrapper exists for a driver's ioctl; `ep` is an open
+    // endpoint file and the ioctl writes at most size_of::<EndpointDesc>()
+    // bytes, the size encoded in its number, into `desc`, which we own.
+    unsafe { functionfs_endpoint_desc(ep.as_raw_fd(), &mut desc) }?;
     match usize::from(u16::from_le_bytes([desc[4], desc[5]]) & 0x7ff) {
         0 => Err(io::Error::other("max packet size 0")),
         n => Ok(n),
@@ -322,4 +318,16 @@ fn bulk_in(transfers: Transfers) -> BulkIn {
             Ok(buf.len())
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_endpoint_ioctl_number_is_the_kernel_headers_one() {
+        // _IOR('g', 130, 9 bytes): read (2 << 30), size 9, type 'g', number 130.
+        assert_eq!(
+            nix::request_code_read!(b'g', 130, std::mem::size_of::<super::EndpointDesc>()),
+            0x8009_6782
+        );
+    }
 }

@@ -35,20 +35,15 @@ use fuser::{Errno, ReplyData};
 use crate::link::outbox::Outbox;
 use crate::serve::demand::Demand;
 use crate::serve::pending::{Park, Pending, ReadAt, Reply, Taken};
-use crate::store::reqlog::RequestLog;
+use crate::store::reqlog::{RequestLog, Waited};
 use crate::store::{BlockState, Store, StoredFile};
 
 mod land;
+mod maps;
 #[cfg(test)]
 mod tests;
 
 pub use land::{LandError, Landing};
-
-/// Longest time a landed block's bit stays in memory only.
-const MAP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Longest sleep of the reaper between two looks at its deadlines.
-const REAPER_NAP: Duration = Duration::from_millis(500);
 
 /// A FUSE read is answered through fuser.
 impl Reply for ReplyData {
@@ -84,6 +79,8 @@ pub struct Core<R = ReplyData> {
     total_blocks: u64,
     present_blocks: AtomicU64,
     complete_sent: AtomicBool,
+    /// The reaper is to sync the store at its next look.
+    sync_wanted: AtomicBool,
     pending: Mutex<Shared<R>>,
     wake_reaper: Condvar,
     log: RequestLog,
@@ -141,6 +138,7 @@ impl<R: Reply> Core<R> {
             total_blocks,
             present_blocks: AtomicU64::new(present),
             complete_sent: AtomicBool::new(false),
+            sync_wanted: AtomicBool::new(false),
             pending: Mutex::new(Shared {
                 table: Pending::new(read_timeout),
                 outbox: None,
@@ -209,6 +207,7 @@ impl<R: Reply> Core<R> {
     pub fn link_lost(&self) {
         self.pending().outbox = None;
         self.log.link(false);
+        self.want_sync();
     }
 
     /// The daemon is stopping: every parked read fails with EIO now, and so
@@ -329,29 +328,20 @@ impl<R: Reply> Core<R> {
 
     /// Record a parked read that has ended.
     fn ended(&self, r: &Taken<R>, outcome: Outcome) {
-        self.log.waited(
-            r.read.file,
-            r.read.first,
-            r.read.last,
-            r.since,
-            r.read.pid,
+        self.log.waited(Waited {
+            file: r.read.file,
+            first: r.read.first,
+            last: r.read.last,
+            since: r.since,
+            pid: r.read.pid,
             outcome,
-            r.demanded,
-        );
+            demanded: r.demanded,
+        });
     }
 
     /// Write the request log out and stop its writer (at unmount).
     pub fn close_log(&self) {
         self.log.close();
-    }
-
-    /// Write every file's pending map entries (see `store::MAP_BATCH`).
-    pub fn flush_maps(&self) {
-        for f in self.files.iter().flatten() {
-            if let Err(e) = f.flush_map() {
-                log::warn!("store: cannot write a block map: {e}");
-            }
-        }
     }
 
     /// A block the host sent could not be used (bad CRC): ask for it
@@ -397,56 +387,8 @@ impl<R: Reply> Core<R> {
             log::info!("all {present} blocks present");
             self.flush_maps();
             self.send(&Message::Complete { blocks: present });
+            self.want_sync();
         }
-    }
-
-    /// Run until `stop` is set: fail parked reads whose deadline has passed,
-    /// and write the block maps' pending entries at least every second.
-    pub fn reap(&self, stop: &AtomicBool) {
-        let mut last_flush = Instant::now();
-        let mut p = self.pending();
-        while !stop.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            if now.duration_since(last_flush) >= MAP_FLUSH_INTERVAL {
-                drop(p);
-                self.flush_maps();
-                last_flush = now;
-                p = self.pending();
-            }
-            let expired = p.table.expire(now, |f, b| {
-                self.file(f).is_none_or(|f| f.is_present(b).unwrap_or(true))
-            });
-            if !expired.is_empty() {
-                let timeout = p.table.timeout();
-                drop(p);
-                for r in expired {
-                    log::warn!(
-                        "read of {} at {} not served within {timeout:?}: EIO",
-                        self.path_of(r.read.file),
-                        r.read.offset,
-                    );
-                    self.ended(&r, Outcome::TimedOut);
-                    r.reply.error(Errno::EIO);
-                }
-                p = self.pending();
-                continue;
-            }
-            let wait = p
-                .table
-                .next_deadline()
-                .map_or(REAPER_NAP, |d| d.saturating_duration_since(now))
-                .min(REAPER_NAP);
-            p = self
-                .wake_reaper
-                .wait_timeout(p, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
-    /// Wake the reaper (used to stop it).
-    pub fn wake(&self) {
-        self.wake_reaper.notify_all();
     }
 
     /// The path of a file of the manifest, for messages.

@@ -1,0 +1,146 @@
+//! The request log's unit tests: records and coalesced first touches,
+//! rotation within the bound, damaged and torn logs.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::*;
+use feedfs_protocol::reqlog::{decode, Event};
+use feedfs_protocol::{EntryKind, ManifestBuilder};
+
+fn manifest(blocks: u64) -> Manifest {
+    let mut b = ManifestBuilder::new();
+    b.push(FileId(0), EntryKind::Dir, "d", 0, 0o755, 0, [0; 16])
+        .unwrap();
+    b.push(
+        FileId(1),
+        EntryKind::File,
+        "d/f",
+        blocks * 4096,
+        0o644,
+        4096,
+        [5; 16],
+    )
+    .unwrap();
+    b.finish(2, blocks * 4096).unwrap()
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("feedfs-reqlog-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn reads_become_records_and_first_touches_coalesce() {
+    let dir = tempdir("records");
+    let log = RequestLog::start(&dir, &manifest(100));
+    log.link(true);
+    log.served(FileId(1), 0, 1, 8192);
+    log.served(FileId(1), 2, 3, 8192);
+    log.served(FileId(1), 0, 3, 16384); // nothing new
+    log.waiting(FileId(1), 10, 10);
+    log.waited(Waited {
+        file: FileId(1),
+        first: 10,
+        last: 10,
+        since: Instant::now(),
+        pid: 99,
+        outcome: Outcome::Served,
+        demanded: true,
+    });
+    log.served(FileId(1), 10, 11, 8192); // only 11 is new
+    log.served(FileId(0), 0, 0, 1); // a directory: ignored
+    log.close();
+    let state = fs::read_to_string(state_path(&dir)).unwrap();
+    assert!(
+        state.contains("running no\n") && state.contains("link up\n"),
+        "{state}"
+    );
+    let d = decode(&fs::read(current_path(&dir)).unwrap()).unwrap();
+    assert_eq!(d.mounts.len(), 1);
+    let m = &d.mounts[0];
+    assert_eq!(m.files.len(), 1);
+    assert_eq!(m.files[0].path, "d/f");
+    let kinds: Vec<String> = m
+        .events
+        .iter()
+        .map(|e| match e {
+            Event::Link { up, .. } => format!("link {up}"),
+            Event::Touch { first, count, .. } => format!("touch {first}+{count}"),
+            Event::Wait {
+                first, count, pid, ..
+            } => format!("wait {first}+{count} {pid}"),
+            Event::Served { reads, bytes, .. } => format!("served {reads} {bytes}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "link true",
+            "touch 0+4",
+            "wait 10+1 99",
+            "touch 11+1",
+            "served 4 40960"
+        ]
+    );
+    // A second daemon appends a new mount to the same file.
+    let log = RequestLog::start(&dir, &manifest(100));
+    log.served(FileId(1), 5, 5, 4096);
+    drop(log);
+    let d = decode(&fs::read(current_path(&dir)).unwrap()).unwrap();
+    assert_eq!(d.mounts.len(), 2);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_log_rotates_and_stays_bounded() {
+    let dir = tempdir("rotate");
+    let log = RequestLog::start(&dir, &manifest(1 << 20));
+    // Scattered first touches: one record each, three files' worth.
+    for round in 0..6 {
+        for i in 0..10_000u64 {
+            log.served(
+                FileId(1),
+                round * 100_000 + i * 2,
+                round * 100_000 + i * 2,
+                4096,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    log.close();
+    let cur = fs::metadata(current_path(&dir)).unwrap().len();
+    let old = fs::metadata(rotated_path(&dir)).unwrap().len();
+    assert!(cur <= MAX_LOG_FILE && old <= MAX_LOG_FILE, "{cur} {old}");
+    // Both decode; the newer starts with a continued mount of the same daemon.
+    let older = decode(&fs::read(rotated_path(&dir)).unwrap()).unwrap();
+    let newer = decode(&fs::read(current_path(&dir)).unwrap()).unwrap();
+    assert_eq!(older.mounts[0].pid, newer.mounts[0].pid);
+    assert_eq!(
+        newer.mounts[0].files.len(),
+        1,
+        "the file is announced again"
+    );
+    let both = feedfs_protocol::reqlog::join(older, newer);
+    assert_eq!(both.mounts.len(), 1, "one daemon, one mount");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_damaged_log_is_started_afresh_and_a_torn_one_cut() {
+    let dir = tempdir("damaged");
+    fs::create_dir_all(dir.join("log")).unwrap();
+    fs::write(current_path(&dir), b"garbage that is no log at all, really").unwrap();
+    drop(RequestLog::start(&dir, &manifest(10)));
+    let mut bytes = fs::read(current_path(&dir)).unwrap();
+    assert!(decode(&bytes).is_ok());
+    bytes.extend_from_slice(&[1, 2, 3]);
+    fs::write(current_path(&dir), &bytes).unwrap();
+    drop(RequestLog::start(&dir, &manifest(10)));
+    let d = decode(&fs::read(current_path(&dir)).unwrap()).unwrap();
+    assert_eq!((d.torn_tail, d.mounts.len()), (0, 2));
+    fs::remove_dir_all(&dir).unwrap();
+}
