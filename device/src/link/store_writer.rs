@@ -19,7 +19,6 @@ use crate::serve::core::{Core, LandError, Landing, SharedCore};
 pub struct StoreWriter {
     landings: SyncSender<Landing>,
     thread: JoinHandle<()>,
-    core: SharedCore,
 }
 
 impl StoreWriter {
@@ -34,11 +33,7 @@ impl StoreWriter {
                 name: "store-writer",
                 error,
             })?;
-        Ok(StoreWriter {
-            landings,
-            thread,
-            core: core.clone(),
-        })
+        Ok(StoreWriter { landings, thread })
     }
 
     /// Queue a checked block, waiting while the queue is full; false when
@@ -47,11 +42,13 @@ impl StoreWriter {
         self.landings.send(landing).is_ok()
     }
 
-    /// Store what is queued, then stop; the block maps are written.
+    /// Store what is queued, then stop. The block maps need no flush here:
+    /// the last block, stored with the queue empty, wrote its map entries
+    /// (and a flush would wait for a sync of the store the reaper may be
+    /// doing, holding up the link's end).
     pub fn stop(self) {
         drop(self.landings);
         let _ = self.thread.join();
-        self.core.flush_maps();
     }
 }
 
