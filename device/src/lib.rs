@@ -19,3 +19,5 @@ pub mod daemon;
 pub mod link;
 pub mod serve;
 pub mod store;
+#[cfg(test)]
+mod testutil;

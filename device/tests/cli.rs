@@ -4,6 +4,10 @@
 
 use std::process::Command;
 
+#[path = "../src/testutil.rs"]
+mod testutil;
+use testutil::TempDir;
+
 fn device() -> Command {
     Command::new(env!("CARGO_BIN_EXE_feedfs-device"))
 }
@@ -50,7 +54,8 @@ fn a_link_is_required_and_durations_are_checked() {
 
 #[test]
 fn a_missing_mount_point_is_refused_before_the_store_is_touched() {
-    let store = std::env::temp_dir().join(format!("feedfs-cli-store-{}", std::process::id()));
+    let dir = TempDir::new("cli-store");
+    let store = dir.join("store");
     let out = device()
         .args(["mount", "/nonexistent/feedfs-mnt", "--store"])
         .arg(&store)
@@ -68,8 +73,8 @@ fn a_missing_mount_point_is_refused_before_the_store_is_touched() {
 
 #[test]
 fn offline_without_a_saved_manifest_says_so() {
-    let dir = std::env::temp_dir().join(format!("feedfs-cli-offline-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("mnt")).unwrap();
+    let dir = TempDir::new("cli-offline");
+    std::fs::create_dir(dir.join("mnt")).unwrap();
     let out = device()
         .arg("mount")
         .arg(dir.join("mnt"))
@@ -78,7 +83,6 @@ fn offline_without_a_saved_manifest_says_so() {
         .arg("--offline")
         .output()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds no manifest yet"));
 }
@@ -207,7 +211,8 @@ fn help_ends_with_the_exit_statuses() {
 
 #[test]
 fn the_store_can_come_from_the_environment() {
-    let store = std::env::temp_dir().join(format!("feedfs-cli-env-store-{}", std::process::id()));
+    let dir = TempDir::new("cli-env-store");
+    let store = dir.join("store");
     let out = device()
         .arg("status")
         .env("FEEDFS_STORE", &store)
@@ -244,15 +249,14 @@ fn completions_and_man_pages_are_generated() {
     assert!(out.status.success());
     let page = String::from_utf8_lossy(&out.stdout);
     assert!(page.contains(".TH feedfs-device"), "{page}");
-    let dir = std::env::temp_dir().join(format!("feedfs-cli-man-{}", std::process::id()));
+    let dir = TempDir::new("cli-man");
     let out = device()
         .arg("man")
         .arg("--out-dir")
-        .arg(&dir)
+        .arg(dir.join("man"))
         .output()
         .unwrap();
-    let mount = std::fs::read_to_string(dir.join("feedfs-device-mount.1"));
-    let _ = std::fs::remove_dir_all(&dir);
+    let mount = std::fs::read_to_string(dir.join("man/feedfs-device-mount.1"));
     assert!(out.status.success());
     assert!(mount.unwrap().contains("read\\-timeout"));
 }

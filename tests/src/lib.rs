@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub mod peers;
 pub mod relay;
+pub mod watch;
 
 /// Path of a workspace binary built by `cargo test --workspace`.
 pub fn bin(name: &str) -> PathBuf {

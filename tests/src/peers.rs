@@ -63,8 +63,9 @@ pub enum Read {
 }
 
 /// Read `expected.len()` bytes at `offset` of `path` (pread after pread,
-/// as a program would) and compare them with `expected`. Panics on wrong
-/// bytes, on any error but EIO, and on a single read(2) slower than
+/// as a program would) and compare every byte read with `expected`, those
+/// read before a failure included. Panics on a wrong byte, on a short read,
+/// on any error but EIO and ENOSPC, and on a single read(2) slower than
 /// `limit`. `what` names the test case (a seed) in the panic message.
 /// Returns the outcome and the slowest read(2).
 pub fn checked_read(
@@ -102,13 +103,19 @@ pub fn checked_read(
             Err(e) => panic!("{what}: read of {} at {offset}: {e}", path.display()),
         }
     };
-    if outcome == Read::Good {
-        assert!(
-            got == expected.len() && buf == expected,
-            "{what}: WRONG BYTES from {} at {offset} ({got} bytes)",
-            path.display()
+    if let Some(wrong) = (0..got).find(|&i| buf[i] != expected[i]) {
+        panic!(
+            "{what}: WRONG BYTES from {} at {} (the read at {offset} returned {got} bytes, then {outcome:?})",
+            path.display(),
+            offset + wrong as u64
         );
     }
+    assert!(
+        outcome != Read::Good || got == expected.len(),
+        "{what}: a SHORT READ from {} at {offset}: {got} of {} bytes",
+        path.display(),
+        expected.len()
+    );
     (outcome, slowest)
 }
 

@@ -189,8 +189,16 @@ fn spawn(
                 edge += f.flip;
                 if roll < edge {
                     stats.flipped.fetch_add(1, Ordering::Relaxed);
-                    for _ in 0..=rng.below(3) {
+                    // One to three distinct bits, so a flip never undoes another.
+                    let n = 1 + rng.below(3) as usize;
+                    let mut bits = Vec::with_capacity(n);
+                    while bits.len() < n {
                         let bit = rng.below(frame.len() as u64 * 8);
+                        if !bits.contains(&bit) {
+                            bits.push(bit);
+                        }
+                    }
+                    for bit in bits {
                         frame[(bit / 8) as usize] ^= 1 << (bit % 8);
                     }
                     out = &frame;

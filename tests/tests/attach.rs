@@ -3,10 +3,17 @@
 //! unmount. Real processes over real pipes into a real FUSE mount (needs
 //! /dev/fuse and the right to mount: it fails, never skips, without them).
 
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use feedfs_protocol::reqlog::Outcome;
+use feedfs_tests::watch::{
+    blocked_in_pread, last_mount_log, link_changes, link_down, log_file_index, thread_id, waits_for,
+};
 use feedfs_tests::*;
 
 const MIB: u64 = 1 << 20;
@@ -31,6 +38,49 @@ fn attach_cmd(store: &Path) -> String {
         bin("feedfs-device").display(),
         store.display()
     )
+}
+
+/// What the device recorded of the read of `block` of big.bin (its request
+/// log is written within a second): the read reached the daemon while no
+/// link was up, waited, and was served only after a new link came up.
+fn assert_parked_until_the_new_link(store: &Path, block: u64) {
+    let mut seen = String::new();
+    wait_for(
+        "the device to log the parked read",
+        Duration::from_secs(10),
+        || {
+            let Some(log) = last_mount_log(store) else {
+                return false;
+            };
+            let file = log_file_index(&log, "src/big.bin").expect("big.bin in the log");
+            let waits = waits_for(&log, file, block);
+            let links = link_changes(&log);
+            seen = format!("waits {waits:?}, link changes {links:?}");
+            !waits.is_empty() && links.iter().filter(|l| l.1).count() >= 2
+        },
+    );
+    let log = last_mount_log(store).unwrap();
+    let file = log_file_index(&log, "src/big.bin").unwrap();
+    let links = link_changes(&log);
+    let parked_at_link_down =
+        waits_for(&log, file, block)
+            .into_iter()
+            .any(|(arrived, waited, outcome)| {
+                let down = links
+                    .iter()
+                    .rev()
+                    .find(|&&(t, _)| t <= arrived)
+                    .is_some_and(|&(_, up)| !up);
+                let next_up = links.iter().find(|&&(t, up)| up && t > arrived);
+                outcome == Outcome::Served
+                    && down
+                    && next_up.is_some_and(|&(t, _)| t <= arrived + waited)
+            });
+    assert!(
+        parked_at_link_down,
+        "the device must record the read of block {block} as arrived with the link down \
+         and served after the next link came up: {seen}"
+    );
 }
 
 #[test]
@@ -58,14 +108,31 @@ fn a_new_host_attaches_resumes_and_answers_a_parked_read() {
     signal(host1.id() as i32, libc::SIGKILL);
     host1.wait().unwrap();
 
-    // A read of a block that never came: it waits for the next link.
-    let parked_path = big.clone();
+    // A read of a block that never came: it waits for the next link. The
+    // test waits until the reader is asleep in that read (the file is opened
+    // here, so the read is the reader's only system call on it).
+    let parked = std::fs::File::open(&big).unwrap();
+    let fd = parked.as_raw_fd();
+    let (tid_tx, tid_rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
+        tid_tx.send(thread_id()).unwrap();
         let t = Instant::now();
-        (read_at(&parked_path, 30 * MIB, 4096), t.elapsed())
+        let mut buf = vec![0u8; 4096];
+        let got = parked.read_exact_at(&mut buf, 30 * MIB).map(|()| buf);
+        (got, t.elapsed())
     });
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(!reader.is_finished(), "the read must wait for a new link");
+    let tid = tid_rx.recv().unwrap();
+    wait_for(
+        "the reader to sleep in its read of a missing block",
+        Duration::from_secs(10),
+        || reader.is_finished() || blocked_in_pread(tid, fd),
+    );
+    assert!(
+        !reader.is_finished(),
+        "the read must wait for a new link: {:?}",
+        reader.join().unwrap()
+    );
+    let parked_block = 30 * MIB / BLOCK;
 
     // Host 2 attaches to the running daemon through the store's socket.
     let record = s.root.join("record.tsv");
@@ -81,6 +148,7 @@ fn a_new_host_attaches_resumes_and_answers_a_parked_read() {
     let (got, waited) = reader.join().unwrap();
     assert_eq!(got.unwrap(), content(1, 30 * MIB, 4096));
     assert!(waited < Duration::from_secs(20), "waited {waited:?}");
+    assert_parked_until_the_new_link(&store, parked_block);
 
     // Only one link feeds a store: a second attach is refused, clearly.
     let second = Command::new(bin("feedfs-device"))
@@ -127,16 +195,32 @@ fn a_new_host_attaches_resumes_and_answers_a_parked_read() {
     assert_eq!(n as u64, total - had, "exactly the missing blocks");
 
     // A third host on the now complete store is told so at once: it sends
-    // nothing and never has to say StreamDone a second time to hear it.
-    let host3 = Command::new(bin("feedfs-host"))
-        .env("RUST_LOG", "feedfs_host::send::session=debug")
-        .arg("push")
-        .arg("--exec")
-        .arg(attach_cmd(&store))
-        .arg(&src)
-        .output()
-        .unwrap();
-    let err3 = String::from_utf8_lossy(&host3.stderr);
+    // nothing and never has to say StreamDone a second time to hear it. It
+    // starts once the daemon has seen host 2's link end (host 2 exits
+    // before that); an attach refused in between, while the daemon lets go
+    // of that link, is tried again.
+    wait_for(
+        "the daemon to record host 2's link as ended",
+        Duration::from_secs(10),
+        || link_down(&store),
+    );
+    let started = Instant::now();
+    let (host3, err3) = loop {
+        let host3 = Command::new(bin("feedfs-host"))
+            .env("RUST_LOG", "feedfs_host::send::session=debug")
+            .arg("push")
+            .arg("--exec")
+            .arg(attach_cmd(&store))
+            .arg(&src)
+            .output()
+            .unwrap();
+        let err3 = String::from_utf8_lossy(&host3.stderr).into_owned();
+        if !err3.contains("already feeding this store")
+            || started.elapsed() > Duration::from_secs(10)
+        {
+            break (host3, err3);
+        }
+    };
     assert!(host3.status.success(), "{err3}");
     assert!(err3.contains("0 B sent"), "{err3}");
     assert!(!err3.contains("StreamDone again"), "{err3}");

@@ -3,13 +3,20 @@
 //! so that a failure names its seed and can be replayed.
 //!
 //! For each seed: while the faults run, reader threads read scattered
-//! ranges through the mount; every read must return the source's bytes or
-//! fail with EIO, and none may take longer than the read timeout plus a
+//! ranges through the mount; every byte a read returns is compared with the
+//! source's (a wrong one fails the test), a read may otherwise only fail
+//! with EIO, and no read(2) may take longer than the read timeout plus a
 //! margin. At a seeded moment the link is cut (the host killed) and a new
 //! host attaches to the same daemon (`feedfs-device attach`) behind a new
-//! faulty link. Then the faults stop and the transfer must complete, every
-//! file exact. Seeds: `FEEDFS_FAULT_SEEDS` (`7`, `1..=50`), default 1..=3;
-//! `FEEDFS_FAULT_RATE` multiplies every fault's rate (default 1).
+//! faulty link. Then the faults stop: every reader must end within a bound
+//! (none hangs), some reads must have returned the right bytes despite the
+//! faults, and the transfer must complete, every file exact. Seeds:
+//! `FEEDFS_FAULT_SEEDS` (`7`, `1..=50`), default 1..=3; `FEEDFS_FAULT_RATE`
+//! multiplies every fault's rate (default 1).
+//!
+//! Then single faults, with the test as the host: a frame cut short before
+//! an idle link, demands never answered, and damaged frames around the
+//! host's Hello (skipped before it, refused in the manifest).
 //! These tests need /dev/fuse and the right to mount; they fail without.
 
 use std::path::{Path, PathBuf};
@@ -59,11 +66,24 @@ fn make_src(root: &Path) -> PathBuf {
     src
 }
 
+/// What the readers of one seed saw. There is no count of wrong bytes: the
+/// first one fails the test ([`checked_read`] compares every byte read).
 #[derive(Default)]
 struct Tally {
+    /// Reads that returned every byte asked for, each equal to the source's.
     good: AtomicU64,
+    /// Bytes those reads returned (all compared with the source).
+    good_bytes: AtomicU64,
     eio: AtomicU64,
     slowest_ms: AtomicU64,
+}
+
+/// What one seed's run saw.
+struct SeedRun {
+    summary: String,
+    faults: u64,
+    good: u64,
+    eio: u64,
 }
 
 /// A new host for the daemon on `store`, through `feedfs-device attach`
@@ -86,11 +106,17 @@ fn attach_host(
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // A refusal comes at once; an accepted attach stays.
-        let refused = (0..30).any(|_| {
-            std::thread::sleep(Duration::from_millis(10));
-            a.try_wait().unwrap().is_some()
-        });
+        // A refused attach exits; an accepted one has handed its pipes to
+        // the daemon and points its own stdin at /dev/null.
+        let mut refused = false;
+        wait_for(
+            &format!("{what}: an answer to the attach"),
+            Duration::from_secs(10),
+            || {
+                refused = a.try_wait().unwrap().is_some();
+                refused || handed_over(a.id())
+            },
+        );
         if !refused {
             break a;
         }
@@ -116,9 +142,19 @@ fn attach_host(
     (host, relay)
 }
 
+/// Whether `feedfs-device attach` (process `pid`) was accepted: it then
+/// gives up its stdin, the link's pipe, for /dev/null.
+fn handed_over(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/fd/0")).is_ok_and(|p| p == Path::new("/dev/null"))
+}
+
+/// How long the readers may take to end once told to stop: the read(2)s
+/// of the read in progress, each bounded by the read timeout plus the margin.
+const READERS_END: Duration = Duration::from_secs(30);
+
 /// One seed: faults while readers read, a cut and a new host attached,
 /// then calm, then every byte checked.
-fn run_seed(seed: u64, faults: Faults) -> (String, u64, u64, u64) {
+fn run_seed(seed: u64, faults: Faults) -> SeedRun {
     let what = format!("seed {seed} (replay: FEEDFS_FAULT_SEEDS={seed})");
     let s = Scratch::new(&format!("faults-{seed}"));
     let src = make_src(&s.root);
@@ -171,10 +207,15 @@ fn run_seed(seed: u64, faults: Faults) -> (String, u64, u64, u64) {
                         &what,
                     );
                     match outcome {
-                        Read::Good => tally.good.fetch_add(1, Ordering::Relaxed),
-                        Read::Eio => tally.eio.fetch_add(1, Ordering::Relaxed),
+                        Read::Good => {
+                            tally.good.fetch_add(1, Ordering::Relaxed);
+                            tally.good_bytes.fetch_add(len, Ordering::Relaxed);
+                        }
+                        Read::Eio => {
+                            tally.eio.fetch_add(1, Ordering::Relaxed);
+                        }
                         Read::NoSpace => panic!("{what}: ENOSPC from a roomy store"),
-                    };
+                    }
                     tally
                         .slowest_ms
                         .fetch_max(took.as_millis() as u64, Ordering::Relaxed);
@@ -190,37 +231,52 @@ fn run_seed(seed: u64, faults: Faults) -> (String, u64, u64, u64) {
     std::thread::sleep(cut_at);
     signal(host.id() as i32, libc::SIGKILL);
     let _ = host.wait();
-    let before_cut = relay.faults() + 1;
+    // Faults the relays injected; the cut is not one of them.
+    let before_cut = relay.faults();
     let (mut host, relay) = attach_host(seed, faults, &store, &src, &what);
     std::thread::sleep(Duration::from_millis(2500).saturating_sub(cut_at));
     relay.calm();
     let faults_injected = before_cut + relay.faults();
     stop.store(true, Ordering::Relaxed);
+    wait_for(
+        &format!("{what}: every reader to end (a read that never returns hangs)"),
+        READERS_END,
+        || readers.iter().all(|r| r.is_finished()),
+    );
     for r in readers {
-        r.join().expect("a reader failed");
+        if let Err(panic) = r.join() {
+            std::panic::resume_unwind(panic);
+        }
     }
+    let (good, good_bytes, eio) = (
+        tally.good.load(Ordering::Relaxed),
+        tally.good_bytes.load(Ordering::Relaxed),
+        tally.eio.load(Ordering::Relaxed),
+    );
+    assert!(
+        good > 0 && good_bytes > 0,
+        "{what}: no read returned its bytes while the faults ran ({eio} EIO)"
+    );
 
     // Calm: the transfer completes and every byte is exact.
     let status = wait_exit(&mut host, Duration::from_secs(60));
     assert!(status.success(), "{what}: host after calm: {status}");
     let summary = format!(
-        "{what}: {faults_injected} faults (a cut at {cut_at:?}; after it, to device: {}; to host: {}); reads: {} good, {} EIO, slowest {} ms",
+        "{what}: {faults_injected} faults injected, and a cut at {cut_at:?} (after it, to device: {}; to host: {}); reads: {good} good ({good_bytes} bytes, all compared), {eio} EIO, slowest {} ms",
         relay.to_device.summary(),
         relay.to_host.summary(),
-        tally.good.load(Ordering::Relaxed),
-        tally.eio.load(Ordering::Relaxed),
         tally.slowest_ms.load(Ordering::Relaxed),
     );
     assert_eq!(assert_same_tree(&src, &mnt.join("src")), 6, "{what}");
     stop_device(device.id() as i32, &mnt);
     let _ = device.wait();
     relay.join();
-    (
+    SeedRun {
         summary,
-        faults_injected,
-        tally.good.load(Ordering::Relaxed),
-        tally.eio.load(Ordering::Relaxed),
-    )
+        faults: faults_injected,
+        good,
+        eio,
+    }
 }
 
 #[test]
@@ -241,18 +297,22 @@ fn a_faulty_link_never_yields_a_wrong_byte_and_the_transfer_completes_after_it()
     let (mut total_faults, mut good, mut eio) = (0, 0, 0);
     let seeds = seeds();
     for &seed in &seeds {
-        let (summary, f, g, e) = run_seed(seed, faults);
-        eprintln!("{summary}");
-        total_faults += f;
-        good += g;
-        eio += e;
+        let run = run_seed(seed, faults);
+        eprintln!("{}", run.summary);
+        assert!(
+            run.faults > 0,
+            "{}: the relay injected no fault",
+            run.summary
+        );
+        total_faults += run.faults;
+        good += run.good;
+        eio += run.eio;
     }
     eprintln!(
-        "{} seeds, {total_faults} faults, {good} good reads, {eio} EIO, no wrong byte, in {:?}",
+        "{} seeds, {total_faults} faults, {good} good reads, {eio} EIO, no wrong byte, every reader ended, in {:?}",
         seeds.len(),
         started.elapsed()
     );
-    assert!(total_faults > 0, "the relay injected no fault");
 }
 
 /// The host's frames that open a session: Hello and a one-file manifest.
@@ -352,4 +412,74 @@ fn a_read_the_host_never_answers_fails_once_within_the_read_timeout() {
     }
     stop_device(host.device.id() as i32, &mnt);
     host.wait(Duration::from_secs(10));
+}
+
+#[test]
+fn damaged_frames_before_a_hello_are_skipped_and_one_in_the_manifest_is_refused() {
+    use feedfs_protocol::{ErrorCode, Message, OwnedMessage};
+    use feedfs_tests::peers::FakeHost;
+    // docs/protocol.md, sections 3.12 and 5.2: what a link holds before the
+    // host's Hello (a banner, a damaged frame, an earlier session's frame)
+    // is skipped; the session that follows is served.
+    let s = Scratch::new("prehello");
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let mut host = FakeHost::start(&mnt, &store, &[]);
+    let mut damaged = Message::StreamDone { blocks_sent: 1 }.to_frame();
+    damaged[feedfs_protocol::HEADER_LEN] ^= 0x10;
+    let mut before = b"Welcome to the device\n".to_vec();
+    before.extend_from_slice(&damaged);
+    before.extend_from_slice(&Message::StreamDone { blocks_sent: 7 }.to_frame());
+    assert!(host.send(&before));
+    assert!(host.send(&opening(65536, 65536)));
+    wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
+    let mut said = Vec::new();
+    while let Some(m) = host.next(Duration::from_secs(10)) {
+        let m = m.expect("the device sends well-formed messages");
+        let end = matches!(m, OwnedMessage::HaveEnd { .. });
+        said.push(m);
+        if end {
+            break;
+        }
+    }
+    assert!(
+        matches!(said.first(), Some(OwnedMessage::Hello { .. })),
+        "{said:?}"
+    );
+    assert!(
+        matches!(said.last(), Some(OwnedMessage::HaveEnd { files: 1 })),
+        "{said:?}"
+    );
+    assert!(
+        !said.iter().any(|m| matches!(m, OwnedMessage::Error { .. })),
+        "{said:?}"
+    );
+    stop_device(host.device.id() as i32, &mnt);
+    host.wait(Duration::from_secs(10));
+
+    // After the Hello, a damaged Entry is a protocol error: Error code 1,
+    // and nothing is mounted.
+    let s = Scratch::new("badentry");
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let mut host = FakeHost::start(&mnt, &store, &[]);
+    let mut frames = opening(65536, 65536);
+    let entry_at = Message::Hello {
+        role: feedfs_protocol::Role::Host,
+        min_version: feedfs_protocol::VERSION,
+        max_version: feedfs_protocol::VERSION,
+        agent: "test",
+    }
+    .to_frame()
+    .len();
+    frames[entry_at + feedfs_protocol::HEADER_LEN + 5] ^= 0x01;
+    assert!(host.send(&frames));
+    let error = std::iter::from_fn(|| host.next(Duration::from_secs(10))).find_map(|m| match m {
+        Ok(OwnedMessage::Error { code, text }) => Some((code, text)),
+        _ => None,
+    });
+    let (status, _, stderr) = host.wait(Duration::from_secs(10));
+    assert!(
+        matches!(&error, Some((ErrorCode::Protocol, _))),
+        "{error:?}; device ({status}): {stderr}"
+    );
+    assert!(!is_mounted(&mnt), "mounted after a refused manifest");
 }

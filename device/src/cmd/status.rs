@@ -320,13 +320,13 @@ mod tests {
     use super::*;
     use crate::store::reqlog::{RequestLog, Waited};
     use crate::store::Store;
+    use crate::testutil::TempDir;
     use feedfs_protocol::ManifestBuilder;
     use std::time::{Duration, Instant};
 
     #[test]
     fn a_store_with_blocks_and_waits_is_reported() {
-        let dir = std::env::temp_dir().join(format!("feedfs-status-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = TempDir::new("status");
         let mut b = ManifestBuilder::new();
         b.push(
             FileId(0),
@@ -400,8 +400,6 @@ mod tests {
         let s = status(&dir).unwrap();
         assert_eq!(s.notes.len(), 1, "{:?}", s.notes);
         assert_eq!(s.files[0].demand_requests, 0);
-        drop((a, store));
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

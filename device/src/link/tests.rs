@@ -3,28 +3,11 @@
 
 use super::*;
 use std::io::Cursor;
-use std::path::PathBuf;
 
 use feedfs_protocol::message::Encoding;
 use feedfs_protocol::{EntryKind, ErrorCode, Role, VERSION};
 
-/// A directory removed when the test ends, passed or not.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("feedfs-link-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::testutil::TempDir;
 
 fn hello() -> Message<'static> {
     Message::Hello {
@@ -62,7 +45,7 @@ fn serve_link(
     msgs: &[Message],
     mounted: bool,
 ) -> (Result<(), LinkError>, Vec<String>) {
-    let store = Store::open(&dir.0.join("store")).unwrap();
+    let store = Store::open(&dir.join("store")).unwrap();
     let (events_tx, events) = mpsc::channel();
     let (mounted_tx, mounted_rx) = mpsc::channel();
     let main = thread::spawn(move || {
@@ -74,7 +57,7 @@ fn serve_link(
     });
     let daemon = Daemon::new(store, Duration::from_secs(1), events_tx, mounted_rx, None);
     let input: Vec<u8> = msgs.iter().flat_map(|m| m.to_frame()).collect();
-    let out_path = dir.0.join("out");
+    let out_path = dir.join("out");
     let link = LinkIo {
         input: Box::new(Cursor::new(input)),
         output: File::create(&out_path).unwrap(),
@@ -151,7 +134,7 @@ fn a_link_stores_a_stream_then_serves_the_next_session_from_the_store() {
             &refusal,
         ]
     );
-    let stored = Store::open(&dir.0.join("store")).unwrap();
+    let stored = Store::open(&dir.join("store")).unwrap();
     let manifest = stored.load_manifest().unwrap();
     let core: Core = Core::new(manifest, &stored, Duration::from_secs(1)).unwrap();
     let f = core.file(FileId(0)).unwrap();

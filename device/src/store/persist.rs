@@ -125,74 +125,92 @@ impl MapFile {
     /// first). That order holds in the page cache, so across a crash of the
     /// daemon.
     ///
-    /// With `sync`, also make everything written so far durable, in order:
+    /// With `sync`, then make everything written so far durable:
     /// `fdatasync` of the data file (when blocks were written to it since
-    /// its last sync), then the pending entries, then `fdatasync` of the map
-    /// file. After that, every bit on the disk has its data and CRC there.
+    /// its last sync), then of the map file. After that, every bit written
+    /// before the sync began is on the disk with its data and CRC.
     ///
     /// The state lock is held only to take a snapshot and to hand back what
-    /// could not be written; the writes and syncs run outside it, so readers
-    /// of this file never wait on the disk. Map writes of one file are
-    /// serialized by `map_writer`.
+    /// could not be written; the writes run outside it, so readers of this
+    /// file never wait on the disk. Map writes of one file are serialized by
+    /// `map_writer`; the syncs run outside it too, so a map write (before a
+    /// waiting read is answered, or of the stream's batch) never waits for
+    /// a sync.
     pub(super) fn write_map(&self, sync: bool) -> io::Result<()> {
+        self.write_pending()?;
+        if sync {
+            self.sync_files()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Write the pending map entries to the map file (page cache only).
+    fn write_pending(&self) -> io::Result<()> {
         let _writer = self.map_writer.lock().unwrap_or_else(|p| p.into_inner());
-        let (pending, data_unsynced, map_unsynced) = {
+        let pending = {
             let mut st = self.lock();
-            let pending = st.dirty.take().map(|(lo, hi)| {
-                let crcs: Vec<u8> = st.crcs[lo as usize..=hi as usize]
-                    .iter()
-                    .flat_map(|c| c.to_le_bytes())
-                    .collect();
-                let bits: Vec<u8> = (lo / 8..=hi / 8)
-                    .map(|b| st.present.byte_of(b * 8))
-                    .collect();
-                (lo, hi, crcs, bits)
-            });
-            st.dirty_count = 0;
-            let (data, map) = if sync {
-                (
-                    std::mem::take(&mut st.data_unsynced),
-                    std::mem::take(&mut st.map_unsynced),
-                )
-            } else {
-                (false, false)
-            };
-            if pending.is_none() && !data && !map {
+            let Some((lo, hi)) = st.dirty.take() else {
                 return Ok(());
-            }
-            (pending, data, map)
+            };
+            let crcs: Vec<u8> = st.crcs[lo as usize..=hi as usize]
+                .iter()
+                .flat_map(|c| c.to_le_bytes())
+                .collect();
+            let bits: Vec<u8> = (lo / 8..=hi / 8)
+                .map(|b| st.present.byte_of(b * 8))
+                .collect();
+            st.dirty_count = 0;
+            (lo, hi, crcs, bits)
         };
+        let (lo, hi, crcs, bits) = &pending;
         let written = self.pair().and_then(|pair| {
-            if data_unsynced {
+            pair.map.write_all_at(crcs, self.layout.crc_off + 4 * lo)?;
+            pair.map.write_all_at(bits, self.layout.bitmap_off + lo / 8)
+        });
+        let mut st = self.lock();
+        match &written {
+            Ok(()) => st.map_unsynced = true,
+            Err(_) => {
+                // Pending again, for the next write.
+                st.dirty = Some(match st.dirty {
+                    Some((a, b)) => (a.min(*lo), b.max(*hi)),
+                    None => (*lo, *hi),
+                });
+                st.dirty_count += hi - lo + 1;
+            }
+        }
+        written
+    }
+
+    /// `fdatasync` the data file, then the map file, each if written since
+    /// its last sync.
+    fn sync_files(&self) -> io::Result<()> {
+        let (data, map) = {
+            let mut st = self.lock();
+            (
+                std::mem::take(&mut st.data_unsynced),
+                std::mem::take(&mut st.map_unsynced),
+            )
+        };
+        if !data && !map {
+            return Ok(());
+        }
+        let synced = self.pair().and_then(|pair| {
+            if data {
                 pair.data.sync_data()?;
             }
-            if let Some((lo, _, crcs, bits)) = &pending {
-                pair.map.write_all_at(crcs, self.layout.crc_off + 4 * lo)?;
-                pair.map
-                    .write_all_at(bits, self.layout.bitmap_off + lo / 8)?;
-            }
-            if sync && (map_unsynced || pending.is_some()) {
+            if map {
                 pair.map.sync_data()?;
             }
             Ok(())
         });
-        let mut st = self.lock();
-        match &written {
-            Ok(()) => st.map_unsynced |= !sync && pending.is_some(),
-            Err(_) => {
-                // Pending again, for the next write.
-                if let Some((lo, hi, _, _)) = pending {
-                    st.dirty = Some(match st.dirty {
-                        Some((a, b)) => (a.min(lo), b.max(hi)),
-                        None => (lo, hi),
-                    });
-                    st.dirty_count += hi - lo + 1;
-                }
-                st.data_unsynced |= data_unsynced;
-                st.map_unsynced |= map_unsynced;
-            }
+        if synced.is_err() {
+            let mut st = self.lock();
+            st.data_unsynced |= data;
+            st.map_unsynced |= map;
         }
-        written
+        synced
     }
 }
 

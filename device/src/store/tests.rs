@@ -8,6 +8,7 @@ use feedfs_protocol::{EntryKind, FileId};
 
 use super::layout::MapLayout;
 use super::open::{OpenFiles, Pair};
+use crate::testutil::TempDir;
 
 fn entry(size: u64, identity: u8) -> Entry {
     Entry {
@@ -21,10 +22,8 @@ fn entry(size: u64, identity: u8) -> Entry {
     }
 }
 
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("feedfs-store-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    d
+fn tempdir(name: &str) -> TempDir {
+    TempDir::new(&format!("store-{name}"))
 }
 
 fn block(i: u64, len: usize) -> Vec<u8> {
@@ -59,7 +58,6 @@ fn blocks_survive_a_reopen_and_a_changed_identity_resets() {
         let f = store.open_file(&entry(10_000, 2)).unwrap();
         assert_eq!(f.present_count(), 0, "identity changed: nothing trusted");
     }
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -94,7 +92,6 @@ fn the_map_is_written_in_batches_crcs_before_bits() {
     assert!(st.dirty.is_none() && !st.data_unsynced && !st.map_unsynced);
     drop(st);
     drop(f);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -125,7 +122,6 @@ fn a_map_that_cannot_be_written_does_not_lose_a_stored_block() {
     let f = store.open_file(&e).unwrap();
     assert_eq!(f.present_ranges(), vec![(0, MAP_BATCH)]);
     drop(f);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -165,7 +161,6 @@ fn open_descriptors_stay_bounded_and_empty_files_have_none() {
     let base = dir.join("files").join(key_of("empty"));
     assert!(!base.with_extension("data").exists() && !base.with_extension("map").exists());
     drop(f);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -222,7 +217,6 @@ fn a_damaged_block_is_dropped_not_served() {
     // The drop was persisted.
     let f = store.open_file(&e).unwrap();
     assert_eq!(f.present_count(), 0);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -269,7 +263,6 @@ fn a_zero_block_is_a_hole_and_passes_its_check() {
     assert_eq!(f.present_ranges(), vec![(0, 2), (3, 1)]);
     assert_eq!(f.check(1).unwrap(), BlockState::Ready);
     drop(f);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -304,7 +297,6 @@ fn manifest_round_trips_through_the_store() {
         .unwrap_err()
         .to_string()
         .contains("damaged"));
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -353,7 +345,6 @@ fn prune_keeps_only_the_files_the_manifest_serves() {
     let f = store.open_file(m.get(FileId(0)).unwrap()).unwrap();
     assert_eq!(f.blocks(), 2, "the kept file opens as before");
     drop(f);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -375,5 +366,4 @@ fn truncated_map_resets_and_second_daemon_is_refused() {
     m.set_len(60).unwrap();
     let f = store.open_file(&e).unwrap();
     assert_eq!(f.present_count(), 0);
-    fs::remove_dir_all(&dir).unwrap();
 }

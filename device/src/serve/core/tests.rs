@@ -1,7 +1,6 @@
 //! The wiring around the table: a real store in a temporary directory, the
 //! outbox's frames read back, and fake replies.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
@@ -13,19 +12,11 @@ use fuser::Errno;
 
 use super::*;
 use crate::serve::fake::{Answer, Answers, Fake};
+use crate::testutil::TempDir;
 
 /// One file of 10 000 bytes in 4 KiB blocks: blocks 0 and 1 whole, 2 short.
 const SIZE: u64 = 10_000;
 const F: FileId = FileId(0);
-
-/// A temporary store directory, removed when the test ends, passed or not.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 struct Rig {
     core: Core<Fake>,
@@ -47,13 +38,11 @@ fn block(index: u64) -> Vec<u8> {
 
 /// A core over a fresh store, with no link yet.
 fn rig(tag: &str, timeout: Duration) -> (Rig, mpsc::Sender<Vec<u8>>) {
-    let dir = std::env::temp_dir().join(format!("feedfs-device-core-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let dir = TempDir(dir);
+    let dir = TempDir::new(&format!("core-{tag}"));
     let mut b = ManifestBuilder::new();
     b.push(F, EntryKind::File, "f", SIZE, 0o644, 4096, [7; 16])
         .unwrap();
-    let store = Store::open(&dir.0).unwrap();
+    let store = Store::open(&dir).unwrap();
     let core = Core::<Fake>::new(b.finish(1, SIZE).unwrap(), &store, timeout).unwrap();
     let (tx, frames) = mpsc::channel();
     let rig = Rig {

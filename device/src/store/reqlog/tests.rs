@@ -2,12 +2,13 @@
 //! rotation within the bound, damaged and torn logs.
 
 use std::fs;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::*;
 use feedfs_protocol::reqlog::{decode, Event};
 use feedfs_protocol::{EntryKind, ManifestBuilder};
+
+use crate::testutil::TempDir;
 
 fn manifest(blocks: u64) -> Manifest {
     let mut b = ManifestBuilder::new();
@@ -26,11 +27,8 @@ fn manifest(blocks: u64) -> Manifest {
     b.finish(2, blocks * 4096).unwrap()
 }
 
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("feedfs-reqlog-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+fn tempdir(name: &str) -> TempDir {
+    TempDir::new(&format!("reqlog-{name}"))
 }
 
 #[test]
@@ -92,7 +90,6 @@ fn reads_become_records_and_first_touches_coalesce() {
     drop(log);
     let d = decode(&fs::read(current_path(&dir)).unwrap()).unwrap();
     assert_eq!(d.mounts.len(), 2);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -126,7 +123,6 @@ fn the_log_rotates_and_stays_bounded() {
     );
     let both = feedfs_protocol::reqlog::join(older, newer);
     assert_eq!(both.mounts.len(), 1, "one daemon, one mount");
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -142,5 +138,4 @@ fn a_damaged_log_is_started_afresh_and_a_torn_one_cut() {
     drop(RequestLog::start(&dir, &manifest(10)));
     let d = decode(&fs::read(current_path(&dir)).unwrap()).unwrap();
     assert_eq!((d.torn_tail, d.mounts.len()), (0, 2));
-    fs::remove_dir_all(&dir).unwrap();
 }
