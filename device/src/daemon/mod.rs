@@ -35,6 +35,7 @@ use attach::{Busy, Incoming};
 use crate::serve::core::{Core, SharedCore};
 use crate::serve::fs::FeedFs;
 use crate::link::gadget::Gadget;
+use crate::link::error::LinkError;
 use crate::link::{self, grow_pipe, Daemon, LinkIo};
 use crate::store::Store;
 use crate::link::usb::Ffs;
@@ -210,10 +211,10 @@ fn start_links(
         .name("link-reader".into())
         .spawn(move || {
             for Incoming { link, done } in links {
-                let result = link::serve(&daemon, link).map_err(|e| format!("{e:#}"));
+                let result = link::serve(&daemon, link);
                 busy.release();
                 if let Some(done) = done {
-                    let _ = done.send(result.clone());
+                    let _ = done.send(result.as_ref().map_err(|e| e.to_string()).copied());
                 }
                 if events.send(Event::LinkEnded(result)).is_err() {
                     break;
@@ -288,7 +289,7 @@ fn main_loop(
             }
             Ok(Event::LinkEnded(result)) if session.is_none() && opts.link == Link::Stdio => {
                 break Err(match result {
-                    Err(e) => anyhow!(e),
+                    Err(e) => e.into(),
                     Ok(()) => anyhow!("the link closed before a host sent its files"),
                 });
             }
@@ -413,7 +414,7 @@ pub enum Event {
     /// The manifest arrived and the store is open: mount it.
     Manifest(SharedCore),
     /// A link ended; `Err` with the reason if it failed.
-    LinkEnded(Result<(), String>),
+    LinkEnded(Result<(), LinkError>),
     /// The FUSE session ended (unmounted by us or by someone else).
     Unmounted,
 }

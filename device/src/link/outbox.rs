@@ -15,11 +15,14 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileTypeExt;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use feedfs_protocol::usb::{needs_zlp, TRANSFER_SIZE};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// The link's write side, shared by direct senders and the writer thread.
 pub struct LinkOut {
@@ -47,6 +50,7 @@ impl LinkOut {
     }
 }
 
+/// Where the link's frames are sent from, by any thread; clones share the order.
 #[derive(Clone)]
 pub struct Outbox {
     queue: Sender<Vec<u8>>,
@@ -92,16 +96,14 @@ impl Outbox {
 
 /// Whether `f` is a pipe, now non-blocking.
 fn make_nonblocking_pipe(f: &File) -> bool {
-    let fd = f.as_raw_fd();
-    // SAFETY: fstat and fcntl on a descriptor we own, into a local struct.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(fd, &mut st) != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
-            return false;
-        }
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    if !f.metadata().is_ok_and(|m| m.file_type().is_fifo()) {
+        return false;
     }
+    let Ok(flags) = fcntl(f, FcntlArg::F_GETFL) else {
+        return false;
+    };
+    let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+    fcntl(f, FcntlArg::F_SETFL(flags)).is_ok()
 }
 
 /// The link writer thread: write the queued frames whole, waiting for room
@@ -145,13 +147,11 @@ fn write_whole(mut f: &File, mut buf: &[u8]) -> io::Result<()> {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => buf = &buf[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let mut pfd = libc::pollfd {
-                    fd: f.as_raw_fd(),
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one pollfd on the stack, for a descriptor we own.
-                unsafe { libc::poll(&mut pfd, 1, -1) };
+                // Whatever poll says, the next write tells.
+                let _ = poll(
+                    &mut [PollFd::new(f.as_fd(), PollFlags::POLLOUT)],
+                    PollTimeout::NONE,
+                );
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -164,14 +164,10 @@ fn write_whole(mut f: &File, mut buf: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::io::Read;
-    use std::os::fd::FromRawFd;
 
     fn pipe() -> (File, File) {
-        let mut fds = [0; 2];
-        // SAFETY: pipe() fills two descriptors that we then own.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: both descriptors are fresh and owned by nobody else.
-        unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+        let (rd, wr) = nix::unistd::pipe().expect("a pipe");
+        (File::from(rd), File::from(wr))
     }
 
     /// Whatever the pipe holds now, without waiting.
