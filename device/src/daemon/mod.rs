@@ -31,14 +31,14 @@ use std::time::Duration;
 use anyhow::anyhow;
 use fuser::{Config, MountOption, SessionACL};
 
-use attach::{Busy, Incoming};
+use crate::link::error::LinkError;
+use crate::link::gadget::Gadget;
+use crate::link::usb::Ffs;
+use crate::link::{self, grow_pipe, Daemon, LinkIo};
 use crate::serve::core::{Core, SharedCore};
 use crate::serve::fs::FeedFs;
-use crate::link::gadget::Gadget;
-use crate::link::error::LinkError;
-use crate::link::{self, grow_pipe, Daemon, LinkIo};
 use crate::store::Store;
-use crate::link::usb::Ffs;
+use attach::{Busy, Incoming};
 
 /// Where the daemon's files come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,10 +146,11 @@ pub fn run(opts: MountOptions) -> anyhow::Result<()> {
     let _socket = attach::listen(&opts.store, links_tx, busy.clone())
         .map_err(|e| log::warn!("{e:#}; `feedfs-device attach` cannot reach this daemon"))
         .ok();
+    let manifests = events_tx.clone();
     let daemon = Daemon::new(
         store,
         opts.read_timeout,
-        events_tx.clone(),
+        Box::new(move |core| manifests.send(Event::Manifest(core)).is_ok()),
         mounted_rx,
         offline,
     );
@@ -252,7 +253,12 @@ fn main_loop(
     let result = loop {
         match events.recv() {
             Ok(Event::Manifest(core)) => {
-                let fs = FeedFs::new(core.clone(), events_tx.clone());
+                let fs = FeedFs::new(core.clone(), {
+                    let tx = events_tx.clone();
+                    move || {
+                        let _ = tx.send(Event::Unmounted);
+                    }
+                });
                 match fuser::spawn_mount(fs, &opts.mountpoint, &mount_config(opts.allow_other)) {
                     Ok(s) => {
                         log::info!(

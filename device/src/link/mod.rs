@@ -24,7 +24,7 @@ pub mod usb;
 
 use std::fs::File;
 use std::io::Read;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,7 +34,6 @@ use feedfs_protocol::{block_len, BlockRange, FileId, Manifest, Message};
 use nix::fcntl::{fcntl, FcntlArg};
 
 use crate::cmd::status::human_bytes;
-use crate::daemon::Event;
 use crate::link::error::LinkError;
 use crate::link::outbox::{write_frames, LinkOut, Outbox};
 use crate::link::session::{Action, Blocks, Checked, Input, Session};
@@ -66,11 +65,15 @@ pub fn grow_pipe(fd: &File) {
     }
 }
 
+/// How a link tells the daemon's main thread that the manifest arrived and
+/// the store is open (so it mounts): `false` when the daemon is stopping.
+pub type OnManifest = Box<dyn Fn(SharedCore) -> bool + Send + Sync>;
+
 /// What every link of one daemon shares.
 pub struct Daemon {
     pub store: Store,
     pub read_timeout: Duration,
-    pub events: Sender<Event>,
+    on_manifest: OnManifest,
     /// The main thread's answer to the first manifest: mounted or not.
     mounted: Mutex<Option<Receiver<bool>>>,
     core: Mutex<Option<SharedCore>>,
@@ -80,14 +83,14 @@ impl Daemon {
     pub fn new(
         store: Store,
         read_timeout: Duration,
-        events: Sender<Event>,
+        on_manifest: OnManifest,
         mounted: Receiver<bool>,
         mounted_core: Option<SharedCore>,
     ) -> Daemon {
         Daemon {
             store,
             read_timeout,
-            events,
+            on_manifest,
             mounted: Mutex::new(Some(mounted)),
             core: Mutex::new(mounted_core),
         }
@@ -323,10 +326,9 @@ fn attach_core(
     );
     warn_if_short_of_space(daemon.store.dir(), &core);
     core.link_up(outbox.clone());
-    daemon
-        .events
-        .send(Event::Manifest(core.clone()))
-        .map_err(|_| LinkError::DaemonStopping)?;
+    if !(daemon.on_manifest)(core.clone()) {
+        return Err(LinkError::DaemonStopping);
+    }
     let mounted = daemon
         .mounted
         .lock()

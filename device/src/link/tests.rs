@@ -46,16 +46,15 @@ fn serve_link(
     mounted: bool,
 ) -> (Result<(), LinkError>, Vec<String>) {
     let store = Store::open(&dir.join("store")).unwrap();
-    let (events_tx, events) = mpsc::channel();
+    let (events_tx, events) = mpsc::channel::<SharedCore>();
     let (mounted_tx, mounted_rx) = mpsc::channel();
     let main = thread::spawn(move || {
-        for ev in events {
-            if let Event::Manifest(_) = ev {
-                let _ = mounted_tx.send(mounted);
-            }
+        for _manifest in events {
+            let _ = mounted_tx.send(mounted);
         }
     });
-    let daemon = Daemon::new(store, Duration::from_secs(1), events_tx, mounted_rx, None);
+    let on_manifest = Box::new(move |core| events_tx.send(core).is_ok());
+    let daemon = Daemon::new(store, Duration::from_secs(1), on_manifest, mounted_rx, None);
     let input: Vec<u8> = msgs.iter().flat_map(|m| m.to_frame()).collect();
     let out_path = dir.join("out");
     let link = LinkIo {

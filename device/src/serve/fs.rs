@@ -8,7 +8,6 @@
 //! change the tree answers EROFS, and every ioctl ENOTTY.
 
 use std::ffi::OsStr;
-use std::sync::mpsc::Sender;
 use std::time::{Duration, SystemTime};
 
 use feedfs_protocol::{EntryKind, FileId};
@@ -19,7 +18,6 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::daemon::Event;
 use crate::serve::core::SharedCore;
 use crate::serve::opens::Opens;
 
@@ -44,12 +42,13 @@ pub struct FeedFs {
     uid: u32,
     gid: u32,
     mounted_at: SystemTime,
-    events: Sender<Event>,
+    /// Tells the daemon the FUSE session ended.
+    on_unmount: Box<dyn Fn() + Send + Sync>,
     opens: Opens,
 }
 
 impl FeedFs {
-    pub fn new(core: SharedCore, events: Sender<Event>) -> FeedFs {
+    pub fn new(core: SharedCore, on_unmount: impl Fn() + Send + Sync + 'static) -> FeedFs {
         let mut nodes = vec![Node {
             id: None,
             kind: EntryKind::Dir,
@@ -91,7 +90,7 @@ impl FeedFs {
             uid,
             gid,
             mounted_at: SystemTime::now(),
-            events,
+            on_unmount: Box::new(on_unmount),
             opens: Opens::default(),
         }
     }
@@ -127,7 +126,7 @@ impl FeedFs {
 
 impl Filesystem for FeedFs {
     fn destroy(&mut self) {
-        let _ = self.events.send(Event::Unmounted);
+        (self.on_unmount)();
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

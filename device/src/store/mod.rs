@@ -35,10 +35,10 @@ use anyhow::{bail, Context};
 use feedfs_protocol::io::FrameReader;
 use feedfs_protocol::{Entry, FileId, Manifest, ManifestBuilder, Message};
 
+pub use file::MAP_BATCH;
 pub use file::{BlockState, StoredFile};
 pub use layout::{present_on_disk, MAP_MAGIC, MAP_VERSION};
 pub use open::{raise_open_file_limit, DataFile, OPEN_FILES};
-pub use file::MAP_BATCH;
 pub use space::{disk_usage, free_space};
 
 use open::OpenFiles;
