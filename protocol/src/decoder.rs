@@ -18,7 +18,6 @@ pub const CAPACITY: usize = HEADER_LEN + MAX_PAYLOAD as usize;
 pub struct FrameRef {
     start: usize,
     len: usize,
-    tail_crc: Option<u32>,
 }
 
 /// Chunk-fed frame decoder with a fixed buffer.
@@ -91,7 +90,6 @@ impl Decoder {
                     let r = FrameRef {
                         start: self.start,
                         len,
-                        tail_crc: f.data_crc(),
                     };
                     let known = f.message_type();
                     self.start += len;
@@ -113,7 +111,7 @@ impl Decoder {
     pub fn frame(&self, r: FrameRef) -> Frame<&[u8]> {
         // The bytes were checked by `next_frame`, and nothing has moved them
         // since, so they are not hashed a second time.
-        Frame::already_checked(&self.buf[r.start..r.start + r.len], r.tail_crc)
+        Frame::already_checked(&self.buf[r.start..r.start + r.len])
     }
 
     /// Drop the first byte, then everything up to the next possible magic.

@@ -39,24 +39,54 @@ pub use frame::{FrameError, Recovery, HEADER_LEN, MAGIC, MAX_PAYLOAD, VERSION};
 pub use hello::HelloError;
 pub use manifest::{Entry, Manifest, ManifestBuilder, ManifestError};
 pub use message::{
-    BlockRange, EntryKind, ErrorCode, FileId, Message, MessageType, OwnedMessage, ParseError, Role,
+    EntryKind, ErrorCode, FileId, Message, MessageType, Mtime, OwnedMessage, PageCrcs, PageRange,
+    ParseError, Role,
 };
 
-/// Smallest block size a manifest may use.
-pub const MIN_BLOCK_SIZE: u32 = 4096;
-/// Largest block size a manifest may use; one block always fits one frame.
-pub const MAX_BLOCK_SIZE: u32 = 1 << 20;
+/// Bytes per page: the unit of integrity (one CRC-32 each), of presence
+/// (one bit each, in the store and on the wire) and of demand. Fixed: it is
+/// not a setting, and every file of a manifest is cut the same way.
+pub const PAGE_SIZE: u32 = 4096;
+/// `log2(PAGE_SIZE)`.
+pub const PAGE_SHIFT: u32 = 12;
+/// Most pages one Run frame carries.
+pub const MAX_RUN_PAGES: u32 = 256;
+/// Most bytes of data one Run carries: [`MAX_RUN_PAGES`] whole pages (1 MiB).
+pub const MAX_RUN_BYTES: u32 = MAX_RUN_PAGES * PAGE_SIZE;
 
-/// Number of blocks of a file of `size` bytes cut in blocks of `block_size`.
-pub fn block_count(size: u64, block_size: u32) -> u64 {
-    size.div_ceil(u64::from(block_size.max(1)))
+/// Number of pages of a file of `size` bytes.
+pub fn page_count(size: u64) -> u64 {
+    size.div_ceil(u64::from(PAGE_SIZE))
 }
 
-/// Length in bytes of block `index` of a file of `size` bytes (the last one may be short).
-pub fn block_len(size: u64, block_size: u32, index: u64) -> usize {
-    let bs = u64::from(block_size);
-    let start = index.saturating_mul(bs);
-    size.saturating_sub(start).min(bs) as usize
+/// Byte offset of page `index` (saturating).
+pub fn page_offset(index: u64) -> u64 {
+    index.saturating_mul(u64::from(PAGE_SIZE))
+}
+
+/// Length in bytes of page `index` of a file of `size` bytes (the last one
+/// may be short; 0 past the end).
+pub fn page_len(size: u64, index: u64) -> usize {
+    run_len(size, index, 1)
+}
+
+/// Length in bytes of the `count` pages from `first` of a file of `size`
+/// bytes, clamped to the file's end (0 past it).
+pub fn run_len(size: u64, first: u64, count: u64) -> usize {
+    let start = page_offset(first);
+    let end = page_offset(first.saturating_add(count)).min(size);
+    end.saturating_sub(start) as usize
+}
+
+/// The pages a byte range `[offset, offset + len)` touches, as
+/// `(first, count)`; `count` is 0 for an empty range.
+pub fn pages_of(offset: u64, len: u64) -> (u64, u64) {
+    if len == 0 {
+        return (offset >> PAGE_SHIFT, 0);
+    }
+    let first = offset >> PAGE_SHIFT;
+    let last = offset.saturating_add(len - 1) >> PAGE_SHIFT;
+    (first, last - first + 1)
 }
 
 #[cfg(test)]
@@ -64,14 +94,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn block_arithmetic() {
-        assert_eq!(block_count(0, 4096), 0);
-        assert_eq!(block_count(1, 4096), 1);
-        assert_eq!(block_count(4096, 4096), 1);
-        assert_eq!(block_count(4097, 4096), 2);
-        assert_eq!(block_len(4097, 4096, 0), 4096);
-        assert_eq!(block_len(4097, 4096, 1), 1);
-        assert_eq!(block_len(4097, 4096, 2), 0);
-        assert_eq!(block_len(u64::MAX, 4096, u64::MAX), 0);
+    fn page_arithmetic() {
+        assert_eq!(page_count(0), 0);
+        assert_eq!(page_count(1), 1);
+        assert_eq!(page_count(4096), 1);
+        assert_eq!(page_count(4097), 2);
+        assert_eq!(page_len(4097, 0), 4096);
+        assert_eq!(page_len(4097, 1), 1);
+        assert_eq!(page_len(4097, 2), 0);
+        assert_eq!(page_len(u64::MAX, u64::MAX), 0);
+        assert_eq!(run_len(10_000, 0, 3), 10_000);
+        assert_eq!(run_len(10_000, 1, 5), 10_000 - 4096);
+        assert_eq!(run_len(10_000, 3, 1), 0);
+        assert_eq!(run_len(u64::MAX, u64::MAX - 1, 5), 0);
+        assert_eq!(pages_of(0, 0), (0, 0));
+        assert_eq!(pages_of(0, 4096), (0, 1));
+        assert_eq!(pages_of(4095, 2), (0, 2));
+        assert_eq!(pages_of(8192, 131_072), (2, 32));
+        assert_eq!(pages_of(u64::MAX, 1), (u64::MAX >> 12, 1));
     }
 }

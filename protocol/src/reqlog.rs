@@ -8,8 +8,10 @@
 //! file and resolves its records into [`MountLog`]s: the files each mount
 //! served, with their paths, and what readers did with them.
 //!
-//! Block indexes fit a `u32`: a file is at most 2^44 bytes and a block at
-//! least 2^12. After [`Record::parse`] checks the CRC and the kind, no
+//! Everything is counted in pages (4 KiB): page indexes fit a `u32`, as a
+//! file is at most 2^44 bytes. [`decode`] also reads logs of format 1,
+//! which counted in blocks of a size per file (4 KiB to 1 MiB), and gives
+//! their records in pages too. After [`Record::parse`] checks the CRC and the kind, no
 //! accessor panics; [`Record::emit`] always gives 32 bytes. [`decode`]
 //! refuses damage with an error naming the record and the problem; only an
 //! incomplete last record (a write cut short) is tolerated and reported.
@@ -18,12 +20,16 @@
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use crate::message::FileId;
-use crate::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 
 /// First 8 bytes of every log file.
 pub const LOG_MAGIC: [u8; 8] = *b"FDFSRLOG";
-/// Version of the log format.
-pub const LOG_VERSION: u16 = 1;
+/// Version of the log format this build writes (2: pages; 1, blocks of a
+/// size per file, is still read).
+pub const LOG_VERSION: u16 = 2;
+/// The oldest version [`decode`] reads.
+pub const OLDEST_LOG_VERSION: u16 = 1;
+/// log2 of the largest unit a format-1 log counted in (1 MiB blocks).
+pub const MAX_UNIT_SHIFT: u8 = 20;
 /// Length of the file header and of every record.
 pub const RECORD_LEN: usize = 32;
 /// Bytes of path (and identity tail) carried by one `Name` record.
@@ -103,10 +109,12 @@ pub enum Record {
     },
     /// A served file, announced before the first record that names it; the
     /// rest of its identity and its path follow in `Name` records.
+    /// `unit_shift` is log2 of the unit its records count in: 12 (pages)
+    /// in format 2, 12 to 20 (the file's block size) in format 1.
     File {
         file: FileId,
         size: u64,
-        block_size: u32,
+        unit_shift: u8,
         path_len: u16,
         identity_head: [u8; 12],
     },
@@ -117,7 +125,7 @@ pub enum Record {
     },
     /// The link to the host came up or went down.
     Link { t_us: u64, up: bool },
-    /// A read that had to wait for missing blocks `first..first+count`.
+    /// A read that had to wait for missing pages `first..first+count`.
     Wait {
         t_us: u64,
         file: FileId,
@@ -129,7 +137,7 @@ pub enum Record {
         /// This read asked the host itself (others joined a request already made).
         demanded: bool,
     },
-    /// Blocks read for the first time in this mount, served at once because
+    /// Pages read for the first time in this mount, served at once because
     /// they were present.
     Touch {
         t_us: u64,
@@ -137,7 +145,7 @@ pub enum Record {
         first: u32,
         count: u32,
     },
-    /// Reads served at once from present blocks since the mount (running totals).
+    /// Reads served at once from present pages since the mount (running totals).
     Served {
         t_us: u64,
         file: FileId,
@@ -180,17 +188,16 @@ impl Record {
                 },
             },
             kind::FILE => {
-                let log2 = b[1];
-                let block_size = 1u32.checked_shl(log2.into()).unwrap_or(0);
-                if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size) {
-                    return Err(bad("block size (log2)", log2.into()));
+                let unit_shift = b[1];
+                if !(crate::PAGE_SHIFT as u8..=MAX_UNIT_SHIFT).contains(&unit_shift) {
+                    return Err(bad("unit size (log2)", unit_shift.into()));
                 }
                 let mut identity_head = [0; 12];
                 identity_head.copy_from_slice(&b[16..28]);
                 Record::File {
                     file,
                     size: t_us,
-                    block_size,
+                    unit_shift,
                     path_len: LE::read_u16(&b[2..4]),
                     identity_head,
                 }
@@ -260,12 +267,12 @@ impl Record {
             Record::File {
                 file,
                 size,
-                block_size,
+                unit_shift,
                 path_len,
                 identity_head,
             } => {
                 b[0] = kind::FILE;
-                b[1] = block_size.trailing_zeros() as u8;
+                b[1] = unit_shift;
                 LE::write_u16(&mut b[2..4], path_len);
                 LE::write_u32(&mut b[4..8], file.0);
                 LE::write_u64(&mut b[8..16], size);
@@ -342,20 +349,14 @@ pub fn header() -> [u8; RECORD_LEN] {
 
 /// The records announcing a file: one `File`, then `Name`s carrying the
 /// last 4 bytes of the identity followed by the path.
-pub fn file_records(
-    file: FileId,
-    size: u64,
-    block_size: u32,
-    identity: &[u8; 16],
-    path: &str,
-) -> Vec<Record> {
+pub fn file_records(file: FileId, size: u64, identity: &[u8; 16], path: &str) -> Vec<Record> {
     let path = &path.as_bytes()[..path.len().min(MAX_PATH)];
     let mut identity_head = [0; 12];
     identity_head.copy_from_slice(&identity[..12]);
     let mut out = vec![Record::File {
         file,
         size,
-        block_size,
+        unit_shift: crate::PAGE_SHIFT as u8,
         path_len: path.len() as u16,
         identity_head,
     }];

@@ -18,7 +18,7 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+use crate::{MAX_RUN_BYTES, PAGE_SIZE};
 
 /// The units a duration may carry, for messages.
 const DURATION_UNITS: &str = "ms, s, m or h (e.g. 500ms, 10s, 2m)";
@@ -48,8 +48,8 @@ pub enum UnitError {
     },
     #[error("{text:?} is not a multiple of {of}")]
     NotMultiple { text: String, of: String },
-    #[error("block size {text:?} is not a power of two from {} to {}", format_size(MIN_BLOCK_SIZE.into()), format_size(MAX_BLOCK_SIZE.into()))]
-    BadBlockSize { text: String },
+    #[error("run length {text:?} is not a multiple of the 4K page from {} to {}", format_size(PAGE_SIZE.into()), format_size(MAX_RUN_BYTES.into()))]
+    BadRunSize { text: String },
 }
 
 /// What was being read, for messages.
@@ -148,17 +148,17 @@ pub fn parse_size_multiple(
     Ok(n)
 }
 
-/// Parse a block size: a power of two from the protocol's smallest block
-/// size to its largest.
-pub fn parse_block_size(text: &str) -> Result<u32, UnitError> {
+/// Parse the length of a Run: whole pages, from one page to the most one
+/// Run carries ([`MAX_RUN_BYTES`]).
+pub fn parse_run_size(text: &str) -> Result<u32, UnitError> {
     let n = parse_size(text)?;
-    let range = u64::from(MIN_BLOCK_SIZE)..=u64::from(MAX_BLOCK_SIZE);
-    if !n.is_power_of_two() || !range.contains(&n) {
-        return Err(UnitError::BadBlockSize {
+    let range = u64::from(PAGE_SIZE)..=u64::from(MAX_RUN_BYTES);
+    if n % u64::from(PAGE_SIZE) != 0 || !range.contains(&n) {
+        return Err(UnitError::BadRunSize {
             text: text.trim().into(),
         });
     }
-    u32::try_from(n).map_err(|_| UnitError::BadBlockSize {
+    u32::try_from(n).map_err(|_| UnitError::BadRunSize {
         text: text.trim().into(),
     })
 }
@@ -369,17 +369,18 @@ mod tests {
     }
 
     #[test]
-    fn block_sizes() {
-        assert_eq!(parse_block_size("64K"), Ok(65536));
-        assert_eq!(parse_block_size("4096"), Ok(4096));
-        assert_eq!(parse_block_size("1M"), Ok(1 << 20));
-        for bad in ["3000", "2K", "2M", "96K", "0"] {
+    fn run_sizes() {
+        assert_eq!(parse_run_size("64K"), Ok(65536));
+        assert_eq!(parse_run_size("4096"), Ok(4096));
+        assert_eq!(parse_run_size("96K"), Ok(96 << 10));
+        assert_eq!(parse_run_size("1M"), Ok(1 << 20));
+        for bad in ["3000", "2K", "2M", "6K", "0"] {
             assert_eq!(
-                parse_block_size(bad),
-                Err(UnitError::BadBlockSize { text: bad.into() })
+                parse_run_size(bad),
+                Err(UnitError::BadRunSize { text: bad.into() })
             );
         }
-        let msg = parse_block_size("3000").unwrap_err().to_string();
+        let msg = parse_run_size("3000").unwrap_err().to_string();
         assert!(msg.contains("from 4K to 1M"), "{msg}");
     }
 

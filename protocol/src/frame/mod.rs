@@ -10,7 +10,7 @@
 //! | 5      | type     | message type ([`MessageType`])                      |
 //! | 6..8   | reserved | sent as zero, ignored by readers of this version     |
 //! | 8..12  | length   | payload length, at most [`MAX_PAYLOAD`]             |
-//! | 12..16 | crc32    | CRC-32 (IEEE) of bytes 0..12 followed by the payload |
+//! | 12..16 | crc32    | CRC-32 (IEEE) of bytes 0..12 followed by the payload (a Run's up to its data) |
 //!
 //! Invariants: once [`Frame::new_checked`] has succeeded, no accessor panics;
 //! [`emit`] never panics on a buffer of any size (it appends).
@@ -22,21 +22,26 @@
 //! version (its frames pass the checksum) is told apart clearly.
 //!
 //! The type codes live here, with the header that carries them, and so does
-//! the little the frame needs of a Block's payload (where its data starts,
-//! where its encoding byte is) to hash that data once: the message module
-//! builds on this module and this module never on it.
+//! the little the frame needs of a Run's payload (its page count and
+//! encoding, which say where its data starts): a Run's data is covered by
+//! the CRC-32 of each page, which the frame checksum covers, so each byte
+//! of data is hashed once on each side. The message module builds on this
+//! module and this module never on it.
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 /// The four bytes every frame starts with.
 pub const MAGIC: [u8; 4] = *b"FDFS";
 /// The protocol version this build speaks (2: Block data may be LZ4; 3: a
-/// block of zeros is sent without data).
-pub const VERSION: u8 = 3;
+/// block of zeros is sent without data; 4: 4 KiB pages, sent as Runs of
+/// pages with a CRC-32 each; entries carry a modification time, and
+/// symbolic links).
+pub const VERSION: u8 = 4;
 /// Length of the frame header.
 pub const HEADER_LEN: usize = 16;
-/// Largest payload a frame may carry: one block of the largest block size plus its header.
-pub const MAX_PAYLOAD: u32 = crate::MAX_BLOCK_SIZE + 64;
+/// Largest payload a frame may carry: a Run of the most pages, its CRC
+/// table and its header, rounded up to 1 MiB + 4 KiB.
+pub const MAX_PAYLOAD: u32 = crate::MAX_RUN_BYTES + 4096;
 
 /// Type codes, one per message (byte 5 of the header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +53,7 @@ pub enum MessageType {
     Have = 0x04,
     HaveEnd = 0x05,
     Demand = 0x06,
-    Block = 0x07,
+    Run = 0x07,
     StreamDone = 0x08,
     Complete = 0x09,
     Error = 0x0a,
@@ -66,7 +71,7 @@ impl TryFrom<u8> for MessageType {
             0x04 => Have,
             0x05 => HaveEnd,
             0x06 => Demand,
-            0x07 => Block,
+            0x07 => Run,
             0x08 => StreamDone,
             0x09 => Complete,
             0x0a => Error,
@@ -76,14 +81,15 @@ impl TryFrom<u8> for MessageType {
     }
 }
 
-/// Length of a `Block` message's fixed part, before the data: a Block's
-/// frame checksum is derived from the data's own CRC-32 past this point.
-pub const BLOCK_HEADER_LEN: usize = 20;
-/// Where a `Block` message's `encoding` byte sits in its payload.
-pub const BLOCK_ENCODING_OFFSET: usize = 16;
-/// The `encoding` byte of a Block whose data is raw (`message::Encoding::Raw`):
-/// only then is the CRC-32 of the data the block's CRC.
-pub const BLOCK_ENCODING_RAW: u8 = 0;
+/// Length of a `Run` message's fixed part, before its CRC table.
+pub const RUN_HEADER_LEN: usize = 20;
+/// Where a `Run` message's page count (`u32`) sits in its payload.
+pub const RUN_COUNT_OFFSET: usize = 12;
+/// Where a `Run` message's `encoding` byte sits in its payload.
+pub const RUN_ENCODING_OFFSET: usize = 16;
+/// The `encoding` byte of a Run of zeros (`message::Encoding::Zero`), which
+/// carries no CRC table and no data.
+pub const RUN_ENCODING_ZERO: u8 = 2;
 
 mod field {
     use std::ops::Range;
@@ -150,8 +156,6 @@ impl FrameError {
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<T: AsRef<[u8]>> {
     buffer: T,
-    /// CRC-32 of a raw Block's data, computed once while checking the frame.
-    tail_crc: Option<u32>,
 }
 
 /// Outcome of looking at the start of a buffer that may hold a frame.
@@ -200,40 +204,30 @@ fn magic_of(buf: &[u8]) -> [u8; 4] {
     m
 }
 
-/// CRC-32 of a header's first 12 bytes followed by a payload.
-/// Where a message type's bulk data starts in its payload (a Block's data,
-/// whose CRC-32 the message itself carries when the data is raw).
-fn tail_start(ty: u8) -> Option<usize> {
-    (ty == MessageType::Block as u8).then_some(BLOCK_HEADER_LEN)
+/// How much of a payload of type `ty` the frame checksum covers: all of
+/// it, except for a Run with data, where it stops at the data (after the
+/// CRC table that covers the data page by page). A payload too short to
+/// say is covered whole (it then fails to parse).
+pub fn covered_len(ty: u8, payload: &[u8]) -> usize {
+    if ty != MessageType::Run as u8 || payload.len() < RUN_HEADER_LEN {
+        return payload.len();
+    }
+    if payload[RUN_ENCODING_OFFSET] == RUN_ENCODING_ZERO {
+        return payload.len();
+    }
+    let count = LE::read_u32(&payload[RUN_COUNT_OFFSET..RUN_COUNT_OFFSET + 4]) as usize;
+    RUN_HEADER_LEN
+        .saturating_add(count.saturating_mul(4))
+        .min(payload.len())
 }
 
-/// CRC-32 of `header12`, then `head`, then a tail of `tail_len` bytes whose
-/// own CRC-32 is `tail_crc`: the same value as hashing all three in a row,
-/// without reading the tail again.
-fn checksum(header12: &[u8], head: &[u8], tail_crc: u32, tail_len: u64) -> u32 {
+/// The frame checksum: CRC-32 of `header12` followed by the covered part of
+/// `payload`.
+fn checksum_of(header12: &[u8], ty: u8, payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(header12);
-    h.update(head);
-    #[cfg(not(fuzzing))]
-    h.combine(&crc32fast::Hasher::new_with_initial_len(tail_crc, tail_len));
-    #[cfg(fuzzing)]
-    let _ = (tail_crc, tail_len);
+    h.update(&payload[..covered_len(ty, payload)]);
     h.finalize()
-}
-
-/// The frame checksum of a whole payload, and the CRC-32 of its tail (if its type has one).
-fn checksum_of(header12: &[u8], ty: u8, payload: &[u8]) -> (u32, Option<u32>) {
-    match tail_start(ty) {
-        Some(n) if payload.len() >= n => {
-            let tail = &payload[n..];
-            let tail_crc = crc32fast::hash(tail);
-            (
-                checksum(header12, &payload[..n], tail_crc, tail.len() as u64),
-                Some(tail_crc),
-            )
-        }
-        _ => (checksum(header12, payload, 0, 0), None),
-    }
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
@@ -258,7 +252,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
             Peek::Whole(_) => {}
         }
         let expected = LE::read_u32(&buf[field::CRC]);
-        let (actual, tail_crc) = checksum_of(
+        let actual = checksum_of(
             &buf[field::CRC_COVERED],
             buf[field::TYPE],
             &buf[HEADER_LEN..],
@@ -272,26 +266,14 @@ impl<T: AsRef<[u8]>> Frame<T> {
                 supported: VERSION,
             });
         }
-        // The tail's CRC is the block's CRC only when the data is raw; of
-        // encoded data it is the CRC of the bytes as sent, which no one needs.
-        let raw = buf.get(HEADER_LEN + BLOCK_ENCODING_OFFSET) == Some(&BLOCK_ENCODING_RAW);
-        let tail_crc = tail_crc.filter(|_| raw);
-        Ok(Frame { buffer, tail_crc })
+        Ok(Frame { buffer })
     }
 
-    /// A view over bytes that [`Frame::new_checked`] accepted before, with
-    /// the tail CRC it computed then (the decoder uses this to hand out a
-    /// frame it has checked without hashing it again).
-    pub(crate) fn already_checked(buffer: T, tail_crc: Option<u32>) -> Frame<T> {
-        Frame { buffer, tail_crc }
-    }
-
-    /// The CRC-32 of a raw Block's data, as computed while checking the
-    /// frame: compare it with the Block's `crc` field instead of hashing the
-    /// data again. `None` for other types and for a Block whose data is
-    /// encoded (its `crc` is that of the decoded bytes).
-    pub fn data_crc(&self) -> Option<u32> {
-        self.tail_crc
+    /// A view over bytes that [`Frame::new_checked`] accepted before (the
+    /// decoder uses this to hand out a frame it has checked without
+    /// hashing it again).
+    pub(crate) fn already_checked(buffer: T) -> Frame<T> {
+        Frame { buffer }
     }
 
     /// The raw type byte.
@@ -339,49 +321,24 @@ pub fn emit(out: &mut Vec<u8>, ty: u8, fill: impl FnOnce(&mut Vec<u8>)) {
     let len = (out.len() - start - HEADER_LEN) as u32;
     LE::write_u32(&mut out[start + 8..start + 12], len);
     let (head, payload) = out[start..].split_at(HEADER_LEN);
-    let crc = checksum_of(&head[field::CRC_COVERED], ty, payload).0;
+    let crc = checksum_of(&head[field::CRC_COVERED], ty, payload);
     LE::write_u32(&mut out[start + 12..start + 16], crc);
 }
 
-/// Like [`emit`], for a payload made of a head that `fill` appends and a
-/// tail whose CRC-32 the caller already has (a Block's data and its `crc`):
-/// the frame checksum is derived from `tail_crc` without reading the tail
-/// again. If `tail_crc` is not the tail's CRC, the frame fails its checksum
-/// at the receiver, so a wrong value can never pass as good data.
-pub fn emit_with_tail(
-    out: &mut Vec<u8>,
-    ty: u8,
-    fill: impl FnOnce(&mut Vec<u8>),
-    tail: &[u8],
-    tail_crc: u32,
-) {
-    emit_head(out, ty, fill, tail.len(), tail_crc);
-    out.extend_from_slice(tail);
-}
-
-/// [`emit_with_tail`] without the tail: the frame's header and payload head,
-/// with the length and checksum of the whole frame; the caller writes the
-/// `tail_len` bytes of the tail right after them (so they need not be copied
-/// into `out`).
-pub fn emit_head(
-    out: &mut Vec<u8>,
-    ty: u8,
-    fill: impl FnOnce(&mut Vec<u8>),
-    tail_len: usize,
-    tail_crc: u32,
-) {
+/// Like [`emit`], for a Run whose data the caller writes itself: `out`
+/// gets the header and the payload up to the data (as `fill` appends it:
+/// the Run's fixed part and CRC table), with the length of the whole frame;
+/// the caller writes the `tail_len` bytes of data right after them, so they
+/// need not be copied into `out`. The data is not part of the checksum
+/// ([`covered_len`]).
+pub fn emit_head(out: &mut Vec<u8>, ty: u8, fill: impl FnOnce(&mut Vec<u8>), tail_len: usize) {
     let start = begin(out, ty);
     fill(out);
     let head_len = out.len() - start - HEADER_LEN;
     let len = (head_len + tail_len) as u32;
     LE::write_u32(&mut out[start + 8..start + 12], len);
     let (head, payload) = out[start..].split_at(HEADER_LEN);
-    let crc = checksum(
-        &head[field::CRC_COVERED],
-        &payload[..head_len],
-        tail_crc,
-        tail_len as u64,
-    );
+    let crc = checksum_of(&head[field::CRC_COVERED], ty, payload);
     LE::write_u32(&mut out[start + 12..start + 16], crc);
 }
 

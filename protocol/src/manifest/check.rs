@@ -5,10 +5,9 @@ use std::collections::HashMap;
 
 use super::{
     Entry, Manifest, ManifestError, IMPLIED_DIR_MODE, MAX_ENTRIES, MAX_FILE_SIZE, MAX_PATH_BYTES,
-    MAX_TOTAL_BLOCKS, NAME_MAX,
+    MAX_TOTAL_PAGES, NAME_MAX,
 };
-use crate::message::{EntryKind, FileId, Message};
-use crate::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+use crate::message::{EntryKind, Message};
 
 /// Check one relative path; returns it unchanged when it is safe.
 pub fn check_path(path: &str) -> Result<&str, ManifestError> {
@@ -37,12 +36,36 @@ pub fn check_path(path: &str) -> Result<&str, ManifestError> {
     Ok(path)
 }
 
+/// Check a symbolic link's target: relative, without NUL, and resolving
+/// (from the link's own directory) to a place inside the mount, so a link
+/// from the host never leads a reader on the device outside what it
+/// serves. Returns the target unchanged when it is safe.
+pub fn check_target<'t>(path: &str, target: &'t str) -> Result<&'t str, ManifestError> {
+    let bad = || ManifestError::LinkOutside {
+        path: path.into(),
+        target: target.replace('\0', "\\0"),
+    };
+    if target.is_empty() || target.contains('\0') || target.starts_with('/') {
+        return Err(bad());
+    }
+    // Depth of the link's directory below the mount's root.
+    let mut depth = path.matches('/').count();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => depth = depth.checked_sub(1).ok_or_else(bad)?,
+            _ => depth += 1,
+        }
+    }
+    Ok(target)
+}
+
 /// Accepts entries one at a time, then the closing count.
 #[derive(Debug, Default)]
 pub struct ManifestBuilder {
     pub(super) m: Manifest,
-    /// Blocks of all files accepted so far.
-    blocks: u64,
+    /// Pages of all files accepted so far.
+    pages: u64,
     /// Bytes of path text held so far (entries and implied directories).
     pub(super) path_bytes: u64,
     kinds: HashMap<String, (EntryKind, usize)>,
@@ -61,95 +84,86 @@ impl ManifestBuilder {
                 kind,
                 size,
                 mode,
-                block_size,
+                mtime,
                 identity,
                 path,
-            } => self.push(id, kind, path, size, mode, block_size, identity),
+                target,
+            } => self.push(Entry {
+                id: Some(id),
+                kind,
+                path: path.to_string(),
+                size,
+                mode,
+                mtime,
+                identity,
+                target: target.to_string(),
+            }),
             ref other => Err(ManifestError::Unexpected(type_name(other))),
         }
     }
 
-    /// Accept one entry.
-    #[allow(clippy::too_many_arguments)]
-    pub fn push(
-        &mut self,
-        id: FileId,
-        kind: EntryKind,
-        path: &str,
-        size: u64,
-        mode: u32,
-        block_size: u32,
-        identity: [u8; 16],
-    ) -> Result<(), ManifestError> {
-        let path = check_path(path)?;
+    /// Accept one entry, the host's: `entry.id` is its id (`None` is
+    /// refused as a wrong id).
+    pub fn push(&mut self, mut entry: Entry) -> Result<(), ManifestError> {
+        let path = check_path(&entry.path)?;
         let expected = self.m.by_id.len() as u32;
-        if id.0 != expected {
+        let id = entry.id.map_or(u32::MAX, |i| i.0);
+        if id != expected {
             return Err(ManifestError::BadId {
                 path: path.into(),
                 expected,
-                got: id.0,
+                got: id,
             });
         }
         if expected >= MAX_ENTRIES || self.m.entries.len() >= (2 * MAX_ENTRIES) as usize {
             return Err(ManifestError::TooManyEntries);
         }
-        match kind {
+        let size = entry.size;
+        match entry.kind {
             EntryKind::File => {
-                if !block_size.is_power_of_two()
-                    || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size)
-                {
-                    return Err(ManifestError::BadBlockSize {
-                        path: path.into(),
-                        block_size,
-                    });
-                }
                 if size > MAX_FILE_SIZE {
                     return Err(ManifestError::FileTooLarge {
                         path: path.into(),
                         size,
                     });
                 }
-                let total = self.blocks + crate::block_count(size, block_size);
-                if total > MAX_TOTAL_BLOCKS {
-                    return Err(ManifestError::TooManyBlocks {
+                let total = self.pages + crate::page_count(size);
+                if total > MAX_TOTAL_PAGES {
+                    return Err(ManifestError::TooManyPages {
                         path: path.into(),
                         total,
                     });
                 }
             }
-            EntryKind::Dir if size != 0 => return Err(ManifestError::DirWithSize(path.into())),
+            EntryKind::Dir | EntryKind::Symlink if size != 0 => {
+                return Err(ManifestError::NotAFileWithSize(path.into()))
+            }
             EntryKind::Dir => {}
+            EntryKind::Symlink => {
+                check_target(path, &entry.target)?;
+            }
         }
-        self.add_parents(path)?;
-        let entry = Entry {
-            id: Some(id),
-            kind,
-            path: path.to_string(),
-            size,
-            mode: mode & 0o777,
-            block_size: if kind == EntryKind::File {
-                block_size
-            } else {
-                0
-            },
-            identity,
-        };
-        match self.kinds.get(path).copied() {
+        if entry.kind != EntryKind::Symlink && !entry.target.is_empty() {
+            return Err(ManifestError::TargetOfNonLink(path.into()));
+        }
+        self.add_parents(&entry)?;
+        entry.mode &= 0o777;
+        let path = entry.path.clone();
+        match self.kinds.get(&path).copied() {
             // A directory a path implied earlier, now listed: take the host's mode and id.
             Some((EntryKind::Dir, i))
-                if kind == EntryKind::Dir && self.m.entries[i].id.is_none() =>
+                if entry.kind == EntryKind::Dir && self.m.entries[i].id.is_none() =>
             {
                 self.m.entries[i] = entry;
                 self.m.by_id.push(i);
             }
-            Some(_) => return Err(ManifestError::Duplicate(path.into())),
+            Some(_) => return Err(ManifestError::Duplicate(path)),
             None => {
-                self.kinds
-                    .insert(path.to_string(), (kind, self.m.entries.len()));
+                self.kinds.insert(path, (entry.kind, self.m.entries.len()));
                 self.m.by_id.push(self.m.entries.len());
                 self.m.total_bytes = self.m.total_bytes.saturating_add(entry.size);
-                self.blocks += entry.blocks();
-                self.path_bytes += entry.path.len() as u64;
+                self.pages += entry.pages();
+                self.path_bytes += (entry.path.len() + entry.target.len()) as u64;
                 self.m.entries.push(entry);
             }
         }
@@ -164,12 +178,13 @@ impl ManifestBuilder {
     /// directory are all known directories. An entry whose parents are
     /// known thus costs one lookup, however deep it is. The new parents are
     /// added shallowest first, so that parents come before children.
-    fn add_parents(&mut self, path: &str) -> Result<(), ManifestError> {
+    fn add_parents(&mut self, entry: &Entry) -> Result<(), ManifestError> {
+        let path = entry.path.as_str();
         let mut new = Vec::new();
         for (end, _) in path.rmatch_indices('/') {
             let parent = &path[..end];
             match self.kinds.get(parent) {
-                Some((EntryKind::File, _)) => {
+                Some((EntryKind::File | EntryKind::Symlink, _)) => {
                     return Err(ManifestError::InsideFile {
                         path: path.into(),
                         parent: parent.into(),
@@ -179,7 +194,8 @@ impl ManifestBuilder {
                 None => new.push(parent),
             }
         }
-        let text: u64 = new.iter().map(|p| p.len() as u64).sum::<u64>() + path.len() as u64;
+        let text: u64 = new.iter().map(|p| p.len() as u64).sum::<u64>()
+            + (path.len() + entry.target.len()) as u64;
         let total = self.path_bytes.saturating_add(text);
         if total > MAX_PATH_BYTES {
             return Err(ManifestError::TooMuchPathText {
@@ -196,8 +212,11 @@ impl ManifestBuilder {
                 path: parent.to_string(),
                 size: 0,
                 mode: IMPLIED_DIR_MODE,
-                block_size: 0,
+                // The time of the entry that implied it: the same in
+                // every session with this manifest.
+                mtime: entry.mtime,
                 identity: [0; 16],
+                target: String::new(),
             });
             self.path_bytes += parent.len() as u64;
         }
@@ -227,7 +246,7 @@ fn type_name(m: &Message) -> &'static str {
         crate::MessageType::Have => "Have",
         crate::MessageType::HaveEnd => "HaveEnd",
         crate::MessageType::Demand => "Demand",
-        crate::MessageType::Block => "Block",
+        crate::MessageType::Run => "Run",
         crate::MessageType::StreamDone => "StreamDone",
         crate::MessageType::Complete => "Complete",
         crate::MessageType::Error => "Error",

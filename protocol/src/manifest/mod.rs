@@ -5,15 +5,15 @@
 //! Paths come from the other end of a cable, so each one is checked here
 //! (relative, no `..`, `.` or empty components, no NUL, names of at most 255
 //! bytes) and the list as a whole too (ids in order, no duplicates, no entry
-//! inside a file, entry count, block sizes, file sizes under their caps).
+//! inside a file, entry count, file sizes and pages under their caps), and
+//! each symbolic link's target (relative, resolving inside the mount).
 //! Directories a path implies are added with mode 0o755. Each refusal is its
 //! own [`ManifestError`] naming the path. Permission bits above 0o777
 //! (setuid, setgid, sticky) are dropped.
 
-use crate::message::{EntryKind, FileId};
-use crate::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+use crate::message::{EntryKind, FileId, Mtime};
 
-pub use check::{check_path, ManifestBuilder};
+pub use check::{check_path, check_target, ManifestBuilder};
 
 mod check;
 #[cfg(test)]
@@ -21,11 +21,12 @@ mod tests;
 
 /// Most entries a manifest may hold (files and directories).
 pub const MAX_ENTRIES: u32 = 1_000_000;
-/// Most blocks all files of a manifest may have together. The device keeps
-/// about 4.25 bytes of map per block in memory, so this bounds it to about
-/// 285 MiB (64 Mi blocks: 4 TiB in 64 KiB blocks, 256 GiB in 4 KiB blocks).
-pub const MAX_TOTAL_BLOCKS: u64 = 1 << 26;
-/// Largest file a manifest may describe (16 TiB).
+/// Most pages all files of a manifest may have together: 1 Gi pages, 4 TiB.
+/// The device keeps about 1.06 bits per page in memory (a presence bit, and
+/// one bit per 16 pages for what it has checked), so this bounds its maps
+/// to about 136 MiB; 1 TiB takes 34 MiB.
+pub const MAX_TOTAL_PAGES: u64 = 1 << 30;
+/// Largest file a manifest may describe (16 TiB: page numbers fit a `u32`).
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
 /// Most bytes of path text a manifest may hold: the paths of its entries
 /// and of the directories they imply, added up. Without it a few thousand
@@ -50,17 +51,36 @@ pub struct Entry {
     pub size: u64,
     /// Permission bits only (at most 0o777).
     pub mode: u32,
-    pub block_size: u32,
+    /// The modification time the host gave (an implied directory: that of
+    /// the entry that implied it).
+    pub mtime: Mtime,
     pub identity: [u8; 16],
+    /// A symbolic link's target, checked; empty for other kinds.
+    pub target: String,
 }
 
 impl Entry {
-    /// Number of blocks of a file entry (0 for a directory).
-    pub fn blocks(&self) -> u64 {
+    /// Number of pages of a file entry (0 for a directory or a link).
+    pub fn pages(&self) -> u64 {
         match self.kind {
-            EntryKind::File => crate::block_count(self.size, self.block_size),
-            EntryKind::Dir => 0,
+            EntryKind::File => crate::page_count(self.size),
+            EntryKind::Dir | EntryKind::Symlink => 0,
         }
+    }
+
+    /// This entry as the host's Entry message (`None` for an implied
+    /// directory, which has no id).
+    pub fn message(&self) -> Option<crate::Message<'_>> {
+        Some(crate::Message::Entry {
+            id: self.id?,
+            kind: self.kind,
+            size: self.size,
+            mode: self.mode,
+            mtime: self.mtime,
+            identity: self.identity,
+            path: &self.path,
+            target: &self.target,
+        })
     }
 
     /// The parent directory's path, or `""` for the top level.
@@ -103,14 +123,16 @@ pub enum ManifestError {
     },
     #[error("manifest has more than {MAX_ENTRIES} entries")]
     TooManyEntries,
-    #[error("manifest entry {path:?} has block size {block_size} (a power of two from {MIN_BLOCK_SIZE} to {MAX_BLOCK_SIZE})")]
-    BadBlockSize { path: String, block_size: u32 },
+    #[error("manifest link {path:?} points to {target:?}, outside the mount (a link's target must be relative and stay inside what is served)")]
+    LinkOutside { path: String, target: String },
+    #[error("manifest entry {0:?} has a link target but is not a link")]
+    TargetOfNonLink(String),
     #[error("manifest entry {path:?} is {size} bytes, over the {MAX_FILE_SIZE}-byte cap")]
     FileTooLarge { path: String, size: u64 },
-    #[error("manifest entry {path:?} brings the blocks of all files to {total}, over the cap of {MAX_TOTAL_BLOCKS}: use a larger block size")]
-    TooManyBlocks { path: String, total: u64 },
-    #[error("manifest directory {0:?} has a nonzero size")]
-    DirWithSize(String),
+    #[error("manifest entry {path:?} brings the pages of all files to {total}, over the cap of {MAX_TOTAL_PAGES} (4 TiB): serve fewer bytes per daemon")]
+    TooManyPages { path: String, total: u64 },
+    #[error("manifest entry {0:?} is a directory or a link but has a nonzero size")]
+    NotAFileWithSize(String),
     #[error("manifest announced {announced} entries and {announced_bytes} bytes, but {received} entries and {received_bytes} bytes arrived")]
     CountMismatch {
         announced: u32,

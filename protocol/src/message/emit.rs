@@ -1,34 +1,23 @@
-//! Emission: a [`Message`] appended to a buffer as one whole frame, a raw
-//! Block's data hashed once (its `crc` is combined into the frame checksum).
+//! Emission: a [`Message`] appended to a buffer as one whole frame; a Run's
+//! data is not hashed here (its pages' CRCs, which the caller computed
+//! once, cover it, and the frame checksum covers them).
 
-use super::{truncate_utf8, Encoding, Message, MAX_AGENT_LEN};
+use super::{truncate_utf8, Message, MAX_AGENT_LEN};
 use crate::frame;
 
 impl<'a> Message<'a> {
     /// Append this message as one whole frame (header and payload) to `out`.
     ///
     /// The sender is responsible for the limits a receiver checks (path
-    /// length, range count, block size): a message over them is still
-    /// emitted, and the receiver refuses it with a clear error.
-    ///
-    /// A raw Block's data is not hashed here: its `crc` (the CRC-32 the
-    /// sender computed once) is combined into the frame checksum. A `crc`
-    /// that is not its data's CRC therefore yields a frame that fails its
-    /// checksum. An LZ4 Block's `crc` is that of the block before
-    /// compression, so the frame checksum hashes the compressed data (one
-    /// pass over the smaller bytes); a zero Block's `crc` is that of its
-    /// zeros, and its frame has no data to hash.
+    /// length, range count, run length): a message over them is still
+    /// emitted, and the receiver refuses it with a clear error. A Run's
+    /// `crcs` are not checked against its data here: a wrong one makes the
+    /// receiver drop that page and demand it again.
     pub fn emit(&self, out: &mut Vec<u8>) {
         out.reserve(frame::HEADER_LEN + self.buffer_len());
         let ty = self.message_type() as u8;
         match self {
-            Message::Block {
-                crc,
-                encoding: Encoding::Raw,
-                data,
-                ..
-            } => frame::emit_with_tail(out, ty, |o| self.emit_payload(o), data, *crc),
-            Message::Block { data, .. } => frame::emit(out, ty, |o| {
+            Message::Run { data, .. } => frame::emit(out, ty, |o| {
                 self.emit_payload(o);
                 o.extend_from_slice(data);
             }),
@@ -36,19 +25,14 @@ impl<'a> Message<'a> {
         }
     }
 
-    /// Like [`Message::emit`], but a raw Block's data is not copied: `out`
-    /// gets the frame up to its data, and the data to write right after it
-    /// is returned (empty for every other message).
+    /// Like [`Message::emit`], but a Run's data is not copied: `out` gets
+    /// the frame up to its data, and the data to write right after it is
+    /// returned (empty for every other message).
     pub fn emit_split(&self, out: &mut Vec<u8>) -> &'a [u8] {
         match *self {
-            Message::Block {
-                crc,
-                encoding: Encoding::Raw,
-                data,
-                ..
-            } => {
+            Message::Run { data, .. } => {
                 let ty = self.message_type() as u8;
-                frame::emit_head(out, ty, |o| self.emit_payload(o), data.len(), crc);
+                frame::emit_head(out, ty, |o| self.emit_payload(o), data.len());
                 data
             }
             _ => {
@@ -86,18 +70,22 @@ impl<'a> Message<'a> {
                 kind,
                 size,
                 mode,
-                block_size,
+                mtime,
                 identity,
                 path,
+                target,
             } => {
                 u32le(o, id.0);
                 o.extend_from_slice(&[*kind as u8, 0, 0, 0]);
                 u64le(o, *size);
                 u32le(o, *mode);
-                u32le(o, *block_size);
+                u32le(o, mtime.nsec);
+                u64le(o, mtime.sec as u64);
                 o.extend_from_slice(identity);
                 u16le(o, path.len().min(u16::MAX as usize) as u16);
+                u16le(o, target.len().min(u16::MAX as usize) as u16);
                 o.extend_from_slice(path.as_bytes());
+                o.extend_from_slice(target.as_bytes());
             }
             Message::ManifestEnd {
                 entries,
@@ -121,20 +109,22 @@ impl<'a> Message<'a> {
                 u32le(o, *count);
             }
             // The data follows, appended by `emit` (see there).
-            Message::Block {
+            Message::Run {
                 file,
-                index,
-                crc,
+                first,
+                count,
                 encoding,
+                crcs,
                 ..
             } => {
                 u32le(o, file.0);
-                u64le(o, *index);
-                u32le(o, *crc);
-                o.extend_from_slice(&[*encoding as u8, 0, 0, 0]);
+                u64le(o, *first);
+                u32le(o, *count);
+                o.extend_from_slice(&[*encoding as u8, super::HASH_CRC32, 0, 0]);
+                o.extend_from_slice(crcs.as_bytes());
             }
-            Message::StreamDone { blocks_sent } => u64le(o, *blocks_sent),
-            Message::Complete { blocks } => u64le(o, *blocks),
+            Message::StreamDone { pages_sent } => u64le(o, *pages_sent),
+            Message::Complete { pages } => u64le(o, *pages),
             Message::Error { code, text } => {
                 u16le(o, code.to_u16());
                 o.extend_from_slice(text.as_bytes());

@@ -1,47 +1,48 @@
 //! The parsed messages: [`Message`] with `parse`, `emit` and `buffer_len`.
 //!
 //! Every message is the payload of one frame ([`crate::frame`]). Parsing
-//! borrows from the frame (paths, texts, block data are slices into it) and
+//! borrows from the frame (paths, texts, page data are slices into it) and
 //! checks every length before reading, so it never panics and never
 //! allocates more than the payload's size. Values that a message type
 //! defines (roles, entry kinds, encodings) convert totally: an unknown value
 //! is a [`ParseError::BadValue`], never a panic. `docs/protocol.md` gives
 //! each layout byte by byte.
 //!
-//! A Block's data is carried as it is on the wire: raw, compressed in the
-//! LZ4 block format, or not at all for a block of zeros ([`Encoding`]).
-//! [`decode_block`] turns it back into the block's bytes, bounded by the
-//! length the receiver expects from the manifest, never by anything the
-//! sender says.
+//! A Run carries consecutive pages of a file with the CRC-32 of each, its
+//! data as it is on the wire: raw, compressed in the LZ4 block format, or
+//! not at all for pages of zeros ([`Encoding`]). [`decode_run`] turns it
+//! back into the pages' bytes, bounded by the length the receiver expects
+//! from the manifest, never by anything the sender says.
 //!
 //! [`OwnedMessage`] is the one owned form of a message, for code that keeps
 //! a message past its frame or passes it to another thread.
 //!
 //! Where each part lives: `types` the small types messages carry (file
-//! ids, block ranges, roles, error codes, entry kinds); `block` how a
-//! Block's data is encoded and decoded; `parse` and `emit` the two
+//! ids, page ranges, times, CRC tables, roles, error codes, entry kinds);
+//! `run` how a Run's data is encoded and decoded; `parse` and `emit` the two
 //! directions of the byte layout; `owned` the owned form; `tests` the
 //! fixed byte vectors of every message.
 
-pub use crate::frame::{MessageType, BLOCK_ENCODING_OFFSET, BLOCK_HEADER_LEN};
-pub use block::{decode_block, is_zero, DecodeError, Encoding};
+pub use crate::frame::{MessageType, RUN_HEADER_LEN};
 pub use owned::OwnedMessage;
-pub use types::{BlockRange, EntryKind, ErrorCode, FileId, Role};
+pub use run::{decode_run, is_zero, DecodeError, Encoding, HASH_CRC32};
+pub use types::{crc_table, EntryKind, ErrorCode, FileId, Mtime, PageCrcs, PageRange, Role};
 
 use crate::frame;
 
-mod block;
 mod emit;
 mod owned;
 mod parse;
+mod run;
 mod types;
 
 #[cfg(test)]
 mod tests;
 
 /// Length of an `Entry` message's fixed part, before the path.
-pub const ENTRY_HEADER_LEN: usize = 42;
-/// Longest path an `Entry` may carry, in bytes.
+pub const ENTRY_HEADER_LEN: usize = 52;
+/// Longest path an `Entry` may carry, in bytes; also the longest symbolic
+/// link target.
 pub const MAX_PATH_LEN: usize = 4096;
 /// Longest text a `Hello` agent string may carry, in bytes.
 pub const MAX_AGENT_LEN: usize = 256;
@@ -58,46 +59,50 @@ pub enum Message<'a> {
         max_version: u8,
         agent: &'a str,
     },
-    /// One manifest entry (host to device).
+    /// One manifest entry (host to device). `target` is a symbolic link's
+    /// target (empty for other kinds).
     Entry {
         id: FileId,
         kind: EntryKind,
         size: u64,
         mode: u32,
-        block_size: u32,
+        mtime: Mtime,
         identity: [u8; 16],
         path: &'a str,
+        target: &'a str,
     },
     /// End of the manifest: how many entries and file bytes it had.
     ManifestEnd { entries: u32, total_bytes: u64 },
-    /// Blocks of a file the device already holds (device to host).
+    /// Pages of a file the device already holds (device to host).
     Have {
         file: FileId,
-        ranges: Vec<BlockRange>,
+        ranges: Vec<PageRange>,
     },
     /// End of the device's resume state: every file has been reported.
     HaveEnd { files: u32 },
-    /// A reader waits for these blocks (device to host).
+    /// A reader waits for these pages (device to host).
     Demand {
         file: FileId,
         first: u64,
         count: u32,
     },
-    /// One block of data with the CRC-32 of its content (host to device).
-    /// `data` is as it is on the wire, in `encoding` (empty for a zero
-    /// block); `crc` is the CRC-32 of the block's bytes (after decoding, see
-    /// [`decode_block`]).
-    Block {
+    /// `count` consecutive pages of a file from page `first`, with the
+    /// CRC-32 of each page's bytes (host to device). `data` is as it is on
+    /// the wire, in `encoding` (empty for pages of zeros, which carry no
+    /// CRC table either); `crcs` are over the pages' bytes after decoding
+    /// (see [`decode_run`]).
+    Run {
         file: FileId,
-        index: u64,
-        crc: u32,
+        first: u64,
+        count: u32,
         encoding: Encoding,
+        crcs: PageCrcs<'a>,
         data: &'a [u8],
     },
-    /// The host has sent every block the device lacked.
-    StreamDone { blocks_sent: u64 },
-    /// The device holds every block of every file.
-    Complete { blocks: u64 },
+    /// The host has sent every page the device lacked.
+    StreamDone { pages_sent: u64 },
+    /// The device holds every page of every file.
+    Complete { pages: u64 },
     /// The sender stops because of this error.
     Error { code: ErrorCode, text: &'a str },
     /// The sender ends the session cleanly.
@@ -140,7 +145,7 @@ impl Message<'_> {
             Message::Have { .. } => MessageType::Have,
             Message::HaveEnd { .. } => MessageType::HaveEnd,
             Message::Demand { .. } => MessageType::Demand,
-            Message::Block { .. } => MessageType::Block,
+            Message::Run { .. } => MessageType::Run,
             Message::StreamDone { .. } => MessageType::StreamDone,
             Message::Complete { .. } => MessageType::Complete,
             Message::Error { .. } => MessageType::Error,
@@ -152,12 +157,14 @@ impl Message<'_> {
     pub fn buffer_len(&self) -> usize {
         match self {
             Message::Hello { agent, .. } => 6 + truncate_utf8(agent, MAX_AGENT_LEN).len(),
-            Message::Entry { path, .. } => ENTRY_HEADER_LEN + path.len(),
+            Message::Entry { path, target, .. } => ENTRY_HEADER_LEN + path.len() + target.len(),
             Message::ManifestEnd { .. } => 12,
             Message::Have { ranges, .. } => 8 + 16 * ranges.len(),
             Message::HaveEnd { .. } => 4,
             Message::Demand { .. } => 16,
-            Message::Block { data, .. } => BLOCK_HEADER_LEN + data.len(),
+            Message::Run { crcs, data, .. } => {
+                RUN_HEADER_LEN + crcs.as_bytes().len() + data.len()
+            }
             Message::StreamDone { .. } | Message::Complete { .. } => 8,
             Message::Error { text, .. } => 2 + text.len(),
             Message::Goodbye => 0,

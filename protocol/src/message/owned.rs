@@ -6,7 +6,9 @@
 //! either way keeps every field, so a message emitted from its owned form is
 //! the same frame, byte for byte, as emitted from the message it came from.
 
-use super::{BlockRange, Encoding, EntryKind, ErrorCode, FileId, Message, MessageType, Role};
+use super::{
+    Encoding, EntryKind, ErrorCode, FileId, Message, MessageType, Mtime, PageCrcs, PageRange, Role,
+};
 
 /// One message that owns what it carries (see [`Message`] for each variant's
 /// meaning). Made by [`Message::to_owned`] or [`Message::into_owned`];
@@ -24,9 +26,10 @@ pub enum OwnedMessage {
         kind: EntryKind,
         size: u64,
         mode: u32,
-        block_size: u32,
+        mtime: Mtime,
         identity: [u8; 16],
         path: String,
+        target: String,
     },
     ManifestEnd {
         entries: u32,
@@ -34,7 +37,7 @@ pub enum OwnedMessage {
     },
     Have {
         file: FileId,
-        ranges: Vec<BlockRange>,
+        ranges: Vec<PageRange>,
     },
     HaveEnd {
         files: u32,
@@ -44,18 +47,20 @@ pub enum OwnedMessage {
         first: u64,
         count: u32,
     },
-    Block {
+    /// `crcs` is the CRC table as on the wire (see [`PageCrcs`]).
+    Run {
         file: FileId,
-        index: u64,
-        crc: u32,
+        first: u64,
+        count: u32,
         encoding: Encoding,
+        crcs: Vec<u8>,
         data: Vec<u8>,
     },
     StreamDone {
-        blocks_sent: u64,
+        pages_sent: u64,
     },
     Complete {
-        blocks: u64,
+        pages: u64,
     },
     Error {
         code: ErrorCode,
@@ -90,17 +95,19 @@ impl Message<'_> {
                 kind,
                 size,
                 mode,
-                block_size,
+                mtime,
                 identity,
                 path,
+                target,
             } => OwnedMessage::Entry {
                 id,
                 kind,
                 size,
                 mode,
-                block_size,
+                mtime,
                 identity,
                 path: path.to_string(),
+                target: target.to_string(),
             },
             Message::ManifestEnd {
                 entries,
@@ -112,21 +119,23 @@ impl Message<'_> {
             Message::Have { file, ranges } => OwnedMessage::Have { file, ranges },
             Message::HaveEnd { files } => OwnedMessage::HaveEnd { files },
             Message::Demand { file, first, count } => OwnedMessage::Demand { file, first, count },
-            Message::Block {
+            Message::Run {
                 file,
-                index,
-                crc,
+                first,
+                count,
                 encoding,
+                crcs,
                 data,
-            } => OwnedMessage::Block {
+            } => OwnedMessage::Run {
                 file,
-                index,
-                crc,
+                first,
+                count,
                 encoding,
+                crcs: crcs.as_bytes().to_vec(),
                 data: data.to_vec(),
             },
-            Message::StreamDone { blocks_sent } => OwnedMessage::StreamDone { blocks_sent },
-            Message::Complete { blocks } => OwnedMessage::Complete { blocks },
+            Message::StreamDone { pages_sent } => OwnedMessage::StreamDone { pages_sent },
+            Message::Complete { pages } => OwnedMessage::Complete { pages },
             Message::Error { code, text } => OwnedMessage::Error {
                 code,
                 text: text.to_string(),
@@ -164,17 +173,19 @@ impl OwnedMessage {
                 kind,
                 size,
                 mode,
-                block_size,
+                mtime,
                 identity,
                 path,
+                target,
             } => Message::Entry {
                 id: *id,
                 kind: *kind,
                 size: *size,
                 mode: *mode,
-                block_size: *block_size,
+                mtime: *mtime,
                 identity: *identity,
                 path,
+                target,
             },
             OwnedMessage::ManifestEnd {
                 entries,
@@ -193,23 +204,27 @@ impl OwnedMessage {
                 first: *first,
                 count: *count,
             },
-            OwnedMessage::Block {
+            OwnedMessage::Run {
                 file,
-                index,
-                crc,
+                first,
+                count,
                 encoding,
+                crcs,
                 data,
-            } => Message::Block {
+            } => Message::Run {
                 file: *file,
-                index: *index,
-                crc: *crc,
+                first: *first,
+                count: *count,
                 encoding: *encoding,
+                // A table of another length than a multiple of 4 is cut to
+                // whole CRCs: only tests build one by hand.
+                crcs: PageCrcs::new(&crcs[..crcs.len() / 4 * 4]).expect("whole CRCs"),
                 data,
             },
-            OwnedMessage::StreamDone { blocks_sent } => Message::StreamDone {
-                blocks_sent: *blocks_sent,
+            OwnedMessage::StreamDone { pages_sent } => Message::StreamDone {
+                pages_sent: *pages_sent,
             },
-            OwnedMessage::Complete { blocks } => Message::Complete { blocks: *blocks },
+            OwnedMessage::Complete { pages } => Message::Complete { pages: *pages },
             OwnedMessage::Error { code, text } => Message::Error { code: *code, text },
             OwnedMessage::Goodbye => Message::Goodbye,
         }
@@ -224,7 +239,7 @@ impl OwnedMessage {
             OwnedMessage::Have { .. } => MessageType::Have,
             OwnedMessage::HaveEnd { .. } => MessageType::HaveEnd,
             OwnedMessage::Demand { .. } => MessageType::Demand,
-            OwnedMessage::Block { .. } => MessageType::Block,
+            OwnedMessage::Run { .. } => MessageType::Run,
             OwnedMessage::StreamDone { .. } => MessageType::StreamDone,
             OwnedMessage::Complete { .. } => MessageType::Complete,
             OwnedMessage::Error { .. } => MessageType::Error,
@@ -248,7 +263,7 @@ mod tests {
     use super::*;
     use crate::frame::Frame;
 
-    /// One message of every type, and every Block encoding.
+    /// One message of every type, and every Run encoding.
     fn one_of_each() -> Vec<Message<'static>> {
         vec![
             Message::Hello {
@@ -262,18 +277,33 @@ mod tests {
                 kind: EntryKind::File,
                 size: 1 << 33,
                 mode: 0o640,
-                block_size: 65536,
+                mtime: Mtime {
+                    sec: 1_700_000_000,
+                    nsec: 999_999_999,
+                },
                 identity: [0x11; 16],
                 path: "dir/é.bin",
+                target: "",
+            },
+            Message::Entry {
+                id: FileId(1),
+                kind: EntryKind::Symlink,
+                size: 0,
+                mode: 0o777,
+                mtime: Mtime { sec: -1, nsec: 5 },
+                identity: [0; 16],
+                path: "dir/link",
+                target: "é.bin",
             },
             Message::Entry {
                 id: FileId(0),
                 kind: EntryKind::Dir,
                 size: 0,
                 mode: 0o755,
-                block_size: 4096,
+                mtime: Mtime::default(),
                 identity: [0; 16],
                 path: "dir",
+                target: "",
             },
             Message::ManifestEnd {
                 entries: 2,
@@ -282,8 +312,8 @@ mod tests {
             Message::Have {
                 file: FileId(7),
                 ranges: vec![
-                    BlockRange { first: 0, count: 3 },
-                    BlockRange {
+                    PageRange { first: 0, count: 3 },
+                    PageRange {
                         first: 10,
                         count: u64::MAX - 10,
                     },
@@ -299,31 +329,34 @@ mod tests {
                 first: 5,
                 count: u32::MAX,
             },
-            Message::Block {
+            Message::Run {
                 file: FileId(7),
-                index: 1,
-                crc: crc32fast::hash(b"raw bytes"),
+                first: 1,
+                count: 1,
                 encoding: Encoding::Raw,
+                crcs: PageCrcs::new(&[0x5e, 0x1f, 0x58, 0x61]).unwrap(),
                 data: b"raw bytes",
             },
-            Message::Block {
+            Message::Run {
                 file: FileId(7),
-                index: 2,
-                crc: 0xfaea_cfaa,
+                first: 2,
+                count: 1,
                 encoding: Encoding::Lz4,
+                crcs: PageCrcs::new(&[0xaa, 0xcf, 0xea, 0xfa]).unwrap(),
                 data: &[
                     0x2c, b'a', b'b', 2, 0, 0x60, b'a', b'b', b'a', b'b', b'a', b'b',
                 ],
             },
-            Message::Block {
+            Message::Run {
                 file: FileId(7),
-                index: 3,
-                crc: 0xc71c_0011,
+                first: 3,
+                count: 256,
                 encoding: Encoding::Zero,
+                crcs: PageCrcs::default(),
                 data: &[],
             },
-            Message::StreamDone { blocks_sent: 12 },
-            Message::Complete { blocks: 13 },
+            Message::StreamDone { pages_sent: 12 },
+            Message::Complete { pages: 13 },
             Message::Error {
                 code: ErrorCode::Unknown(77),
                 text: "out of luck",

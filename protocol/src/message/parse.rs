@@ -4,8 +4,8 @@
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::{
-    BlockRange, Encoding, EntryKind, ErrorCode, FileId, Message, MessageType, ParseError, Role,
-    MAX_AGENT_LEN, MAX_PATH_LEN, MAX_RANGES_PER_HAVE,
+    Encoding, EntryKind, ErrorCode, FileId, Message, MessageType, Mtime, PageCrcs, PageRange,
+    ParseError, Role, HASH_CRC32, MAX_AGENT_LEN, MAX_PATH_LEN, MAX_RANGES_PER_HAVE,
 };
 use crate::frame::{self, Frame};
 
@@ -103,27 +103,38 @@ impl<'a> Message<'a> {
                 let kind = match c.u8()? {
                     0 => EntryKind::File,
                     1 => EntryKind::Dir,
+                    2 => EntryKind::Symlink,
                     v => return Err(c.bad("kind", v.into())),
                 };
                 c.take(3)?;
                 let size = c.u64()?;
                 let mode = c.u32()?;
-                let block_size = c.u32()?;
+                let nsec = c.u32()?;
+                if nsec >= Mtime::NANOS {
+                    return Err(c.bad("mtime", nsec.into()));
+                }
+                let sec = c.u64()? as i64;
                 let mut identity = [0u8; 16];
                 identity.copy_from_slice(c.take(16)?);
                 let len = c.u16()? as usize;
                 if len > MAX_PATH_LEN {
                     return Err(c.bad("path length", len as u64));
                 }
+                let target_len = c.u16()? as usize;
+                if target_len > MAX_PATH_LEN || (target_len > 0) != (kind == EntryKind::Symlink) {
+                    return Err(c.bad("target length", target_len as u64));
+                }
                 let path = c.str(len, "path")?;
+                let target = c.str(target_len, "target")?;
                 Message::Entry {
                     id,
                     kind,
                     size,
                     mode,
-                    block_size,
+                    mtime: Mtime { sec, nsec },
                     identity,
                     path,
+                    target,
                 }
             }
             MessageType::ManifestEnd => Message::ManifestEnd {
@@ -152,7 +163,7 @@ impl<'a> Message<'a> {
                     if count == 0 || first.checked_add(count).is_none() {
                         return Err(c.bad("range", count));
                     }
-                    ranges.push(BlockRange { first, count });
+                    ranges.push(PageRange { first, count });
                 }
                 Message::Have { file, ranges }
             }
@@ -166,32 +177,54 @@ impl<'a> Message<'a> {
                 }
                 Message::Demand { file, first, count }
             }
-            MessageType::Block => {
+            MessageType::Run => {
                 let file = FileId(c.u32()?);
-                let index = c.u64()?;
-                let crc = c.u32()?;
+                let first = c.u64()?;
+                let count = c.u32()?;
+                if count == 0
+                    || count > crate::MAX_RUN_PAGES
+                    || first.checked_add(u64::from(count)).is_none()
+                {
+                    return Err(c.bad("count", count.into()));
+                }
                 let encoding = c.u8()?;
                 let encoding =
                     Encoding::try_from(encoding).map_err(|v| c.bad("encoding", v.into()))?;
-                c.take(3)?;
+                let hash = c.u8()?;
+                if hash != HASH_CRC32 {
+                    return Err(c.bad("hash", hash.into()));
+                }
+                c.take(2)?;
+                let table = if encoding == Encoding::Zero {
+                    0
+                } else {
+                    4 * count as usize
+                };
+                let crcs = PageCrcs::new(c.take(table)?).expect("a multiple of 4");
                 let data = c.rest();
-                if data.len() > crate::MAX_BLOCK_SIZE as usize
-                    || (encoding == Encoding::Zero && !data.is_empty())
-                {
+                let most = count as usize * crate::PAGE_SIZE as usize;
+                let fits = match encoding {
+                    // Whole pages, but for a short last page of the file.
+                    Encoding::Raw => data.len() > most - crate::PAGE_SIZE as usize && data.len() <= most,
+                    Encoding::Lz4 => !data.is_empty() && data.len() <= most,
+                    Encoding::Zero => data.is_empty(),
+                };
+                if !fits {
                     return Err(c.bad("data length", data.len() as u64));
                 }
-                Message::Block {
+                Message::Run {
                     file,
-                    index,
-                    crc,
+                    first,
+                    count,
                     encoding,
+                    crcs,
                     data,
                 }
             }
             MessageType::StreamDone => Message::StreamDone {
-                blocks_sent: c.u64()?,
+                pages_sent: c.u64()?,
             },
-            MessageType::Complete => Message::Complete { blocks: c.u64()? },
+            MessageType::Complete => Message::Complete { pages: c.u64()? },
             MessageType::Error => {
                 let code = ErrorCode::from_u16(c.u16()?);
                 let len = c.buf.len().saturating_sub(2);

@@ -2,13 +2,14 @@
 //! and resolves them into [`MountLog`]s (the files each mount served, with
 //! their paths, and what readers did with them). Damage is refused with the
 //! record's index and byte offset; only an incomplete last record is
-//! tolerated.
+//! tolerated. A log of format 1 counted in blocks of each file's block
+//! size: its ranges are turned into the pages they cover.
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::{
     Decoded, Event, LogError, LogFile, MountLog, Record, LOG_MAGIC, LOG_VERSION, MAX_LOG_BYTES,
-    MAX_PATH, NAME_CHUNK, RECORD_LEN,
+    MAX_PATH, NAME_CHUNK, OLDEST_LOG_VERSION, RECORD_LEN,
 };
 use crate::manifest::check_path;
 use crate::message::FileId;
@@ -17,7 +18,7 @@ use crate::message::FileId;
 struct Announcing {
     file: FileId,
     size: u64,
-    block_size: u32,
+    unit_shift: u8,
     path_len: usize,
     head: [u8; 12],
     tail: Vec<u8>,
@@ -38,7 +39,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
         return Err(LogError::BadHeader("shorter than 32 bytes"));
     }
     let version = LE::read_u16(&bytes[8..10]);
-    if version != LOG_VERSION {
+    if !(OLDEST_LOG_VERSION..=LOG_VERSION).contains(&version) {
         return Err(LogError::Version(version));
     }
     if LE::read_u16(&bytes[10..12]) as usize != RECORD_LEN {
@@ -49,8 +50,10 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
         mounts: Vec::new(),
         torn_tail: body.len() % RECORD_LEN,
     };
-    // Host file id -> index into the current mount's files.
+    // Host file id -> index into the current mount's files, and log2 of
+    // the unit its records count in.
     let mut ids: std::collections::HashMap<u32, usize> = Default::default();
+    let mut shifts: Vec<u8> = Vec::new();
     let mut announcing: Option<Announcing> = None;
     for (index, chunk) in body.chunks_exact(RECORD_LEN).enumerate() {
         let offset = RECORD_LEN * (index + 1);
@@ -86,6 +89,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
                 continue;
             }
             let mount = out.mounts.last_mut().expect("a mount came first");
+            let shift = a.unit_shift;
             let file = finish_file(a).map_err(invalid)?;
             if let Some(&i) = ids.get(&file.id.0) {
                 if mount.files[i] != file {
@@ -96,6 +100,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
                 }
             } else {
                 ids.insert(file.id.0, mount.files.len());
+                shifts.push(shift);
                 mount.files.push(file);
             }
             continue;
@@ -113,6 +118,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
                 .is_some_and(|m| m.unix_us == unix_us && m.pid == pid);
             if !(continued && same) {
                 ids.clear();
+                shifts.clear();
                 out.mounts.push(MountLog {
                     unix_us,
                     pid,
@@ -129,35 +135,44 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
                 .copied()
                 .ok_or_else(|| format!("names {file}, which was not announced"))
         };
+        // A range as the record gives it (in its file's unit), checked,
+        // then in pages.
         let check = |mount: &MountLog, i: usize, first: u64, count: u64| {
             let f = &mount.files[i];
-            if count == 0 || first + count > f.blocks() {
-                Err(format!(
-                    "blocks {first}..{} of {} are out of range: it has {} blocks",
+            let extra = u32::from(shifts[i]) - crate::PAGE_SHIFT;
+            let units = f.pages().div_ceil(1 << extra);
+            if count == 0 || first + count > units {
+                return Err(format!(
+                    "{} {first}..{} of {} are out of range: it has {units}",
+                    if extra == 0 { "pages" } else { "blocks" },
                     first + count,
                     f.path,
-                    f.blocks()
-                ))
-            } else {
-                Ok(())
+                ));
             }
+            let first_page = first << extra;
+            Ok((first_page, ((first + count) << extra).min(f.pages()) - first_page))
         };
         let event = match rec {
             Record::Mount { .. } => unreachable!("handled above"),
             Record::File {
                 file,
                 size,
-                block_size,
+                unit_shift,
                 path_len,
                 identity_head,
             } => {
                 if path_len as usize > MAX_PATH {
                     return Err(invalid(format!("path of {path_len} bytes")));
                 }
+                if version == LOG_VERSION && unit_shift != crate::PAGE_SHIFT as u8 {
+                    return Err(invalid(format!(
+                        "file {file} counts in units of 2^{unit_shift} bytes, not pages"
+                    )));
+                }
                 announcing = Some(Announcing {
                     file,
                     size,
-                    block_size,
+                    unit_shift,
                     path_len: path_len.into(),
                     head: identity_head,
                     tail: Vec::with_capacity(4 + path_len as usize),
@@ -181,12 +196,12 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
                 demanded,
             } => {
                 let i = lookup(file).map_err(invalid)?;
-                check(mount, i, first.into(), count.into()).map_err(invalid)?;
+                let (first, count) = check(mount, i, first.into(), count.into()).map_err(invalid)?;
                 Event::Wait {
                     t_us,
                     file: i,
-                    first: first.into(),
-                    count: count.into(),
+                    first,
+                    count,
                     wait_us,
                     pid,
                     outcome,
@@ -200,12 +215,12 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
                 count,
             } => {
                 let i = lookup(file).map_err(invalid)?;
-                check(mount, i, first.into(), count.into()).map_err(invalid)?;
+                let (first, count) = check(mount, i, first.into(), count.into()).map_err(invalid)?;
                 Event::Touch {
                     t_us,
                     file: i,
-                    first: first.into(),
-                    count: count.into(),
+                    first,
+                    count,
                 }
             }
             Record::Served {
@@ -246,7 +261,6 @@ fn finish_file(a: Announcing) -> Result<LogFile, String> {
         id: a.file,
         path: path.to_string(),
         size: a.size,
-        block_size: a.block_size,
         identity,
     })
 }

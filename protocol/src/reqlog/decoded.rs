@@ -3,7 +3,7 @@
 //! refused ([`LogError`]), and [`join`], which puts a rotated file and its
 //! successor together.
 
-use super::{Outcome, RecordError, LOG_VERSION, MAX_LOG_BYTES};
+use super::{Outcome, RecordError, LOG_VERSION, MAX_LOG_BYTES, OLDEST_LOG_VERSION};
 use crate::message::FileId;
 
 /// A file as a log names it.
@@ -12,13 +12,12 @@ pub struct LogFile {
     pub id: FileId,
     pub path: String,
     pub size: u64,
-    pub block_size: u32,
     pub identity: [u8; 16],
 }
 
 impl LogFile {
-    pub fn blocks(&self) -> u64 {
-        crate::block_count(self.size, self.block_size)
+    pub fn pages(&self) -> u64 {
+        crate::page_count(self.size)
     }
 }
 
@@ -76,7 +75,7 @@ pub struct Decoded {
 pub enum LogError {
     #[error("not a feedfs request log (it does not start with FDFSRLOG)")]
     BadMagic,
-    #[error("request log version {0}, this build reads version {LOG_VERSION}")]
+    #[error("request log version {0}, this build reads versions {OLDEST_LOG_VERSION} to {LOG_VERSION}")]
     Version(u16),
     #[error("request log header is damaged: {0}")]
     BadHeader(&'static str),
