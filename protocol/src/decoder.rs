@@ -200,11 +200,12 @@ mod tests {
             count: 3,
         }
         .emit(&mut s);
-        Message::Block {
+        Message::Run {
             file: FileId(1),
-            index: 2,
-            crc: crc32fast::hash(&[9; 100]),
+            first: 2,
+            count: crate::page_count([9; 100].len() as u64) as u32,
             encoding: crate::message::Encoding::Raw,
+            crcs: crate::PageCrcs::new(&crate::message::page_crcs(&[9; 100])).unwrap(),
             data: &[9; 100],
         }
         .emit(&mut s);

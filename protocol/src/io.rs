@@ -232,11 +232,12 @@ mod tests {
     fn write_then_read_back_through_small_reads() {
         let mut w = FrameWriter::new(Vec::new());
         let data = vec![5u8; 70_000];
-        w.send(&Message::Block {
+        w.send(&Message::Run {
             file: FileId(3),
-            index: 9,
-            crc: crc32fast::hash(&data),
+            first: 9,
+            count: crate::page_count(data.len() as u64) as u32,
             encoding: crate::message::Encoding::Raw,
+            crcs: crate::PageCrcs::new(&crate::message::page_crcs(&data)).unwrap(),
             data: &data,
         })
         .unwrap();
@@ -245,8 +246,8 @@ mod tests {
         let mut r = FrameReader::new(Trickle(&bytes, 1000));
         let f = r.next_frame().unwrap().unwrap();
         match Message::parse(f).unwrap() {
-            Message::Block { index, data: d, .. } => {
-                assert_eq!(index, 9);
+            Message::Run { first, data: d, .. } => {
+                assert_eq!(first, 9);
                 assert_eq!(d, &data[..]);
             }
             m => panic!("unexpected {m:?}"),
@@ -276,15 +277,16 @@ mod tests {
         // again: without the stall rule, the StreamDones would fill the cut
         // frame's promised 65 556 bytes, 24 bytes at a time.
         let data = vec![9u8; 65536];
-        let block = Message::Block {
+        let block = Message::Run {
             file: FileId(0),
-            index: 0,
-            crc: crc32fast::hash(&data),
+            first: 0,
+            count: crate::page_count(data.len() as u64) as u32,
             encoding: crate::message::Encoding::Raw,
+            crcs: crate::PageCrcs::new(&crate::message::page_crcs(&data)).unwrap(),
             data: &data,
         }
         .to_frame();
-        let done = Message::StreamDone { blocks_sent: 1 }.to_frame();
+        let done = Message::StreamDone { pages_sent: 1 }.to_frame();
         let mut chunks = vec![block[..100].to_vec()];
         chunks.extend(std::iter::repeat_n(done.clone(), 5));
         let mut r = FrameReader::new(Chunks(chunks, Duration::from_millis(5)))
@@ -306,7 +308,7 @@ mod tests {
         while let Some(f) = r.next_frame().unwrap() {
             assert_eq!(
                 Message::parse(f).unwrap(),
-                Message::StreamDone { blocks_sent: 1 }
+                Message::StreamDone { pages_sent: 1 }
             );
             after += 1;
         }
@@ -316,11 +318,12 @@ mod tests {
     #[test]
     fn a_slow_frame_within_its_allowance_is_kept() {
         let data = vec![3u8; 5000];
-        let block = Message::Block {
+        let block = Message::Run {
             file: FileId(0),
-            index: 0,
-            crc: crc32fast::hash(&data),
+            first: 0,
+            count: crate::page_count(data.len() as u64) as u32,
             encoding: crate::message::Encoding::Raw,
+            crcs: crate::PageCrcs::new(&crate::message::page_crcs(&data)).unwrap(),
             data: &data,
         }
         .to_frame();
@@ -333,11 +336,13 @@ mod tests {
     #[test]
     fn a_block_sent_in_two_writes_is_the_same_frame() {
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
-        let msg = Message::Block {
+        let table = crate::message::page_crcs(&data);
+        let msg = Message::Run {
             file: FileId(1),
-            index: 2,
-            crc: crc32fast::hash(&data),
+            first: 2,
+            count: crate::page_count(data.len() as u64) as u32,
             encoding: crate::message::Encoding::Raw,
+            crcs: crate::PageCrcs::new(&table).unwrap(),
             data: &data,
         };
         let mut w = FrameWriter::new(Vec::new());

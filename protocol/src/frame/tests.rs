@@ -12,7 +12,7 @@ fn frame(ty: u8, payload: &[u8]) -> Vec<u8> {
 #[test]
 fn fixed_header_bytes() {
     let f = frame(0x0b, &[0]);
-    assert_eq!(&f[..12], b"FDFS\x03\x0b\x00\x00\x01\x00\x00\x00");
+    assert_eq!(&f[..12], b"FDFS\x04\x0b\x00\x00\x01\x00\x00\x00");
     let crc = crc32fast::hash(&[&f[..12], &[0u8][..]].concat());
     assert_eq!(LE::read_u32(&f[12..16]), crc);
     let checked = Frame::new_checked(&f[..]).unwrap();
@@ -92,7 +92,7 @@ fn type_codes_convert_totally() {
             }
         }
     }
-    assert_eq!(MessageType::try_from(0x07), Ok(MessageType::Block));
+    assert_eq!(MessageType::try_from(0x07), Ok(MessageType::Run));
 }
 
 #[test]

@@ -2,9 +2,30 @@
 
 use super::*;
 
+/// A host entry as the builder takes it.
+fn entry(
+    id: FileId,
+    kind: EntryKind,
+    path: &str,
+    size: u64,
+    mode: u32,
+    identity: [u8; 16],
+) -> Entry {
+    Entry {
+        id: Some(id),
+        kind,
+        path: path.into(),
+        size,
+        mode,
+        mtime: Mtime { sec: 1_700_000_000, nsec: 0 },
+        identity,
+        target: String::new(),
+    }
+}
+
 fn file(b: &mut ManifestBuilder, path: &str) -> Result<(), ManifestError> {
     let id = FileId(b.m.by_id.len() as u32);
-    b.push(id, EntryKind::File, path, 10, 0o4755, 4096, [1; 16])
+    b.push(entry(id, EntryKind::File, path, 10, 0o4755, [1; 16]))
 }
 
 #[test]
@@ -64,7 +85,7 @@ fn tree_rules() {
         })
     );
     assert_eq!(
-        b.push(FileId(7), EntryKind::File, "x", 1, 0, 4096, [0; 16]),
+        b.push(entry(FileId(7), EntryKind::File, "x", 1, 0, [0; 16])),
         Err(ManifestError::BadId {
             path: "x".into(),
             expected: 1,
@@ -72,20 +93,23 @@ fn tree_rules() {
         })
     );
     assert_eq!(
-        b.push(FileId(1), EntryKind::File, "x", 1, 0, 3000, [0; 16]),
-        Err(ManifestError::BadBlockSize {
-            path: "x".into(),
-            block_size: 3000
-        })
+        b.push(entry(FileId(1), EntryKind::Dir, "x", 1, 0, [0; 16])),
+        Err(ManifestError::NotAFileWithSize("x".into()))
+    );
+    let mut not_a_link = entry(FileId(1), EntryKind::File, "x", 1, 0, [0; 16]);
+    not_a_link.target = "y".into();
+    assert_eq!(
+        b.push(not_a_link),
+        Err(ManifestError::TargetOfNonLink("x".into()))
     );
     assert_eq!(
-        b.push(FileId(1), EntryKind::File, "x", u64::MAX, 0, 4096, [0; 16]),
+        b.push(entry(FileId(1), EntryKind::File, "x", u64::MAX, 0, [0; 16])),
         Err(ManifestError::FileTooLarge {
             path: "x".into(),
             size: u64::MAX
         })
     );
-    b.push(FileId(1), EntryKind::Dir, "top", 0, 0o700, 0, [0; 16])
+    b.push(entry(FileId(1), EntryKind::Dir, "top", 0, 0o700, [0; 16]))
         .unwrap();
     let m = b.finish(2, 10).unwrap();
     let paths: Vec<_> = m
@@ -103,42 +127,81 @@ fn tree_rules() {
 }
 
 #[test]
-fn total_blocks_are_capped() {
+fn total_pages_are_capped() {
     let mut b = ManifestBuilder::new();
     let tib = 1u64 << 40;
-    // 4 KiB blocks: 2^28 blocks per TiB, over the cap at once.
+    // A TiB is 2^28 pages; four of them reach the cap of 4 TiB.
+    for i in 0..4 {
+        b.push(entry(FileId(i), EntryKind::File, &format!("f{i}"), tib, 0o644, [0; 16]))
+            .unwrap();
+    }
     assert_eq!(
-        b.push(FileId(0), EntryKind::File, "a", tib, 0o644, 4096, [0; 16]),
-        Err(ManifestError::TooManyBlocks {
-            path: "a".into(),
-            total: 1 << 28
+        b.push(entry(FileId(4), EntryKind::File, "one-more", 1, 0o644, [0; 16])),
+        Err(ManifestError::TooManyPages {
+            path: "one-more".into(),
+            total: (1 << 30) + 1
         })
     );
-    // In 1 MiB blocks a TiB is 2^20 blocks; 64 of them reach the cap.
-    for i in 0..64 {
-        b.push(
-            FileId(i),
-            EntryKind::File,
-            &format!("f{i}"),
-            tib,
-            0o644,
-            1 << 20,
-            [0; 16],
-        )
+    // Empty files, directories and links have no pages.
+    b.push(entry(FileId(4), EntryKind::File, "empty", 0, 0o644, [0; 16]))
         .unwrap();
+    let mut link = entry(FileId(5), EntryKind::Symlink, "l", 0, 0o777, [0; 16]);
+    link.target = "empty".into();
+    b.push(link).unwrap();
+}
+
+/// A link entry from `path` to `target`.
+fn link(b: &mut ManifestBuilder, path: &str, target: &str) -> Result<(), ManifestError> {
+    let id = FileId(b.m.by_id.len() as u32);
+    let mut e = entry(id, EntryKind::Symlink, path, 0, 0o777, [0; 16]);
+    e.target = target.into();
+    b.push(e)
+}
+
+#[test]
+fn links_stay_inside_the_mount_and_hold_nothing_below_them() {
+    let mut b = ManifestBuilder::new();
+    for (path, target) in [
+        ("l0", "f"),
+        ("a/l1", "../f"),
+        ("a/b/l2", "../../a/./x"),
+        ("a/b/l3", "c/../../.."),
+        ("a/l4", "b/"),
+    ] {
+        link(&mut b, path, target).unwrap_or_else(|e| panic!("{path} -> {target}: {e}"));
     }
-    assert!(matches!(
-        b.push(
-            FileId(64),
-            EntryKind::File,
-            "one-more",
-            1 << 20,
-            0o644,
-            1 << 20,
-            [0; 16]
-        ),
-        Err(ManifestError::TooManyBlocks { .. })
-    ));
+    for (path, target) in [
+        ("m0", "/etc/passwd"),
+        ("m1", ".."),
+        ("a/m2", "../.."),
+        ("a/b/m3", "../../../x"),
+        ("a/m4", "b/../../../x"),
+        ("m5", ""),
+        ("m6", "x\0y"),
+    ] {
+        assert_eq!(
+            link(&mut b, path, target),
+            Err(ManifestError::LinkOutside {
+                path: path.into(),
+                target: target.replace('\0', "\\0")
+            }),
+            "{path} -> {target}"
+        );
+    }
+    // Nothing lies inside a link.
+    assert_eq!(
+        file(&mut b, "l0/x"),
+        Err(ManifestError::InsideFile {
+            path: "l0/x".into(),
+            parent: "l0".into()
+        })
+    );
+    let m = b.finish(5, 0).unwrap();
+    let l = m.get(FileId(1)).unwrap();
+    assert_eq!((l.kind, l.target.as_str(), l.pages()), (EntryKind::Symlink, "../f", 0));
+    // An implied directory takes the time of the entry that implied it.
+    let a = m.entries().iter().find(|e| e.path == "a").unwrap();
+    assert_eq!(a.mtime, l.mtime);
 }
 
 #[test]

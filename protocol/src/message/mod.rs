@@ -26,7 +26,7 @@
 pub use crate::frame::{MessageType, RUN_HEADER_LEN};
 pub use owned::OwnedMessage;
 pub use run::{decode_run, is_zero, DecodeError, Encoding, HASH_CRC32};
-pub use types::{crc_table, EntryKind, ErrorCode, FileId, Mtime, PageCrcs, PageRange, Role};
+pub use types::{crc_table, page_crcs, EntryKind, ErrorCode, FileId, Mtime, PageCrcs, PageRange, Role};
 
 use crate::frame;
 

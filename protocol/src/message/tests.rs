@@ -1,5 +1,5 @@
 //! Fixed byte vectors for every message, the complete frames of
-//! `docs/protocol.md`, malformed payloads, and Block hashing.
+//! `docs/protocol.md`, malformed payloads, and what a Run's checksum covers.
 
 use super::*;
 use crate::frame::{self, Frame};
@@ -19,12 +19,12 @@ fn fixed_vectors_and_round_trips() {
     vector(
         Message::Hello {
             role: Role::Device,
-            min_version: 3,
-            max_version: 3,
+            min_version: 4,
+            max_version: 4,
             agent: "fd",
         },
         0x01,
-        &[2, 3, 3, 0, 2, 0, b'f', b'd'],
+        &[2, 4, 4, 0, 2, 0, b'f', b'd'],
     );
     vector(
         Message::Entry {
@@ -32,9 +32,13 @@ fn fixed_vectors_and_round_trips() {
             kind: EntryKind::File,
             size: 0x1_0000_0001,
             mode: 0o644,
-            block_size: 65536,
+            mtime: Mtime {
+                sec: 1_700_000_000,
+                nsec: 5,
+            },
             identity: [0xaa; 16],
             path: "d/f",
+            target: "",
         },
         0x02,
         &[
@@ -42,10 +46,39 @@ fn fixed_vectors_and_round_trips() {
             &[0, 0, 0, 0],
             &[1, 0, 0, 0, 1, 0, 0, 0],
             &[0xa4, 0x01, 0, 0],
-            &[0, 0, 1, 0],
+            &[5, 0, 0, 0],
+            &[0x00, 0xf1, 0x53, 0x65, 0, 0, 0, 0],
             &[0xaa; 16],
             &[3, 0],
+            &[0, 0],
             b"d/f",
+        ]
+        .concat(),
+    );
+    vector(
+        Message::Entry {
+            id: FileId(1),
+            kind: EntryKind::Symlink,
+            size: 0,
+            mode: 0o777,
+            mtime: Mtime { sec: -2, nsec: 0 },
+            identity: [0; 16],
+            path: "d/l",
+            target: "f",
+        },
+        0x02,
+        &[
+            [1, 0, 0, 0].as_slice(),
+            &[2, 0, 0, 0],
+            &[0; 8],
+            &[0xff, 0x01, 0, 0],
+            &[0, 0, 0, 0],
+            &[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            &[0; 16],
+            &[3, 0],
+            &[1, 0],
+            b"d/l",
+            b"f",
         ]
         .concat(),
     );
@@ -60,7 +93,7 @@ fn fixed_vectors_and_round_trips() {
     vector(
         Message::Have {
             file: FileId(1),
-            ranges: vec![BlockRange { first: 5, count: 2 }],
+            ranges: vec![PageRange { first: 5, count: 2 }],
         },
         0x04,
         &[
@@ -78,50 +111,54 @@ fn fixed_vectors_and_round_trips() {
         &[2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0],
     );
     vector(
-        Message::Block {
+        Message::Run {
             file: FileId(2),
-            index: 7,
-            crc: 0xeb8e_ba67,
+            first: 7,
+            count: 1,
             encoding: Encoding::Raw,
+            crcs: PageCrcs::new(&[0x67, 0xba, 0x8e, 0xeb]).unwrap(),
             data: b"xyz",
         },
         0x07,
         &[
-            2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0x67, 0xba, 0x8e, 0xeb, 0, 0, 0, 0, b'x', b'y',
-            b'z',
+            2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0x67, 0xba, 0x8e, 0xeb,
+            b'x', b'y', b'z',
         ],
     );
+    assert_eq!(crc32fast::hash(b"xyz"), 0xeb8e_ba67);
     // "ab" 12 times (24 bytes) in LZ4: a token (2 literals, then a match
     // of 4 + 12 bytes), the literals, the match offset 2, then a token
     // for the last 6 literals and the literals.
     vector(
-        Message::Block {
+        Message::Run {
             file: FileId(2),
-            index: 7,
-            crc: 0xfaea_cfaa,
+            first: 7,
+            count: 1,
             encoding: Encoding::Lz4,
+            crcs: PageCrcs::new(&[0xaa, 0xcf, 0xea, 0xfa]).unwrap(),
             data: &[
                 0x2c, b'a', b'b', 2, 0, 0x60, b'a', b'b', b'a', b'b', b'a', b'b',
             ],
         },
         0x07,
         &[
-            2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0xaa, 0xcf, 0xea, 0xfa, 1, 0, 0, 0, 0x2c, b'a',
-            b'b', 2, 0, 0x60, b'a', b'b', b'a', b'b', b'a', b'b',
+            2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0xaa, 0xcf, 0xea, 0xfa,
+            0x2c, b'a', b'b', 2, 0, 0x60, b'a', b'b', b'a', b'b', b'a', b'b',
         ],
     );
-    // A block of zeros: no data, its CRC that of its 4096 zeros.
+    // Sixteen pages of zeros: no CRC table, no data.
     vector(
-        Message::Block {
+        Message::Run {
             file: FileId(2),
-            index: 7,
-            crc: 0xc71c_0011,
+            first: 7,
+            count: 16,
             encoding: Encoding::Zero,
+            crcs: PageCrcs::default(),
             data: &[],
         },
         0x07,
         &[
-            2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0x11, 0x00, 0x1c, 0xc7, 2, 0, 0, 0,
+            2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 2, 1, 0, 0,
         ],
     );
     assert_eq!(crc32fast::hash(&[0; 4096]), 0xc71c_0011);
@@ -129,17 +166,17 @@ fn fixed_vectors_and_round_trips() {
     let lz4 = [
         0x2c, b'a', b'b', 2, 0, 0x60, b'a', b'b', b'a', b'b', b'a', b'b',
     ];
-    let plain = decode_block(Encoding::Lz4, &lz4, 24, &mut scratch).unwrap();
+    let plain = decode_run(Encoding::Lz4, &lz4, 24, &mut scratch).unwrap();
     assert_eq!(plain, "ab".repeat(12).as_bytes());
     assert_eq!(crc32fast::hash(plain), 0xfaea_cfaa);
     assert_eq!(lz4_flex::block::compress(plain), lz4);
     vector(
-        Message::StreamDone { blocks_sent: 9 },
+        Message::StreamDone { pages_sent: 9 },
         0x08,
         &[9, 0, 0, 0, 0, 0, 0, 0],
     );
     vector(
-        Message::Complete { blocks: 10 },
+        Message::Complete { pages: 10 },
         0x09,
         &[10, 0, 0, 0, 0, 0, 0, 0],
     );
@@ -154,6 +191,57 @@ fn fixed_vectors_and_round_trips() {
     vector(Message::Goodbye, 0x0b, &[]);
 }
 
+/// The frames of docs/protocol.md, section 2.3.
+fn document_frames() -> Vec<(&'static str, Message<'static>)> {
+    vec![
+        ("goodbye", Message::Goodbye),
+        (
+            "hello",
+            Message::Hello {
+                role: Role::Host,
+                min_version: 4,
+                max_version: 4,
+                agent: "fd",
+            },
+        ),
+        (
+            "raw",
+            Message::Run {
+                file: FileId(2),
+                first: 7,
+                count: 1,
+                encoding: Encoding::Raw,
+                crcs: PageCrcs::new(&[0x67, 0xba, 0x8e, 0xeb]).unwrap(),
+                data: b"xyz",
+            },
+        ),
+        (
+            "lz4",
+            Message::Run {
+                file: FileId(2),
+                first: 7,
+                count: 1,
+                encoding: Encoding::Lz4,
+                crcs: PageCrcs::new(&[0xaa, 0xcf, 0xea, 0xfa]).unwrap(),
+                data: &[
+                    0x2c, b'a', b'b', 2, 0, 0x60, b'a', b'b', b'a', b'b', b'a', b'b',
+                ],
+            },
+        ),
+        (
+            "zero",
+            Message::Run {
+                file: FileId(2),
+                first: 7,
+                count: 16,
+                encoding: Encoding::Zero,
+                crcs: PageCrcs::default(),
+                data: &[],
+            },
+        ),
+    ]
+}
+
 /// The complete frames of docs/protocol.md, section 2.3, byte for byte.
 #[test]
 fn the_complete_frames_of_the_protocol_document() {
@@ -163,59 +251,26 @@ fn the_complete_frames_of_the_protocol_document() {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    assert_eq!(
-        hex(Message::Goodbye.to_frame()),
-        "46 44 46 53 03 0b 00 00 00 00 00 00 5f e7 e9 96"
-    );
-    let hello = Message::Hello {
-        role: Role::Host,
-        min_version: 3,
-        max_version: 3,
-        agent: "fd",
-    };
-    assert_eq!(
-        hex(hello.to_frame()),
-        "46 44 46 53 03 01 00 00 08 00 00 00 ce fc 8a 89 01 03 03 00 02 00 66 64"
-    );
-    let raw = Message::Block {
-        file: FileId(2),
-        index: 7,
-        crc: 0xeb8e_ba67,
-        encoding: Encoding::Raw,
-        data: b"xyz",
-    };
-    assert_eq!(
-        hex(raw.to_frame()),
-        "46 44 46 53 03 07 00 00 17 00 00 00 01 99 7e ea \
-         02 00 00 00 07 00 00 00 00 00 00 00 67 ba 8e eb 00 00 00 00 78 79 7a"
-    );
-    let lz4 = Message::Block {
-        file: FileId(2),
-        index: 7,
-        crc: 0xfaea_cfaa,
-        encoding: Encoding::Lz4,
-        data: &[
-            0x2c, b'a', b'b', 2, 0, 0x60, b'a', b'b', b'a', b'b', b'a', b'b',
-        ],
-    };
-    assert_eq!(
-        hex(lz4.to_frame()),
-        "46 44 46 53 03 07 00 00 20 00 00 00 61 65 6f 9f \
-         02 00 00 00 07 00 00 00 00 00 00 00 aa cf ea fa 01 00 00 00 \
-         2c 61 62 02 00 60 61 62 61 62 61 62"
-    );
-    let zero = Message::Block {
-        file: FileId(2),
-        index: 7,
-        crc: 0xc71c_0011,
-        encoding: Encoding::Zero,
-        data: &[],
-    };
-    assert_eq!(
-        hex(zero.to_frame()),
-        "46 44 46 53 03 07 00 00 14 00 00 00 58 27 3d 11 \
-         02 00 00 00 07 00 00 00 00 00 00 00 11 00 1c c7 02 00 00 00"
-    );
+    let expected = [
+        "46 44 46 53 04 0b 00 00 00 00 00 00 46 ee 2c 9c",
+        "46 44 46 53 04 01 00 00 08 00 00 00 8d 0a d1 ac 01 04 04 00 02 00 66 64",
+        "46 44 46 53 04 07 00 00 1b 00 00 00 cd 1d 0a 56 \
+         02 00 00 00 07 00 00 00 00 00 00 00 01 00 00 00 00 01 00 00 67 ba 8e eb 78 79 7a",
+        "46 44 46 53 04 07 00 00 24 00 00 00 a9 66 da 03 \
+         02 00 00 00 07 00 00 00 00 00 00 00 01 00 00 00 01 01 00 00 aa cf ea fa \
+         2c 61 62 02 00 60 61 62 61 62 61 62",
+        "46 44 46 53 04 07 00 00 14 00 00 00 89 48 7d f7 \
+         02 00 00 00 07 00 00 00 00 00 00 00 10 00 00 00 02 01 00 00",
+    ];
+    for ((name, msg), want) in document_frames().into_iter().zip(expected) {
+        let f = msg.to_frame();
+        // The checksum, computed independently: header bytes 0..12, then
+        // the payload up to a Run's data.
+        let covered = frame::covered_len(f[5], &f[16..]);
+        let crc = crc32fast::hash(&[&f[..12], &f[16..16 + covered]].concat());
+        assert_eq!(u32::from_le_bytes(f[12..16].try_into().unwrap()), crc, "{name}");
+        assert_eq!(hex(f), want, "{name}");
+    }
 }
 
 fn parse_payload(ty: u8, payload: &[u8]) -> Result<(), ParseError> {
@@ -250,7 +305,7 @@ fn malformed_payloads_are_clear_errors() {
         })
     );
     let mut entry = vec![0u8; ENTRY_HEADER_LEN];
-    entry[40] = 2;
+    entry[48] = 2;
     entry.extend_from_slice(&[0xff, 0xfe]);
     assert_eq!(
         parse_payload(0x02, &entry),
@@ -268,113 +323,186 @@ fn malformed_payloads_are_clear_errors() {
             got: 8
         })
     );
-    let block_with = |encoding: u8| {
-        let mut p = vec![0u8; BLOCK_HEADER_LEN];
-        p[BLOCK_ENCODING_OFFSET] = encoding;
+    // A Run's fixed part: file 0, page 0, `count` pages, `encoding`, `hash`.
+    let run_head = |count: u32, encoding: u8, hash: u8| {
+        let mut p = vec![0u8; RUN_HEADER_LEN];
+        p[12..16].copy_from_slice(&count.to_le_bytes());
+        p[16] = encoding;
+        p[17] = hash;
+        p
+    };
+    // One page: its CRC and `len` bytes of data (none for zeros).
+    let one_page = |encoding: u8, len: usize| {
+        let mut p = run_head(1, encoding, HASH_CRC32);
+        if encoding != Encoding::Zero as u8 {
+            p.extend_from_slice(&[0; 4]);
+        }
+        p.extend(std::iter::repeat_n(7u8, len));
         parse_payload(0x07, &p)
     };
-    assert_eq!(block_with(0), Ok(()));
-    assert_eq!(block_with(1), Ok(()));
-    assert_eq!(block_with(2), Ok(()));
+    assert_eq!(one_page(0, 1), Ok(()));
+    assert_eq!(one_page(0, 4096), Ok(()));
+    assert_eq!(one_page(1, 12), Ok(()));
+    assert_eq!(one_page(2, 0), Ok(()));
+    let bad = |field, value: u64| {
+        Err(ParseError::BadValue {
+            ty: MessageType::Run,
+            field,
+            value,
+        })
+    };
     for v in [3u8, 0x80, 0xff] {
+        assert_eq!(one_page(v, 1), bad("encoding", v.into()));
+    }
+    // Raw data is the run's bytes: at most its pages, and the last page at
+    // least one byte. A run of zeros carries none; LZ4 data is not empty.
+    assert_eq!(one_page(0, 0), bad("data length", 0));
+    assert_eq!(one_page(0, 4097), bad("data length", 4097));
+    assert_eq!(one_page(2, 1), bad("data length", 1));
+    assert_eq!(one_page(1, 0), bad("data length", 0));
+    // No empty run, none past the cap, none that wraps; only CRC-32 tables.
+    for count in [0, crate::MAX_RUN_PAGES + 1] {
         assert_eq!(
-            block_with(v),
-            Err(ParseError::BadValue {
-                ty: MessageType::Block,
-                field: "encoding",
-                value: v.into()
-            })
+            parse_payload(0x07, &run_head(count, 2, HASH_CRC32)),
+            bad("count", count.into())
         );
     }
-    // A zero block carries no data.
-    let mut zero_with_data = vec![0u8; BLOCK_HEADER_LEN];
-    zero_with_data[BLOCK_ENCODING_OFFSET] = Encoding::Zero as u8;
-    zero_with_data.push(0);
+    let mut wraps = run_head(2, 2, HASH_CRC32);
+    wraps[4..12].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert_eq!(parse_payload(0x07, &wraps), bad("count", 2));
+    for hash in [0u8, 2, 0xff] {
+        assert_eq!(
+            parse_payload(0x07, &run_head(1, 2, hash)),
+            bad("hash", hash.into())
+        );
+    }
+    // A table cut short is too short, not a misread.
+    let mut short = run_head(4, 0, HASH_CRC32);
+    short.extend_from_slice(&[0; 8]);
     assert_eq!(
-        parse_payload(0x07, &zero_with_data),
-        Err(ParseError::BadValue {
-            ty: MessageType::Block,
-            field: "data length",
-            value: 1
+        parse_payload(0x07, &short),
+        Err(ParseError::TooShort {
+            ty: MessageType::Run,
+            need: RUN_HEADER_LEN + 16,
+            got: RUN_HEADER_LEN + 8
         })
     );
+    // An entry's time and kind, and a target only for a link.
+    let entry_with = |kind: u8, nsec: u32, target: &[u8]| {
+        let mut p = vec![0u8; ENTRY_HEADER_LEN];
+        p[4] = kind;
+        p[20..24].copy_from_slice(&nsec.to_le_bytes());
+        p[48] = 1;
+        p[50..52].copy_from_slice(&(target.len() as u16).to_le_bytes());
+        p.push(b'x');
+        p.extend_from_slice(target);
+        parse_payload(0x02, &p)
+    };
+    assert_eq!(entry_with(2, 0, b"y"), Ok(()));
+    assert_eq!(entry_with(0, 999_999_999, b""), Ok(()));
+    let bad_entry = |field, value: u64| {
+        Err(ParseError::BadValue {
+            ty: MessageType::Entry,
+            field,
+            value,
+        })
+    };
+    assert_eq!(entry_with(3, 0, b""), bad_entry("kind", 3));
+    assert_eq!(entry_with(0, 1_000_000_000, b""), bad_entry("mtime", 1_000_000_000));
+    assert_eq!(entry_with(2, 0, b""), bad_entry("target length", 0));
+    assert_eq!(entry_with(0, 0, b"y"), bad_entry("target length", 1));
     assert_eq!(
         parse_payload(0x7f, &[]),
         Err(ParseError::Frame(frame::FrameError::UnknownType(0x7f)))
     );
 }
 
-#[test]
-fn a_block_is_hashed_once_and_a_false_crc_cannot_pass() {
-    let data = vec![0x5au8; 65536];
-    let good = Message::Block {
-        file: FileId(1),
-        index: 3,
-        crc: crc32fast::hash(&data),
-        encoding: Encoding::Raw,
-        data: &data,
-    };
-    let f = good.to_frame();
-    // The frame checksum is the same as hashing header and payload in a row.
-    let whole = crc32fast::hash(&[&f[..12], &f[16..]].concat());
-    assert_eq!(u32::from_le_bytes(f[12..16].try_into().unwrap()), whole);
-    let checked = Frame::new_checked(&f[..]).unwrap();
-    assert_eq!(checked.data_crc(), Some(crc32fast::hash(&data)));
-    let mut d = crate::Decoder::new();
-    d.feed(&f);
-    let r = d.next_frame().unwrap().unwrap();
-    assert_eq!(d.frame(r).data_crc(), Some(crc32fast::hash(&data)));
-    assert_eq!(Message::parse(d.frame(r)).unwrap(), good);
-
-    let lie = Message::Block {
-        file: FileId(1),
-        index: 3,
-        crc: 42,
-        encoding: Encoding::Raw,
-        data: &data,
-    }
-    .to_frame();
-    assert!(matches!(
-        Frame::new_checked(&lie[..]),
-        Err(frame::FrameError::BadChecksum { .. })
-    ));
-    assert_eq!(
-        Frame::new_checked(&Message::Goodbye.to_frame()[..])
-            .unwrap()
-            .data_crc(),
-        None
-    );
+/// Sixteen pages of `data` as a raw Run with their true CRCs.
+fn raw_run(data: &[u8]) -> (Vec<u8>, Vec<u32>) {
+    let crcs: Vec<u32> = data.chunks(4096).map(crc32fast::hash).collect();
+    (crc_table(&crcs), crcs)
 }
 
 #[test]
-fn an_lz4_block_round_trips_and_its_crc_is_of_the_plain_bytes() {
-    let plain: Vec<u8> = (0..65536u32).map(|i| (i / 100) as u8).collect();
-    let packed = lz4_flex::block::compress(&plain);
-    assert!(packed.len() < plain.len() / 10, "{} bytes", packed.len());
-    let msg = Message::Block {
-        file: FileId(4),
-        index: 9,
-        crc: crc32fast::hash(&plain),
-        encoding: Encoding::Lz4,
-        data: &packed,
+fn a_runs_checksum_covers_its_table_and_its_pages_crcs_cover_its_data() {
+    let data: Vec<u8> = (0..16 * 4096u32).map(|i| (i % 251) as u8).collect();
+    let (table, crcs) = raw_run(&data);
+    let good = Message::Run {
+        file: FileId(1),
+        first: 3,
+        count: 16,
+        encoding: Encoding::Raw,
+        crcs: PageCrcs::new(&table).unwrap(),
+        data: &data,
     };
-    let f = msg.to_frame();
-    assert_eq!(f.len(), frame::HEADER_LEN + BLOCK_HEADER_LEN + packed.len());
-    // The frame checksum covers the compressed bytes as sent.
-    let whole = crc32fast::hash(&[&f[..12], &f[16..]].concat());
-    assert_eq!(u32::from_le_bytes(f[12..16].try_into().unwrap()), whole);
-    // The frame's data CRC is only offered for raw data: here it would
-    // be the CRC of the compressed bytes, not the block's.
-    let checked = Frame::new_checked(&f[..]).unwrap();
-    assert_eq!(checked.data_crc(), None);
+    let f = good.to_frame();
+    assert_eq!(f.len(), frame::HEADER_LEN + RUN_HEADER_LEN + 64 + data.len());
+    // The frame checksum: header bytes 0..12, then the payload up to the data.
+    let covered = crc32fast::hash(&[&f[..12], &f[16..16 + RUN_HEADER_LEN + 64]].concat());
+    assert_eq!(u32::from_le_bytes(f[12..16].try_into().unwrap()), covered);
     let mut d = crate::Decoder::new();
     d.feed(&f);
     let r = d.next_frame().unwrap().unwrap();
-    assert_eq!(d.frame(r).data_crc(), None);
-    let parsed = Message::parse(checked).unwrap();
+    assert_eq!(Message::parse(d.frame(r)).unwrap(), good);
+
+    // emit_split gives the same frame without copying the data.
+    let mut head = Vec::new();
+    let tail = good.emit_split(&mut head);
+    assert_eq!([head.as_slice(), tail].concat(), f);
+    assert_eq!(head.len(), frame::HEADER_LEN + RUN_HEADER_LEN + 64);
+
+    // Damage to the header or the table fails the frame ...
+    for at in [6, 12, frame::HEADER_LEN + 12, frame::HEADER_LEN + RUN_HEADER_LEN + 5] {
+        let mut bad = f.clone();
+        bad[at] ^= 0x10;
+        assert!(
+            matches!(
+                Frame::new_checked(&bad[..]),
+                Err(frame::FrameError::BadChecksum { .. })
+            ),
+            "byte {at}"
+        );
+    }
+    // ... damage to the data leaves the frame whole, and the page it hit
+    // (only that one) fails its CRC: the receiver drops and re-demands it.
+    let mut bad = f.clone();
+    let at = frame::HEADER_LEN + RUN_HEADER_LEN + 64 + 5 * 4096 + 17;
+    bad[at] ^= 0x10;
+    let Message::Run { crcs: got, data: d, .. } =
+        Message::parse(Frame::new_checked(&bad[..]).unwrap()).unwrap()
+    else {
+        unreachable!()
+    };
+    let failing: Vec<usize> = d
+        .chunks(4096)
+        .enumerate()
+        .filter(|(i, p)| crc32fast::hash(p) != got.get(*i))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(failing, [5]);
+    assert_eq!(got.iter().collect::<Vec<_>>(), crcs);
+}
+
+#[test]
+fn an_lz4_run_round_trips_and_its_crcs_are_of_the_plain_pages() {
+    let plain: Vec<u8> = (0..16 * 4096u32).map(|i| (i / 100) as u8).collect();
+    let packed = lz4_flex::block::compress(&plain);
+    assert!(packed.len() < plain.len() / 10, "{} bytes", packed.len());
+    let (table, crcs) = raw_run(&plain);
+    let msg = Message::Run {
+        file: FileId(4),
+        first: 9,
+        count: 16,
+        encoding: Encoding::Lz4,
+        crcs: PageCrcs::new(&table).unwrap(),
+        data: &packed,
+    };
+    let f = msg.to_frame();
+    assert_eq!(f.len(), frame::HEADER_LEN + RUN_HEADER_LEN + 64 + packed.len());
+    let parsed = Message::parse(Frame::new_checked(&f[..]).unwrap()).unwrap();
     assert_eq!(parsed, msg);
-    let Message::Block {
-        crc,
+    let Message::Run {
+        crcs: got,
         encoding,
         data,
         ..
@@ -383,12 +511,14 @@ fn an_lz4_block_round_trips_and_its_crc_is_of_the_plain_bytes() {
         unreachable!()
     };
     let mut scratch = Vec::new();
-    let out = decode_block(encoding, data, plain.len(), &mut scratch).unwrap();
+    let out = decode_run(encoding, data, plain.len(), &mut scratch).unwrap();
     assert_eq!(out, &plain[..]);
-    assert_eq!(crc32fast::hash(out), crc);
+    let page_crcs: Vec<u32> = out.chunks(4096).map(crc32fast::hash).collect();
+    assert_eq!(page_crcs, got.iter().collect::<Vec<_>>());
+    assert_eq!(page_crcs, crcs);
     // The scratch buffer is reused: a second decode does not allocate.
     let cap = scratch.capacity();
-    decode_block(encoding, data, plain.len(), &mut scratch).unwrap();
+    decode_run(encoding, data, plain.len(), &mut scratch).unwrap();
     assert_eq!(scratch.capacity(), cap);
 }
 

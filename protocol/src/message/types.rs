@@ -172,6 +172,14 @@ impl<'a> PageCrcs<'a> {
     }
 }
 
+/// The wire form of the CRC-32 of each 4 KiB page of `data` (the last may
+/// be short), for [`PageCrcs::new`].
+pub fn page_crcs(data: &[u8]) -> Vec<u8> {
+    data.chunks(crate::PAGE_SIZE as usize)
+        .flat_map(|p| crc32fast::hash(p).to_le_bytes())
+        .collect()
+}
+
 /// The wire form of a list of CRCs, for [`PageCrcs::new`].
 pub fn crc_table(crcs: &[u32]) -> Vec<u8> {
     crcs.iter().flat_map(|c| c.to_le_bytes()).collect()

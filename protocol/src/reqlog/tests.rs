@@ -18,13 +18,7 @@ fn sample() -> Vec<Record> {
         files: 2,
         continued: false,
     }];
-    r.extend(file_records(
-        FileId(3),
-        10_000,
-        4096,
-        &[9; 16],
-        "dir/a-rather-long-file-name.apk",
-    ));
+    r.extend(file_records(FileId(3), 10_000, &[9; 16], "dir/a-rather-long-file-name.apk"));
     r.push(Record::Link { t_us: 5, up: true });
     r.push(Record::Wait {
         t_us: 100,
@@ -81,16 +75,16 @@ fn fixed_vectors() {
     assert_eq!(
         header(),
         [
-            b'F', b'D', b'F', b'S', b'R', b'L', b'O', b'G', 1, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            b'F', b'D', b'F', b'S', b'R', b'L', b'O', b'G', 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
         ]
     );
-    let file = file_records(FileId(1), 5000, 65536, &[0xaa; 16], "x.bin");
+    let file = file_records(FileId(1), 5000, &[0xaa; 16], "x.bin");
     assert_eq!(file.len(), 2, "4 + 5 bytes fit one name record");
     let f = file[0].emit();
     assert_eq!(
         f[..16],
-        [2, 16, 5, 0, 1, 0, 0, 0, 0x88, 0x13, 0, 0, 0, 0, 0, 0]
+        [2, 12, 5, 0, 1, 0, 0, 0, 0x88, 0x13, 0, 0, 0, 0, 0, 0]
     );
     let n = file[1].emit();
     assert_eq!(
@@ -115,7 +109,6 @@ fn round_trips() {
             id: FileId(3),
             path: "dir/a-rather-long-file-name.apk".into(),
             size: 10_000,
-            block_size: 4096,
             identity: [9; 16],
         }]
     );
@@ -141,13 +134,7 @@ fn a_rotated_file_continues_its_mount_and_a_new_mount_starts_afresh() {
         files: 2,
         continued: true,
     });
-    recs.extend(file_records(
-        FileId(3),
-        10_000,
-        4096,
-        &[9; 16],
-        "dir/a-rather-long-file-name.apk",
-    ));
+    recs.extend(file_records(FileId(3), 10_000, &[9; 16], "dir/a-rather-long-file-name.apk"));
     recs.push(Record::Mount {
         unix_us: 1_800_000_000_000_000,
         pid: 43,
@@ -167,14 +154,8 @@ fn a_rotated_file_continues_its_mount_and_a_new_mount_starts_afresh() {
         files: 2,
         continued: true,
     }];
-    rest.extend(file_records(FileId(5), 4096, 4096, &[1; 16], "other"));
-    rest.extend(file_records(
-        FileId(3),
-        10_000,
-        4096,
-        &[9; 16],
-        "dir/a-rather-long-file-name.apk",
-    ));
+    rest.extend(file_records(FileId(5), 4096, &[1; 16], "other"));
+    rest.extend(file_records(FileId(3), 10_000, &[9; 16], "dir/a-rather-long-file-name.apk"));
     rest.push(Record::Touch {
         t_us: 9,
         file: FileId(3),
@@ -201,8 +182,8 @@ fn damage_is_refused_with_the_record_named() {
     let good = log_of(&sample());
     assert_eq!(decode(b"nothing"), Err(LogError::BadMagic));
     let mut v = good.clone();
-    v[8] = 2;
-    assert_eq!(decode(&v), Err(LogError::Version(2)));
+    v[8] = 3;
+    assert_eq!(decode(&v), Err(LogError::Version(3)));
     // A flipped bit in record 4 (the Wait).
     let mut v = good.clone();
     v[32 * 5 + 16] ^= 1;
@@ -266,7 +247,7 @@ fn damage_is_refused_with_the_record_named() {
         .contains("not a mount record"));
     // A hostile path.
     let mut recs = sample()[..1].to_vec();
-    recs.extend(file_records(FileId(0), 1, 4096, &[0; 16], "../etc/passwd"));
+    recs.extend(file_records(FileId(0), 1, &[0; 16], "../etc/passwd"));
     assert!(decode(&log_of(&recs))
         .unwrap_err()
         .to_string()
@@ -293,7 +274,7 @@ fn a_torn_announcement_of_a_file_already_named_keeps_every_file() {
     // A rotated file announces its files again; the write is cut inside
     // the announcement of the first one, already named in full.
     let mut recs = sample();
-    recs.extend(file_records(FileId(5), 4096, 4096, &[1; 16], "other"));
+    recs.extend(file_records(FileId(5), 4096, &[1; 16], "other"));
     recs.push(Record::Touch {
         t_us: 300,
         file: FileId(5),
@@ -306,13 +287,7 @@ fn a_torn_announcement_of_a_file_already_named_keeps_every_file() {
         files: 2,
         continued: true,
     });
-    recs.extend(file_records(
-        FileId(3),
-        10_000,
-        4096,
-        &[9; 16],
-        "dir/a-rather-long-file-name.apk",
-    ));
+    recs.extend(file_records(FileId(3), 10_000, &[9; 16], "dir/a-rather-long-file-name.apk"));
     let cut = recs.len() - 1;
     let d = decode(&log_of(&recs[..cut])).unwrap();
     assert_eq!(d.torn_tail, 2 * RECORD_LEN);
@@ -323,4 +298,64 @@ fn a_torn_announcement_of_a_file_already_named_keeps_every_file() {
         panic!("{:?}", m.events[4]);
     };
     assert_eq!(m.files[file].path, "other", "the touch names its own file");
+}
+
+#[test]
+fn a_log_of_format_1_is_read_in_pages() {
+    // Format 1 counted in blocks of each file's size: here 64 KiB blocks
+    // of a 300 000-byte file (5 blocks, 74 pages).
+    let mut recs = vec![Record::Mount {
+        unix_us: 1,
+        pid: 2,
+        files: 1,
+        continued: false,
+    }];
+    let mut announce = file_records(FileId(0), 300_000, &[3; 16], "old.bin");
+    if let Record::File { unit_shift, .. } = &mut announce[0] {
+        *unit_shift = 16;
+    }
+    recs.extend(announce);
+    recs.push(Record::Touch {
+        t_us: 5,
+        file: FileId(0),
+        first: 1,
+        count: 1,
+    });
+    // The last block is short: its pages end with the file's.
+    recs.push(Record::Touch {
+        t_us: 6,
+        file: FileId(0),
+        first: 4,
+        count: 1,
+    });
+    let mut bytes = log_of(&recs);
+    bytes[8] = 1;
+    let m = &decode(&bytes).unwrap().mounts[0];
+    assert_eq!(m.files[0].pages(), 74);
+    let touched: Vec<(u64, u64)> = m
+        .events
+        .iter()
+        .filter_map(|e| match *e {
+            Event::Touch { first, count, .. } => Some((first, count)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(touched, [(16, 16), (64, 10)]);
+    // A block past the end is refused, as in pages; and format 2 counts
+    // in pages only.
+    recs.push(Record::Touch {
+        t_us: 7,
+        file: FileId(0),
+        first: 5,
+        count: 1,
+    });
+    let mut bytes = log_of(&recs);
+    bytes[8] = 1;
+    let err = decode(&bytes).unwrap_err().to_string();
+    assert!(err.contains("blocks 5..6 of old.bin are out of range"), "{err}");
+    let err = decode(&log_of(&recs[..3])).unwrap_err().to_string();
+    assert!(err.contains("counts in units of 2^16 bytes, not pages"), "{err}");
+    let mut v3 = log_of(&recs[..1]);
+    v3[8] = 3;
+    assert_eq!(decode(&v3).unwrap_err(), LogError::Version(3));
 }
