@@ -153,7 +153,7 @@ pub fn parse_size_multiple(
 pub fn parse_run_size(text: &str) -> Result<u32, UnitError> {
     let n = parse_size(text)?;
     let range = u64::from(PAGE_SIZE)..=u64::from(MAX_RUN_BYTES);
-    if n % u64::from(PAGE_SIZE) != 0 || !range.contains(&n) {
+    if !n.is_multiple_of(u64::from(PAGE_SIZE)) || !range.contains(&n) {
         return Err(UnitError::BadRunSize {
             text: text.trim().into(),
         });

@@ -145,7 +145,7 @@ pub struct PageCrcs<'a>(&'a [u8]);
 impl<'a> PageCrcs<'a> {
     /// The table in `bytes`; `None` unless its length is a multiple of 4.
     pub fn new(bytes: &'a [u8]) -> Option<PageCrcs<'a>> {
-        (bytes.len() % 4 == 0).then_some(PageCrcs(bytes))
+        bytes.len().is_multiple_of(4).then_some(PageCrcs(bytes))
     }
     /// Number of CRCs.
     pub fn len(&self) -> usize {
