@@ -39,7 +39,13 @@ pub fn check_path(path: &str) -> Result<&str, ManifestError> {
 /// Check a symbolic link's target: relative, without NUL, and resolving
 /// (from the link's own directory) to a place inside the mount, so a link
 /// from the host never leads a reader on the device outside what it
-/// serves. Returns the target unchanged when it is safe.
+/// serves. `..` may only come first: the leading ones climb through the
+/// link's own parents, which are real directories (nothing lies inside a
+/// file or a link), at most to the mount's root; every component after
+/// them goes down, and a link met on the way down resolves inside the
+/// mount by this same rule. (A `..` after a component could climb out of
+/// wherever a link there leads: `d/up -> ..`, `d/x -> up/../..`.)
+/// Returns the target unchanged when it is safe.
 pub fn check_target<'t>(path: &str, target: &'t str) -> Result<&'t str, ManifestError> {
     let bad = || ManifestError::LinkOutside {
         path: path.into(),
@@ -50,11 +56,13 @@ pub fn check_target<'t>(path: &str, target: &'t str) -> Result<&'t str, Manifest
     }
     // Depth of the link's directory below the mount's root.
     let mut depth = path.matches('/').count();
+    let mut down = false;
     for part in target.split('/') {
         match part {
             "" | "." => {}
+            ".." if down => return Err(bad()),
             ".." => depth = depth.checked_sub(1).ok_or_else(bad)?,
-            _ => depth += 1,
+            _ => down = true,
         }
     }
     Ok(target)

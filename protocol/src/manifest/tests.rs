@@ -165,8 +165,9 @@ fn links_stay_inside_the_mount_and_hold_nothing_below_them() {
         ("l0", "f"),
         ("a/l1", "../f"),
         ("a/b/l2", "../../a/./x"),
-        ("a/b/l3", "c/../../.."),
+        ("a/b/l3", "./../.."),
         ("a/l4", "b/"),
+        ("d/up", ".."),
     ] {
         link(&mut b, path, target).unwrap_or_else(|e| panic!("{path} -> {target}: {e}"));
     }
@@ -176,6 +177,11 @@ fn links_stay_inside_the_mount_and_hold_nothing_below_them() {
         ("a/m2", "../.."),
         ("a/b/m3", "../../../x"),
         ("a/m4", "b/../../../x"),
+        // Each stays inside on its own, but a `..` after a link climbs
+        // from wherever that link leads.
+        ("d/esc", "up/.."),
+        ("d/root", "esc/../.."),
+        ("a/b/m7", "c/../x"),
         ("m5", ""),
         ("m6", "x\0y"),
     ] {
@@ -196,7 +202,7 @@ fn links_stay_inside_the_mount_and_hold_nothing_below_them() {
             parent: "l0".into()
         })
     );
-    let m = b.finish(5, 0).unwrap();
+    let m = b.finish(6, 0).unwrap();
     let l = m.get(FileId(1)).unwrap();
     assert_eq!((l.kind, l.target.as_str(), l.pages()), (EntryKind::Symlink, "../f", 0));
     // An implied directory takes the time of the entry that implied it.
