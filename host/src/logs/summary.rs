@@ -277,8 +277,8 @@ mod tests {
         let f = &s.files[0];
         assert_eq!((f.demand_requests, f.demanded_pages), (2, 3));
         assert_eq!((f.median_wait_us, f.p99_wait_us), (Some(20), Some(300)));
-        // Held 16 + sent 21 distinct pages (32..53, 0 among the held) of 74.
-        assert_eq!(f.present_bytes, Some(37 * 4096));
+        // Held 16 + sent 22 distinct pages (32..53 and 0) of 74.
+        assert_eq!(f.present_bytes, Some(38 * 4096));
         assert_eq!(
             s.first_access
                 .iter()

@@ -347,7 +347,7 @@ pub fn parse_record(name: &str, text: &str) -> Result<Run, TraceError> {
             if count == 0 || first.checked_add(count).is_none_or(|end| end > units) {
                 return Err(bad(format!(
                     "{} {first}+{count} are out of range: {} has {units}",
-                    if u == 1 { "pages" } else { "blocks" },
+                    if version < 3 { "blocks" } else { "pages" },
                     run.files[file].path
                 )));
             }
