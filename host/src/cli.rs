@@ -359,10 +359,9 @@ mod tests {
         assert_eq!(p.run_size, 256 << 10);
         assert_eq!(p.readahead, 2 << 20);
         assert_eq!(p.paths.len(), 2);
-        let Command::Push(p) =
-            parse(&["feedfs-host", "push", "--stdio", "--run-size", "1M", "a"])
-                .unwrap()
-                .command
+        let Command::Push(p) = parse(&["feedfs-host", "push", "--stdio", "--run-size", "1M", "a"])
+            .unwrap()
+            .command
         else {
             panic!("not a push")
         };

@@ -52,16 +52,13 @@ fn help_explains_push() {
     let o = host(&["push", "--help"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for flag in [
-        "--exec",
-        "--stdio",
-        "--run-size",
-        "--readahead",
-        "--record",
-    ] {
+    for flag in ["--exec", "--stdio", "--run-size", "--readahead", "--record"] {
         assert!(out.contains(flag), "{flag} missing from {out}");
     }
-    assert!(!out.contains("--block-size"), "a removed flag is not shown: {out}");
+    assert!(
+        !out.contains("--block-size"),
+        "a removed flag is not shown: {out}"
+    );
 }
 
 #[test]

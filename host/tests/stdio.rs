@@ -215,14 +215,7 @@ fn compress_lz4_sends_lz4_frames_that_decode_to_the_files_bytes() {
     std::fs::write(s.0.join("tree/text"), &text).unwrap();
     std::fs::write(s.0.join("tree/sub/noise"), &noise).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_feedfs-host"))
-        .args([
-            "push",
-            "--stdio",
-            "--run-size",
-            "64K",
-            "--compress",
-            "lz4",
-        ])
+        .args(["push", "--stdio", "--run-size", "64K", "--compress", "lz4"])
         .arg(s.0.join("tree"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -69,13 +69,16 @@ impl Recorder {
         }
     }
 
-    pub fn file(&mut self, id: FileId, size: u64, path: &str, identity: &[u8; 16]) -> io::Result<()> {
+    pub fn file(
+        &mut self,
+        id: FileId,
+        size: u64,
+        path: &str,
+        identity: &[u8; 16],
+    ) -> io::Result<()> {
         let path = escape(path);
         let identity: String = identity.iter().map(|b| format!("{b:02x}")).collect();
-        self.line(format_args!(
-            "file\t{}\t{size}\t{path}\t{identity}\n",
-            id.0
-        ))
+        self.line(format_args!("file\t{}\t{size}\t{path}\t{identity}\n", id.0))
     }
 
     pub fn have(&mut self, t_us: u64, file: FileId, pages: u64) -> io::Result<()> {
@@ -90,7 +93,15 @@ impl Recorder {
     }
 
     /// A run of `count` pages from `first` went out.
-    pub fn sent(&mut self, t_us: u64, file: FileId, first: u64, count: u32, kind: Kind, stream_sent: u64) -> io::Result<()> {
+    pub fn sent(
+        &mut self,
+        t_us: u64,
+        file: FileId,
+        first: u64,
+        count: u32,
+        kind: Kind,
+        stream_sent: u64,
+    ) -> io::Result<()> {
         self.line(format_args!(
             "sent\t{t_us}\t{}\t{first}\t{count}\t{}\t{stream_sent}\n",
             file.0,

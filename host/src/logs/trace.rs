@@ -352,7 +352,10 @@ pub fn parse_record(name: &str, text: &str) -> Result<Run, TraceError> {
                 )));
             }
             let first_page = first * u;
-            Ok((first_page, ((first + count) * u).min(run.files[file].pages()) - first_page))
+            Ok((
+                first_page,
+                ((first + count) * u).min(run.files[file].pages()) - first_page,
+            ))
         };
         match f[0] {
             "file" => {

@@ -122,7 +122,10 @@ mod tests {
         let mut crcs = vec![99];
         let parts = split(b"hello", 0, &mut crcs);
         assert_eq!(parts.len(), 1);
-        assert_eq!((parts[0].count, parts[0].zero, parts[0].bytes.clone()), (1, false, 0..5));
+        assert_eq!(
+            (parts[0].count, parts[0].zero, parts[0].bytes.clone()),
+            (1, false, 0..5)
+        );
         assert_eq!(crcs, vec![crc32fast::hash(b"hello")]);
         assert_eq!(split(&[], 0, &mut crcs), vec![]);
         assert!(crcs.is_empty());

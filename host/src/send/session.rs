@@ -262,7 +262,9 @@ impl<'a> Session<'a> {
                     count,
                     kind,
                     stream_before,
-                } => self.record.sent(t_us, file, first, count, kind, stream_before),
+                } => self
+                    .record
+                    .sent(t_us, file, first, count, kind, stream_before),
                 Entry::Done { t_us, pages_sent } => self.record.done(t_us, pages_sent),
             }
             .map_err(SessionError::Record)?;
@@ -293,7 +295,11 @@ impl<'a> Session<'a> {
     }
 
     /// Read the run, then send it part by part (see the module documentation).
-    fn send_run<W: Write>(&mut self, w: &mut FrameWriter<W>, pick: Pick) -> Result<(), SessionError> {
+    fn send_run<W: Write>(
+        &mut self,
+        w: &mut FrameWriter<W>,
+        pick: Pick,
+    ) -> Result<(), SessionError> {
         let Pick {
             file,
             first,

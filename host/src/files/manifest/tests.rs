@@ -97,7 +97,12 @@ fn links_inside_the_tree_are_links_others_left_out_and_named_ones_followed() {
     assert_eq!((link.size, link.mode, link.identity), (0, 0o777, [0; 16]));
     assert_eq!(
         link.mtime,
-        Mtime::of(fs::symlink_metadata(t.join("tree/near")).unwrap().modified().unwrap()),
+        Mtime::of(
+            fs::symlink_metadata(t.join("tree/near"))
+                .unwrap()
+                .modified()
+                .unwrap()
+        ),
         "a link's own time, not its target's"
     );
     assert_eq!(
@@ -108,7 +113,10 @@ fn links_inside_the_tree_are_links_others_left_out_and_named_ones_followed() {
             (t.join("tree/sneaky"), SkipReason::Symlink),
         ]
     );
-    assert_eq!(set.entries[7].size, 4, "a link named on the command line is followed");
+    assert_eq!(
+        set.entries[7].size, 4,
+        "a link named on the command line is followed"
+    );
     assert_eq!(set.files().count(), 3, "links are not files");
 }
 

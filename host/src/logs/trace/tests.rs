@@ -29,7 +29,11 @@ fn a_host_record_is_read_in_pages() {
     assert_eq!(run.files[0].pages(), 74);
     assert_eq!(run.held, vec![3]);
     assert_eq!((run.demands[0].first, run.demands[0].count), (2, 1));
-    let runs: Vec<_> = run.sent.iter().map(|s| (s.first, s.count, s.kind)).collect();
+    let runs: Vec<_> = run
+        .sent
+        .iter()
+        .map(|s| (s.first, s.count, s.kind))
+        .collect();
     assert_eq!(
         runs,
         vec![
@@ -41,7 +45,8 @@ fn a_host_record_is_read_in_pages() {
     assert_eq!(run.end_us(), 200);
     let e = parse_record("r", &text.replace("\t35\t39\t", "\t35\t40\t")).unwrap_err();
     assert!(
-        e.to_string().contains("pages 35+40 are out of range: app/a\tb.apk has 74"),
+        e.to_string()
+            .contains("pages 35+40 are out of range: app/a\tb.apk has 74"),
         "{e}"
     );
 }
@@ -55,7 +60,11 @@ fn an_older_record_in_blocks_is_read_in_pages() {
     // 300 000 bytes: 74 pages; one 64 KiB block of a 5-byte file is its one page.
     assert_eq!(run.held, vec![0, 1]);
     assert_eq!((run.demands[0].first, run.demands[0].count), (32, 16));
-    let runs: Vec<_> = run.sent.iter().map(|s| (s.first, s.count, s.kind)).collect();
+    let runs: Vec<_> = run
+        .sent
+        .iter()
+        .map(|s| (s.first, s.count, s.kind))
+        .collect();
     assert_eq!(
         runs,
         vec![

@@ -176,7 +176,9 @@ fn a_plan_in_blocks_is_read_in_the_pages_its_blocks_cover() {
     // 8 KiB blocks of a 10 000-byte file: block 1 is pages 2 (cut at the end).
     assert_eq!(steps, vec![(0, 2, 1), (1, 0, 1), (0, 0, 2)]);
     assert_eq!(p.window, 8, "4 blocks of 8 KiB");
-    assert!(p.render().contains("a plan in blocks, shown in 4 KiB pages"));
+    assert!(p
+        .render()
+        .contains("a plan in blocks, shown in 4 KiB pages"));
     // A block size no version-1 plan had.
     let mut b = sample_v1();
     b.truncate(b.len() - 4);

@@ -100,7 +100,11 @@ fn demand_preempts_stream() {
     assert_eq!(s.pick_next(two), pick(2, 3, 1, Kind::Demand));
     assert_eq!(
         drain_with(&mut s, two),
-        vec![(0, 2, 2, Kind::Stream), (2, 0, 2, Kind::Stream), (2, 2, 1, Kind::Stream)]
+        vec![
+            (0, 2, 2, Kind::Stream),
+            (2, 0, 2, Kind::Stream),
+            (2, 2, 1, Kind::Stream)
+        ]
     );
     let c = s.counters();
     assert_eq!((c.sent_demand, c.sent_stream, c.sent()), (1, 7, 8));

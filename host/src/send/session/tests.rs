@@ -68,7 +68,10 @@ impl FakeDevice {
                 crcs,
                 data,
                 ..
-            } => assert!(crcs.is_empty() && data.is_empty(), "a zero run carries nothing"),
+            } => assert!(
+                crcs.is_empty() && data.is_empty(),
+                "a zero run carries nothing"
+            ),
             OwnedMessage::Run {
                 count,
                 crcs,

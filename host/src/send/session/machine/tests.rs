@@ -9,7 +9,9 @@
 mod stream;
 
 use feedfs_protocol::io::ReadError;
-use feedfs_protocol::{run_len, ErrorCode, FrameError, HelloError, MessageType, PageRange, VERSION};
+use feedfs_protocol::{
+    run_len, ErrorCode, FrameError, HelloError, MessageType, PageRange, VERSION,
+};
 
 use super::*;
 use crate::files::manifest::walk;

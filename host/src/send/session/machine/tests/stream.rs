@@ -165,7 +165,10 @@ fn demands_pre_empt_the_stream_which_then_yields_for_a_moment() {
     m.handle(t0, msg(OwnedMessage::HaveEnd { files: 2 }))
         .unwrap();
     let p = run_of(m.poll(t0));
-    assert_eq!((p.file, p.first, p.count, p.kind), (BIG, 0, 1, Kind::Stream));
+    assert_eq!(
+        (p.file, p.first, p.count, p.kind),
+        (BIG, 0, 1, Kind::Stream)
+    );
     m.run_sent(t0, p, 4096, 4096);
     // A reader wants the last page of "big": it goes next.
     m.handle(t0, demand(BIG, 2, 1)).unwrap();
