@@ -334,7 +334,7 @@ mod tests {
         );
         // Each entry's span ends where the next local header starts.
         assert_eq!(order[2].1, local("classes.dex"));
-        assert_eq!(order[7], (0, 1), "then block 0");
+        assert_eq!(order[7], (0, 1), "then page 0");
     }
 
     #[test]

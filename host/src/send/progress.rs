@@ -18,7 +18,7 @@ pub const REDRAW_INTERVAL: Duration = Duration::from_millis(200);
 /// Numbers shown on the progress line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Block data bytes sent so far.
+    /// Page data bytes sent so far.
     pub bytes_sent: u64,
     /// Bytes the device lacks (the manifest's total until the device has said what it holds).
     pub bytes_total: u64,
