@@ -19,7 +19,9 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use feedfs_protocol::units::{parse_duration_in, parse_run_size, parse_size_in, UnitError};
+use feedfs_protocol::units::{
+    parse_duration_in, parse_run_size, parse_size_in, parse_size_multiple, UnitError,
+};
 
 use crate::send::compress::Mode;
 
@@ -28,9 +30,10 @@ fn parse_rate(s: &str) -> Result<u64, UnitError> {
     parse_size_in(s, 4 << 10..=1 << 40)
 }
 
-/// `push --readahead`: bytes, from none to 1 GiB.
+/// `push --readahead`: bytes in whole pages, from none to 1 GiB (so an old
+/// count of blocks, `--readahead 32`, is refused rather than taken as bytes).
 fn parse_readahead(s: &str) -> Result<u64, UnitError> {
-    parse_size_in(s, 0..=1 << 30)
+    parse_size_multiple(s, 0..=1 << 30, feedfs_protocol::PAGE_SIZE.into())
 }
 
 /// What `--block-size` says now: it is gone.
@@ -279,9 +282,9 @@ pub struct PushArgs {
     #[arg(long, hide = true, value_name = "SIZE", value_parser = block_size_gone)]
     pub block_size: Option<String>,
 
-    /// Most bytes sent ahead of a program reading a file forward, from 0 to
-    /// 1G (units K, M, G); the window starts at 128K and doubles along the
-    /// run. Random reads get none.
+    /// Most bytes sent ahead of a program reading a file forward: whole
+    /// 4 KiB pages from 0 to 1G (units K, M, G); the window starts at 128K
+    /// and doubles along the run. Random reads get none.
     #[arg(long, value_name = "SIZE", default_value = "2M", value_parser = parse_readahead)]
     pub readahead: u64,
 
@@ -369,6 +372,10 @@ mod tests {
         assert_eq!(p.run_size, 1 << 20);
         assert!(parse(&["feedfs-host", "push", "--stdio", "--run-size", "3K", "a"]).is_err());
         assert!(parse(&["feedfs-host", "push", "--stdio", "--run-size", "2M", "a"]).is_err());
+        let old = parse(&["feedfs-host", "push", "--stdio", "--readahead", "32", "a"])
+            .unwrap_err()
+            .to_string();
+        assert!(old.contains("4K"), "a count of blocks is refused: {old}");
         let gone = parse(&["feedfs-host", "push", "--stdio", "--block-size", "64K", "a"])
             .unwrap_err()
             .to_string();

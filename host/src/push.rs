@@ -20,6 +20,7 @@ use crate::cli::PushArgs;
 use crate::files::manifest::{walk, ServedSet};
 use crate::link::Link;
 use crate::logs::record::Recorder;
+use crate::prefetch::plan::PLAN_VERSION_BLOCKS;
 use crate::prefetch::ziporder::zip_pages;
 use crate::send::progress::{Outcome, Progress};
 use crate::send::session::{Options, Session, Summary};
@@ -35,6 +36,12 @@ fn first_ranges(args: &PushArgs, set: &ServedSet) -> Result<Vec<(FileId, u64, u6
     let mut ranges = Vec::new();
     if let Some(path) = &args.plan {
         let plan = crate::logs::logcmd::read_plan(path)?;
+        if plan.read_from == PLAN_VERSION_BLOCKS {
+            log::info!(
+                "plan {}: made in blocks by an older feedfs-host, read in pages",
+                path.display()
+            );
+        }
         let (planned, warnings) = plan.resolve(set);
         for w in warnings {
             log::warn!("{w}");
