@@ -336,7 +336,11 @@ mod tests {
         store.save_manifest(&m).unwrap();
         let a = store.open_file(m.get(FileId(0)).unwrap()).unwrap();
         let last = vec![7u8; 10_000 - 8192];
-        assert_eq!(a.write_run(2, Some(&last), &[crc32fast::hash(&last)]).unwrap(), 1);
+        assert_eq!(
+            a.write_run(2, Some(&last), &[crc32fast::hash(&last)])
+                .unwrap(),
+            1
+        );
         a.flush_map().unwrap();
         let log = RequestLog::start(&dir, &m);
         let t = Instant::now() - Duration::from_millis(30);

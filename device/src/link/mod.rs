@@ -219,7 +219,11 @@ enum Unlanded {
 
 /// Hand a checked run to the Core (which answers the reads it completes
 /// from memory) and its pages on to the store writer.
-fn land(core: Option<&Core>, writer: Option<&StoreWriter>, run: &CheckedRun) -> Result<(), Unlanded> {
+fn land(
+    core: Option<&Core>,
+    writer: Option<&StoreWriter>,
+    run: &CheckedRun,
+) -> Result<(), Unlanded> {
     let (Some(core), Some(writer)) = (core, writer) else {
         return Err(Unlanded::WriterGone);
     };

@@ -77,7 +77,11 @@ pub enum Action {
     /// it holds everything) and the store writer takes checked pages.
     StartPages,
     /// These pages came damaged: ask the host for them again.
-    Redemand { file: FileId, first: u64, count: u32 },
+    Redemand {
+        file: FileId,
+        first: u64,
+        count: u32,
+    },
     /// The host's stream ended with pages missing: demand every one.
     DemandMissing,
     /// This host session takes no more pages: the store writer finishes
@@ -444,7 +448,8 @@ impl Session {
                 log::warn!(
                     "run of {count} pages from page {first} of {file} dropped: {error}; asking again"
                 );
-                self.actions.push_back(Action::Redemand { file, first, count });
+                self.actions
+                    .push_back(Action::Redemand { file, first, count });
             }
             Refusal::Land(e) => {
                 log::error!("{e}");

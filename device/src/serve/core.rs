@@ -410,7 +410,9 @@ fn log_opened(files: &[Option<StoredFile>]) {
         log::info!("store: {afresh} files new or changed, started afresh (-v lists them)");
     }
     if converted > 0 {
-        log::info!("store: converted {converted} files of store format 1, {dropped} blocks dropped");
+        log::info!(
+            "store: converted {converted} files of store format 1, {dropped} blocks dropped"
+        );
     }
 }
 

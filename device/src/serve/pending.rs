@@ -333,7 +333,11 @@ impl<R: Reply> Pending<R> {
                 fresh.push(p);
             }
             for &rid in self.waiters.get(&(file, p)).into_iter().flatten() {
-                if self.reads.get(&rid).is_some_and(|r| r.read.within(first, end)) {
+                if self
+                    .reads
+                    .get(&rid)
+                    .is_some_and(|r| r.read.within(first, end))
+                {
                     within.push(rid);
                 }
             }

@@ -186,7 +186,10 @@ mod tests {
         assert!(!b.is_full());
         assert!(Bitmap::new(0).is_full());
         let full = Bitmap::full(70);
-        assert_eq!((full.count(), full.get(69), full.ranges(true)), (70, Ok(true), vec![(0, 70)]));
+        assert_eq!(
+            (full.count(), full.get(69), full.ranges(true)),
+            (70, Ok(true), vec![(0, 70)])
+        );
         assert_eq!(Bitmap::full(128).ranges(false), vec![]);
     }
 

@@ -46,14 +46,14 @@ impl MapFile {
             return Ok(Err(pair));
         }
         let tmp = self.map_path.with_extension("map.tmp");
-        let (map, present, dropped) = self
-            .convert_into(&pair, &v1, header, &tmp)
-            .with_context(|| {
-                format!(
-                    "cannot convert {} from store format 1",
-                    self.map_path.display()
-                )
-            })?;
+        let (map, present, dropped) =
+            self.convert_into(&pair, &v1, header, &tmp)
+                .with_context(|| {
+                    format!(
+                        "cannot convert {} from store format 1",
+                        self.map_path.display()
+                    )
+                })?;
         fs::rename(&tmp, &self.map_path)
             .and_then(|()| {
                 let dir = self.map_path.parent().unwrap_or(std::path::Path::new("."));

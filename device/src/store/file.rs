@@ -346,7 +346,8 @@ impl StoredFile {
             });
             wrote_data |= self.write_pages(&pair, a, bytes, crcs)?;
             let table = feedfs_protocol::message::crc_table(crcs);
-            pair.map.write_all_at(&table, self.f.layout.crc_off + 4 * a)?;
+            pair.map
+                .write_all_at(&table, self.f.layout.crc_off + 4 * a)?;
         }
         let mut st = self.lock();
         let mut fresh = 0;
@@ -390,9 +391,8 @@ impl StoredFile {
             bytes.map(|b| &b[from..from + len])
         };
         // A page is zero when its CRC is that of zeros and its bytes say so.
-        let zero = |i: usize| {
-            page_bytes(i).is_none_or(|b| crcs[i] == zero_crc(b.len()) && is_zero(b))
-        };
+        let zero =
+            |i: usize| page_bytes(i).is_none_or(|b| crcs[i] == zero_crc(b.len()) && is_zero(b));
         let mut changed = false;
         let mut i = 0;
         while i < crcs.len() {

@@ -33,6 +33,8 @@ pub mod reqlog;
 mod space;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v1;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -138,9 +138,10 @@ impl MapFile {
             st.dirty_count = 0;
             (lo, hi, st.present.bytes(lo / 8, hi / 8 - lo / 8 + 1))
         };
-        let written = self
-            .pair()
-            .and_then(|pair| pair.map.write_all_at(&bits, self.layout.bitmap_off + lo / 8));
+        let written = self.pair().and_then(|pair| {
+            pair.map
+                .write_all_at(&bits, self.layout.bitmap_off + lo / 8)
+        });
         let mut st = self.lock();
         match &written {
             Ok(()) => st.map_unsynced = true,

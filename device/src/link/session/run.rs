@@ -89,14 +89,15 @@ pub(super) fn check_run(
         }
         Encoding::Raw => (Source::Frame, r.data),
         Encoding::Lz4 => {
-            let plain = decode_run(r.encoding, r.data, expected, &mut buf.plain).map_err(
-                |error| Refusal::Undecodable {
-                    file: r.file,
-                    first: r.first,
-                    count: r.count,
-                    error,
-                },
-            )?;
+            let plain =
+                decode_run(r.encoding, r.data, expected, &mut buf.plain).map_err(|error| {
+                    Refusal::Undecodable {
+                        file: r.file,
+                        first: r.first,
+                        count: r.count,
+                        error,
+                    }
+                })?;
             (Source::Decoded, plain)
         }
     };

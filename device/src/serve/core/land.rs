@@ -78,7 +78,11 @@ impl<R: Reply> Core<R> {
     /// why they are not pages of the manifest.
     pub fn run_len(&self, id: FileId, first: u64, count: u64) -> Result<usize, LandError> {
         let file = self.file(id).ok_or(LandError::NoSuchFile(id))?;
-        if count == 0 || first.checked_add(count).is_none_or(|end| end > file.pages()) {
+        if count == 0
+            || first
+                .checked_add(count)
+                .is_none_or(|end| end > file.pages())
+        {
             return Err(LandError::PastEnd {
                 file: id,
                 first,
@@ -119,9 +123,10 @@ impl<R: Reply> Core<R> {
         let run_start = page_offset(first);
         let mut landings = Vec::new();
         for (a, n) in demand::runs(&good_pages) {
-            let begun = self.pending().table.begin_landing(id, a, n, |p| {
-                file.is_present(p).unwrap_or(true)
-            });
+            let begun = self
+                .pending()
+                .table
+                .begin_landing(id, a, n, |p| file.is_present(p).unwrap_or(true));
             for r in begun.early {
                 // Checked against their CRCs; the read lies within these pages.
                 self.ended(&r, Outcome::Served);
