@@ -1,5 +1,5 @@
 //! feedfs-device: mounts a host's files through FUSE at once and fills them
-//! block by block, on demand and in the background.
+//! page by page, on demand and in the background.
 //!
 //! Folders by role:
 //! - [`daemon`]: the daemon's life (mount point, signals, links one after
@@ -10,7 +10,7 @@
 //!   ([`serve::pending`]), the shared state that wires it to the store and
 //!   the link ([`serve::core`]) and the thin FUSE adapter over it
 //!   ([`serve::fs`]);
-//! - [`store`]: the persisted blocks, their map and the request log;
+//! - [`store`]: the persisted pages, their map and the request log;
 //! - [`cmd`]: the commands run beside a daemon (`status`, `verify`,
 //!   `usb-check`).
 
@@ -19,5 +19,7 @@ pub mod daemon;
 pub mod link;
 pub mod serve;
 pub mod store;
+#[cfg(test)]
+mod testentry;
 #[cfg(test)]
 mod testutil;

@@ -48,9 +48,9 @@ Exit status:
   0  success; mount: unmounted after SIGINT, SIGTERM or an umount
   1  failure (the message says what failed)
   2  usage error: an unknown option or a value out of its range
-  3  verify: bad blocks were found and dropped from the store";
+  3  verify: bad pages were found and dropped from the store";
 
-/// Mount files served by feedfs-host at once and fill them block by block.
+/// Mount files served by feedfs-host at once and fill them page by page.
 #[derive(Parser)]
 #[command(name = "feedfs-device", version = VERSION.as_str(), about, long_about = None)]
 #[command(after_help = AFTER_HELP)]
@@ -79,8 +79,8 @@ impl Cli {
 enum Command {
     /// Mount the host's files at MOUNTPOINT, read-only, as soon as the manifest arrives.
     ///
-    /// Blocks land in the store; a read of a block not there yet waits for it
-    /// (at most --read-timeout, then EIO). The daemon stays mounted when the
+    /// Pages land in the store; a read waits only for the pages it needs that
+    /// are not there yet (at most --read-timeout, then EIO). The daemon stays mounted when the
     /// link ends and unmounts on SIGINT or SIGTERM (or stops when someone
     /// runs `umount MOUNTPOINT`). It ignores SIGHUP; with --stdio it runs in a
     /// session of its own (a Ctrl-C meant for the host does not reach it),
@@ -101,10 +101,10 @@ enum Command {
         #[arg(long, required = true)]
         stdio: bool,
     },
-    /// Re-check every block the store holds against its recorded CRC-32.
+    /// Re-check every page the store holds against its recorded CRC-32.
     ///
-    /// Bad blocks are dropped from the store's map, so the next host sends
-    /// them again. Exit status: 0 all good, 3 bad blocks were found and
+    /// Bad pages are dropped from the store's map, so the next host sends
+    /// them again. Exit status: 0 all good, 3 bad pages were found and
     /// dropped, 1 the store could not be checked (for example, a daemon is
     /// using it).
     Verify {
@@ -167,7 +167,7 @@ struct UsbArgs {
 struct MountArgs {
     /// Where to mount (an existing directory).
     mountpoint: PathBuf,
-    /// Store directory: block data and the map of present blocks (created if missing).
+    /// Store directory: page data and the map of present pages (created if missing).
     #[arg(long, value_name = "DIR", env = "FEEDFS_STORE")]
     store: PathBuf,
     /// Use this process's stdin/stdout as the link (for feedfs-host --exec, adb shell, ssh).
@@ -184,11 +184,11 @@ struct MountArgs {
     /// With --usb-gadget: the USB device controller to bind (default: the first in /sys/class/udc).
     #[arg(long, value_name = "NAME", requires = "usb_gadget")]
     udc: Option<String>,
-    /// No link: mount the files the store already knows and serve the blocks it holds
-    /// (reads of missing blocks fail with EIO).
+    /// No link: mount the files the store already knows and serve the pages it holds
+    /// (reads of missing pages fail with EIO).
     #[arg(long, group = "link")]
     offline: bool,
-    /// How long a read may wait for a missing block before it fails with
+    /// How long a read may wait for a missing page before it fails with
     /// EIO: from 100ms to 24h, with a unit (ms, s, m, h).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_read_timeout)]
     read_timeout: Duration,
@@ -228,14 +228,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for r in &reports {
                     writeln!(
                         out,
-                        "{}: {} of {} blocks present and good, {} bad",
+                        "{}: {} of {} pages present and good, {} bad",
                         r.path,
                         r.present,
-                        r.blocks,
+                        r.pages,
                         r.bad.len()
                     )?;
                     if !r.bad.is_empty() {
-                        writeln!(out, "  dropped, to be fetched again: blocks {:?}", r.bad)?;
+                        writeln!(out, "  dropped, to be fetched again: pages {:?}", r.bad)?;
                     }
                 }
                 Ok(())

@@ -201,7 +201,7 @@ fn help_ends_with_the_exit_statuses() {
         "Exit status:",
         "  0  success",
         "  2  usage error",
-        "  3  verify: bad blocks",
+        "  3  verify: bad pages",
         "-v, --verbose",
         "-q, --quiet",
     ] {

@@ -1,7 +1,7 @@
 //! The command line, as clap derive types.
 //!
 //! `feedfs-host [-v|-q] [-s SERIAL] push (--exec CMD | --stdio | --usb
-//! [--wait]) [--block-size SIZE] [--readahead N] [--rate RATE] [--compress
+//! [--wait]) [--run-size SIZE] [--readahead SIZE] [--rate RATE] [--compress
 //! WHEN] [--record FILE] [--plan PLAN] [--handshake-timeout TIME] PATH...`:
 //! exactly one link flag, at least one path, sizes and times in human units
 //! ([`feedfs_protocol::units`]). `devices [--json]` and `usb-check` look at
@@ -19,13 +19,26 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use feedfs_protocol::units::{parse_block_size, parse_duration_in, parse_size_in, UnitError};
+use feedfs_protocol::units::{
+    parse_duration_in, parse_run_size, parse_size_in, parse_size_multiple, UnitError,
+};
 
 use crate::send::compress::Mode;
 
-/// `--rate`: from one smallest block a second to well past any link.
+/// `--rate`: from one page a second to well past any link.
 fn parse_rate(s: &str) -> Result<u64, UnitError> {
     parse_size_in(s, 4 << 10..=1 << 40)
+}
+
+/// `push --readahead`: bytes in whole pages, from none to 1 GiB (so an old
+/// count of blocks, `--readahead 32`, is refused rather than taken as bytes).
+fn parse_readahead(s: &str) -> Result<u64, UnitError> {
+    parse_size_multiple(s, 0..=1 << 30, feedfs_protocol::PAGE_SIZE.into())
+}
+
+/// What `--block-size` says now: it is gone.
+fn block_size_gone(_: &str) -> Result<String, String> {
+    Err("--block-size is gone: pages are 4 KiB; --run-size sets the stream's run length".into())
 }
 
 /// `push --handshake-timeout`: from 100ms to an hour.
@@ -61,7 +74,7 @@ Exit status:
   143  push stopped by SIGTERM";
 
 /// Serve read-only files to a feedfs device: the device mounts them at full
-/// size at once, the host streams their blocks, and blocks a program on the
+/// size at once, the host streams their pages, and pages a program on the
 /// device is waiting for go first.
 #[derive(Debug, Parser)]
 #[command(name = "feedfs-host", version = VERSION.as_str(), about, long_about = None)]
@@ -151,8 +164,8 @@ pub enum Command {
     Log(LogCommand),
     /// Learn a prefetch plan from logs (LOG... -o PLAN), or print one (--show PLAN).
     ///
-    /// The plan lists the blocks the logged runs needed, ordered by first
-    /// access across runs (blocks every run needs early come first), with
+    /// The plan lists the pages the logged runs needed, ordered by first
+    /// access across runs (pages every run needs early come first), with
     /// a readahead window after each accessed range. `push --plan PLAN`
     /// streams them first.
     Plan(PlanArgs),
@@ -176,7 +189,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum LogCommand {
     /// Per file: bytes present, demand requests and their median and p99
-    /// wait; then the order in which blocks were first asked for.
+    /// wait; then the order in which pages were first asked for.
     Show(LogShowArgs),
     /// Draw the log as an SVG picture: time across, position in the file
     /// up, a mark per demand request, the stream's progress as a line.
@@ -221,8 +234,9 @@ pub struct PlanArgs {
     /// Print a plan readably instead.
     #[arg(long, value_name = "PLAN", conflicts_with_all = ["logs", "output"])]
     pub show: Option<PathBuf>,
-    /// Blocks added after each accessed range, as a readahead would send them.
-    #[arg(long, value_name = "BLOCKS", default_value_t = 4)]
+    /// Pages (4 KiB each) added after each accessed range, as a readahead
+    /// would send them.
+    #[arg(long, value_name = "PAGES", default_value_t = 32)]
     pub window: u64,
 }
 
@@ -256,40 +270,49 @@ pub struct PushArgs {
     #[arg(long)]
     pub wait: bool,
 
-    /// Block size: a power of two from 4K to 1M (units K, M; e.g. 64K, 1MiB, 4096).
-    #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_block_size)]
-    pub block_size: u32,
+    /// Most bytes one frame of the background stream carries (its run of
+    /// pages): whole 4 KiB pages from 4K to 1M (units K, M). Under --rate a
+    /// stream run is also cut to what the link carries in about 1 ms (at
+    /// least 16K), so a demand never waits long behind it. A demand is
+    /// always sent as exactly the pages it asked for.
+    #[arg(long, value_name = "SIZE", default_value = "256K", value_parser = parse_run_size)]
+    pub run_size: u32,
 
-    /// Most blocks sent ahead of a program reading a file forward; the
-    /// window starts at 4 and doubles along the run. Random reads get none.
-    #[arg(long, value_name = "BLOCKS", default_value_t = 32)]
+    /// Removed: pages are 4 KiB; --run-size sets the stream's run length.
+    #[arg(long, hide = true, value_name = "SIZE", value_parser = block_size_gone)]
+    pub block_size: Option<String>,
+
+    /// Most bytes sent ahead of a program reading a file forward: whole
+    /// 4 KiB pages from 0 to 1G (units K, M, G); the window starts at 128K
+    /// and doubles along the run. Random reads get none.
+    #[arg(long, value_name = "SIZE", default_value = "2M", value_parser = parse_readahead)]
     pub readahead: u64,
 
     /// Limit the link to RATE bytes per second, from 4K to 1T (units K, M,
     /// G: binary; 40M is about a USB 2.0 cable's real rate). Demanded
-    /// blocks still go first.
+    /// pages still go first.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub rate: Option<u64>,
 
-    /// Compress blocks with LZ4 on the link. `auto`: while the link is the
+    /// Compress runs with LZ4 on the link. `auto`: while the link is the
     /// bottleneck (under --rate, or while writes to it block) and LZ4 keeps
-    /// up with it, and only blocks that shrink below 95 %; data that does
-    /// not shrink is tried less and less often. `lz4`: try every block.
+    /// up with it, and only runs that shrink below 95 %; data that does
+    /// not shrink is tried less and less often. `lz4`: try every run.
     /// `none`: never.
     #[arg(long, value_name = "WHEN", value_enum, default_value_t = Mode::Auto)]
     pub compress: Mode,
 
-    /// Send only the blocks readers ask for (and their readahead), never
+    /// Send only the pages readers ask for (and their readahead), never
     /// the background stream; for measuring demand reads on an idle link.
     /// The push then ends only if the device completes by demand alone.
     #[arg(long)]
     pub no_stream: bool,
 
-    /// Write a tab-separated log of every demand and every block sent to FILE.
+    /// Write a tab-separated log of every demand and every run sent to FILE.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 
-    /// Stream the blocks of this prefetch plan (from `feedfs-host plan`)
+    /// Stream the pages of this prefetch plan (from `feedfs-host plan`)
     /// first, then the rest in file order. Files that changed since the
     /// plan was made are streamed in file order, with a warning.
     #[arg(long, value_name = "PLAN")]
@@ -336,19 +359,30 @@ mod tests {
             panic!("not a push")
         };
         assert_eq!(p.exec.as_deref(), Some("x"));
-        assert_eq!(p.block_size, 65536);
-        assert_eq!(p.readahead, 32);
+        assert_eq!(p.run_size, 256 << 10);
+        assert_eq!(p.readahead, 2 << 20);
         assert_eq!(p.paths.len(), 2);
-        let Command::Push(p) =
-            parse(&["feedfs-host", "push", "--stdio", "--block-size", "1M", "a"])
-                .unwrap()
-                .command
+        let Command::Push(p) = parse(&["feedfs-host", "push", "--stdio", "--run-size", "1M", "a"])
+            .unwrap()
+            .command
         else {
             panic!("not a push")
         };
         assert!(p.stdio);
-        assert_eq!(p.block_size, 1 << 20);
-        assert!(parse(&["feedfs-host", "push", "--stdio", "--block-size", "3K", "a"]).is_err());
+        assert_eq!(p.run_size, 1 << 20);
+        assert!(parse(&["feedfs-host", "push", "--stdio", "--run-size", "3K", "a"]).is_err());
+        assert!(parse(&["feedfs-host", "push", "--stdio", "--run-size", "2M", "a"]).is_err());
+        let old = parse(&["feedfs-host", "push", "--stdio", "--readahead", "32", "a"])
+            .unwrap_err()
+            .to_string();
+        assert!(old.contains("4K"), "a count of blocks is refused: {old}");
+        let gone = parse(&["feedfs-host", "push", "--stdio", "--block-size", "64K", "a"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            gone.contains("--block-size is gone: pages are 4 KiB; --run-size sets"),
+            "{gone}"
+        );
         // USB: --serial and --wait only with --usb.
         let Command::Push(p) = parse(&["feedfs-host", "push", "--usb", "--wait", "a"])
             .unwrap()
@@ -466,7 +500,7 @@ mod tests {
         else {
             panic!("not plan")
         };
-        assert_eq!((p.logs.len(), p.window), (2, 4));
+        assert_eq!((p.logs.len(), p.window), (2, 32));
         assert!(parse(&["feedfs-host", "plan", "--show", "p"]).is_ok());
         assert!(
             parse(&["feedfs-host", "log", "plot", "x"]).is_err(),

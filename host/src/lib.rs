@@ -1,14 +1,14 @@
 //! `feedfs-host`: serves a set of read-only files to a feedfs device over a
-//! byte link, demanded blocks first.
+//! byte link, demanded pages first.
 //!
 //! From the command line down: [`cli`] parses, [`push`](mod@push) runs the command.
 //! Folders by role:
 //! - [`files`]: what is served: paths turned into checked manifest entries
-//!   with identities, and the blocks read from them;
+//!   with identities, and the runs of pages read from them;
 //! - [`link`]: the pipe or the USB device, and the USB link check;
 //! - [`send`]: the protocol session (a sans-IO state machine and the loop
 //!   that moves its bytes), the scheduler (a pure state machine)
-//!   choosing each block, compression, the rate limit, progress and a clean
+//!   choosing each run of pages, compression, the rate limit, progress and a clean
 //!   stop on a signal;
 //! - [`logs`]: the host's record of a push, logs read back, their summaries
 //!   and plots, and the `log` and `plan` commands;

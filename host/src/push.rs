@@ -20,7 +20,8 @@ use crate::cli::PushArgs;
 use crate::files::manifest::{walk, ServedSet};
 use crate::link::Link;
 use crate::logs::record::Recorder;
-use crate::prefetch::ziporder::zip_blocks;
+use crate::prefetch::plan::PLAN_VERSION_BLOCKS;
+use crate::prefetch::ziporder::zip_pages;
 use crate::send::progress::{Outcome, Progress};
 use crate::send::session::{Options, Session, Summary};
 use crate::send::stop::Stop;
@@ -35,12 +36,18 @@ fn first_ranges(args: &PushArgs, set: &ServedSet) -> Result<Vec<(FileId, u64, u6
     let mut ranges = Vec::new();
     if let Some(path) = &args.plan {
         let plan = crate::logs::logcmd::read_plan(path)?;
+        if plan.read_from == PLAN_VERSION_BLOCKS {
+            log::info!(
+                "plan {}: made in blocks by an older feedfs-host, read in pages",
+                path.display()
+            );
+        }
         let (planned, warnings) = plan.resolve(set);
         for w in warnings {
             log::warn!("{w}");
         }
         log::info!(
-            "plan {}: {} blocks first",
+            "plan {}: {} pages first",
             path.display(),
             planned.iter().map(|r| r.2).sum::<u64>()
         );
@@ -59,7 +66,7 @@ fn first_ranges(args: &PushArgs, set: &ServedSet) -> Result<Vec<(FileId, u64, u6
         let Ok(file) = std::fs::File::open(&e.source) else {
             continue;
         };
-        if let Some(zip) = zip_blocks(&file, e.size, e.block_size) {
+        if let Some(zip) = zip_pages(&file, e.size) {
             log::info!(
                 "{}: a zip; its directory and start-up entries go first",
                 e.path
@@ -74,13 +81,12 @@ fn first_ranges(args: &PushArgs, set: &ServedSet) -> Result<Vec<(FileId, u64, u6
 pub fn push(args: &PushArgs) -> Result<Summary> {
     let start = Instant::now();
     let stop = Stop::install().context("cannot set up signal handling")?;
-    let set = walk(&args.paths, args.block_size)?;
+    let set = walk(&args.paths)?;
     log::info!(
-        "serving {} entries, {} files, {} bytes in blocks of {}",
+        "serving {} entries, {} files, {} bytes",
         set.entries.len(),
         set.files().count(),
-        set.total_bytes,
-        args.block_size
+        set.total_bytes
     );
     let mut record = match &args.record {
         Some(path) => Recorder::create(path)
@@ -89,7 +95,7 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
     };
     for e in set.files() {
         record
-            .file(e.id, e.size, e.block_size, &e.path, &e.identity)
+            .file(e.id, e.size, &e.path, &e.identity)
             .context("cannot write the record file")?;
     }
     record.flush().context("cannot write the record file")?;
@@ -97,7 +103,8 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
 
     let mut progress = Progress::new(std::io::stderr().is_terminal(), start);
     let options = Options {
-        readahead: args.readahead,
+        readahead: feedfs_protocol::page_count(args.readahead),
+        run_size: args.run_size,
         rate: args.rate,
         stream: !args.no_stream,
         compress: args.compress,
@@ -125,7 +132,7 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
                 let outcome = Outcome {
                     files: set.files().count() as u64,
                     bytes_sent: summary.bytes_sent,
-                    blocks_had: summary.blocks_had,
+                    pages_had: summary.pages_had,
                     demands: summary.counters.demands,
                     left_out: set.left_out(),
                 };

@@ -52,15 +52,13 @@ fn help_explains_push() {
     let o = host(&["push", "--help"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for flag in [
-        "--exec",
-        "--stdio",
-        "--block-size",
-        "--readahead",
-        "--record",
-    ] {
+    for flag in ["--exec", "--stdio", "--run-size", "--readahead", "--record"] {
         assert!(out.contains(flag), "{flag} missing from {out}");
     }
+    assert!(
+        !out.contains("--block-size"),
+        "a removed flag is not shown: {out}"
+    );
 }
 
 #[test]
@@ -73,10 +71,16 @@ fn push_needs_a_link() {
 }
 
 #[test]
-fn bad_block_size_is_a_usage_error() {
-    let o = host(&["push", "--stdio", "--block-size", "3000", "x"]);
+fn block_size_is_gone_and_says_what_replaced_it() {
+    let o = host(&["push", "--stdio", "--block-size", "64K", "x"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("power of two"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "--block-size is gone: pages are 4 KiB; --run-size sets the stream's run length"
+        ),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -99,7 +103,7 @@ fn device_that_exits_is_reported_and_the_record_is_whole() {
         "push",
         "--exec",
         "exit 3",
-        "--block-size",
+        "--run-size",
         "4K",
         "--record",
         record.to_str().unwrap(),
@@ -114,7 +118,7 @@ fn device_that_exits_is_reported_and_the_record_is_whole() {
     );
     let text = std::fs::read_to_string(&record).unwrap();
     assert!(
-        text.starts_with("# feedfs-host record v2\nfile\t0\t10000\t4096\tsomefile\t"),
+        text.starts_with("# feedfs-host record v3\nfile\t0\t10000\tsomefile\t"),
         "{text}"
     );
     assert_eq!(text.lines().count(), 2, "{text}");
@@ -176,7 +180,7 @@ fn two_sentences(text: &str) -> bool {
 }
 
 #[test]
-fn rate_and_block_size_state_their_range() {
+fn rate_run_size_and_readahead_state_their_range() {
     let o = host(&["push", "--stdio", "--rate", "1", "x"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
@@ -187,17 +191,22 @@ fn rate_and_block_size_state_their_range() {
     let o = host(&["push", "--stdio", "--rate", "10s", "x"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("unknown unit"), "{}", stderr(&o));
-    let o = host(&["push", "--stdio", "--block-size", "2M", "x"]);
+    let o = host(&["push", "--stdio", "--run-size", "2M", "x"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("from 4K to 1M"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--run-size"), "{}", stderr(&o));
+    let o = host(&["push", "--stdio", "--readahead", "2G", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("from 0 to 1G"), "{}", stderr(&o));
     // Taken: the push then fails on the missing path, not on the options.
     let o = host(&[
         "push",
         "--stdio",
         "--rate",
         "4K",
-        "--block-size",
+        "--run-size",
         "1M",
+        "--readahead",
+        "0",
         "/nonexistent",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -277,7 +286,7 @@ fn completions_and_man_pages_are_generated() {
         assert!(o.status.success(), "{shell}: {}", stderr(&o));
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(
-            out.contains(marker) && out.contains("block-size"),
+            out.contains(marker) && out.contains("run-size"),
             "{shell}:\n{out}"
         );
     }
@@ -294,7 +303,7 @@ fn completions_and_man_pages_are_generated() {
     let o = host(&["man", "--out-dir", dir]);
     assert!(o.status.success(), "{}", stderr(&o));
     let push = std::fs::read_to_string(s.0.join("feedfs-host-push.1")).unwrap();
-    assert!(push.contains("block\\-size"), "{push}");
+    assert!(push.contains("run\\-size"), "{push}");
     // Hidden: not in the list of commands people read.
     let help = String::from_utf8_lossy(&host(&["--help"]).stdout).into_owned();
     assert!(!help.contains("completions"), "{help}");

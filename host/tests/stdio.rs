@@ -5,8 +5,16 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use feedfs_protocol::io::{FrameReader, FrameWriter};
-use feedfs_protocol::message::{decode_block, Encoding};
-use feedfs_protocol::{block_len, ErrorCode, FileId, Message, Role, VERSION};
+use feedfs_protocol::message::{decode_run, Encoding};
+use feedfs_protocol::{run_len, ErrorCode, FileId, Message, PageCrcs, Role, PAGE_SIZE, VERSION};
+
+/// Check each page of a run's decoded bytes against its CRC.
+fn check_pages(pages: &[u8], crcs: &PageCrcs, count: u32) {
+    assert_eq!(crcs.len(), count as usize, "one CRC per page");
+    for (i, page) in pages.chunks(PAGE_SIZE as usize).enumerate() {
+        assert_eq!(crcs.get(i), crc32fast::hash(page), "page {i}'s CRC");
+    }
+}
 
 /// A scratch directory for one test, removed on drop.
 struct Scratch(PathBuf);
@@ -32,7 +40,7 @@ fn push_over_stdio_to_completion() {
     std::fs::write(s.0.join("tree/sub/small"), b"hello").unwrap();
     let record = s.0.join("record.tsv");
     let mut child = Command::new(env!("CARGO_BIN_EXE_feedfs-host"))
-        .args(["push", "--stdio", "--block-size", "64K", "--record"])
+        .args(["push", "--stdio", "--run-size", "64K", "--record"])
         .arg(&record)
         .arg(s.0.join("tree"))
         .env("RUST_LOG", "trace")
@@ -70,10 +78,10 @@ fn push_over_stdio_to_completion() {
         agent: "test-device",
     })
     .unwrap();
-    // A reader waits for the last block of "big" before the host knows what is here.
+    // A reader waits for the last page of "big" before the host knows what is here.
     w.send(&Message::Demand {
         file: FileId(1),
-        first: 4,
+        first: 73,
         count: 1,
     })
     .unwrap();
@@ -82,35 +90,49 @@ fn push_over_stdio_to_completion() {
     let mut order = Vec::new();
     loop {
         match Message::parse(r.next_frame().unwrap().unwrap()).unwrap() {
-            Message::Block {
+            Message::Run {
                 file,
-                index,
-                crc,
+                first,
+                count,
                 encoding,
+                crcs,
                 data,
             } => {
                 // --compress auto without --rate judges the link over 16
-                // blocks before it compresses any: these six go raw.
+                // runs before it compresses any: these seven go raw.
                 assert_eq!(encoding, Encoding::Raw);
-                assert_eq!(crc, crc32fast::hash(data));
-                order.push((file.0, index));
+                check_pages(data, &crcs, count);
+                order.push((file.0, first, count));
                 if file == FileId(1) {
-                    let at = index as usize * 65536;
+                    let at = first as usize * 4096;
                     got[at..at + data.len()].copy_from_slice(data);
                 } else {
                     assert_eq!(data, b"hello");
                 }
             }
-            Message::StreamDone { blocks_sent } => {
-                assert_eq!(blocks_sent, 6);
+            Message::StreamDone { pages_sent } => {
+                assert_eq!(pages_sent, 75);
                 break;
             }
             m => panic!("unexpected {m:?}"),
         }
     }
-    assert_eq!(order[0], (1, 4));
+    // The demand first, as exactly the page asked for; then the stream in
+    // runs of --run-size, skipping the page already sent.
+    assert_eq!(
+        order,
+        [
+            (1, 73, 1),
+            (1, 0, 16),
+            (1, 16, 16),
+            (1, 32, 16),
+            (1, 48, 16),
+            (1, 64, 9),
+            (3, 0, 1)
+        ]
+    );
     assert_eq!(got, big);
-    w.send(&Message::Complete { blocks: 6 }).unwrap();
+    w.send(&Message::Complete { pages: 75 }).unwrap();
     assert_eq!(
         Message::parse(r.next_frame().unwrap().unwrap()).unwrap(),
         Message::Goodbye
@@ -120,20 +142,20 @@ fn push_over_stdio_to_completion() {
 
     let text = std::fs::read_to_string(&record).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "# feedfs-host record v2");
-    assert!(lines[1].starts_with("file\t1\t300000\t65536\ttree/big\t"));
-    assert!(lines[2].starts_with("file\t3\t5\t65536\ttree/sub/small\t"));
-    assert!(lines[3].starts_with("demand\t") && lines[3].ends_with("\t1\t4\t1"));
+    assert_eq!(lines[0], "# feedfs-host record v3");
+    assert!(lines[1].starts_with("file\t1\t300000\ttree/big\t"));
+    assert!(lines[2].starts_with("file\t3\t5\ttree/sub/small\t"));
+    assert!(lines[3].starts_with("demand\t") && lines[3].ends_with("\t1\t73\t1"));
     let sent: Vec<Vec<&str>> = lines
         .iter()
         .filter(|l| l.starts_with("sent\t"))
         .map(|l| l.split('\t').collect())
         .collect();
-    assert_eq!(sent.len(), 6);
-    assert_eq!(sent[0][2..], ["1", "4", "demand", "0"]);
-    assert_eq!(sent[5][2..], ["3", "0", "stream", "4"]);
+    assert_eq!(sent.len(), 7);
+    assert_eq!(sent[0][2..], ["1", "73", "1", "demand", "0"]);
+    assert_eq!(sent[6][2..], ["3", "0", "1", "stream", "73"]);
     let done: Vec<&str> = lines.last().unwrap().split('\t').collect();
-    assert_eq!((done[0], done[2]), ("done", "6"));
+    assert_eq!((done[0], done[2]), ("done", "75"));
 }
 
 #[test]
@@ -175,7 +197,7 @@ fn device_error_fails_the_push() {
 fn compress_lz4_sends_lz4_frames_that_decode_to_the_files_bytes() {
     let s = scratch("lz4");
     // Text-like data (shrinks), then noise (does not): the noise goes raw.
-    let text: Vec<u8> = b"feedfs streams file blocks over a pipe. "
+    let text: Vec<u8> = b"feedfs streams file pages over a pipe. "
         .iter()
         .cycle()
         .take(200_000)
@@ -193,14 +215,7 @@ fn compress_lz4_sends_lz4_frames_that_decode_to_the_files_bytes() {
     std::fs::write(s.0.join("tree/text"), &text).unwrap();
     std::fs::write(s.0.join("tree/sub/noise"), &noise).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_feedfs-host"))
-        .args([
-            "push",
-            "--stdio",
-            "--block-size",
-            "64K",
-            "--compress",
-            "lz4",
-        ])
+        .args(["push", "--stdio", "--run-size", "64K", "--compress", "lz4"])
         .arg(s.0.join("tree"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -209,7 +224,7 @@ fn compress_lz4_sends_lz4_frames_that_decode_to_the_files_bytes() {
         .unwrap();
     let mut r = FrameReader::new(child.stdout.take().unwrap());
     let mut w = FrameWriter::new(child.stdin.take().unwrap());
-    // The sizes from the manifest: what the device knows a block's length by.
+    // The sizes from the manifest: what the device knows a run's length by.
     let mut sizes = std::collections::HashMap::new();
     loop {
         match Message::parse(r.next_frame().unwrap().unwrap()).unwrap() {
@@ -234,15 +249,16 @@ fn compress_lz4_sends_lz4_frames_that_decode_to_the_files_bytes() {
     let mut plain = Vec::new();
     loop {
         match Message::parse(r.next_frame().unwrap().unwrap()).unwrap() {
-            Message::Block {
+            Message::Run {
                 file,
-                index,
-                crc,
+                first,
+                count,
                 encoding,
+                crcs,
                 data,
             } => {
                 let (path, size) = &sizes[&file];
-                let len = block_len(*size, 65536, index);
+                let len = run_len(*size, first, count.into());
                 match encoding {
                     Encoding::Lz4 => {
                         lz4 += 1;
@@ -252,19 +268,20 @@ fn compress_lz4_sends_lz4_frames_that_decode_to_the_files_bytes() {
                         );
                     }
                     Encoding::Raw => raw += 1,
-                    Encoding::Zero => panic!("neither file has a block of zeros"),
+                    Encoding::Zero => panic!("neither file has a page of zeros"),
                 }
                 wire += data.len();
-                let block = decode_block(encoding, data, len, &mut plain).unwrap();
-                assert_eq!(block.len(), len);
-                assert_eq!(crc, crc32fast::hash(block), "crc is of the decoded block");
+                let pages = decode_run(encoding, data, len, &mut plain).unwrap();
+                assert_eq!(pages.len(), len);
+                // The CRCs are of the decoded pages.
+                check_pages(pages, &crcs, count);
                 let out = got.entry(path.clone()).or_default();
                 out.resize(*size as usize, 0);
-                let at = index as usize * 65536;
-                out[at..at + len].copy_from_slice(block);
+                let at = first as usize * 4096;
+                out[at..at + len].copy_from_slice(pages);
             }
-            Message::StreamDone { blocks_sent } => {
-                assert_eq!(blocks_sent, 4 + 2);
+            Message::StreamDone { pages_sent } => {
+                assert_eq!(pages_sent, 49 + 18);
                 break;
             }
             m => panic!("unexpected {m:?}"),
@@ -274,7 +291,7 @@ fn compress_lz4_sends_lz4_frames_that_decode_to_the_files_bytes() {
     assert!(wire < 70_000 + 20_000, "{wire} bytes on the wire");
     assert_eq!(got["tree/text"], text);
     assert_eq!(got["tree/sub/noise"], noise);
-    w.send(&Message::Complete { blocks: 6 }).unwrap();
+    w.send(&Message::Complete { pages: 67 }).unwrap();
     assert_eq!(
         Message::parse(r.next_frame().unwrap().unwrap()).unwrap(),
         Message::Goodbye

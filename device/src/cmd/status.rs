@@ -1,9 +1,9 @@
 //! `feedfs-device status`: what a store holds and what its readers waited
 //! for, read from outside the daemon, while it runs or after.
 //!
-//! It only reads: the saved manifest, each file's block map, the request
+//! It only reads: the saved manifest, each file's page map, the request
 //! log and the state file, taking no lock, so it never disturbs a running
-//! daemon. Present blocks come from the maps (a running daemon writes them
+//! daemon. Present pages come from the maps (a running daemon writes them
 //! at least once a second) and waits from the log (written once a second),
 //! so a running daemon's figures may be a second behind. Waits are those of
 //! the last mount in the log: the running daemon's, or the last one's. The
@@ -14,7 +14,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use feedfs_protocol::reqlog::{self, Event, Outcome};
-use feedfs_protocol::{block_len, EntryKind, FileId};
+use feedfs_protocol::{page_len, EntryKind, FileId, PAGE_SIZE};
 use serde::Serialize;
 
 use crate::store::reqlog::{current_path, rotated_path, state_path, STATE_HEADER};
@@ -26,16 +26,16 @@ pub struct FileStatus {
     pub path: String,
     pub size: u64,
     pub present_bytes: u64,
-    pub blocks: u64,
-    pub present_blocks: u64,
-    /// Reads that had to wait for missing blocks (in the last mount).
+    pub pages: u64,
+    pub present_pages: u64,
+    /// Reads that had to wait for missing pages (in the last mount).
     pub demand_requests: u64,
     pub median_wait_us: Option<u64>,
     pub p99_wait_us: Option<u64>,
     /// Of those, reads that failed or timed out.
     pub failed: u64,
     pub timed_out: u64,
-    /// Reads served at once from present blocks (last mount, as last logged).
+    /// Reads served at once from present pages (last mount, as last logged).
     pub served_at_once: u64,
 }
 
@@ -99,13 +99,12 @@ pub fn status(dir: &Path) -> anyhow::Result<Status> {
             continue;
         };
         let present = present_on_disk(dir, e)
-            .with_context(|| format!("cannot read the block map of {}", e.path))?;
-        let (present_blocks, last_present) = present.unwrap_or((0, false));
-        let bs = u64::from(e.block_size);
-        let mut present_bytes = present_blocks * bs;
+            .with_context(|| format!("cannot read the page map of {}", e.path))?;
+        let (present_pages, last_present) = present.unwrap_or((0, false));
+        let ps = u64::from(PAGE_SIZE);
+        let mut present_bytes = present_pages * ps;
         if last_present {
-            let last_len = block_len(e.size, e.block_size, e.blocks() - 1) as u64;
-            present_bytes = present_bytes - bs + last_len;
+            present_bytes = present_bytes - ps + page_len(e.size, e.pages() - 1) as u64;
         }
         let mut waits = Vec::new();
         let (mut failed, mut timed_out, mut served_at_once) = (0, 0, 0);
@@ -141,8 +140,8 @@ pub fn status(dir: &Path) -> anyhow::Result<Status> {
             path: e.path.clone(),
             size: e.size,
             present_bytes,
-            blocks: e.blocks(),
-            present_blocks,
+            pages: e.pages(),
+            present_pages,
             demand_requests: waits.len() as u64,
             median_wait_us: percentile(&waits, 50),
             p99_wait_us: percentile(&waits, 99),
@@ -325,35 +324,23 @@ mod tests {
     use std::time::{Duration, Instant};
 
     #[test]
-    fn a_store_with_blocks_and_waits_is_reported() {
+    fn a_store_with_pages_and_waits_is_reported() {
         let dir = TempDir::new("status");
         let mut b = ManifestBuilder::new();
-        b.push(
-            FileId(0),
-            EntryKind::File,
-            "a.bin",
-            10_000,
-            0o644,
-            4096,
-            [1; 16],
-        )
-        .unwrap();
-        b.push(
-            FileId(1),
-            EntryKind::File,
-            "b.bin",
-            4096,
-            0o644,
-            4096,
-            [2; 16],
-        )
-        .unwrap();
+        b.push(crate::testentry::file_entry(0, "a.bin", 10_000, [1; 16]))
+            .unwrap();
+        b.push(crate::testentry::file_entry(1, "b.bin", 4096, [2; 16]))
+            .unwrap();
         let m = b.finish(2, 14_096).unwrap();
         let store = Store::open(&dir).unwrap();
         store.save_manifest(&m).unwrap();
         let a = store.open_file(m.get(FileId(0)).unwrap()).unwrap();
         let last = vec![7u8; 10_000 - 8192];
-        a.write_block(2, &last, crc32fast::hash(&last)).unwrap();
+        assert_eq!(
+            a.write_run(2, Some(&last), &[crc32fast::hash(&last)])
+                .unwrap(),
+            1
+        );
         a.flush_map().unwrap();
         let log = RequestLog::start(&dir, &m);
         let t = Instant::now() - Duration::from_millis(30);
@@ -379,7 +366,7 @@ mod tests {
         assert!(!d.running, "the log was closed: the daemon stopped");
         assert_eq!(d.link, "none");
         let f = &s.files[0];
-        assert_eq!((f.present_blocks, f.present_bytes), (1, 10_000 - 8192));
+        assert_eq!((f.present_pages, f.present_bytes), (1, 10_000 - 8192));
         assert_eq!((f.demand_requests, f.timed_out, f.failed), (3, 1, 0));
         assert!(f.median_wait_us.unwrap() >= 30_000);
         assert_eq!(s.files[1].demand_requests, 0);

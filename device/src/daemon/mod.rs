@@ -45,7 +45,7 @@ use attach::{Busy, Incoming};
 pub enum Link {
     /// A host on this process's stdin/stdout.
     Stdio,
-    /// No link: mount the manifest the store holds and serve the blocks present.
+    /// No link: mount the manifest the store holds and serve the pages present.
     Offline,
     /// A FunctionFS instance already mounted at this directory.
     UsbFfs(PathBuf),
@@ -118,9 +118,9 @@ pub fn run(opts: MountOptions) -> anyhow::Result<()> {
                 opts.read_timeout,
             )?);
             log::info!(
-                "offline: {} of {} blocks present",
-                core.present_blocks(),
-                core.total_blocks()
+                "offline: {} of {} pages present",
+                core.present_pages(),
+                core.total_pages()
             );
             core.offline();
             let _ = events_tx.send(Event::Manifest(core.clone()));
@@ -311,7 +311,7 @@ fn main_loop(
                     log::warn!("link failed: {e}");
                 }
                 if session.is_some() {
-                    log::info!("link down; serving the blocks present, waiting for the next link");
+                    log::info!("link down; serving the pages present, waiting for the next link");
                 }
             }
             Ok(Event::Signal(s)) => {

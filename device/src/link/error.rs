@@ -19,8 +19,8 @@ pub enum Phase {
     BeforeHello,
     /// Taking the manifest.
     Manifest,
-    /// Taking blocks.
-    Blocks,
+    /// Taking runs of pages.
+    Pages,
 }
 
 impl std::fmt::Display for Phase {
@@ -28,7 +28,7 @@ impl std::fmt::Display for Phase {
         f.write_str(match self {
             Phase::BeforeHello => "before the host said hello",
             Phase::Manifest => "during the manifest",
-            Phase::Blocks => "during the stream",
+            Phase::Pages => "during the stream",
         })
     }
 }
@@ -75,9 +75,9 @@ pub enum LinkError {
     /// The daemon's main thread is gone.
     #[error("daemon is stopping")]
     DaemonStopping,
-    /// A Block that is not a block of the manifest, or has the wrong length.
-    #[error("host sent a bad block: {0}")]
-    BadBlock(LandError),
+    /// A Run that is not pages of the manifest, or has the wrong length.
+    #[error("host sent a bad run: {0}")]
+    BadRun(LandError),
     /// A frame error the stream cannot go on after (a cut, another version).
     #[error("link from host failed: {0}")]
     Frame(FrameError),
@@ -107,7 +107,7 @@ impl LinkError {
             LinkError::FrameVersion(_) => Some(ErrorCode::Version),
             LinkError::DamagedManifest(_)
             | LinkError::BadManifestMessage(_)
-            | LinkError::BadBlock(_) => Some(ErrorCode::Protocol),
+            | LinkError::BadRun(_) => Some(ErrorCode::Protocol),
             LinkError::ManifestEntry(_) | LinkError::ManifestEnd(_) | LinkError::OtherManifest => {
                 Some(ErrorCode::Manifest)
             }
@@ -125,10 +125,10 @@ impl LinkError {
     }
 
     /// The text of the Error frame: what went wrong, in the host's terms
-    /// (a bad block is named, without "host sent").
+    /// (a bad run is named, without "host sent").
     pub fn host_text(&self) -> String {
         match self {
-            LinkError::BadBlock(e) => e.to_string(),
+            LinkError::BadRun(e) => e.to_string(),
             other => other.to_string(),
         }
     }
@@ -170,24 +170,28 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_block_is_named_to_the_host_without_blaming_it_twice() {
-        let e = LinkError::BadBlock(LandError::PastEnd {
+    fn a_bad_run_is_named_to_the_host_without_blaming_it_twice() {
+        let e = LinkError::BadRun(LandError::PastEnd {
             file: FileId(0),
-            index: 2,
-            blocks: 2,
+            first: 2,
+            count: 3,
+            pages: 4,
         });
         assert_eq!(e.code(), Some(ErrorCode::Protocol));
-        assert_eq!(e.host_text(), "block 2 of #0 is past its end (2 blocks)");
+        assert_eq!(
+            e.host_text(),
+            "run of 3 pages from page 2 of #0 is past its end (4 pages)"
+        );
         assert_eq!(
             e.to_string(),
-            "host sent a bad block: block 2 of #0 is past its end (2 blocks)"
+            "host sent a bad run: run of 3 pages from page 2 of #0 is past its end (4 pages)"
         );
     }
 
     #[test]
     fn a_host_that_left_or_spoke_first_is_not_told() {
         let gone = LinkError::Read {
-            phase: Phase::Blocks,
+            phase: Phase::Pages,
             error: io::Error::from(io::ErrorKind::BrokenPipe),
         };
         assert_eq!(gone.code(), None);

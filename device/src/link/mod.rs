@@ -5,7 +5,7 @@
 //! A link is a byte stream each way: this process's stdin/stdout, a pipe
 //! handed over by `feedfs-device attach`, or a pair of USB bulk endpoints.
 //! It may carry several host sessions one after another: a host says
-//! Hello, sends its manifest, gets the Have report and then blocks, until
+//! Hello, sends its manifest, gets the Have report and then runs of pages, until
 //! it says Goodbye or a new Hello starts the next session (a host that was
 //! killed and started again on a USB cable that stayed plugged in). What
 //! each frame means is the [`session::Session`]'s to decide; this loop reads
@@ -30,15 +30,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use feedfs_protocol::io::{FrameReader, ReadError};
-use feedfs_protocol::{block_len, BlockRange, FileId, Manifest, Message};
+use feedfs_protocol::{FileId, Manifest, Message, PageRange};
 use nix::fcntl::{fcntl, FcntlArg};
 
 use crate::cmd::status::human_bytes;
 use crate::link::error::LinkError;
 use crate::link::outbox::{write_frames, LinkOut, Outbox};
-use crate::link::session::{Action, Blocks, Checked, Input, Session};
+use crate::link::session::{Action, Input, Pages, Session};
 use crate::link::store_writer::StoreWriter;
-use crate::serve::core::{Core, LandError, SharedCore};
+use crate::serve::core::{CheckedRun, Core, LandError, SharedCore};
 use crate::store::{free_space, Store};
 
 /// One opening of a byte link to a host.
@@ -128,7 +128,7 @@ pub fn serve(daemon: &Daemon, link: LinkIo) -> Result<(), LinkError> {
 }
 
 /// The link's loop: each frame (or frame error, or the end) goes to the
-/// session, the block it passes goes to the Core, and its actions are
+/// session, the run it passes goes to the Core, and its actions are
 /// carried out in order, until it says the link is over.
 fn run<R: Read>(
     daemon: &Daemon,
@@ -140,25 +140,21 @@ fn run<R: Read>(
     let mut writer: Option<StoreWriter> = None;
     loop {
         let input = match reader.next_frame() {
-            Ok(Some(frame)) => {
-                // A raw Block's data was hashed once, while its frame was checked.
-                let data_crc = frame.data_crc();
-                match Message::parse(frame) {
-                    Ok(msg) => Input::Message { msg, data_crc },
-                    Err(e) => Input::Unparsable(e),
-                }
-            }
+            Ok(Some(frame)) => match Message::parse(frame) {
+                Ok(msg) => Input::Message(msg),
+                Err(e) => Input::Unparsable(e),
+            },
             Ok(None) => Input::Closed,
             Err(ReadError::Frame(e)) => Input::Damaged(e),
             Err(ReadError::Io(e)) => Input::ReadFailed(e),
         };
-        let blocks: &dyn Blocks = match &core {
+        let pages: &dyn Pages = match &core {
             Some(c) => c.as_ref(),
             None => &NoFiles,
         };
         let landed = session
-            .handle(Instant::now(), input, blocks)
-            .map(|block| land(core.as_deref(), writer.as_ref(), block));
+            .handle(Instant::now(), input, pages)
+            .map(|run| land(core.as_deref(), writer.as_ref(), &run));
         match landed {
             Some(Err(Unlanded::Refused(e))) => session.refused(e),
             Some(Err(Unlanded::WriterGone)) => session.fail(LinkError::WriterStopped),
@@ -171,12 +167,12 @@ fn run<R: Read>(
                 }
                 Action::Attach(manifest) => match attach_core(daemon, manifest, outbox) {
                     Ok(c) => {
-                        session.attached(have_report(&c), c.present_blocks());
+                        session.attached(have_report(&c), c.present_pages());
                         core = Some(c);
                     }
                     Err(e) => session.fail(e),
                 },
-                Action::StartBlocks => {
+                Action::StartPages => {
                     if let Some(c) = &core {
                         c.start_link();
                         c.maybe_complete();
@@ -186,9 +182,9 @@ fn run<R: Read>(
                         }
                     }
                 }
-                Action::Redemand { file, index } => {
+                Action::Redemand { file, first, count } => {
                     if let Some(c) = &core {
-                        c.redemand(file, index);
+                        c.redemand(file, first, count);
                     }
                 }
                 Action::DemandMissing => {
@@ -196,8 +192,8 @@ fn run<R: Read>(
                         c.demand_all_missing();
                     }
                 }
-                // Blocks already checked are still stored.
-                Action::StopBlocks => {
+                // Pages already checked are still stored.
+                Action::StopPages => {
                     if let Some(w) = writer.take() {
                         w.stop();
                     }
@@ -213,7 +209,7 @@ fn run<R: Read>(
     }
 }
 
-/// Why a checked block did not reach the store writer.
+/// Why a checked run did not reach the store writer.
 enum Unlanded {
     /// The Core refused it.
     Refused(LandError),
@@ -221,72 +217,57 @@ enum Unlanded {
     WriterGone,
 }
 
-/// Hand a checked block to the Core (which answers the reads it completes
-/// from memory) and on to the store writer.
-fn land(core: Option<&Core>, writer: Option<&StoreWriter>, block: Checked) -> Result<(), Unlanded> {
+/// Hand a checked run to the Core (which answers the reads it completes
+/// from memory) and its pages on to the store writer.
+fn land(
+    core: Option<&Core>,
+    writer: Option<&StoreWriter>,
+    run: &CheckedRun,
+) -> Result<(), Unlanded> {
     let (Some(core), Some(writer)) = (core, writer) else {
         return Err(Unlanded::WriterGone);
     };
-    let Checked {
-        file,
-        index,
-        crc,
-        data,
-    } = block;
-    match core.accept(file, index, crc, data, crc) {
-        Ok(Some(landing)) => {
-            if writer.queue(landing) {
-                Ok(())
-            } else {
-                Err(Unlanded::WriterGone)
-            }
+    for landing in core.accept(run).map_err(Unlanded::Refused)? {
+        if !writer.queue(landing) {
+            return Err(Unlanded::WriterGone);
         }
-        Ok(None) => Ok(()),
-        Err(e) => Err(Unlanded::Refused(e)),
     }
+    Ok(())
 }
 
 /// The Core answers what the session asks about the files.
-impl Blocks for Core {
-    fn present_blocks(&self) -> u64 {
-        Core::present_blocks(self)
+impl Pages for Core {
+    fn present_pages(&self) -> u64 {
+        Core::present_pages(self)
     }
 
-    fn block_len(&self, file: FileId, index: u64) -> Result<usize, LandError> {
-        let f = self.file(file).ok_or(LandError::NoSuchFile(file))?;
-        if index >= f.blocks() {
-            return Err(LandError::PastEnd {
-                file,
-                index,
-                blocks: f.blocks(),
-            });
-        }
-        Ok(block_len(f.size(), f.block_size(), index))
+    fn run_len(&self, file: FileId, first: u64, count: u64) -> Result<usize, LandError> {
+        Core::run_len(self, file, first, count)
     }
 }
 
-/// No manifest attached yet: no block is one of it.
+/// No manifest attached yet: no page is one of it.
 struct NoFiles;
 
-impl Blocks for NoFiles {
-    fn present_blocks(&self) -> u64 {
+impl Pages for NoFiles {
+    fn present_pages(&self) -> u64 {
         0
     }
 
-    fn block_len(&self, file: FileId, _index: u64) -> Result<usize, LandError> {
+    fn run_len(&self, file: FileId, _first: u64, _count: u64) -> Result<usize, LandError> {
         Err(LandError::NoSuchFile(file))
     }
 }
 
-/// The blocks the store holds, per file that holds any.
-fn have_report(core: &Core) -> Vec<(FileId, Vec<BlockRange>)> {
+/// The pages the store holds, per file that holds any.
+fn have_report(core: &Core) -> Vec<(FileId, Vec<PageRange>)> {
     (0..core.manifest().host_entries())
         .filter_map(|i| {
-            let ranges: Vec<BlockRange> = core
+            let ranges: Vec<PageRange> = core
                 .file(FileId(i))?
                 .present_ranges()
                 .into_iter()
-                .map(|(first, count)| BlockRange { first, count })
+                .map(|(first, count)| PageRange { first, count })
                 .collect();
             (!ranges.is_empty()).then_some((FileId(i), ranges))
         })
@@ -343,7 +324,7 @@ fn attach_core(
     Ok(core)
 }
 
-/// Say at once when the store's filesystem cannot hold the blocks still
+/// Say at once when the store's filesystem cannot hold the pages still
 /// missing, rather than when it fills up. The protocol has no warning
 /// message, and an Error would end a push that may still succeed (other
 /// writers may free space): the log line is all the host sees, on the
@@ -352,7 +333,7 @@ fn warn_if_short_of_space(dir: &std::path::Path, core: &Core) {
     let missing = core.missing_bytes();
     match free_space(dir) {
         Ok(free) if free < missing => log::warn!(
-            "the store {} has {} free, but the blocks still missing take up to {}: \
+            "the store {} has {} free, but the pages still missing take up to {}: \
              storing them will fail with NoSpace; free space there or use a --store \
              on a larger filesystem",
             dir.display(),

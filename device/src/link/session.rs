@@ -3,9 +3,9 @@
 //! It is fed what the link brings, one [`Input`] at a time (a message, a
 //! frame that failed its checks, the link's end) with the time, and
 //! answers with what to do: [`Action`]s, taken in order with
-//! [`Session::next_action`] (frames to send, the manifest to attach, blocks
+//! [`Session::next_action`] (frames to send, the manifest to attach, pages
 //! to demand again, the store writer to start or stop, the link's end with
-//! its reason), and from [`Session::handle`] at most one [`Checked`] block
+//! its reason), and from [`Session::handle`] at most one [`CheckedRun`]
 //! for the Core, borrowed from the frame or from the session's decode
 //! buffer so the stream costs no copy here. The loop around it moves bytes
 //! and calls the Core; it decides nothing.
@@ -15,11 +15,12 @@
 //! session and are skipped (a frame of another version is refused). Then
 //! the manifest: any damage in it ends the link with Error code 1 (an Entry
 //! may be lost), a refused entry with code 3. The attached manifest is
-//! answered with the Have report and HaveEnd, and blocks flow: each is
-//! decoded and checked against the manifest and its CRC here, a damaged
-//! one is demanded again, one outside the manifest ends the link (code 1).
-//! A StreamDone with blocks missing has them all demanded; a repeated one
-//! once every block is present says Complete again (the first was sent by
+//! answered with the Have report and HaveEnd, and runs flow: each is
+//! checked against the manifest, decoded, and each page hashed once and
+//! compared with its CRC here; damaged pages are demanded again (the good
+//! pages of the run still land), a run outside the manifest ends the link
+//! (code 1). A StreamDone with pages missing has them all demanded; a
+//! repeated one once every page is present says Complete again (the first was sent by
 //! the Core, and may have been lost). Goodbye ends the host session and the
 //! link waits for the next Hello; a Hello at any point starts the next one.
 //!
@@ -35,28 +36,24 @@ use std::time::{Duration, Instant};
 use feedfs_protocol::message::MAX_RANGES_PER_HAVE;
 use feedfs_protocol::warn::{held_back_note, WarnLimit};
 use feedfs_protocol::{
-    hello, BlockRange, FileId, FrameError, Manifest, ManifestBuilder, Message, OwnedMessage,
+    hello, FileId, FrameError, Manifest, ManifestBuilder, Message, OwnedMessage, PageRange,
     ParseError, Recovery, Role,
 };
 
 use crate::link::error::{LinkError, Phase};
-use crate::serve::core::LandError;
+use crate::serve::core::{CheckedRun, LandError};
 
-mod block;
+mod run;
 #[cfg(test)]
 mod tests;
 
-use block::{check_block, Arrived, Refusal, Source};
+use run::{check_run, Arrived, Refusal, RunBuffers, Source};
 
 /// One thing the link brought.
 #[derive(Debug)]
 pub enum Input<'a> {
-    /// A frame that passed its checks, parsed. `data_crc` is the CRC-32 of
-    /// a raw Block's data, computed once while the frame was checked.
-    Message {
-        msg: Message<'a>,
-        data_crc: Option<u32>,
-    },
+    /// A frame that passed its checks, parsed.
+    Message(Message<'a>),
     /// A frame that passed its checks but whose payload is not a message.
     Unparsable(ParseError),
     /// A frame that failed its checks (the reader has resynchronised).
@@ -74,38 +71,33 @@ pub enum Action {
     Send(OwnedMessage),
     /// The manifest is whole and checked: put it on the Core (the first
     /// one creates and mounts it), then call [`Session::attached`] with the
-    /// blocks the store holds, or [`Session::fail`].
+    /// pages the store holds, or [`Session::fail`].
     Attach(Manifest),
     /// The Have report is out: the Core's link starts (it says Complete if
-    /// it holds everything) and the store writer takes checked blocks.
-    StartBlocks,
-    /// This block came damaged: ask the host for it again.
-    Redemand { file: FileId, index: u64 },
-    /// The host's stream ended with blocks missing: demand every one.
+    /// it holds everything) and the store writer takes checked pages.
+    StartPages,
+    /// These pages came damaged: ask the host for them again.
+    Redemand {
+        file: FileId,
+        first: u64,
+        count: u32,
+    },
+    /// The host's stream ended with pages missing: demand every one.
     DemandMissing,
-    /// This host session takes no more blocks: the store writer finishes
+    /// This host session takes no more pages: the store writer finishes
     /// those already checked and stops.
-    StopBlocks,
+    StopPages,
     /// The link is over: `Ok` when it ended cleanly.
     End(Result<(), LinkError>),
 }
 
-/// A block checked against the manifest and its CRC, for the Core: `data`
-/// is the block's bytes (decoded), `crc` their CRC-32.
-#[derive(Debug)]
-pub struct Checked<'a> {
-    pub file: FileId,
-    pub index: u64,
-    pub crc: u32,
-    pub data: &'a [u8],
-}
-
 /// What the session asks about the files it feeds (the Core answers).
-pub trait Blocks {
-    /// Blocks present in the store, of all files.
-    fn present_blocks(&self) -> u64;
-    /// The length of a block of the manifest, or why it is none.
-    fn block_len(&self, file: FileId, index: u64) -> Result<usize, LandError>;
+pub trait Pages {
+    /// Pages present in the store, of all files.
+    fn present_pages(&self) -> u64;
+    /// The length of pages `first..first + count` of `file`, or why they
+    /// are not pages of the manifest.
+    fn run_len(&self, file: FileId, first: u64, count: u64) -> Result<usize, LandError>;
 }
 
 /// The manifest's numbers the session needs once it is attached.
@@ -113,8 +105,8 @@ pub trait Blocks {
 struct Counts {
     /// File entries (for HaveEnd).
     files: u32,
-    /// Blocks of all files.
-    blocks: u64,
+    /// Pages of all files.
+    pages: u64,
 }
 
 enum State {
@@ -125,7 +117,7 @@ enum State {
     /// The manifest went out in [`Action::Attach`]; waiting for
     /// [`Session::attached`].
     Attaching(Counts),
-    /// Blocks flow.
+    /// Runs flow.
     Streaming { counts: Counts, stream_dones: u32 },
     /// The link is over: nothing more is done.
     Ended,
@@ -139,8 +131,9 @@ pub struct Session {
     actions: VecDeque<Action>,
     /// A link turned to noise drops frame after frame: a few lines a second.
     dropped: WarnLimit,
-    /// Where LZ4 and zero blocks are decoded, reused from block to block.
-    plain: Vec<u8>,
+    /// Where runs are decoded and their pages' checks kept, reused from
+    /// run to run.
+    buf: RunBuffers,
 }
 
 impl Session {
@@ -152,7 +145,7 @@ impl Session {
             state: State::AwaitHello { skipped: 0 },
             actions: VecDeque::new(),
             dropped: dropped_limit(),
-            plain: Vec::new(),
+            buf: RunBuffers::default(),
         }
     }
 
@@ -166,37 +159,34 @@ impl Session {
         matches!(self.state, State::Ended)
     }
 
-    /// Take one input at `now`. A Block that passes every check is
+    /// Take one input at `now`. A Run with pages that pass every check is
     /// returned for the Core; everything else becomes actions.
     pub fn handle<'a>(
         &'a mut self,
         now: Instant,
         input: Input<'a>,
-        blocks: &dyn Blocks,
-    ) -> Option<Checked<'a>> {
+        pages: &dyn Pages,
+    ) -> Option<CheckedRun<'a>> {
         match input {
-            Input::Message {
-                msg:
-                    Message::Block {
-                        file,
-                        index,
-                        crc,
-                        encoding,
-                        data,
-                    },
-                data_crc,
-            } if matches!(self.state, State::Streaming { .. }) => {
+            Input::Message(Message::Run {
+                file,
+                first,
+                count,
+                encoding,
+                crcs,
+                data,
+            }) if matches!(self.state, State::Streaming { .. }) => {
                 let arrived = Arrived {
                     file,
-                    index,
-                    crc,
+                    first,
+                    count,
                     encoding,
+                    crcs,
                     data,
-                    data_crc,
                 };
-                return self.on_block(arrived, blocks);
+                return self.on_run(arrived, pages);
             }
-            Input::Message { msg, .. } => self.on_message(msg, blocks),
+            Input::Message(msg) => self.on_message(msg, pages),
             Input::Unparsable(e) => self.on_unparsable(e),
             Input::Damaged(e) => self.on_damaged(now, e),
             Input::Closed => self.on_closed(),
@@ -208,9 +198,9 @@ impl Session {
         None
     }
 
-    /// The manifest is on the Core: report the blocks held (`have`, per
-    /// file; `present` in all) and start taking blocks.
-    pub fn attached(&mut self, have: Vec<(FileId, Vec<BlockRange>)>, present: u64) {
+    /// The manifest is on the Core: report the pages held (`have`, per
+    /// file; `present` in all) and start taking runs.
+    pub fn attached(&mut self, have: Vec<(FileId, Vec<PageRange>)>, present: u64) {
         let State::Attaching(counts) = self.state else {
             return;
         };
@@ -225,8 +215,8 @@ impl Session {
         self.send(OwnedMessage::HaveEnd {
             files: counts.files,
         });
-        log::info!("{present} of {} blocks already present", counts.blocks);
-        self.actions.push_back(Action::StartBlocks);
+        log::info!("{present} of {} pages already present", counts.pages);
+        self.actions.push_back(Action::StartPages);
         self.dropped = dropped_limit();
         self.state = State::Streaming {
             counts,
@@ -234,7 +224,7 @@ impl Session {
         };
     }
 
-    /// The Core refused a block the session passed on (it checks again).
+    /// The Core refused a run the session passed on (it checks again).
     pub fn refused(&mut self, e: LandError) {
         self.refuse(Refusal::Land(e));
     }
@@ -249,7 +239,7 @@ impl Session {
             let text = e.host_text();
             self.send(OwnedMessage::Error { code, text });
         }
-        self.stop_blocks();
+        self.stop_pages();
         self.state = State::Ended;
         self.actions.push_back(Action::End(Err(e)));
     }
@@ -259,15 +249,15 @@ impl Session {
     }
 
     fn end(&mut self) {
-        self.stop_blocks();
+        self.stop_pages();
         self.state = State::Ended;
         self.actions.push_back(Action::End(Ok(())));
     }
 
-    /// If blocks flow, they stop; the session waits for a Hello.
-    fn stop_blocks(&mut self) {
+    /// If runs flow, they stop; the session waits for a Hello.
+    fn stop_pages(&mut self) {
         if matches!(self.state, State::Streaming { .. }) {
-            self.actions.push_back(Action::StopBlocks);
+            self.actions.push_back(Action::StopPages);
             self.state = State::AwaitHello { skipped: 0 };
         }
     }
@@ -276,7 +266,7 @@ impl Session {
         match self.state {
             State::AwaitHello { .. } | State::Ended => Phase::BeforeHello,
             State::Manifest(_) | State::Attaching(_) => Phase::Manifest,
-            State::Streaming { .. } => Phase::Blocks,
+            State::Streaming { .. } => Phase::Pages,
         }
     }
 
@@ -289,7 +279,7 @@ impl Session {
             State::AwaitHello { .. } => {}
             _ => log::info!("a new host session starts on the same link"),
         }
-        self.stop_blocks();
+        self.stop_pages();
         self.state = State::AwaitHello { skipped: 0 };
         match hello::check(Role::Host, msg) {
             Ok(_) => {
@@ -302,7 +292,7 @@ impl Session {
         }
     }
 
-    fn on_message(&mut self, msg: Message<'_>, blocks: &dyn Blocks) {
+    fn on_message(&mut self, msg: Message<'_>, pages: &dyn Pages) {
         if let Message::Hello { agent, .. } = msg {
             return self.on_hello(&msg, agent);
         }
@@ -341,20 +331,20 @@ impl Session {
                 counts,
                 stream_dones,
             } => match msg {
-                Message::StreamDone { blocks_sent } => {
+                Message::StreamDone { pages_sent } => {
                     *stream_dones += 1;
-                    log::info!("host stream done ({blocks_sent} blocks sent)");
-                    let present = blocks.present_blocks();
-                    if present < counts.blocks {
+                    log::info!("host stream done ({pages_sent} pages sent)");
+                    let present = pages.present_pages();
+                    if present < counts.pages {
                         self.actions.push_back(Action::DemandMissing);
                     } else if *stream_dones > 1 {
                         // Said again: our Complete may have been lost.
-                        self.send(OwnedMessage::Complete { blocks: present });
+                        self.send(OwnedMessage::Complete { pages: present });
                     }
                 }
                 Message::Goodbye => {
                     log::info!("host said goodbye");
-                    self.stop_blocks();
+                    self.stop_pages();
                 }
                 other => log::warn!(
                     "ignoring unexpected {:?} message from the host",
@@ -407,42 +397,65 @@ impl Session {
         }
     }
 
-    fn on_block<'a>(&'a mut self, b: Arrived<'a>, blocks: &dyn Blocks) -> Option<Checked<'a>> {
-        match check_block(&b, blocks, &mut self.plain) {
-            Ok(source) => Some(Checked {
-                file: b.file,
-                index: b.index,
-                crc: b.crc,
-                data: match source {
-                    Source::Frame => b.data,
-                    Source::Decoded => &self.plain,
-                },
-            }),
-            Err(r) => {
-                self.refuse(r);
-                None
+    fn on_run<'a>(&'a mut self, r: Arrived<'a>, pages: &dyn Pages) -> Option<CheckedRun<'a>> {
+        let source = match check_run(&r, pages, &mut self.buf) {
+            Ok(source) => source,
+            Err(refusal) => {
+                self.refuse(refusal);
+                return None;
             }
+        };
+        let bad = run::bad_runs(&self.buf.good);
+        for &(from, n) in &bad {
+            log::warn!(
+                "pages {}..{} of {} fail their CRC; asking again",
+                r.first + from,
+                r.first + from + u64::from(n),
+                r.file
+            );
+            self.actions.push_back(Action::Redemand {
+                file: r.file,
+                first: r.first + from,
+                count: n,
+            });
         }
+        if bad.len() == 1 && bad[0] == (0, r.count) {
+            return None;
+        }
+        Some(CheckedRun {
+            file: r.file,
+            first: r.first,
+            crcs: &self.buf.crcs,
+            data: match source {
+                Source::Frame => Some(r.data),
+                Source::Decoded => Some(&self.buf.plain),
+                Source::Zero => None,
+            },
+            good: &self.buf.good,
+        })
     }
 
-    /// A damaged block is demanded again; one the manifest does not allow
-    /// ends the link.
+    /// Undecodable data has its run demanded again; a run the manifest does
+    /// not allow ends the link.
     fn refuse(&mut self, r: Refusal) {
-        let (file, index) = match r {
-            Refusal::Undecodable { file, index, error } => {
-                log::warn!("block {index} of {file} dropped: {error}; asking again");
-                (file, index)
-            }
-            Refusal::Land(e @ LandError::BadCrc { file, index, .. }) => {
-                log::warn!("{e}; asking again");
-                (file, index)
+        match r {
+            Refusal::Undecodable {
+                file,
+                first,
+                count,
+                error,
+            } => {
+                log::warn!(
+                    "run of {count} pages from page {first} of {file} dropped: {error}; asking again"
+                );
+                self.actions
+                    .push_back(Action::Redemand { file, first, count });
             }
             Refusal::Land(e) => {
                 log::error!("{e}");
-                return self.fail(LinkError::BadBlock(e));
+                self.fail(LinkError::BadRun(e));
             }
-        };
-        self.actions.push_back(Action::Redemand { file, index });
+        }
     }
 }
 
@@ -454,6 +467,6 @@ fn dropped_limit() -> WarnLimit {
 fn counts(m: &Manifest) -> Counts {
     Counts {
         files: m.files().count() as u32,
-        blocks: m.files().map(|e| e.blocks()).sum(),
+        pages: m.files().map(|e| e.pages()).sum(),
     }
 }

@@ -4,8 +4,8 @@
 use super::*;
 use std::io::Cursor;
 
-use feedfs_protocol::message::Encoding;
-use feedfs_protocol::{EntryKind, ErrorCode, Role, VERSION};
+use feedfs_protocol::message::{crc_table, Encoding};
+use feedfs_protocol::{EntryKind, ErrorCode, Mtime, PageCrcs, Role, VERSION};
 
 use crate::testutil::TempDir;
 
@@ -18,7 +18,7 @@ fn hello() -> Message<'static> {
     }
 }
 
-/// Hello and a manifest of one file "f" of `size` bytes in 4 KiB blocks.
+/// Hello and a manifest of one file "f" of `size` bytes.
 fn opening(size: u64) -> Vec<Message<'static>> {
     vec![
         hello(),
@@ -27,9 +27,13 @@ fn opening(size: u64) -> Vec<Message<'static>> {
             kind: EntryKind::File,
             size,
             mode: 0o644,
-            block_size: 4096,
+            mtime: Mtime {
+                sec: 1_700_000_000,
+                nsec: 0,
+            },
             identity: [7; 16],
             path: "f",
+            target: "",
         },
         Message::ManifestEnd {
             entries: 1,
@@ -76,7 +80,7 @@ fn serve_link(
 }
 
 const DEVICE_HELLO: &str = concat!(
-    "Hello { role: Device, min_version: 3, max_version: 3, agent: \"feedfs-device ",
+    "Hello { role: Device, min_version: 4, max_version: 4, agent: \"feedfs-device ",
     env!("CARGO_PKG_VERSION"),
     "\" }"
 );
@@ -84,24 +88,29 @@ const DEVICE_HELLO: &str = concat!(
 #[test]
 fn a_link_stores_a_stream_then_serves_the_next_session_from_the_store() {
     let dir = TempDir::new("serve");
-    let block0: Vec<u8> = (0..4096u32).map(|i| (i % 13) as u8).collect();
-    let block1: Vec<u8> = (0..1904u32).map(|i| (i % 5) as u8).collect();
-    let packed0 = lz4_flex::block::compress(&block0);
-    let crc1 = crc32fast::hash(&block1);
-    let block = |index, crc, encoding, data| Message::Block {
+    let page0: Vec<u8> = (0..4096u32).map(|i| (i % 13) as u8).collect();
+    let page1: Vec<u8> = (0..1904u32).map(|i| (i % 5) as u8).collect();
+    let both = [page0.clone(), page1.clone()].concat();
+    let packed = lz4_flex::block::compress(&both);
+    let table = crc_table(&[crc32fast::hash(&page0), crc32fast::hash(&page1)]);
+    let mut bad_page1 = both.clone();
+    bad_page1[5000] ^= 1;
+    let run = |first, count, encoding, table, data| Message::Run {
         file: FileId(0),
-        index,
-        crc,
+        first,
+        count,
         encoding,
+        crcs: PageCrcs::new(table).unwrap(),
         data,
     };
     let mut msgs = opening(6000);
     msgs.extend([
-        block(0, crc32fast::hash(&block0), Encoding::Lz4, &packed0[..]),
-        // Damaged inside a good frame: LZ4 data that does not decode.
-        block(1, crc1, Encoding::Lz4, &[0xff; 9][..]),
-        block(1, crc1, Encoding::Raw, &block1[..]),
-        Message::StreamDone { blocks_sent: 3 },
+        // Damaged inside a good frame: page 1 fails its CRC, page 0 lands.
+        run(0, 2, Encoding::Raw, &table[..], &bad_page1[..]),
+        // LZ4 data that does not decode: both pages asked for again.
+        run(0, 2, Encoding::Lz4, &table[..], &[0xff; 9][..]),
+        run(0, 2, Encoding::Lz4, &table[..], &packed[..]),
+        Message::StreamDone { pages_sent: 6 },
         Message::Goodbye,
     ]);
     // The next host, on the same link: everything is here already.
@@ -124,11 +133,12 @@ fn a_link_stores_a_stream_then_serves_the_next_session_from_the_store() {
             DEVICE_HELLO,
             "HaveEnd { files: 1 }",
             "Demand { file: FileId(0), first: 1, count: 1 }",
-            "Complete { blocks: 2 }",
+            "Demand { file: FileId(0), first: 0, count: 2 }",
+            "Complete { pages: 2 }",
             DEVICE_HELLO,
-            "Have { file: FileId(0), ranges: [BlockRange { first: 0, count: 2 }] }",
+            "Have { file: FileId(0), ranges: [PageRange { first: 0, count: 2 }] }",
             "HaveEnd { files: 1 }",
-            "Complete { blocks: 2 }",
+            "Complete { pages: 2 }",
             DEVICE_HELLO,
             &refusal,
         ]
@@ -137,7 +147,7 @@ fn a_link_stores_a_stream_then_serves_the_next_session_from_the_store() {
     let manifest = stored.load_manifest().unwrap();
     let core: Core = Core::new(manifest, &stored, Duration::from_secs(1)).unwrap();
     let f = core.file(FileId(0)).unwrap();
-    assert_eq!(f.read_at(0, 6000).unwrap(), [block0, block1].concat());
+    assert_eq!(f.read_at(0, 6000).unwrap(), both);
 }
 
 #[test]

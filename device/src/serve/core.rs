@@ -4,22 +4,24 @@
 //! the store, sends what the table says to send and answers what it hands
 //! back.
 //!
-//! A FUSE read of a missing block is parked with its fuser reply and a
-//! deadline; the block's first waiter sends one demand for it. A block from
-//! the host lands in two steps (module `land`): the link thread checks it
-//! ([`Core::accept`]) and at once answers, from the checked bytes, every
-//! parked read that lies wholly within it; a store writer then writes it
-//! ([`Core::store`]), sets its bit and answers the reads that needed more
-//! than that block. So a demanded block never waits behind a slow disk
-//! write. The reaper thread fails parked reads whose deadline passed with
-//! EIO, so no reader waits forever, and a read of a block that already
-//! timed out fails at once until the block lands or a new link comes up.
-//! When the link is lost, parked reads keep waiting, within their
-//! deadline, and a new link is asked at once for every block they need.
+//! A FUSE read of missing pages is parked with its fuser reply and a
+//! deadline; it waits only for the pages it needs, and demands those nobody
+//! demanded yet, one Demand per run. A run of pages from the host lands in
+//! two steps (module `land`): the link thread has checked each page against
+//! its CRC, and [`Core::accept`] answers at once, from the checked bytes,
+//! every parked read that lies wholly within the run's good pages; a store
+//! writer then writes it ([`Core::store`]), sets its bits and answers the
+//! reads that needed more than that run. So a demanded page never waits
+//! behind a slow disk write. The reaper thread fails parked reads whose
+//! deadline passed with EIO, so no reader waits forever, and a read of a
+//! page that already timed out fails at once until the page lands or a new
+//! link comes up. When the link is lost, parked reads keep waiting, within
+//! their deadline, and a new link is asked at once for every page they
+//! need.
 //!
 //! Lock order: a file's map lock is never held while taking the pending
 //! lock. A read re-checks presence under the pending lock, and a landing
-//! sets the block's bit before taking it, which closes the race between
+//! sets the pages' bits before taking it, which closes the race between
 //! "missing" and "arrived". Nothing is written to the link, and no read is
 //! answered, while the pending lock is held: frames and replies are
 //! collected under it and sent after.
@@ -36,14 +38,14 @@ use crate::link::outbox::Outbox;
 use crate::serve::demand::Demand;
 use crate::serve::pending::{Park, Pending, ReadAt, Reply, Taken};
 use crate::store::reqlog::{RequestLog, Waited};
-use crate::store::{BlockState, Store, StoredFile};
+use crate::store::{Opened, Store, StoredFile};
 
 mod land;
 mod maps;
 #[cfg(test)]
 mod tests;
 
-pub use land::{LandError, Landing};
+pub use land::{CheckedRun, LandError, Landing};
 
 /// A FUSE read is answered through fuser.
 impl Reply for ReplyData {
@@ -76,25 +78,14 @@ pub struct Core<R = ReplyData> {
     manifest: Manifest,
     /// Stored copy of each host id that is a file.
     files: Vec<Option<StoredFile>>,
-    total_blocks: u64,
-    present_blocks: AtomicU64,
+    total_pages: u64,
+    present_pages: AtomicU64,
     complete_sent: AtomicBool,
     /// The reaper is to sync the store at its next look.
     sync_wanted: AtomicBool,
     pending: Mutex<Shared<R>>,
     wake_reaper: Condvar,
     log: RequestLog,
-}
-
-/// What reading blocks from the store found, before any was parked.
-#[derive(Debug, Default)]
-struct Scan {
-    /// Blocks not in the store (dropped ones included).
-    missing: u64,
-    /// Blocks that were present but failed their check and were dropped.
-    dropped: u64,
-    /// A store read failed (after `missing` and `dropped` were counted).
-    failed: Option<std::io::Error>,
 }
 
 impl<R: Reply> Core<R> {
@@ -118,25 +109,18 @@ impl<R: Reply> Core<R> {
                         cause,
                     })?)
                 }
-                feedfs_protocol::EntryKind::Dir => None,
+                feedfs_protocol::EntryKind::Dir | feedfs_protocol::EntryKind::Symlink => None,
             });
         }
-        let afresh = files
-            .iter()
-            .flatten()
-            .filter(|f| f.started_afresh())
-            .count();
-        if afresh > 0 {
-            log::info!("store: {afresh} files new or changed, started afresh (-v lists them)");
-        }
-        let total_blocks = files.iter().flatten().map(StoredFile::blocks).sum();
+        log_opened(&files);
+        let total_pages = files.iter().flatten().map(StoredFile::pages).sum();
         let present = files.iter().flatten().map(StoredFile::present_count).sum();
         let log = RequestLog::start(store.dir(), &manifest);
         Ok(Core {
             manifest,
             files,
-            total_blocks,
-            present_blocks: AtomicU64::new(present),
+            total_pages,
+            present_pages: AtomicU64::new(present),
             complete_sent: AtomicBool::new(false),
             sync_wanted: AtomicBool::new(false),
             pending: Mutex::new(Shared {
@@ -156,12 +140,12 @@ impl<R: Reply> Core<R> {
         self.files.get(id.0 as usize).and_then(Option::as_ref)
     }
 
-    pub fn total_blocks(&self) -> u64 {
-        self.total_blocks
+    pub fn total_pages(&self) -> u64 {
+        self.total_pages
     }
 
-    pub fn present_blocks(&self) -> u64 {
-        self.present_blocks.load(Ordering::Relaxed)
+    pub fn present_pages(&self) -> u64 {
+        self.present_pages.load(Ordering::Relaxed)
     }
 
     /// Bytes of the served files not in the store yet.
@@ -178,7 +162,7 @@ impl<R: Reply> Core<R> {
     }
 
     /// Attach a link: frames sent from now on go to `outbox`, and every
-    /// block a parked read still waits for is demanded over it (reads that
+    /// page a parked read still waits for is demanded over it (reads that
     /// parked while no link was up, or whose demand went to a link that was
     /// lost).
     pub fn link_up(&self, outbox: Outbox) {
@@ -188,22 +172,22 @@ impl<R: Reply> Core<R> {
             p.table.link_up()
         };
         if !wanted.is_empty() {
-            let blocks: u64 = wanted.iter().map(|d| u64::from(d.count)).sum();
-            log::info!("link up: asking for {blocks} blocks readers wait for");
+            let pages: u64 = wanted.iter().map(|d| u64::from(d.count)).sum();
+            log::info!("link up: asking for {pages} pages readers wait for");
         }
         send_demands(Some(&outbox), &wanted);
         self.log.link(true);
     }
 
-    /// Mounted with no link (`--offline`): reads of missing blocks fail at
+    /// Mounted with no link (`--offline`): reads of missing pages fail at
     /// once until a link is attached.
     pub fn offline(&self) {
         self.pending().table.set_offline();
     }
 
     /// The link was lost: nothing more is sent, but parked reads keep
-    /// waiting, until their deadline, for a new link to bring their blocks;
-    /// new reads of missing blocks park the same way.
+    /// waiting, until their deadline, for a new link to bring their pages;
+    /// new reads of missing pages park the same way.
     pub fn link_lost(&self) {
         self.pending().outbox = None;
         self.log.link(false);
@@ -211,7 +195,7 @@ impl<R: Reply> Core<R> {
     }
 
     /// The daemon is stopping: every parked read fails with EIO now, and so
-    /// does every later read of a missing block.
+    /// does every later read of a missing page.
     pub fn shut_down(&self) {
         let failed = {
             let mut p = self.pending();
@@ -239,7 +223,7 @@ impl<R: Reply> Core<R> {
         self.outbox().is_some_and(|o| o.send(msg.to_frame()))
     }
 
-    /// Serve a FUSE read, or park it until its blocks land.
+    /// Serve a FUSE read, or park it until the pages it needs land.
     pub fn read(&self, id: FileId, offset: u64, size: u32, reply: R) {
         self.read_by(id, offset, size, 0, reply)
     }
@@ -250,17 +234,19 @@ impl<R: Reply> Core<R> {
             reply.error(Errno::EISDIR);
             return;
         };
-        let Some(read) = ReadAt::new(id, offset, size, pid, file.size(), file.block_size()) else {
+        let Some(read) = ReadAt::new(id, offset, size, pid, file.size()) else {
             reply.data(&[]);
             return;
         };
-        let scan = scan(file, &read);
+        let scan = match file.check_pages(read.first, read.count()) {
+            Ok(scan) => scan,
+            Err(e) => {
+                log::error!("store read of {} failed: {e}", self.path_of(id));
+                reply.error(Errno::EIO);
+                return;
+            }
+        };
         self.lost(scan.dropped);
-        if let Some(e) = scan.failed {
-            log::error!("store read of {} failed: {e}", self.path_of(id));
-            reply.error(Errno::EIO);
-            return;
-        }
         if scan.missing == 0 {
             self.log_served(file, &read);
             return serve(file, &read, reply);
@@ -268,12 +254,12 @@ impl<R: Reply> Core<R> {
         self.park(file, read, reply);
     }
 
-    /// Blocks that were present have been dropped (they failed their
+    /// Pages that were present have been dropped (they failed their
     /// check): they count as missing, and the host must be told Complete
     /// again once they are back.
     fn lost(&self, dropped: u64) {
         if dropped > 0 {
-            self.present_blocks.fetch_sub(dropped, Ordering::Relaxed);
+            self.present_pages.fetch_sub(dropped, Ordering::Relaxed);
             self.complete_sent.store(false, Ordering::SeqCst);
         }
     }
@@ -281,9 +267,9 @@ impl<R: Reply> Core<R> {
     fn park(&self, file: &StoredFile, read: ReadAt, reply: R) {
         let (parked, outbox) = {
             let mut p = self.pending();
-            // Presence is re-checked under the pending lock: a block may have landed since.
-            let parked = p.table.park(read, reply, Instant::now(), |_, b| {
-                file.is_present(b).unwrap_or(false)
+            // Presence is re-checked under the pending lock: a page may have landed since.
+            let parked = p.table.park(read, reply, Instant::now(), |_, page| {
+                file.is_present(page).unwrap_or(false)
             });
             let outbox = match &parked {
                 Park::Parked { demands, .. } if !demands.is_empty() => p.outbox.clone(),
@@ -305,7 +291,7 @@ impl<R: Reply> Core<R> {
             }
             Park::Expired(read, reply) => {
                 log::debug!(
-                    "read of {} at {} needs a block a read already timed out on: EIO",
+                    "read of {} at {} needs a page a read already timed out on: EIO",
                     self.path_of(read.file),
                     read.offset
                 );
@@ -344,25 +330,25 @@ impl<R: Reply> Core<R> {
         self.log.close();
     }
 
-    /// A block the host sent could not be used (bad CRC): ask for it
-    /// again, whether or not a reader waits for it yet.
-    pub fn redemand(&self, id: FileId, index: u64) {
+    /// Pages the host sent could not be used (bad CRC): ask for them
+    /// again, whether or not a reader waits for them yet.
+    pub fn redemand(&self, id: FileId, first: u64, count: u32) {
         let again = Demand {
             file: id,
-            first: index,
-            count: 1,
+            first,
+            count,
         };
         send_demands(self.outbox().as_ref(), &[again]);
     }
 
-    /// Demand every block still missing (after the host's stream ended),
+    /// Demand every page still missing (after the host's stream ended),
     /// except those already checked and on their way to the store.
     pub fn demand_all_missing(&self) {
         for (i, f) in self.files.iter().enumerate() {
             let Some(f) = f else { continue };
-            // Both under the pending lock: the writer sets a block's bit
+            // Both under the pending lock: the writer sets a page's bit
             // before it takes this lock to drop it from those on their
-            // way, so no block is seen as neither present nor arriving.
+            // way, so no page is seen as neither present nor arriving.
             let (demands, outbox) = {
                 let p = self.pending();
                 let demands = p
@@ -374,19 +360,19 @@ impl<R: Reply> Core<R> {
         }
     }
 
-    /// A new link starts: its host has not been told yet that every block
+    /// A new link starts: its host has not been told yet that every page
     /// is present, whatever an earlier link was told.
     pub fn start_link(&self) {
         self.complete_sent.store(false, Ordering::SeqCst);
     }
 
-    /// Tell the host, once per link, that every block is present.
+    /// Tell the host, once per link, that every page is present.
     pub fn maybe_complete(&self) {
-        let present = self.present_blocks();
-        if present == self.total_blocks && !self.complete_sent.swap(true, Ordering::SeqCst) {
-            log::info!("all {present} blocks present");
+        let present = self.present_pages();
+        if present == self.total_pages && !self.complete_sent.swap(true, Ordering::SeqCst) {
+            log::info!("all {present} pages present");
             self.flush_maps();
-            self.send(&Message::Complete { blocks: present });
+            self.send(&Message::Complete { pages: present });
             self.want_sync();
         }
     }
@@ -406,25 +392,28 @@ fn send_demands(outbox: Option<&Outbox>, demands: &[Demand]) {
     }
 }
 
-/// Look at each block of `read` in the store, checking a block stored by
-/// an earlier daemon the first time; stops at the first failed store read.
-fn scan(file: &StoredFile, read: &ReadAt) -> Scan {
-    let mut scan = Scan::default();
-    for b in read.blocks() {
-        match file.check(b) {
-            Ok(BlockState::Ready) => {}
-            Ok(BlockState::Missing) => scan.missing += 1,
-            Ok(BlockState::Dropped) => {
-                scan.dropped += 1;
-                scan.missing += 1;
-            }
-            Err(e) => {
-                scan.failed = Some(e);
-                break;
+/// Say at info how opening found the store: files started afresh (a
+/// line each at debug) and files converted from store format 1.
+fn log_opened(files: &[Option<StoredFile>]) {
+    let (mut afresh, mut converted, mut dropped) = (0, 0, 0);
+    for f in files.iter().flatten() {
+        match f.opened() {
+            Opened::Kept => {}
+            Opened::Afresh => afresh += 1,
+            Opened::Converted { dropped: d } => {
+                converted += 1;
+                dropped += d;
             }
         }
     }
-    scan
+    if afresh > 0 {
+        log::info!("store: {afresh} files new or changed, started afresh (-v lists them)");
+    }
+    if converted > 0 {
+        log::info!(
+            "store: converted {converted} files of store format 1, {dropped} blocks dropped"
+        );
+    }
 }
 
 /// Answer a read from the store.

@@ -1,12 +1,12 @@
-//! Demand messages: the one place that turns blocks to ask the host for
-//! into `Demand`s, as runs of consecutive blocks split so that no count
+//! Demand messages: the one place that turns pages to ask the host for
+//! into `Demand`s, one per run of consecutive pages, split so that no count
 //! exceeds `u32::MAX` (the message's count field) and none is zero.
 
 use std::collections::BTreeSet;
 
 use feedfs_protocol::{FileId, Message};
 
-/// One Demand: `count` blocks of `file` from block `first`.
+/// One Demand: `count` pages of `file` from page `first`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Demand {
     pub file: FileId,
@@ -15,7 +15,7 @@ pub struct Demand {
 }
 
 impl Demand {
-    /// The message that asks for these blocks.
+    /// The message that asks for these pages.
     pub fn message(&self) -> Message<'static> {
         Message::Demand {
             file: self.file,
@@ -30,8 +30,8 @@ impl Demand {
     }
 }
 
-/// Demands for runs `(first, count)` of blocks of `file`, in order; a run
-/// longer than `u32::MAX` blocks becomes several demands, an empty run none.
+/// Demands for runs `(first, count)` of pages of `file`, in order; a run
+/// longer than `u32::MAX` pages becomes several demands, an empty run none.
 pub fn for_runs(file: FileId, runs: impl IntoIterator<Item = (u64, u64)>) -> Vec<Demand> {
     let mut out = Vec::new();
     for (mut first, mut left) in runs {
@@ -49,12 +49,12 @@ pub fn for_runs(file: FileId, runs: impl IntoIterator<Item = (u64, u64)>) -> Vec
     out
 }
 
-/// Demands for the sorted block indexes `blocks` of `file`.
-pub fn for_blocks(file: FileId, blocks: &[u64]) -> Vec<Demand> {
-    for_runs(file, runs(blocks))
+/// Demands for the sorted page indexes `pages` of `file`.
+pub fn for_pages(file: FileId, pages: &[u64]) -> Vec<Demand> {
+    for_runs(file, runs(pages))
 }
 
-/// Demands for runs `(first, count)` of `file`, leaving out the blocks in `except`.
+/// Demands for runs `(first, count)` of `file`, leaving out the pages in `except`.
 pub fn for_runs_except(file: FileId, runs: &[(u64, u64)], except: &BTreeSet<u64>) -> Vec<Demand> {
     let mut kept = Vec::with_capacity(runs.len());
     for &(first, count) in runs {
@@ -73,10 +73,10 @@ pub fn for_runs_except(file: FileId, runs: &[(u64, u64)], except: &BTreeSet<u64>
     for_runs(file, kept)
 }
 
-/// Sorted block indexes as runs of (first, count).
-pub fn runs(blocks: &[u64]) -> Vec<(u64, u64)> {
+/// Sorted page indexes as runs of (first, count).
+pub fn runs(pages: &[u64]) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
-    for &b in blocks {
+    for &b in pages {
         match out.last_mut() {
             Some((f, c)) if *f + *c == b => *c += 1,
             _ => out.push((b, 1)),
@@ -100,15 +100,15 @@ mod tests {
     }
 
     #[test]
-    fn consecutive_blocks_become_one_run() {
+    fn consecutive_pages_become_one_run() {
         assert_eq!(runs(&[1, 2, 3, 7, 9, 10]), vec![(1, 3), (7, 1), (9, 2)]);
         assert!(runs(&[]).is_empty());
     }
 
     #[test]
-    fn blocks_become_one_demand_per_run() {
-        assert_eq!(for_blocks(F, &[4, 5, 6, 8]), vec![d(4, 3), d(8, 1)]);
-        assert!(for_blocks(F, &[]).is_empty());
+    fn pages_become_one_demand_per_run() {
+        assert_eq!(for_pages(F, &[4, 5, 6, 8]), vec![d(4, 3), d(8, 1)]);
+        assert!(for_pages(F, &[]).is_empty());
     }
 
     #[test]
@@ -134,7 +134,7 @@ mod tests {
     }
 
     #[test]
-    fn blocks_on_their_way_are_left_out_of_runs() {
+    fn pages_on_their_way_are_left_out_of_runs() {
         let except: BTreeSet<u64> = [0, 3, 4, 9, 20].into();
         assert_eq!(
             for_runs_except(F, &[(0, 6), (8, 3)], &except),

@@ -1,11 +1,15 @@
 //! The FUSE adapter: a read-only tree built from the manifest, reads handed
 //! to [`Core`](crate::serve::core::Core).
 //!
-//! It never blocks a worker thread on the link: a read of a missing block
+//! It never blocks a worker thread on the link: a read of missing pages
 //! is parked in the core with its reply. Content is immutable for the
 //! life of a mount, so attributes and entries get long timeouts and opened
-//! files keep the kernel's page cache across opens. Every call that would
-//! change the tree answers EROFS, and every ioctl ENOTTY.
+//! files keep the kernel's page cache across opens. Every entry shows the
+//! modification time the host gave it (as its access and change times
+//! too), so they stay the same across restarts; the root, which has no
+//! entry, shows the newest of them. A symbolic link is served as one, with
+//! its target. Every call that would change the tree answers EROFS, and
+//! every ioctl ENOTTY.
 
 use std::ffi::OsStr;
 use std::time::{Duration, SystemTime};
@@ -30,6 +34,9 @@ struct Node {
     kind: EntryKind,
     size: u64,
     mode: u32,
+    mtime: SystemTime,
+    /// A symbolic link's target (empty for other kinds).
+    target: String,
     parent: u64,
     /// Children sorted by name: (name, inode).
     children: Vec<(String, u64)>,
@@ -41,7 +48,6 @@ pub struct FeedFs {
     nodes: Vec<Node>,
     uid: u32,
     gid: u32,
-    mounted_at: SystemTime,
     /// Tells the daemon the FUSE session ended.
     on_unmount: Box<dyn Fn() + Send + Sync>,
     opens: Opens,
@@ -49,11 +55,20 @@ pub struct FeedFs {
 
 impl FeedFs {
     pub fn new(core: SharedCore, on_unmount: impl Fn() + Send + Sync + 'static) -> FeedFs {
+        let newest = core
+            .manifest()
+            .entries()
+            .iter()
+            .map(|e| e.mtime)
+            .max()
+            .unwrap_or_default();
         let mut nodes = vec![Node {
             id: None,
             kind: EntryKind::Dir,
             size: 0,
             mode: 0o755,
+            mtime: newest.to_system_time(),
+            target: String::new(),
             parent: 1,
             children: Vec::new(),
         }];
@@ -72,6 +87,8 @@ impl FeedFs {
                 kind: e.kind,
                 size: e.size,
                 mode: e.mode,
+                mtime: e.mtime.to_system_time(),
+                target: e.target.clone(),
                 parent,
                 children: Vec::new(),
             });
@@ -89,7 +106,6 @@ impl FeedFs {
             nodes,
             uid,
             gid,
-            mounted_at: SystemTime::now(),
             on_unmount: Box::new(on_unmount),
             opens: Opens::default(),
         }
@@ -100,18 +116,19 @@ impl FeedFs {
     }
 
     fn attr(&self, ino: u64, n: &Node) -> FileAttr {
-        let (kind, nlink) = match n.kind {
-            EntryKind::File => (FileType::RegularFile, 1),
-            EntryKind::Dir => (FileType::Directory, 2),
+        let (kind, nlink, size) = match n.kind {
+            EntryKind::File => (FileType::RegularFile, 1, n.size),
+            EntryKind::Dir => (FileType::Directory, 2, 0),
+            EntryKind::Symlink => (FileType::Symlink, 1, n.target.len() as u64),
         };
         FileAttr {
             ino: INodeNo(ino),
-            size: n.size,
-            blocks: n.size.div_ceil(512),
-            atime: self.mounted_at,
-            mtime: self.mounted_at,
-            ctime: self.mounted_at,
-            crtime: self.mounted_at,
+            size,
+            blocks: size.div_ceil(512),
+            atime: n.mtime,
+            mtime: n.mtime,
+            ctime: n.mtime,
+            crtime: n.mtime,
             kind,
             perm: n.mode as u16,
             nlink,
@@ -167,8 +184,11 @@ impl Filesystem for FeedFs {
         let Some(n) = self.node(ino) else {
             return reply.error(Errno::ENOENT);
         };
-        if n.kind == EntryKind::Dir {
-            return reply.error(Errno::EISDIR);
+        match n.kind {
+            EntryKind::File => {}
+            EntryKind::Dir => return reply.error(Errno::EISDIR),
+            // The kernel follows links before it opens: not reached.
+            EntryKind::Symlink => return reply.error(Errno::ELOOP),
         }
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             return reply.error(Errno::EROFS);
@@ -210,6 +230,14 @@ impl Filesystem for FeedFs {
         }
     }
 
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.node(ino) {
+            Some(n) if n.kind == EntryKind::Symlink => reply.data(n.target.as_bytes()),
+            Some(_) => reply.error(Errno::EINVAL),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
     fn readdir(
         &self,
         _req: &Request,
@@ -234,6 +262,7 @@ impl Filesystem for FeedFs {
             let kind = match self.nodes[(*child - 1) as usize].kind {
                 EntryKind::File => FileType::RegularFile,
                 EntryKind::Dir => FileType::Directory,
+                EntryKind::Symlink => FileType::Symlink,
             };
             if reply.add(INodeNo(*child), (i + 1) as u64, kind, name) {
                 break;

@@ -1,26 +1,26 @@
-//! The parked-read table: reads of missing blocks waiting for them to land,
+//! The parked-read table: reads of missing pages waiting for them to land,
 //! as a pure state machine. No I/O and no clock: the caller passes `now`,
-//! says which blocks are present, sends the demands it is handed and
+//! says which pages are present, sends the demands it is handed and
 //! answers the reads it is handed, outside its lock.
 //!
 //! Invariants:
 //! - A parked read is handed back exactly once (completed, failed, timed
 //!   out or stopped), its reply moving out with it, so no read is ever
 //!   answered twice.
-//! - A (file, block) key in `waiters` means the block was demanded (or is
-//!   on its way); the first read to wait for a block that is neither asks
-//!   for it, later ones only wait.
+//! - A read waits only for the pages it needs (`pages_of(offset, size)`).
+//! - A (file, page) key in `waiters` means the page was demanded (or is
+//!   on its way); the first read to wait for a page that is neither asks
+//!   for it (one Demand per run of such pages), later ones only wait.
 //! - A read re-checks presence here, under the table's lock, and a landing
-//!   sets the block's bit before it comes here: no block is seen as
+//!   sets the page's bit before it comes here: no page is seen as
 //!   missing after it arrived without its reader being found.
-//! - After a read timed out waiting for a block, a read that needs that
-//!   block fails at once, until the block lands or a new link comes up.
+//! - After a read timed out waiting for a page, a read that needs that
+//!   page fails at once, until the page lands or a new link comes up.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use feedfs_protocol::FileId;
+use feedfs_protocol::{pages_of, FileId};
 use fuser::Errno;
 
 use crate::serve::demand::{self, Demand};
@@ -39,7 +39,7 @@ pub trait Reply: Send {
 }
 
 /// What a read asks for: `size` bytes at `offset` of `file`, which lie in
-/// blocks `first..=last`, for process `pid` (0 if unknown).
+/// pages `first..=last`, for process `pid` (0 if unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadAt {
     pub file: FileId,
@@ -52,44 +52,43 @@ pub struct ReadAt {
 
 impl ReadAt {
     /// A read by `pid` of `size` bytes at `offset` of `file`, which is
-    /// `file_size` bytes long in blocks of `block_size`; `None` when it
-    /// reads nothing (empty, or at or past the end).
-    pub fn new(
-        file: FileId,
-        offset: u64,
-        size: u32,
-        pid: u32,
-        file_size: u64,
-        block_size: u32,
-    ) -> Option<ReadAt> {
-        if offset >= file_size || size == 0 || block_size == 0 {
+    /// `file_size` bytes long; `None` when it reads nothing (empty, or at or
+    /// past the end).
+    pub fn new(file: FileId, offset: u64, size: u32, pid: u32, file_size: u64) -> Option<ReadAt> {
+        if offset >= file_size || size == 0 {
             return None;
         }
-        let bs = u64::from(block_size);
-        let end = offset.saturating_add(u64::from(size)).min(file_size);
+        let len = u64::from(size).min(file_size - offset);
+        let (first, count) = pages_of(offset, len);
         Some(ReadAt {
             file,
             offset,
             size,
-            first: offset / bs,
-            last: (end - 1) / bs,
+            first,
+            last: first + count - 1,
             pid,
         })
     }
 
-    pub fn blocks(&self) -> RangeInclusive<u64> {
+    /// The pages it needs.
+    pub fn pages(&self) -> std::ops::RangeInclusive<u64> {
         self.first..=self.last
     }
 
-    /// Whether it reads from block `index` and no other.
-    pub fn within(&self, index: u64) -> bool {
-        self.first == index && self.last == index
+    /// How many pages it needs.
+    pub fn count(&self) -> u64 {
+        self.last - self.first + 1
     }
 
-    /// The bytes it reads out of a block that starts at byte `block_start`
-    /// and holds `data`; empty if it does not lie in that block.
-    pub fn slice<'a>(&self, block_start: u64, data: &'a [u8]) -> &'a [u8] {
-        let Some(from) = self.offset.checked_sub(block_start) else {
+    /// Whether every page it needs lies in `first..end`.
+    pub fn within(&self, first: u64, end: u64) -> bool {
+        self.first >= first && self.last < end
+    }
+
+    /// The bytes it reads out of a run that starts at byte `run_start` and
+    /// holds `data`; empty if it does not lie in that run.
+    pub fn slice<'a>(&self, run_start: u64, data: &'a [u8]) -> &'a [u8] {
+        let Some(from) = self.offset.checked_sub(run_start) else {
             return &[];
         };
         let from = usize::try_from(from).unwrap_or(usize::MAX).min(data.len());
@@ -119,14 +118,14 @@ pub struct Taken<R> {
 /// What [`Pending::park`] made of a read.
 #[derive(Debug)]
 pub enum Park<R> {
-    /// Every block is present by now: serve it from the store.
+    /// Every page is present by now: serve it from the store.
     Ready(ReadAt, R),
     /// No link is coming (mounted offline, or stopping): fail it.
     NoLink(ReadAt, R),
-    /// It needs a block a read already timed out on: fail it at once.
+    /// It needs a page a read already timed out on: fail it at once.
     Expired(ReadAt, R),
-    /// Parked until its blocks land or its deadline passes. `demands` are
-    /// for the blocks nobody asked for yet (send them if a link is up);
+    /// Parked until its pages land or its deadline passes. `demands` are
+    /// for the pages nobody asked for yet (send them if a link is up);
     /// `earliest` says its deadline comes before every other one (wake the
     /// reaper).
     Parked {
@@ -135,13 +134,13 @@ pub enum Park<R> {
     },
 }
 
-/// A (file, block) pair.
+/// A (file, page) pair.
 type Key = (FileId, u64);
 
 struct Parked<R> {
     read: ReadAt,
     reply: R,
-    /// Blocks it still waits for.
+    /// Pages it still waits for.
     missing: usize,
     deadline: Instant,
     since: Instant,
@@ -159,25 +158,35 @@ impl<R> Parked<R> {
     }
 }
 
+/// What [`Pending::begin_landing`] made of a run of checked pages.
+#[derive(Debug)]
+pub struct Begun<R> {
+    /// Reads that lie wholly within the run: answer them from its bytes.
+    pub early: Vec<Taken<R>>,
+    /// Runs `(first, count)` of its pages that were not on their way yet:
+    /// to be stored.
+    pub fresh: Vec<(u64, u64)>,
+}
+
 /// The table of parked reads.
 pub struct Pending<R> {
     timeout: Duration,
     next_id: u64,
     reads: HashMap<u64, Parked<R>>,
-    /// Reads waiting for each block, in the order they parked.
+    /// Reads waiting for each page, in the order they parked.
     waiters: HashMap<Key, Vec<u64>>,
     deadlines: BTreeSet<(Instant, u64)>,
-    /// Blocks checked and on their way to the store: waited for, never demanded.
+    /// Pages checked and on their way to the store: waited for, never demanded.
     landing: HashSet<Key>,
-    /// Stopping: reads of missing blocks fail at once.
+    /// Stopping: reads of missing pages fail at once.
     closed: bool,
-    /// Mounted offline: until a link comes up, reads of missing blocks
+    /// Mounted offline: until a link comes up, reads of missing pages
     /// fail at once (nobody is expected to bring them).
     offline: bool,
-    /// Blocks a read timed out waiting for, since the last link came up: a
+    /// Pages a read timed out waiting for, since the last link came up: a
     /// read that needs one fails at once instead of waiting a whole timeout
     /// again (the kernel retries a failed readahead with a read of its
-    /// own). Cleared by the block's landing or a new link.
+    /// own). Cleared by the page's landing or a new link.
     expired: HashSet<Key>,
 }
 
@@ -210,13 +219,13 @@ impl<R: Reply> Pending<R> {
         self.reads.is_empty()
     }
 
-    /// Mounted with no link: reads of missing blocks fail until a link is up.
+    /// Mounted with no link: reads of missing pages fail until a link is up.
     pub fn set_offline(&mut self) {
         self.offline = true;
     }
 
-    /// A link came up: reads of missing blocks park again, earlier
-    /// timeouts are forgotten, and the returned demands ask for every block
+    /// A link came up: reads of missing pages park again, earlier
+    /// timeouts are forgotten, and the returned demands ask for every page
     /// a parked read waits for that is not already on its way.
     pub fn link_up(&mut self) -> Vec<Demand> {
         self.offline = false;
@@ -231,14 +240,14 @@ impl<R: Reply> Pending<R> {
         wanted
             .chunk_by(|a, b| a.0 == b.0)
             .flat_map(|file| {
-                let blocks: Vec<u64> = file.iter().map(|&(_, b)| b).collect();
-                demand::for_blocks(file[0].0, &blocks)
+                let pages: Vec<u64> = file.iter().map(|&(_, p)| p).collect();
+                demand::for_pages(file[0].0, &pages)
             })
             .collect()
     }
 
     /// Stopping: every parked read is handed back (to fail), and later
-    /// reads of missing blocks fail at once.
+    /// reads of missing pages fail at once.
     pub fn shut_down(&mut self) -> Vec<Taken<R>> {
         self.closed = true;
         self.waiters.clear();
@@ -248,8 +257,8 @@ impl<R: Reply> Pending<R> {
         all.into_iter().map(|(_, r)| r.taken()).collect()
     }
 
-    /// Park `read`, whose caller found a block missing, re-checking each
-    /// block with `present` (under the table's lock, so a block that landed
+    /// Park `read`, whose caller found a page missing, re-checking each
+    /// page with `present` (under the table's lock, so a page that landed
     /// since is seen). Its deadline is `now` plus the timeout.
     pub fn park(
         &mut self,
@@ -261,7 +270,7 @@ impl<R: Reply> Pending<R> {
         if self.closed || self.offline {
             return Park::NoLink(read, reply);
         }
-        let missing: Vec<u64> = read.blocks().filter(|&b| !present(read.file, b)).collect();
+        let missing: Vec<u64> = read.pages().filter(|&p| !present(read.file, p)).collect();
         if missing.is_empty() {
             return Park::Ready(read, reply);
         }
@@ -298,78 +307,106 @@ impl<R: Reply> Pending<R> {
             },
         );
         Park::Parked {
-            demands: demand::for_blocks(read.file, &to_demand),
+            demands: demand::for_pages(read.file, &to_demand),
             earliest,
         }
     }
 
-    /// A block was checked and is on its way to the store: the reads that
-    /// lie wholly within it are handed back, to be answered from its bytes
-    /// now; the others keep waiting for it to be stored. `None` when it was
-    /// already on its way (a duplicate: drop it).
-    pub fn begin_landing(&mut self, file: FileId, index: u64) -> Option<Vec<Taken<R>>> {
-        let key = (file, index);
-        if !self.landing.insert(key) {
-            return None;
-        }
-        let Some(ids) = self.waiters.remove(&key) else {
-            return Some(Vec::new());
-        };
-        let (within, rest): (Vec<u64>, Vec<u64>) = ids
-            .into_iter()
-            .partition(|rid| self.reads.get(rid).is_some_and(|r| r.read.within(index)));
-        if !rest.is_empty() {
-            self.waiters.insert(key, rest);
-        }
-        Some(
-            within
-                .into_iter()
-                .filter_map(|rid| self.take(rid))
-                .collect(),
-        )
-    }
-
-    /// A block was stored (its bit is set): the reads it completes are
-    /// handed back, to be served from the store.
-    pub fn landed(&mut self, file: FileId, index: u64) -> Vec<Taken<R>> {
-        let key = (file, index);
-        self.landing.remove(&key);
-        self.expired.remove(&key);
-        let mut done = Vec::new();
-        for rid in self.waiters.remove(&key).unwrap_or_default() {
-            let finished = self.reads.get_mut(&rid).is_some_and(|r| {
-                r.missing -= 1;
-                r.missing == 0
-            });
-            if finished {
-                done.extend(self.take(rid));
+    /// Pages `first..first + count` were checked and are on their way to
+    /// the store: the reads that lie wholly within them are handed back, to
+    /// be answered from their bytes now; the others keep waiting for them
+    /// to be stored. Also returned: the runs of these pages that were
+    /// neither `present` nor on their way already (the others are
+    /// duplicates: drop them).
+    pub fn begin_landing(
+        &mut self,
+        file: FileId,
+        first: u64,
+        count: u64,
+        present: impl Fn(u64) -> bool,
+    ) -> Begun<R> {
+        let end = first.saturating_add(count);
+        let mut fresh: Vec<u64> = Vec::new();
+        let mut within = Vec::new();
+        for p in first..end {
+            if !present(p) && self.landing.insert((file, p)) {
+                fresh.push(p);
+            }
+            for &rid in self.waiters.get(&(file, p)).into_iter().flatten() {
+                if self
+                    .reads
+                    .get(&rid)
+                    .is_some_and(|r| r.read.within(first, end))
+                {
+                    within.push(rid);
+                }
             }
         }
-        done
-    }
-
-    /// A block could not be stored: it is no longer on its way. The reads
-    /// waiting for it stay parked ([`Pending::fail_waiters`] fails them).
-    pub fn landing_failed(&mut self, file: FileId, index: u64) {
-        self.landing.remove(&(file, index));
-        self.expired.remove(&(file, index));
-    }
-
-    /// Hand back every read waiting for this block (to fail: the store
-    /// cannot hold it), forgetting their waits on other blocks too.
-    pub fn fail_waiters(&mut self, file: FileId, index: u64) -> Vec<Taken<R>> {
-        let ids = self.waiters.remove(&(file, index)).unwrap_or_default();
-        ids.into_iter()
+        within.sort_unstable();
+        within.dedup();
+        let early = within
+            .into_iter()
             .filter_map(|rid| {
                 let t = self.take(rid)?;
                 self.forget_waits(&t.read, rid);
                 Some(t)
             })
-            .collect()
+            .collect();
+        Begun {
+            early,
+            fresh: demand::runs(&fresh),
+        }
+    }
+
+    /// Pages `first..first + count` were stored (their bits are set): the
+    /// reads they complete are handed back, to be served from the store.
+    pub fn landed(&mut self, file: FileId, first: u64, count: u64) -> Vec<Taken<R>> {
+        let mut done = Vec::new();
+        for p in first..first.saturating_add(count) {
+            let key = (file, p);
+            self.landing.remove(&key);
+            self.expired.remove(&key);
+            for rid in self.waiters.remove(&key).unwrap_or_default() {
+                let finished = self.reads.get_mut(&rid).is_some_and(|r| {
+                    r.missing -= 1;
+                    r.missing == 0
+                });
+                if finished {
+                    done.extend(self.take(rid));
+                }
+            }
+        }
+        done
+    }
+
+    /// Pages could not be stored: they are no longer on their way. The
+    /// reads waiting for them stay parked ([`Pending::fail_waiters`] fails
+    /// them).
+    pub fn landing_failed(&mut self, file: FileId, first: u64, count: u64) {
+        for p in first..first.saturating_add(count) {
+            self.landing.remove(&(file, p));
+            self.expired.remove(&(file, p));
+        }
+    }
+
+    /// Hand back every read waiting for one of these pages (to fail: the
+    /// store cannot hold them), forgetting their waits on other pages too.
+    pub fn fail_waiters(&mut self, file: FileId, first: u64, count: u64) -> Vec<Taken<R>> {
+        let mut out = Vec::new();
+        for p in first..first.saturating_add(count) {
+            let ids = self.waiters.remove(&(file, p)).unwrap_or_default();
+            for rid in ids {
+                if let Some(t) = self.take(rid) {
+                    self.forget_waits(&t.read, rid);
+                    out.push(t);
+                }
+            }
+        }
+        out
     }
 
     /// Hand back every read whose deadline is at or before `now` (to fail
-    /// with a timeout). Each block such a read still missed, that is not
+    /// with a timeout). Each page such a read still missed, that is not
     /// present (by `present`) nor on its way, fails later reads at once.
     pub fn expire(&mut self, now: Instant, present: impl Fn(FileId, u64) -> bool) -> Vec<Taken<R>> {
         let mut out = Vec::new();
@@ -382,9 +419,9 @@ impl<R: Reply> Pending<R> {
                 continue;
             };
             self.forget_waits(&r.read, rid);
-            for b in r.read.blocks() {
-                let key = (r.read.file, b);
-                if !present(r.read.file, b) && !self.landing.contains(&key) {
+            for p in r.read.pages() {
+                let key = (r.read.file, p);
+                if !present(r.read.file, p) && !self.landing.contains(&key) {
                     self.expired.insert(key);
                 }
             }
@@ -398,14 +435,14 @@ impl<R: Reply> Pending<R> {
         self.deadlines.first().map(|&(d, _)| d)
     }
 
-    /// Demands for the runs `missing` of `file` (blocks not in the store),
-    /// leaving out the blocks already on their way.
+    /// Demands for the runs `missing` of `file` (pages not in the store),
+    /// leaving out the pages already on their way.
     pub fn missing_demands(&self, file: FileId, missing: &[(u64, u64)]) -> Vec<Demand> {
         let arriving: BTreeSet<u64> = self
             .landing
             .iter()
             .filter(|(f, _)| *f == file)
-            .map(|&(_, b)| b)
+            .map(|&(_, p)| p)
             .collect();
         demand::for_runs_except(file, missing, &arriving)
     }
@@ -417,10 +454,10 @@ impl<R: Reply> Pending<R> {
         Some(r.taken())
     }
 
-    /// Remove a read from the waiter lists of its blocks.
+    /// Remove a read from the waiter lists of its pages.
     fn forget_waits(&mut self, read: &ReadAt, rid: u64) {
-        for b in read.blocks() {
-            let key = (read.file, b);
+        for p in read.pages() {
+            let key = (read.file, p);
             if let Some(w) = self.waiters.get_mut(&key) {
                 w.retain(|&x| x != rid);
                 if w.is_empty() {

@@ -1,11 +1,12 @@
-//! A fixed-size bitset of blocks, with the range queries the store needs.
+//! A fixed-size bitset (of pages, or of groups of pages), with the range
+//! queries the store needs, one machine word at a time.
 //!
-//! Indexes past the end are errors ([`OutOfRange`]), never ignored: a block
+//! Indexes past the end are errors ([`OutOfRange`]), never ignored: a page
 //! number comes from the wire and a wrong one must not be silently dropped.
 
-/// A block index past the end of a bitmap.
+/// An index past the end of a bitmap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("block {index} is past the end ({len} blocks)")]
+#[error("page {index} is past the end ({len} pages)")]
 pub struct OutOfRange {
     pub index: u64,
     pub len: u64,
@@ -27,19 +28,42 @@ impl Bitmap {
         }
     }
 
-    /// Build from bytes, bit `i` at bit `i % 8` of byte `i / 8` (the on-disk order).
-    pub fn from_bytes(bytes: &[u8], len: u64) -> Self {
+    /// A bitmap of `len` bits, every one set.
+    pub fn full(len: u64) -> Self {
         let mut b = Bitmap::new(len);
-        for i in 0..len {
-            if bytes
-                .get((i / 8) as usize)
-                .is_some_and(|byte| byte & (1 << (i % 8)) != 0)
-            {
-                b.words[(i / 64) as usize] |= 1 << (i % 64);
-                b.ones += 1;
+        b.words.fill(u64::MAX);
+        if !len.is_multiple_of(64) {
+            if let Some(last) = b.words.last_mut() {
+                *last = (1u64 << (len % 64)) - 1;
             }
         }
+        b.ones = len;
         b
+    }
+
+    /// Build from bytes, bit `i` at bit `i % 8` of byte `i / 8` (the on-disk
+    /// order); bits past `len` are ignored.
+    pub fn from_bytes(bytes: &[u8], len: u64) -> Self {
+        let mut b = Bitmap::new(len);
+        for (w, chunk) in b.words.iter_mut().zip(bytes.chunks(8)) {
+            let mut le = [0u8; 8];
+            le[..chunk.len()].copy_from_slice(chunk);
+            *w = u64::from_le_bytes(le);
+        }
+        if let Some(last) = b.words.last_mut() {
+            if !len.is_multiple_of(64) {
+                *last &= (1u64 << (len % 64)) - 1;
+            }
+        }
+        b.ones = b.words.iter().map(|w| u64::from(w.count_ones())).sum();
+        b
+    }
+
+    /// The on-disk bytes of bits `first_byte * 8 ..` for `n` bytes.
+    pub fn bytes(&self, first_byte: u64, n: u64) -> Vec<u8> {
+        (first_byte..first_byte + n)
+            .map(|b| self.byte_of(b * 8))
+            .collect()
     }
 
     pub fn len(&self) -> u64 {
@@ -98,26 +122,35 @@ impl Bitmap {
         (w >> ((index % 64) / 8 * 8)) as u8
     }
 
-    /// Runs of set bits, as (first, count).
+    /// Whether every bit of `first..first + count` is set (false past the end).
+    pub fn all_set(&self, first: u64, count: u64) -> bool {
+        let end = first.saturating_add(count);
+        end <= self.len && self.next(first, false).is_none_or(|i| i >= end)
+    }
+
+    /// The first index at or after `from` whose bit is `value`.
+    pub fn next(&self, from: u64, value: bool) -> Option<u64> {
+        let mut i = from;
+        while i < self.len {
+            let w = self.words[(i / 64) as usize];
+            let w = if value { w } else { !w } >> (i % 64);
+            if w != 0 {
+                let at = i + u64::from(w.trailing_zeros());
+                return (at < self.len).then_some(at);
+            }
+            i = (i / 64 + 1) * 64;
+        }
+        None
+    }
+
+    /// Runs of bits equal to `value`, as (first, count).
     pub fn ranges(&self, value: bool) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
         let mut i = 0;
-        while i < self.len {
-            let w = self.words[(i / 64) as usize];
-            let w = if value { w } else { !w };
-            if i % 64 == 0 && w == 0 {
-                i += 64;
-                continue;
-            }
-            if w & (1 << (i % 64)) == 0 {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            while i < self.len && self.get(i) == Ok(value) {
-                i += 1;
-            }
-            out.push((start, i - start));
+        while let Some(start) = self.next(i, value) {
+            let end = self.next(start, !value).unwrap_or(self.len);
+            out.push((start, end - start));
+            i = end;
         }
         out
     }
@@ -152,6 +185,12 @@ mod tests {
         assert_eq!(b.count(), 1);
         assert!(!b.is_full());
         assert!(Bitmap::new(0).is_full());
+        let full = Bitmap::full(70);
+        assert_eq!(
+            (full.count(), full.get(69), full.ranges(true)),
+            (70, Ok(true), vec![(0, 70)])
+        );
+        assert_eq!(Bitmap::full(128).ranges(false), vec![]);
     }
 
     #[test]
@@ -162,6 +201,11 @@ mod tests {
         }
         assert_eq!(b.ranges(true), vec![(3, 67), (150, 50)]);
         assert_eq!(b.ranges(false), vec![(0, 3), (70, 80)]);
+        assert!(b.all_set(3, 67) && b.all_set(150, 50) && b.all_set(10, 0));
+        assert!(!b.all_set(2, 2) && !b.all_set(150, 51) && !b.all_set(199, 2));
+        assert_eq!(b.next(70, true), Some(150));
+        assert_eq!(b.next(150, false), None);
+        assert!(Bitmap::new(64).ranges(true).is_empty());
     }
 
     #[test]
@@ -173,5 +217,9 @@ mod tests {
         let bytes: Vec<u8> = (0..3).map(|k| b.byte_of(k * 8)).collect();
         assert_eq!(bytes, vec![0b1000_0001, 0b0000_0001, 0b0000_1000]);
         assert_eq!(Bitmap::from_bytes(&bytes, 20), b);
+        assert_eq!(b.bytes(1, 2), vec![0b0000_0001, 0b0000_1000]);
+        // Bits past the end on disk are not counted.
+        let long = Bitmap::from_bytes(&[0xff; 16], 70);
+        assert_eq!((long.count(), long.is_full()), (70, true));
     }
 }

@@ -1,53 +1,74 @@
-//! One served file's stored copy: its data file, its present blocks and
-//! their CRCs in memory, and the checks a block passes before it is served.
+//! One served file's stored copy: its data file, its present pages in
+//! memory, and how a run of checked pages is written.
 //!
-//! Invariants: a block's bit is set only after its data has been written
-//! and checked against its CRC; a present block read back for the first
-//! time in a daemon's life is checked against its recorded CRC before it
-//! is served, and dropped (refetched) if it does not match. How the map
-//! reaches the disk is in [`super::persist`].
+//! In memory a file costs a bit per page (present) and a bit per group of
+//! [`GROUP_PAGES`] pages (checked); the CRC table stays in the map file,
+//! written with each run and read back when a group is checked
+//! ([`super::check`]).
+//!
+//! Invariants: a page's bit is set only after its data and its CRC have
+//! been written (its data was checked against that CRC by the caller); a
+//! group is *checked* when each of its present pages was checked against
+//! its CRC, or landed, in this daemon's life, and a page is served only
+//! from a checked group. How the map reaches the disk is [`super::persist`].
 
 use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use feedfs_protocol::{block_count, block_len, Entry};
+use feedfs_protocol::message::is_zero;
+use feedfs_protocol::{page_count, page_len, page_offset, run_len, Entry, PAGE_SIZE};
 
 use super::bitmap::{Bitmap, OutOfRange};
 use super::holes::{holds_data, punch_hole};
 use super::layout::{header_for, MapLayout};
 use super::open::{DataFile, OpenFiles, Pair};
 
-/// Blocks landed between two writes of a map file. Writing a map entry per
-/// block made the link thread wait on the map's page while the kernel wrote
-/// it back (strace: single 4-byte writes of 11 ms). A crash loses at most
-/// this many recent bits (plus what arrived in the last second, see
-/// `Core::flush_maps`), and those blocks are fetched again: never trusted
+/// Pages landed between two writes of a map file's bits (16 MiB of data).
+/// Writing the bits with every run made the link thread wait on the map's
+/// page while the kernel wrote it back. A crash loses at most this many
+/// recent bits (plus what arrived in the last second, see
+/// `Core::flush_maps`), and those pages are fetched again: never trusted
 /// without their bit.
-pub const MAP_BATCH: u64 = 256;
+pub const MAP_BATCH: u64 = 4096;
 
-/// Outcome of asking for a block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockState {
-    /// Present and checked: it may be served.
-    Ready,
-    /// Not in the store.
-    Missing,
-    /// Was present, failed its CRC check and has just been dropped.
-    Dropped,
+/// Pages per group of the *checked* bitmap (64 KiB): the unit in which
+/// pages stored by an earlier daemon are read back and checked.
+pub const GROUP_PAGES: u64 = 16;
+
+/// The CRC-32 of a page of `len` zeros (the 4096-byte one computed once).
+pub fn zero_crc(len: usize) -> u32 {
+    static FULL: OnceLock<u32> = OnceLock::new();
+    if len == PAGE_SIZE as usize {
+        *FULL.get_or_init(|| crc32fast::hash(&[0; PAGE_SIZE as usize]))
+    } else {
+        crc32fast::hash(&vec![0; len])
+    }
 }
 
 /// One served file's stored copy. Its store files are opened when needed
 /// (see [`super::OPEN_FILES`]); an empty file has none.
 pub struct StoredFile {
     pub(super) f: Arc<MapFile>,
-    /// Whether opening found no usable map and started the file afresh.
-    afresh: bool,
+    /// How opening found the map.
+    pub(super) opened: Opened,
 }
 
-/// A stored file's store files, its blocks in memory and how its map is
+/// What opening a stored file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// A map of this format that matches the entry.
+    Kept,
+    /// No usable map (a new or changed file): started afresh.
+    Afresh,
+    /// A map of store format 1, converted; `dropped` blocks failed their
+    /// check and are missing now.
+    Converted { dropped: u64 },
+}
+
+/// A stored file's store files, its pages in memory and how its map is
 /// written.
 pub(super) struct MapFile {
     pub(super) data_path: PathBuf,
@@ -56,35 +77,58 @@ pub(super) struct MapFile {
     pub(super) slot: u64,
     pub(super) layout: MapLayout,
     pub(super) size: u64,
-    pub(super) block_size: u32,
-    pub(super) blocks: u64,
+    pub(super) pages: u64,
     pub(super) state: Mutex<MapState>,
-    /// Held while the map is written, so map writes of a file never overlap.
+    /// Held while the map's bits are written, so map writes never overlap.
     pub(super) map_writer: Mutex<()>,
+    /// Held while a group is checked, so only one checker drops pages.
+    pub(super) checking: Mutex<()>,
 }
 
-/// Present blocks, which of them were checked in this daemon's life, and their CRCs.
+/// Present pages, and which groups were checked in this daemon's life.
 pub(super) struct MapState {
     pub(super) present: Bitmap,
-    pub(super) verified: Bitmap,
-    pub(super) crcs: Vec<u32>,
-    /// Blocks set in memory since the map was last written: (first, last).
+    /// One bit per [`GROUP_PAGES`] pages.
+    pub(super) checked: Bitmap,
+    /// Pages whose bit changed in memory since the map was last written: (first, last).
     pub(super) dirty: Option<(u64, u64)>,
     pub(super) dirty_count: u64,
-    /// Blocks were written to the data file since it was last synced.
+    /// Pages were written to the data file since it was last synced.
     pub(super) data_unsynced: bool,
-    /// Entries were written to the map file since it was last synced.
+    /// CRCs or bits were written to the map file since it was last synced.
     pub(super) map_unsynced: bool,
 }
 
 impl MapState {
-    /// Block `index` changed in memory: its entry is pending for the map.
-    fn mark_dirty(&mut self, index: u64) {
+    pub(super) fn new(pages: u64) -> MapState {
+        MapState {
+            present: Bitmap::new(pages),
+            checked: Bitmap::full(pages.div_ceil(GROUP_PAGES)),
+            dirty: None,
+            dirty_count: 0,
+            data_unsynced: false,
+            map_unsynced: false,
+        }
+    }
+
+    /// Pages `first..=last` changed in memory: pending for the map.
+    pub(super) fn mark_dirty(&mut self, first: u64, last: u64) {
         self.dirty = Some(match self.dirty {
-            Some((lo, hi)) => (lo.min(index), hi.max(index)),
-            None => (index, index),
+            Some((lo, hi)) => (lo.min(first), hi.max(last)),
+            None => (first, last),
         });
-        self.dirty_count += 1;
+        self.dirty_count += last - first + 1;
+    }
+
+    /// Every group that holds a present page is unchecked (a map just read
+    /// from the disk); the others are checked.
+    pub(super) fn uncheck_present_groups(&mut self) {
+        self.checked = Bitmap::full(self.present.len().div_ceil(GROUP_PAGES));
+        for (first, count) in self.present.ranges(true) {
+            for g in first / GROUP_PAGES..=(first + count - 1) / GROUP_PAGES {
+                let _ = self.checked.set(g, false);
+            }
+        }
     }
 }
 
@@ -95,65 +139,56 @@ impl StoredFile {
         entry: &Entry,
         open: Arc<OpenFiles>,
     ) -> anyhow::Result<StoredFile> {
-        let blocks = block_count(entry.size, entry.block_size);
-        let layout = MapLayout::new(entry.path.len(), blocks);
+        let pages = page_count(entry.size);
         let slot = open.slot();
         let mut sf = MapFile {
             data_path,
             map_path,
             open,
             slot,
-            layout,
+            layout: MapLayout::new(entry.path.len(), pages),
             size: entry.size,
-            block_size: entry.block_size,
-            blocks,
-            state: Mutex::new(MapState {
-                present: Bitmap::new(blocks),
-                verified: Bitmap::new(blocks),
-                crcs: vec![0; blocks as usize],
-                dirty: None,
-                dirty_count: 0,
-                data_unsynced: false,
-                map_unsynced: false,
-            }),
+            pages,
+            state: Mutex::new(MapState::new(pages)),
             map_writer: Mutex::new(()),
+            checking: Mutex::new(()),
         };
-        let mut afresh = false;
-        if blocks > 0 {
+        let mut opened = Opened::Kept;
+        if pages > 0 {
             // Otherwise nothing to store: no files, no descriptors.
-            afresh = sf.open_checked(entry)?;
+            opened = sf.open_checked(entry)?;
         }
         Ok(StoredFile {
             f: Arc::new(sf),
-            afresh,
+            opened,
         })
     }
 }
 
 impl MapFile {
-    /// Open the pair of a file with blocks, resetting a map that does not
-    /// match `entry`; whether it was reset.
-    fn open_checked(&mut self, entry: &Entry) -> anyhow::Result<bool> {
-        let sf = self;
-        let mut afresh = false;
-        let pair = sf.open_pair().map_err(|e| {
-            anyhow::anyhow!("cannot open store file {}: {e}", sf.data_path.display())
+    /// Open the pair of a file with pages: keep a map that matches `entry`,
+    /// convert one of format 1 written for it, reset anything else.
+    fn open_checked(&mut self, entry: &Entry) -> anyhow::Result<Opened> {
+        let pair = self.open_pair().map_err(|e| {
+            anyhow::anyhow!("cannot open store file {}: {e}", self.data_path.display())
         })?;
         let header = header_for(entry);
-        let pair = match sf.load(&pair, &header) {
-            Ok(()) => pair,
-            Err(reason) => {
-                // One line per file: a count goes to info (see `Core::new`).
-                log::debug!("store: {:?}: {reason}; starting it afresh", entry.path);
-                afresh = true;
-                sf.reset(&header, pair)?
-            }
+        let (pair, opened) = match self.load(&pair, &header) {
+            Ok(()) => (pair, Opened::Kept),
+            Err(reason) => match self.convert(entry, &header, pair)? {
+                Ok((pair, dropped)) => (pair, Opened::Converted { dropped }),
+                Err(pair) => {
+                    // One line per file: a count goes to info (see `Core::new`).
+                    log::debug!("store: {:?}: {reason}; starting it afresh", entry.path);
+                    (self.reset(&header, pair)?, Opened::Afresh)
+                }
+            },
         };
-        sf.open.put(sf.slot, pair);
-        Ok(afresh)
+        self.open.put(self.slot, pair);
+        Ok(opened)
     }
 
-    fn open_pair(&self) -> io::Result<Pair> {
+    pub(super) fn open_pair(&self) -> io::Result<Pair> {
         let rw = |p: &Path| {
             OpenOptions::new()
                 .read(true)
@@ -183,6 +218,17 @@ impl MapFile {
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, MapState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Pages `first..first + count` as an error unless they are all pages of this file.
+    pub(super) fn in_range(&self, first: u64, count: u64) -> io::Result<()> {
+        if count == 0 || first.checked_add(count).is_none_or(|end| end > self.pages) {
+            return Err(io::Error::other(OutOfRange {
+                index: first.saturating_add(count).saturating_sub(1),
+                len: self.pages,
+            }));
+        }
+        Ok(())
+    }
 }
 
 impl StoredFile {
@@ -193,23 +239,22 @@ impl StoredFile {
     pub fn size(&self) -> u64 {
         self.f.size
     }
-    pub fn block_size(&self) -> u32 {
-        self.f.block_size
-    }
-    /// Whether opening found no usable map (a new or changed file) and
-    /// started the stored copy afresh.
-    pub fn started_afresh(&self) -> bool {
-        self.afresh
+
+    pub fn pages(&self) -> u64 {
+        self.f.pages
     }
 
-    pub fn blocks(&self) -> u64 {
-        self.f.blocks
+    /// How opening found the map (kept, started afresh, converted).
+    pub fn opened(&self) -> Opened {
+        self.opened
     }
 
-    /// Whether every block is present and was checked in this daemon's life:
-    /// only then may reads bypass the checks (kernel passthrough).
+    /// Whether every page is present and every group was checked in this
+    /// daemon's life: only then may reads bypass the checks (kernel
+    /// passthrough).
     pub fn all_verified(&self) -> bool {
-        self.lock().verified.is_full()
+        let st = self.lock();
+        st.present.is_full() && st.checked.is_full()
     }
 
     /// The backing data file (for kernel passthrough of a verified file).
@@ -222,7 +267,7 @@ impl StoredFile {
         &self.f.data_path
     }
 
-    /// Number of present blocks.
+    /// Number of present pages.
     pub fn present_count(&self) -> u64 {
         self.lock().present.count()
     }
@@ -230,157 +275,150 @@ impl StoredFile {
     /// Bytes of the file not in the store yet.
     pub fn missing_bytes(&self) -> u64 {
         let st = self.lock();
-        let bs = u64::from(self.f.block_size);
-        let last_present = self
-            .f
-            .blocks
-            .checked_sub(1)
-            .is_some_and(|l| st.present.get(l).unwrap_or(false));
-        let mut present = st.present.count() * bs;
-        if last_present {
-            present =
-                present - bs + block_len(self.f.size, self.f.block_size, self.f.blocks - 1) as u64;
+        let mut present = st.present.count() * u64::from(PAGE_SIZE);
+        if let Some(last) = self.f.pages.checked_sub(1) {
+            if st.present.get(last).unwrap_or(false) {
+                present = present - u64::from(PAGE_SIZE) + page_len(self.f.size, last) as u64;
+            }
         }
         self.f.size.saturating_sub(present)
     }
 
-    /// Runs of present blocks, as (first, count).
+    /// Runs of present pages, as (first, count).
     pub fn present_ranges(&self) -> Vec<(u64, u64)> {
         self.lock().present.ranges(true)
     }
 
-    /// Runs of missing blocks, as (first, count).
+    /// Runs of missing pages, as (first, count).
     pub fn missing_ranges(&self) -> Vec<(u64, u64)> {
         self.lock().present.ranges(false)
     }
 
-    pub fn is_present(&self, index: u64) -> Result<bool, OutOfRange> {
-        self.lock().present.get(index)
+    pub fn is_present(&self, page: u64) -> Result<bool, OutOfRange> {
+        self.lock().present.get(page)
     }
 
-    /// Whether a block may be served, checking a block stored by an earlier
-    /// daemon against its CRC the first time it is asked for.
-    pub fn check(&self, index: u64) -> io::Result<BlockState> {
-        let (present, verified, crc) = {
-            let st = self.lock();
-            let present = st.present.get(index).map_err(io::Error::other)?;
-            (
-                present,
-                st.verified.get(index).unwrap_or(false),
-                st.crcs[index as usize],
-            )
-        };
-        if !present {
-            return Ok(BlockState::Missing);
-        }
-        if verified {
-            return Ok(BlockState::Ready);
-        }
-        let mut buf = vec![0u8; block_len(self.f.size, self.f.block_size, index)];
-        self.f
-            .pair()?
-            .data
-            .read_exact_at(&mut buf, index * u64::from(self.f.block_size))?;
-        let good = crc32fast::hash(&buf) == crc;
-        let mut st = self.lock();
-        // Decide under the lock: another reader, or a landing, may have
-        // changed this block since the snapshot above.
-        let still_same = st.present.get(index).unwrap_or(false)
-            && !st.verified.get(index).unwrap_or(false)
-            && st.crcs[index as usize] == crc;
-        if !still_same {
-            return Ok(if st.present.get(index).unwrap_or(false) {
-                BlockState::Ready
-            } else {
-                BlockState::Missing
-            });
-        }
-        if good {
-            let _ = st.verified.set(index, true);
-            return Ok(BlockState::Ready);
-        }
-        log::warn!("store: block {index} does not match its recorded CRC; dropping it");
-        let _ = st.present.set(index, false);
-        // Its cleared bit goes to the map with the pending entries.
-        st.mark_dirty(index);
-        drop(st);
-        if let Err(e) = self.f.write_map(false) {
-            // Not on disk yet, but never served: it is missing in memory.
-            log::warn!("store: cannot record the dropped block {index}: {e}");
-        }
-        Ok(BlockState::Dropped)
-    }
-
-    /// Store a block whose data the caller has checked against `crc`.
-    /// Returns false when it was already present (a duplicate).
-    pub fn write_block(&self, index: u64, data: &[u8], crc: u32) -> io::Result<bool> {
-        if self.lock().present.get(index).map_err(io::Error::other)? {
-            return Ok(false);
-        }
-        let expected = block_len(self.f.size, self.f.block_size, index);
-        if data.len() != expected {
+    /// Store pages `first..first + crcs.len()`, whose bytes are `data`
+    /// (`None`: every byte zero) and which the caller has checked against
+    /// `crcs`. Pages already present are left as they are; the others are
+    /// written with one `pwrite` per stretch of pages that are not zero
+    /// (zero pages stay holes; a region that holds old data, of a page
+    /// dropped after a failed check, is punched out, or overwritten with
+    /// zeros where the filesystem cannot punch holes), then their CRCs with
+    /// one more, then their bits are set (in memory; on disk with the next
+    /// map write). Returns how many pages became present.
+    pub fn write_run(&self, first: u64, data: Option<&[u8]>, crcs: &[u32]) -> io::Result<u64> {
+        let count = crcs.len() as u64;
+        self.f.in_range(first, count)?;
+        let expected = run_len(self.f.size, first, count);
+        if let Some(d) = data.filter(|d| d.len() != expected) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "block {index} has {} bytes, expected {expected}",
-                    data.len()
+                    "pages {first}..{} have {} bytes, expected {expected}",
+                    first + count,
+                    d.len()
                 ),
             ));
         }
-        self.f
-            .pair()?
-            .data
-            .write_all_at(data, index * u64::from(self.f.block_size))?;
-        self.set_present(index, crc, true)
-    }
-
-    /// Store block `index`, every byte of which is zero (`crc` is the CRC
-    /// of its zeros), as a hole: nothing is written where the data file has
-    /// no data there (every block of a new file); a region that holds old
-    /// data (a block dropped after a failed check) is punched out, or
-    /// overwritten with zeros where the filesystem cannot punch holes.
-    /// Returns false when it was already present.
-    pub fn write_zero_block(&self, index: u64, crc: u32) -> io::Result<bool> {
-        if self.lock().present.get(index).map_err(io::Error::other)? {
-            return Ok(false);
-        }
-        let len = block_len(self.f.size, self.f.block_size, index);
-        let offset = index * u64::from(self.f.block_size);
-        let pair = self.f.pair()?;
-        let changed = holds_data(&pair.data, offset, len as u64)?;
-        if changed {
-            if let Err(e) = punch_hole(&pair.data, offset, len as u64) {
-                log::debug!("store: cannot punch a hole ({e}); writing zeros");
-                pair.data.write_all_at(&vec![0; len], offset)?;
+        let absent: Vec<(u64, u64)> = {
+            let st = self.lock();
+            let mut runs: Vec<(u64, u64)> = Vec::new();
+            for p in (first..first + count).filter(|&p| !st.present.get(p).unwrap_or(true)) {
+                match runs.last_mut() {
+                    Some((f, c)) if *f + *c == p => *c += 1,
+                    _ => runs.push((p, 1)),
+                }
             }
+            runs
+        };
+        if absent.is_empty() {
+            return Ok(0);
         }
-        self.set_present(index, crc, changed)
-    }
-
-    /// Record a stored block: its CRC, its bit (in memory; on disk with the
-    /// next map write, after its data if `wrote_data`). False when it was
-    /// present already.
-    fn set_present(&self, index: u64, crc: u32, wrote_data: bool) -> io::Result<bool> {
+        let pair = self.f.pair()?;
+        let mut wrote_data = false;
+        let start = page_offset(first);
+        for &(a, n) in &absent {
+            let crcs = &crcs[(a - first) as usize..(a - first + n) as usize];
+            let bytes = data.map(|d| {
+                let from = (page_offset(a) - start) as usize;
+                &d[from..from + run_len(self.f.size, a, n)]
+            });
+            wrote_data |= self.write_pages(&pair, a, bytes, crcs)?;
+            let table = feedfs_protocol::message::crc_table(crcs);
+            pair.map
+                .write_all_at(&table, self.f.layout.crc_off + 4 * a)?;
+        }
         let mut st = self.lock();
-        if st.present.get(index).map_err(io::Error::other)? {
-            return Ok(false);
+        let mut fresh = 0;
+        for &(a, n) in &absent {
+            for p in a..a + n {
+                if !st.present.set(p, true).unwrap_or(true) {
+                    fresh += 1;
+                }
+            }
+            st.mark_dirty(a, a + n - 1);
         }
-        st.crcs[index as usize] = crc;
-        let _ = st.present.set(index, true);
-        let _ = st.verified.set(index, true);
         st.data_unsynced |= wrote_data;
-        st.mark_dirty(index);
+        st.map_unsynced = true;
         if st.dirty_count >= MAP_BATCH {
             drop(st);
-            // The block is stored and present either way: a map that cannot
-            // be written now (a full disk) keeps its entries pending for the
-            // next write. Failing here would leave a block present in memory
-            // that the caller counts as lost, and Complete never sent.
+            // The pages are stored and present either way: a map that
+            // cannot be written now (a full disk) keeps its entries pending
+            // for the next write. Failing here would leave pages present in
+            // memory that the caller counts as lost, and Complete never sent.
             if let Err(e) = self.flush_map() {
-                log::warn!("store: cannot write the block map yet: {e}");
+                log::warn!("store: cannot write the page map yet: {e}");
             }
         }
-        Ok(true)
+        Ok(fresh)
+    }
+
+    /// Write the data of absent pages `first..` (`bytes`, or zeros): one
+    /// `pwrite` per stretch of pages that are not zero, holes for the
+    /// others. Whether the data file changed.
+    fn write_pages(
+        &self,
+        pair: &Pair,
+        first: u64,
+        bytes: Option<&[u8]>,
+        crcs: &[u32],
+    ) -> io::Result<bool> {
+        let start = page_offset(first);
+        let page_bytes = |i: usize| {
+            let from = i * PAGE_SIZE as usize;
+            let len = page_len(self.f.size, first + i as u64);
+            bytes.map(|b| &b[from..from + len])
+        };
+        // A page is zero when its CRC is that of zeros and its bytes say so.
+        let zero =
+            |i: usize| page_bytes(i).is_none_or(|b| crcs[i] == zero_crc(b.len()) && is_zero(b));
+        let mut changed = false;
+        let mut i = 0;
+        while i < crcs.len() {
+            let z = zero(i);
+            let mut j = i + 1;
+            while j < crcs.len() && zero(j) == z {
+                j += 1;
+            }
+            let offset = page_offset(first + i as u64);
+            let len = run_len(self.f.size, first + i as u64, (j - i) as u64);
+            if z {
+                if holds_data(&pair.data, offset, len as u64)? {
+                    changed = true;
+                    if let Err(e) = punch_hole(&pair.data, offset, len as u64) {
+                        log::debug!("store: cannot punch a hole ({e}); writing zeros");
+                        pair.data.write_all_at(&vec![0; len], offset)?;
+                    }
+                }
+            } else if let Some(b) = bytes {
+                let from = (offset - start) as usize;
+                pair.data.write_all_at(&b[from..from + len], offset)?;
+                changed = true;
+            }
+            i = j;
+        }
+        Ok(changed)
     }
 
     /// Read `len` bytes at `offset` (clamped to the file's end).
@@ -398,7 +436,7 @@ impl Drop for StoredFile {
     fn drop(&mut self) {
         if let Err(e) = self.sync_map() {
             log::warn!(
-                "store: cannot write the block map {}: {e}",
+                "store: cannot write the page map {}: {e}",
                 self.f.map_path.display()
             );
         }

@@ -1,4 +1,4 @@
-//! The on-device store: backing data plus a persisted map of present blocks
+//! The on-device store: backing data plus a persisted map of present pages
 //! and the CRC-32 of each, one pair of files per served file.
 //!
 //! Layout (see `docs/store.md`): `DIR/lock` is held with an exclusive lock by
@@ -8,14 +8,22 @@
 //! wire ever becomes a path on the device.
 //!
 //! This module owns the store directory: its lock, the saved manifest and
-//! pruning. One served file's copy is [`file`], its map's format
-//! [`layout`] and how the map reaches the disk [`persist`]; the descriptors
-//! open at once are bounded by [`open`] (a manifest of a million entries
-//! runs under the default `ulimit -n` of 1024); holes and zero blocks are
-//! [`holes`], disk usage and free space [`space`], the request log and
-//! state file [`reqlog`].
+//! pruning. One served file's copy is [`file`], the checks of what an
+//! earlier daemon stored [`check`], its map's format [`layout`], how the
+//! map reaches the disk [`persist`] and how a map of store format 1 is
+//! converted [`convert`]; the descriptors open at once are bounded by
+//! [`open`] (a manifest of a million entries runs under the default
+//! `ulimit -n` of 1024); holes and zero pages are [`holes`], disk usage
+//! and free space [`space`], the request log and state file [`reqlog`].
+//!
+//! The saved manifest (`DIR/manifest`) is the host's Entry frames and its
+//! ManifestEnd: one written by an older feedfs (frames of another protocol
+//! version) is refused with a message that says what to do, never
+//! misread, and replaced by the next host's.
 
 pub mod bitmap;
+mod check;
+mod convert;
 mod file;
 mod holes;
 mod layout;
@@ -25,6 +33,8 @@ pub mod reqlog;
 mod space;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v1;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -35,8 +45,8 @@ use anyhow::{bail, Context};
 use feedfs_protocol::io::FrameReader;
 use feedfs_protocol::{Entry, FileId, Manifest, ManifestBuilder, Message};
 
-pub use file::MAP_BATCH;
-pub use file::{BlockState, StoredFile};
+pub use check::RangeCheck;
+pub use file::{zero_crc, Opened, StoredFile, GROUP_PAGES, MAP_BATCH};
 pub use layout::{present_on_disk, MAP_MAGIC, MAP_VERSION};
 pub use open::{raise_open_file_limit, DataFile, OPEN_FILES};
 pub use space::{disk_usage, free_space};
@@ -106,16 +116,7 @@ impl Store {
         let mut buf = Vec::new();
         for i in 0..m.host_entries() {
             let e = m.get(FileId(i)).expect("ids are dense");
-            Message::Entry {
-                id: FileId(i),
-                kind: e.kind,
-                size: e.size,
-                mode: e.mode,
-                block_size: e.block_size,
-                identity: e.identity,
-                path: &e.path,
-            }
-            .emit(&mut buf);
+            e.message().expect("a host entry has an id").emit(&mut buf);
         }
         Message::ManifestEnd {
             entries: m.host_entries(),
@@ -202,6 +203,7 @@ pub fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
             dir.display()
         )
     })?;
+    refuse_older(&file, dir)?;
     let mut reader = FrameReader::new(file);
     let mut builder = ManifestBuilder::new();
     loop {
@@ -219,6 +221,25 @@ pub fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
             msg => builder.push_message(&msg)?,
         }
     }
+}
+
+/// Refuse a manifest written by an older feedfs: its frames carry an older
+/// protocol version, which this build cannot read.
+fn refuse_older(file: &File, dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 5];
+    if file.read_exact_at(&mut head, 0).is_ok()
+        && head[..4] == feedfs_protocol::MAGIC
+        && head[4] < feedfs_protocol::VERSION
+    {
+        bail!(
+            "the store's manifest was written by an older feedfs (protocol {}); mount it \
+             once with a host to bring it to the new format (store {})",
+            head[4],
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Refuse a store directory that is not there, before anything looks inside.

@@ -1,11 +1,11 @@
 //! How a stored file's map reaches the disk: read and checked when the file
-//! is opened, reset when it does not match, written in batches, and made
-//! durable (data first, then the map) by [`StoredFile::sync_map`].
+//! is opened, reset when it does not match, its bits written in batches,
+//! and made durable (data first, then the map) by [`StoredFile::sync_map`].
 //!
 //! Invariants: a map whose header does not match the manifest's entry
-//! (identity, size, block size, path, length) is reset, never trusted; a
-//! bit is written after its CRC and its data; a sync makes the data
-//! durable before the map entries that mark it.
+//! (format, identity, size, path, length) is reset or converted, never
+//! trusted; a bit is written after its CRC and its data; a sync makes the
+//! data durable before the map entries that mark it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -14,8 +14,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::bitmap::Bitmap;
-use super::file::{MapFile, StoredFile};
+use super::file::{MapFile, MapState, StoredFile};
 use super::layout::MAP_MAGIC;
 use super::open::Pair;
 
@@ -24,7 +23,7 @@ use super::open::Pair;
 /// ext4 flushes a file that was truncated to zero and written again when
 /// it is closed, which made a daemon take seconds to exit after a large
 /// first push. An empty one (just created) is only sized.
-fn recreate(path: &Path, file: File, len: u64) -> anyhow::Result<File> {
+pub(super) fn recreate(path: &Path, file: File, len: u64) -> anyhow::Result<File> {
     let f = if file.metadata().is_ok_and(|m| m.len() > 0) {
         drop(file);
         fs::remove_file(path).with_context(|| format!("cannot replace {}", path.display()))?;
@@ -47,11 +46,22 @@ fn recreate(path: &Path, file: File, len: u64) -> anyhow::Result<File> {
 const NO_MAP: &str = "no map yet";
 
 impl MapFile {
-    /// Read an existing map; any mismatch is the reason to reset.
+    /// Read an existing map; any mismatch is the reason to reset (or to
+    /// convert a map of format 1).
     pub(super) fn load(&mut self, pair: &Pair, header: &[u8]) -> Result<(), String> {
         let map_len = pair.map.metadata().map_err(|e| e.to_string())?.len();
         if map_len == 0 {
             return Err(NO_MAP.into());
+        }
+        let mut on_disk = vec![0u8; header.len().min(map_len as usize)];
+        pair.map
+            .read_exact_at(&mut on_disk, 0)
+            .map_err(|e| e.to_string())?;
+        if on_disk.get(..8) != Some(&MAP_MAGIC[..]) {
+            return Err("map has a bad magic".into());
+        }
+        if on_disk.get(8..12) != Some(&header[8..12]) {
+            return Err("map has another format version".into());
         }
         if map_len != self.layout.total {
             return Err(format!(
@@ -59,18 +69,8 @@ impl MapFile {
                 self.layout.total
             ));
         }
-        let mut on_disk = vec![0u8; header.len()];
-        pair.map
-            .read_exact_at(&mut on_disk, 0)
-            .map_err(|e| e.to_string())?;
-        if on_disk[..8] != MAP_MAGIC {
-            return Err("map has a bad magic".into());
-        }
-        if on_disk[8..12] != header[8..12] {
-            return Err("map has another format version".into());
-        }
         if on_disk != header {
-            return Err("content identity, size or block size changed".into());
+            return Err("content identity, size or path changed".into());
         }
         let data_len = pair.data.metadata().map_err(|e| e.to_string())?.len();
         if data_len != self.size {
@@ -79,20 +79,13 @@ impl MapFile {
                 self.size
             ));
         }
-        let mut bits = vec![0u8; self.blocks.div_ceil(8) as usize];
-        pair.map
-            .read_exact_at(&mut bits, self.layout.bitmap_off)
-            .map_err(|e| e.to_string())?;
-        let mut raw = vec![0u8; 4 * self.blocks as usize];
-        pair.map
-            .read_exact_at(&mut raw, self.layout.crc_off)
+        let present = self
+            .layout
+            .read_bitmap(&pair.map, self.pages)
             .map_err(|e| e.to_string())?;
         let st = self.state.get_mut().expect("fresh mutex");
-        st.present = Bitmap::from_bytes(&bits, self.blocks);
-        st.crcs = raw
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
+        st.present = present;
+        st.uncheck_present_groups();
         Ok(())
     }
 
@@ -104,21 +97,18 @@ impl MapFile {
         let data = recreate(&self.data_path, old.data, self.size)?;
         map.write_all_at(header, 0)
             .with_context(|| format!("cannot write store file {}", self.map_path.display()))?;
-        let st = self.state.get_mut().expect("fresh mutex");
-        st.present = Bitmap::new(self.blocks);
-        st.verified = Bitmap::new(self.blocks);
-        st.crcs = vec![0; self.blocks as usize];
+        *self.state.get_mut().expect("fresh mutex") = MapState::new(self.pages);
         Ok(Pair { data, map })
     }
 
-    /// Write the map entries set since the last write: the CRCs first, then
-    /// the bitmap bytes that hold their bits, so a bit never reaches the
-    /// file before its CRC (and the data before either, as it was written
-    /// first). That order holds in the page cache, so across a crash of the
-    /// daemon.
+    /// Write the bits set or cleared since the last write to the map file.
+    /// A page's CRC went to the map file with its data (see
+    /// [`StoredFile::write_run`]), so its bit never reaches the file before
+    /// its CRC and its data. That order holds in the page cache, so across
+    /// a crash of the daemon.
     ///
     /// With `sync`, then make everything written so far durable:
-    /// `fdatasync` of the data file (when blocks were written to it since
+    /// `fdatasync` of the data file (when pages were written to it since
     /// its last sync), then of the map file. After that, every bit written
     /// before the sync began is on the disk with its data and CRC.
     ///
@@ -137,40 +127,26 @@ impl MapFile {
         }
     }
 
-    /// Write the pending map entries to the map file (page cache only).
+    /// Write the pending bits to the map file (page cache only).
     fn write_pending(&self) -> io::Result<()> {
         let _writer = self.map_writer.lock().unwrap_or_else(|p| p.into_inner());
-        let pending = {
+        let (lo, hi, bits) = {
             let mut st = self.lock();
             let Some((lo, hi)) = st.dirty.take() else {
                 return Ok(());
             };
-            let crcs: Vec<u8> = st.crcs[lo as usize..=hi as usize]
-                .iter()
-                .flat_map(|c| c.to_le_bytes())
-                .collect();
-            let bits: Vec<u8> = (lo / 8..=hi / 8)
-                .map(|b| st.present.byte_of(b * 8))
-                .collect();
             st.dirty_count = 0;
-            (lo, hi, crcs, bits)
+            (lo, hi, st.present.bytes(lo / 8, hi / 8 - lo / 8 + 1))
         };
-        let (lo, hi, crcs, bits) = &pending;
         let written = self.pair().and_then(|pair| {
-            pair.map.write_all_at(crcs, self.layout.crc_off + 4 * lo)?;
-            pair.map.write_all_at(bits, self.layout.bitmap_off + lo / 8)
+            pair.map
+                .write_all_at(&bits, self.layout.bitmap_off + lo / 8)
         });
         let mut st = self.lock();
         match &written {
             Ok(()) => st.map_unsynced = true,
-            Err(_) => {
-                // Pending again, for the next write.
-                st.dirty = Some(match st.dirty {
-                    Some((a, b)) => (a.min(*lo), b.max(*hi)),
-                    None => (*lo, *hi),
-                });
-                st.dirty_count += hi - lo + 1;
-            }
+            // Pending again, for the next write.
+            Err(_) => st.mark_dirty(lo, hi),
         }
         written
     }

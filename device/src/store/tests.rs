@@ -1,57 +1,105 @@
-//! The store's unit tests: blocks surviving a reopen, batched map writes,
-//! bounded descriptors, damaged and zero blocks, the manifest and pruning.
+//! The store's unit tests: pages surviving a reopen, batched map writes,
+//! bounded descriptors, damaged and zero pages, the manifest and pruning.
+//! Format-1 maps are in `tests_v1`.
 
 use super::*;
 use std::os::unix::fs::FileExt;
 
-use feedfs_protocol::{EntryKind, FileId};
+use feedfs_protocol::FileId;
 
 use super::layout::MapLayout;
 use super::open::{OpenFiles, Pair};
+use crate::testentry::{dir_entry, file_entry};
 use crate::testutil::TempDir;
 
-fn entry(size: u64, identity: u8) -> Entry {
-    Entry {
-        id: Some(FileId(0)),
-        kind: EntryKind::File,
-        path: "dir/file.bin".into(),
-        size,
-        mode: 0o644,
-        block_size: 4096,
-        identity: [identity; 16],
-    }
+pub(super) fn entry(size: u64, identity: u8) -> Entry {
+    file_entry(0, "dir/file.bin", size, [identity; 16])
 }
 
-fn tempdir(name: &str) -> TempDir {
+pub(super) fn tempdir(name: &str) -> TempDir {
     TempDir::new(&format!("store-{name}"))
 }
 
-fn block(i: u64, len: usize) -> Vec<u8> {
-    (0..len).map(|k| (i as usize * 31 + k) as u8).collect()
+/// Page `i` of a file, `len` bytes that are not zero.
+pub(super) fn page(i: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|k| (i as usize * 31 + k) as u8 | 1).collect()
+}
+
+/// Write pages `first..` of `f`, whose bytes are `data`, with their CRCs.
+fn put(f: &StoredFile, first: u64, data: &[u8]) -> u64 {
+    let crcs: Vec<u32> = data.chunks(4096).map(crc32fast::hash).collect();
+    f.write_run(first, Some(data), &crcs).unwrap()
+}
+
+pub(super) fn map_path(dir: &Path, e: &Entry) -> PathBuf {
+    dir.join("files")
+        .join(key_of(&e.path))
+        .with_extension("map")
+}
+
+fn data_path(dir: &Path, e: &Entry) -> PathBuf {
+    dir.join("files")
+        .join(key_of(&e.path))
+        .with_extension("data")
 }
 
 #[test]
-fn blocks_survive_a_reopen_and_a_changed_identity_resets() {
+fn the_map_header_is_laid_out_as_documented() {
+    let e = entry(10_000, 1);
+    let h = layout::header_for(&e);
+    assert_eq!(h.len(), 96 + e.path.len());
+    assert_eq!(&h[..8], b"FDFSMAP\0");
+    assert_eq!(u32::from_le_bytes(h[8..12].try_into().unwrap()), 2);
+    assert_eq!(u32::from_le_bytes(h[12..16].try_into().unwrap()), 4096);
+    assert_eq!(u64::from_le_bytes(h[16..24].try_into().unwrap()), 3);
+    assert_eq!(u64::from_le_bytes(h[24..32].try_into().unwrap()), 10_000);
+    assert_eq!(&h[32..48], &[1; 16]);
+    assert_eq!(h[48], 1, "hash kind: CRC-32");
+    assert!(
+        h[49..88].iter().all(|&b| b == 0),
+        "reserved, and the Merkle root"
+    );
+    assert_eq!(u16::from_le_bytes([h[88], h[89]]) as usize, e.path.len());
+    assert_eq!(&h[90..92], &[0, 0]);
+    let mut zeroed = h.clone();
+    zeroed[92..96].fill(0);
+    assert_eq!(
+        u32::from_le_bytes(h[92..96].try_into().unwrap()),
+        crc32fast::hash(&zeroed)
+    );
+    assert_eq!(&h[96..], e.path.as_bytes());
+    // Bitmap at align8(96 + 12) = 112, 8 bytes; CRCs at 120, 4 per page.
+    let l = MapLayout::new(e.path.len(), 3);
+    assert_eq!((l.bitmap_off, l.crc_off, l.total), (112, 120, 132));
+    let l = MapLayout::new(e.path.len(), 65);
+    assert_eq!((l.bitmap_off, l.crc_off, l.total), (112, 128, 128 + 260));
+}
+
+#[test]
+fn pages_survive_a_reopen_and_a_changed_identity_resets() {
     let dir = tempdir("reopen");
     let e = entry(10_000, 1);
+    let p2 = page(2, 10_000 - 8192);
     {
         let store = Store::open(&dir).unwrap();
         let f = store.open_file(&e).unwrap();
-        assert_eq!(f.blocks(), 3);
-        let b2 = block(2, 10_000 - 8192);
-        assert!(f.write_block(2, &b2, crc32fast::hash(&b2)).unwrap());
-        assert!(!f.write_block(2, &b2, crc32fast::hash(&b2)).unwrap());
+        assert_eq!((f.pages(), f.opened()), (3, Opened::Afresh));
+        assert_eq!(put(&f, 2, &p2), 1);
+        assert_eq!(put(&f, 2, &p2), 0, "a duplicate");
         assert!(
-            f.write_block(0, &[1; 10], 0).is_err(),
-            "short block refused"
+            f.write_run(0, Some(&[1; 10]), &[0]).is_err(),
+            "a short page refused"
         );
+        assert!(f.write_run(2, Some(&p2), &[0, 0]).is_err(), "past the end");
     }
     {
         let store = Store::open(&dir).unwrap();
         let f = store.open_file(&e).unwrap();
+        assert_eq!(f.opened(), Opened::Kept);
         assert_eq!(f.present_ranges(), vec![(2, 1)]);
-        assert_eq!(f.check(2).unwrap(), BlockState::Ready);
-        assert_eq!(f.read_at(8192, 4096).unwrap(), block(2, 10_000 - 8192));
+        assert_eq!(f.check_pages(2, 1).unwrap(), RangeCheck::default());
+        assert_eq!(f.read_at(8192, 4096).unwrap(), p2);
+        assert_eq!(f.missing_bytes(), 8192);
     }
     {
         let store = Store::open(&dir).unwrap();
@@ -61,33 +109,36 @@ fn blocks_survive_a_reopen_and_a_changed_identity_resets() {
 }
 
 #[test]
-fn the_map_is_written_in_batches_crcs_before_bits() {
+fn a_run_is_one_write_of_its_data_and_crcs_and_its_bits_come_in_batches() {
     let dir = tempdir("batch");
     let e = entry(20 * 4096, 1);
     let store = Store::open(&dir).unwrap();
     let f = store.open_file(&e).unwrap();
-    let map_path = dir
-        .join("files")
-        .join(key_of(&e.path))
-        .with_extension("map");
+    let layout = MapLayout::new(e.path.len(), 20);
     let on_disk = || {
-        let bytes = fs::read(&map_path).unwrap();
-        let layout = MapLayout::new(e.path.len(), 20);
+        let bytes = fs::read(map_path(&dir, &e)).unwrap();
         let bits = bytes[layout.bitmap_off as usize];
-        let crc3 = &bytes[(layout.crc_off + 12) as usize..(layout.crc_off + 16) as usize];
-        (bits, u32::from_le_bytes(crc3.try_into().unwrap()))
+        let crc = |p: u64| {
+            let at = (layout.crc_off + 4 * p) as usize;
+            u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
+        };
+        (bits, crc(3), crc(4))
     };
-    let b3 = block(3, 4096);
-    f.write_block(3, &b3, crc32fast::hash(&b3)).unwrap();
-    assert_eq!(f.present_count(), 1, "present in memory at once");
-    assert_eq!(on_disk(), (0, 0), "not on disk before a flush");
+    let run: Vec<u8> = [page(3, 4096), page(4, 4096)].concat();
+    let (c3, c4) = (crc32fast::hash(&run[..4096]), crc32fast::hash(&run[4096..]));
+    assert_eq!(put(&f, 3, &run), 2);
+    assert_eq!(f.present_count(), 2, "present in memory at once");
+    assert_eq!(
+        on_disk(),
+        (0, c3, c4),
+        "CRCs on disk with the data, bits not yet"
+    );
     f.flush_map().unwrap();
-    assert_eq!(on_disk(), (0b1000, crc32fast::hash(&b3)));
-    // A sync writes the pending entries too, and leaves nothing unsynced.
-    let b4 = block(4, 4096);
-    f.write_block(4, &b4, crc32fast::hash(&b4)).unwrap();
+    assert_eq!(on_disk(), (0b1_1000, c3, c4));
+    // A sync writes the pending bits too, and leaves nothing unsynced.
+    put(&f, 5, &page(5, 4096));
     f.sync_map().unwrap();
-    assert_eq!(on_disk().0, 0b1_1000);
+    assert_eq!(on_disk().0, 0b11_1000);
     let st = f.f.lock();
     assert!(st.dirty.is_none() && !st.data_unsynced && !st.map_unsynced);
     drop(st);
@@ -95,33 +146,54 @@ fn the_map_is_written_in_batches_crcs_before_bits() {
 }
 
 #[test]
-fn a_map_that_cannot_be_written_does_not_lose_a_stored_block() {
+fn the_bits_are_written_once_a_batch_of_pages_landed() {
+    let dir = tempdir("fullbatch");
+    let e = entry(MAP_BATCH * 4096 + 4096, 1);
+    let store = Store::open(&dir).unwrap();
+    let f = store.open_file(&e).unwrap();
+    let run = page(0, 256 * 4096);
+    for k in 0..MAP_BATCH / 256 - 1 {
+        put(&f, k * 256, &run);
+    }
+    assert_eq!(present_on_disk(&dir, &e).unwrap(), Some((0, false)));
+    put(&f, MAP_BATCH - 256, &run);
+    assert_eq!(present_on_disk(&dir, &e).unwrap(), Some((MAP_BATCH, false)));
+    drop(f);
+}
+
+#[test]
+fn a_map_that_cannot_be_written_does_not_lose_a_stored_page() {
     let dir = tempdir("mapfail");
-    let blocks = MAP_BATCH + 1;
-    let e = entry(blocks * 4096, 1);
+    let pages = MAP_BATCH + 1;
+    let e = entry(pages * 4096, 1);
     let store = Store::open(&dir).unwrap();
     let f = store.open_file(&e).unwrap();
     // Writes to the map fail from now on (as on a full disk).
     let data = OpenOptions::new().write(true).open(&f.f.data_path).unwrap();
     let map = File::open(&f.f.map_path).unwrap();
     f.f.open.put(f.f.slot, Pair { data, map });
+    assert!(
+        put_err(&f, 0),
+        "the CRCs cannot be written: the run is not stored"
+    );
+    assert_eq!(f.present_count(), 0);
+    // The map can take CRCs again, but not the bits (as their batch fails).
+    f.f.open.close(f.f.slot);
     for i in 0..MAP_BATCH {
-        let b = block(i, 4096);
-        assert!(
-            f.write_block(i, &b, crc32fast::hash(&b)).unwrap(),
-            "block {i}: stored, its map entry pending"
-        );
+        assert_eq!(put(&f, i, &page(i, 4096)), 1);
     }
     assert_eq!(f.present_count(), MAP_BATCH);
-    assert!(f.flush_map().is_err());
-    assert!(f.sync_map().is_err());
-    // Once the map can be written again, the pending entries reach it.
-    f.f.open.close(f.f.slot);
     f.sync_map().unwrap();
     drop(f);
     let f = store.open_file(&e).unwrap();
     assert_eq!(f.present_ranges(), vec![(0, MAP_BATCH)]);
     drop(f);
+}
+
+/// Whether writing page `i` of `f` fails.
+fn put_err(f: &StoredFile, i: u64) -> bool {
+    let p = page(i, 4096);
+    f.write_run(i, Some(&p), &[crc32fast::hash(&p)]).is_err()
 }
 
 #[test]
@@ -140,8 +212,7 @@ fn open_descriptors_stay_bounded_and_empty_files_have_none() {
     assert_eq!(store.open.open_count(), 4);
     // Every file still works, each opened again on demand.
     for (i, (_, f)) in files.iter().enumerate() {
-        let b = block(i as u64, 4096);
-        assert!(f.write_block(0, &b, crc32fast::hash(&b)).unwrap());
+        assert_eq!(put(f, 0, &page(i as u64, 4096)), 1);
         assert!(store.open.open_count() <= 4);
     }
     drop(files);
@@ -150,8 +221,8 @@ fn open_descriptors_stay_bounded_and_empty_files_have_none() {
         let mut e = entry(5000, 1);
         e.path = format!("f{i}");
         let f = store.open_file(&e).unwrap();
-        assert_eq!(f.present_ranges(), vec![(0, 1)], "f{i} kept its block");
-        assert_eq!(f.read_at(0, 4096).unwrap(), block(i, 4096));
+        assert_eq!(f.present_ranges(), vec![(0, 1)], "f{i} kept its page");
+        assert_eq!(f.read_at(0, 4096).unwrap(), page(i, 4096));
     }
     let mut empty = entry(0, 1);
     empty.path = "empty".into();
@@ -190,78 +261,134 @@ fn the_least_recently_used_pair_is_closed_first() {
 }
 
 #[test]
-fn a_damaged_block_is_dropped_not_served() {
+fn a_damaged_page_is_dropped_when_its_group_is_first_read_and_only_it() {
     let dir = tempdir("damaged");
-    let e = entry(8192, 1);
-    let data_path;
+    // 40 pages: groups 0 (0..16), 1 (16..32), 2 (32..40).
+    let e = entry(40 * 4096, 1);
     {
         let store = Store::open(&dir).unwrap();
         let f = store.open_file(&e).unwrap();
-        let b = block(0, 4096);
-        f.write_block(0, &b, crc32fast::hash(&b)).unwrap();
-        data_path = dir
-            .join("files")
-            .join(key_of(&e.path))
-            .with_extension("data");
+        put(&f, 0, &page(0, 20 * 4096));
+        put(&f, 33, &page(33, 4096));
+        // Landed in this daemon's life: checked, served without reading back.
+        assert!(f.f.lock().checked.is_full());
     }
-    // A torn write: the map says present, the data is wrong.
-    let d = OpenOptions::new().write(true).open(&data_path).unwrap();
-    d.write_all_at(&[0xff; 16], 100).unwrap();
+    // A torn write: the map says present, the data of pages 3 and 17 is wrong.
+    let d = OpenOptions::new()
+        .write(true)
+        .open(data_path(&dir, &e))
+        .unwrap();
+    d.write_all_at(&[0xee; 16], 3 * 4096 + 100).unwrap();
+    d.write_all_at(&[0xee; 16], 17 * 4096).unwrap();
     let store = Store::open(&dir).unwrap();
     let f = store.open_file(&e).unwrap();
-    assert_eq!(f.present_count(), 1);
-    assert_eq!(f.check(0).unwrap(), BlockState::Dropped);
-    assert_eq!(f.check(0).unwrap(), BlockState::Missing);
-    assert_eq!(f.present_count(), 0);
+    assert_eq!(f.present_count(), 21);
+    assert!(!f.all_verified());
+    {
+        let st = f.f.lock();
+        assert_eq!(
+            st.checked.ranges(false),
+            vec![(0, 3)],
+            "groups with a present page"
+        );
+    }
+    // A read of page 5 checks group 0: page 3 goes, the read's page stays.
+    assert_eq!(
+        f.check_pages(5, 1).unwrap(),
+        RangeCheck {
+            missing: 0,
+            dropped: 1
+        }
+    );
+    assert_eq!(f.present_count(), 20);
+    assert_eq!(
+        f.check_pages(3, 2).unwrap(),
+        RangeCheck {
+            missing: 1,
+            dropped: 0
+        }
+    );
+    // Pages 15 to 17 touch groups 0 and 1: page 17 is dropped now.
+    assert_eq!(
+        f.check_pages(15, 3).unwrap(),
+        RangeCheck {
+            missing: 1,
+            dropped: 1
+        }
+    );
+    assert_eq!(f.check_all().unwrap(), Vec::<u64>::new(), "group 2 is good");
+    assert_eq!(f.present_ranges(), vec![(0, 3), (4, 13), (18, 2), (33, 1)]);
     drop(f);
-    // The drop was persisted.
+    // The drops were persisted.
     let f = store.open_file(&e).unwrap();
-    assert_eq!(f.present_count(), 0);
+    assert_eq!(f.present_count(), 19);
+    // Every page back and every group checked (in this daemon's life):
+    // verified for passthrough.
+    let missing = f.missing_ranges();
+    for (first, count) in missing {
+        put(&f, first, &page(first, (count * 4096) as usize));
+    }
+    assert!(
+        !f.all_verified(),
+        "what the earlier daemon stored is unchecked"
+    );
+    assert_eq!(f.check_all().unwrap(), Vec::<u64>::new());
+    assert!(f.all_verified());
 }
 
 #[test]
-fn a_zero_block_is_a_hole_and_passes_its_check() {
+fn zero_pages_are_holes_and_pass_their_check() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempdir("zero");
     let e = entry(3 * 4096 + 100, 1);
-    let zero_crc = crc32fast::hash(&[0; 4096]);
-    let data_path = dir
-        .join("files")
-        .join(key_of(&e.path))
-        .with_extension("data");
-    let allocated = || fs::metadata(&data_path).unwrap().blocks();
+    let zero_crcs = [
+        zero_crc(4096),
+        zero_crc(4096),
+        zero_crc(4096),
+        zero_crc(100),
+    ];
+    let allocated = || fs::metadata(data_path(&dir, &e)).unwrap().blocks();
     {
         let store = Store::open(&dir).unwrap();
         let f = store.open_file(&e).unwrap();
-        assert!(f.write_zero_block(0, zero_crc).unwrap());
-        assert!(!f.write_zero_block(0, zero_crc).unwrap(), "a duplicate");
-        // The short last block too.
-        assert!(f.write_zero_block(3, crc32fast::hash(&[0; 100])).unwrap());
-        let b1 = block(1, 4096);
-        f.write_block(1, &b1, crc32fast::hash(&b1)).unwrap();
-        assert_eq!(f.present_ranges(), vec![(0, 2), (3, 1)]);
-        assert_eq!(allocated(), 8, "one 4 KiB block written, the zeros not");
+        assert_eq!(f.write_run(0, None, &zero_crcs[..1]).unwrap(), 1);
+        assert_eq!(
+            f.write_run(0, None, &zero_crcs[..1]).unwrap(),
+            0,
+            "a duplicate"
+        );
+        // Raw zeros are holes too, the short last page included; page 1 is data.
+        let mut run = vec![0u8; 2 * 4096 + 100];
+        run[..4096].copy_from_slice(&page(1, 4096));
+        let crcs = [crc32fast::hash(&run[..4096]), zero_crc(4096), zero_crc(100)];
+        assert_eq!(f.write_run(1, Some(&run), &crcs).unwrap(), 3);
+        assert_eq!(f.present_ranges(), vec![(0, 4)]);
+        assert_eq!(allocated(), 8, "one 4 KiB page written, the zeros not");
     }
-    // A block that held data, then dropped: its zeros punch it out.
-    let d = OpenOptions::new().write(true).open(&data_path).unwrap();
+    // A page that held data, then dropped: its zeros punch it out.
+    let d = OpenOptions::new()
+        .write(true)
+        .open(data_path(&dir, &e))
+        .unwrap();
     d.write_all_at(&[0xff; 16], 4096 + 100).unwrap();
     drop(d);
     let store = Store::open(&dir).unwrap();
     let f = store.open_file(&e).unwrap();
     assert_eq!(
-        f.check(0).unwrap(),
-        BlockState::Ready,
-        "a hole reads as its zeros"
+        f.check_pages(0, 4).unwrap(),
+        RangeCheck {
+            missing: 1,
+            dropped: 1
+        },
+        "holes read as their zeros; page 1 is bad"
     );
-    assert_eq!(f.check(3).unwrap(), BlockState::Ready);
-    assert_eq!(f.check(1).unwrap(), BlockState::Dropped);
-    assert!(f.write_zero_block(1, zero_crc).unwrap());
+    assert_eq!(f.write_run(1, None, &zero_crcs[1..2]).unwrap(), 1);
     assert_eq!(allocated(), 0, "punched out");
     assert_eq!(f.read_at(0, 20_000).unwrap(), vec![0; 3 * 4096 + 100]);
     drop(f);
     let f = store.open_file(&e).unwrap();
-    assert_eq!(f.present_ranges(), vec![(0, 2), (3, 1)]);
-    assert_eq!(f.check(1).unwrap(), BlockState::Ready);
+    assert_eq!(f.present_ranges(), vec![(0, 4)]);
+    assert_eq!(f.check_pages(0, 4).unwrap(), RangeCheck::default());
     drop(f);
 }
 
@@ -275,19 +402,18 @@ fn manifest_round_trips_through_the_store() {
         .to_string()
         .contains("holds no manifest"));
     let mut b = ManifestBuilder::new();
-    b.push(
-        FileId(0),
-        EntryKind::File,
-        "a/b.bin",
-        5000,
-        0o640,
-        4096,
-        [3; 16],
-    )
-    .unwrap();
-    b.push(FileId(1), EntryKind::Dir, "a", 0, 0o700, 0, [0; 16])
-        .unwrap();
-    let m = b.finish(2, 5000).unwrap();
+    let mut file = file_entry(0, "a/b.bin", 5000, [3; 16]);
+    file.mode = 0o640;
+    b.push(file).unwrap();
+    let mut dir_a = dir_entry(1, "a");
+    dir_a.mode = 0o700;
+    b.push(dir_a).unwrap();
+    let mut link = file_entry(2, "a/link", 0, [0; 16]);
+    link.kind = feedfs_protocol::EntryKind::Symlink;
+    link.mode = 0o777;
+    link.target = "b.bin".into();
+    b.push(link).unwrap();
+    let m = b.finish(3, 5000).unwrap();
     store.save_manifest(&m).unwrap();
     let back = store.load_manifest().unwrap();
     assert_eq!(back.entries(), m.entries());
@@ -304,18 +430,8 @@ fn prune_keeps_only_the_files_the_manifest_serves() {
     let dir = tempdir("prune");
     let store = Store::open(&dir).unwrap();
     let mut b = ManifestBuilder::new();
-    b.push(
-        FileId(0),
-        EntryKind::File,
-        "keep",
-        5000,
-        0o644,
-        4096,
-        [1; 16],
-    )
-    .unwrap();
-    b.push(FileId(1), EntryKind::File, "empty", 0, 0o644, 4096, [2; 16])
-        .unwrap();
+    b.push(file_entry(0, "keep", 5000, [1; 16])).unwrap();
+    b.push(file_entry(1, "empty", 0, [2; 16])).unwrap();
     let m = b.finish(2, 5000).unwrap();
     let mut old = entry(8192, 3);
     old.path = "gone".into();
@@ -323,8 +439,7 @@ fn prune_keeps_only_the_files_the_manifest_serves() {
         store.open_file(m.get(FileId(0)).unwrap()).unwrap(),
         store.open_file(&old).unwrap(),
     );
-    let b = block(0, 4096);
-    gone.write_block(0, &b, crc32fast::hash(&b)).unwrap();
+    put(&gone, 0, &page(0, 4096));
     drop((kept, gone));
     // An empty file's pair left by an older daemon, and a stray file.
     let empty = dir.join("files").join(key_of("empty"));
@@ -334,7 +449,7 @@ fn prune_keeps_only_the_files_the_manifest_serves() {
     store.save_manifest(&m).unwrap();
     let (count, bytes) = store.prune(&m).unwrap();
     assert_eq!(count, 5);
-    assert!(bytes >= 4096, "the dropped block's space: {bytes}");
+    assert!(bytes >= 4096, "the dropped page's space: {bytes}");
     let mut left: Vec<String> = fs::read_dir(dir.join("files"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -343,7 +458,7 @@ fn prune_keeps_only_the_files_the_manifest_serves() {
     let key = key_of("keep");
     assert_eq!(left, [format!("{key}.data"), format!("{key}.map")]);
     let f = store.open_file(m.get(FileId(0)).unwrap()).unwrap();
-    assert_eq!(f.blocks(), 2, "the kept file opens as before");
+    assert_eq!(f.pages(), 2, "the kept file opens as before");
     drop(f);
 }
 
@@ -355,15 +470,40 @@ fn truncated_map_resets_and_second_daemon_is_refused() {
     let err = Store::open(&dir).err().unwrap().to_string();
     assert!(err.contains("in use by another feedfs-device"), "{err}");
     let f = store.open_file(&e).unwrap();
-    let b = block(1, 4096);
-    f.write_block(1, &b, crc32fast::hash(&b)).unwrap();
+    put(&f, 1, &page(1, 4096));
     drop(f);
-    let map_path = dir
-        .join("files")
-        .join(key_of(&e.path))
-        .with_extension("map");
-    let m = OpenOptions::new().write(true).open(&map_path).unwrap();
+    let m = OpenOptions::new()
+        .write(true)
+        .open(map_path(&dir, &e))
+        .unwrap();
     m.set_len(60).unwrap();
     let f = store.open_file(&e).unwrap();
     assert_eq!(f.present_count(), 0);
+}
+
+#[test]
+fn a_manifest_of_an_older_protocol_is_refused_with_what_to_do_until_a_host_brings_one() {
+    let dir = tempdir("manifest3");
+    let store = Store::open(&dir).unwrap();
+    let mut b = ManifestBuilder::new();
+    b.push(file_entry(0, "f", 5000, [1; 16])).unwrap();
+    let m = b.finish(1, 5000).unwrap();
+    store.save_manifest(&m).unwrap();
+    // What an older feedfs wrote: frames of protocol version 3.
+    let mut bytes = fs::read(dir.join("manifest")).unwrap();
+    assert_eq!(&bytes[..5], b"FDFS\x04");
+    bytes[4] = 3;
+    fs::write(dir.join("manifest"), &bytes).unwrap();
+    let err = format!("{:#}", store.load_manifest().unwrap_err());
+    assert!(
+        err.contains(
+            "the store's manifest was written by an older feedfs (protocol 3); mount it \
+             once with a host to bring it to the new format"
+        ),
+        "{err}"
+    );
+    assert!(read_manifest(&dir).is_err(), "status reads it the same way");
+    // A host's manifest replaces it.
+    store.save_manifest(&m).unwrap();
+    assert_eq!(store.load_manifest().unwrap().entries(), m.entries());
 }

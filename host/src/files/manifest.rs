@@ -3,12 +3,16 @@
 //!
 //! Each PATH's basename becomes a top-level entry; directories are walked
 //! recursively in sorted byte order, each directory listed before its
-//! contents, so the same tree always gives the same manifest. Symlinks named
-//! on the command line are followed. Inside directories, symlinks, special
-//! files (FIFOs, sockets, devices) and names that are not UTF-8 are left out
-//! with a warning (rate-limited) and listed in [`ServedSet::skipped`] for the
-//! push's summary; the wire format carries only files and directories with
-//! UTF-8 paths. Hard links are served once per name, each as a file of its
+//! contents, so the same tree always gives the same manifest. Every entry
+//! carries its modification time. Symlinks named on the command line are
+//! followed. Inside a directory, a symbolic link whose target (as
+//! `readlink` gives it) is relative and resolves, from the link's own
+//! directory, inside the pushed tree is served as a link of its own
+//! (size 0, mode 0o777, its target as it is); any other link (absolute, or
+//! leading out of the tree) is left out, as are special files (FIFOs,
+//! sockets, devices) and names that are not UTF-8, with a warning
+//! (rate-limited), and listed in [`ServedSet::skipped`] for the push's
+//! summary; the wire format carries UTF-8 paths only. Hard links are served once per name, each as a file of its
 //! own. A feedfs store (a directory holding `lock` and `files/`) anywhere in
 //! the pushed paths is refused at once, as are a non-UTF-8 name given on
 //! the command line and duplicate top-level names. Every entry goes through
@@ -25,11 +29,11 @@
 //!   and last 64 KiB. The ctime is what makes an edit in place that sets the
 //!   mtime back (`touch -d`, `touch -r`, `rsync --inplace -t`, reproducible
 //!   builds) a new identity: no call can set it back. So a device never
-//!   resumes from blocks of an older version; the price is that a `touch`,
+//!   resumes from pages of an older version; the price is that a `touch`,
 //!   `chmod` or `chown` of a large file makes the device fetch it again.
 //!
 //! The small-file digest costs no extra read: the two 64 KiB edges of such
-//! a file are its whole content. Every block also carries its own CRC-32,
+//! a file are its whole content. Every page also carries its own CRC-32,
 //! which guards the link, not the version.
 
 use std::collections::HashMap;
@@ -41,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use feedfs_protocol::manifest::check_path;
 use feedfs_protocol::warn::WarnLimit;
-use feedfs_protocol::{EntryKind, FileId, ManifestBuilder, ManifestError, Message};
+use feedfs_protocol::{EntryKind, FileId, ManifestBuilder, ManifestError, Message, Mtime};
 use xxhash_rust::xxh3::Xxh3Default;
 
 /// How much of each end of a large file goes into its identity.
@@ -93,12 +97,14 @@ pub struct ServedEntry {
     /// The path on this machine.
     pub source: PathBuf,
     pub size: u64,
-    /// Permission bits (`st_mode & 0o777`).
+    /// Permission bits (`st_mode & 0o777`; 0o777 for a link).
     pub mode: u32,
-    /// 0 for directories.
-    pub block_size: u32,
-    /// Zeros for directories.
+    /// The modification time the host's filesystem gives.
+    pub mtime: Mtime,
+    /// Zeros for directories and links.
     pub identity: [u8; 16],
+    /// A link's target, as `readlink` gives it; empty for other kinds.
+    pub target: String,
     /// What the file looked like when the manifest was built.
     pub stamp: Stamp,
 }
@@ -111,17 +117,18 @@ impl ServedEntry {
             kind: self.kind,
             size: self.size,
             mode: self.mode,
-            block_size: self.block_size,
+            mtime: self.mtime,
             identity: self.identity,
             path: &self.path,
+            target: &self.target,
         }
     }
 
-    /// Number of blocks (0 for a directory).
-    pub fn blocks(&self) -> u64 {
+    /// Number of pages (0 for a directory or a link).
+    pub fn pages(&self) -> u64 {
         match self.kind {
-            EntryKind::File => feedfs_protocol::block_count(self.size, self.block_size),
-            EntryKind::Dir => 0,
+            EntryKind::File => feedfs_protocol::page_count(self.size),
+            EntryKind::Dir | EntryKind::Symlink => 0,
         }
     }
 }
@@ -173,7 +180,9 @@ impl SkipReason {
 
     fn warning(self) -> &'static str {
         match self {
-            SkipReason::Symlink => "a symlink (not served until the wire format carries them)",
+            SkipReason::Symlink => {
+                "a symlink whose target is absolute or leads out of the pushed tree"
+            }
             SkipReason::Fifo => "a FIFO",
             SkipReason::Socket => "a socket",
             SkipReason::Device => "a device file",
@@ -247,12 +256,11 @@ impl ServedSet {
     }
 }
 
-/// Build the served set from command-line paths, every file cut in blocks of `block_size`.
-pub fn walk(paths: &[PathBuf], block_size: u32) -> Result<ServedSet, WalkError> {
+/// Build the served set from command-line paths.
+pub fn walk(paths: &[PathBuf]) -> Result<ServedSet, WalkError> {
     let mut w = Walker {
         set: ServedSet::default(),
         builder: ManifestBuilder::new(),
-        block_size,
         warnings: WarnLimit::new(20, Duration::from_secs(1)),
     };
     let mut top: HashMap<String, &PathBuf> = HashMap::new();
@@ -311,7 +319,6 @@ fn top_name(path: &Path) -> Result<String, WalkError> {
 struct Walker {
     set: ServedSet,
     builder: ManifestBuilder,
-    block_size: u32,
     warnings: WarnLimit,
 }
 
@@ -353,8 +360,9 @@ impl Walker {
             source: source.to_path_buf(),
             size: 0,
             mode: meta.mode() & 0o777,
-            block_size: 0,
+            mtime: mtime_of(source, meta)?,
             identity: [0; 16],
+            target: String::new(),
             stamp: Stamp::default(),
         })?;
         let mut children = Vec::new();
@@ -376,6 +384,8 @@ impl Walker {
                 self.dir(&path, rel, &meta)?;
             } else if ty.is_file() {
                 self.file(&path, rel)?;
+            } else if ty.is_symlink() && self.link(&path, &rel)? {
+                continue;
             } else {
                 let why = if ty.is_symlink() {
                     SkipReason::Symlink
@@ -404,11 +414,69 @@ impl Walker {
             source: source.to_path_buf(),
             size: stamp.size,
             mode: meta.mode() & 0o777,
-            block_size: self.block_size,
+            mtime: mtime_of(source, &meta)?,
             identity,
+            target: String::new(),
             stamp,
         })
     }
+
+    /// Serve the link at `source` (`rel` on the device) as a link when its
+    /// target is relative and stays inside the pushed tree; false when it
+    /// is not served that way.
+    fn link(&mut self, source: &Path, rel: &str) -> Result<bool, WalkError> {
+        let target = fs::read_link(source).map_err(io_err(source))?;
+        let Some(target) = target.to_str().filter(|t| inside_tree(rel, t)) else {
+            log::debug!(
+                "{} -> {}: absolute or out of the pushed tree, not served as a link",
+                escape_path(source),
+                escape_path(&target)
+            );
+            return Ok(false);
+        };
+        log::debug!("{} -> {target}: served as a link", escape_path(source));
+        let meta = fs::symlink_metadata(source).map_err(io_err(source))?;
+        self.push(ServedEntry {
+            id: FileId(0),
+            kind: EntryKind::Symlink,
+            path: rel.to_string(),
+            source: source.to_path_buf(),
+            size: 0,
+            mode: 0o777,
+            mtime: mtime_of(source, &meta)?,
+            identity: [0; 16],
+            target: target.to_string(),
+            stamp: Stamp::default(),
+        })?;
+        Ok(true)
+    }
+}
+
+/// The modification time of `meta`, the metadata of `path`.
+fn mtime_of(path: &Path, meta: &Metadata) -> Result<Mtime, WalkError> {
+    meta.modified().map(Mtime::of).map_err(io_err(path))
+}
+
+/// Whether the link at `rel` (its first component the pushed tree's name)
+/// with this target resolves, from the link's directory, inside the pushed
+/// tree: relative, and never climbing above the tree's top.
+fn inside_tree(rel: &str, target: &str) -> bool {
+    if target.is_empty() || target.starts_with('/') || target.contains('\0') {
+        return false;
+    }
+    // Depth of the link's directory below the tree's top.
+    let mut depth = rel.matches('/').count() - 1;
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => depth += 1,
+        }
+    }
+    true
 }
 
 /// The identity of an open file; see the module documentation.

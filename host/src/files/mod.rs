@@ -1,5 +1,5 @@
 //! What is served: [`manifest`] walks the given paths into checked manifest
-//! entries with identities, [`source`] reads their blocks and notices a file
+//! entries with identities, [`source`] reads runs of their pages and notices a file
 //! that changed under it.
 
 pub mod manifest;

@@ -1,4 +1,5 @@
-//! Reading blocks from the served files, with positioned reads.
+//! Reading runs of pages from the served files: one page-aligned
+//! positioned read of exactly a run's bytes, nothing more.
 //!
 //! Keeps a few files open (the stream goes file by file, demands jump
 //! around) and checks each file when it is opened, after each read and
@@ -13,14 +14,14 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use feedfs_protocol::{block_len, FileId};
+use feedfs_protocol::{page_offset, run_len, FileId};
 
 use crate::files::manifest::{ServedSet, Stamp};
 
 /// Most files kept open at once.
 const OPEN_FILES: usize = 8;
 
-/// Why a block could not be read.
+/// Why a run could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("cannot read {}: {error}", .path.display())]
@@ -96,7 +97,7 @@ fn civil_date(days: i128) -> (i128, i128, i128) {
     (y, m, d)
 }
 
-/// Reads blocks of the files of a served set.
+/// Reads runs of pages of the files of a served set.
 pub struct Source<'a> {
     set: &'a ServedSet,
     /// Most recently used first.
@@ -113,15 +114,17 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// The bytes of block `index` of `file` (the last block may be short).
-    pub fn read(&mut self, file: FileId, index: u64) -> Result<&[u8], SourceError> {
+    /// The bytes of the `count` pages of `file` from page `first`, read
+    /// with one positioned read of exactly those bytes (the last page may
+    /// be short).
+    pub fn read_run(&mut self, file: FileId, first: u64, count: u32) -> Result<&[u8], SourceError> {
         let entry = self
             .set
             .get(file)
             .filter(|e| e.kind == feedfs_protocol::EntryKind::File)
             .ok_or(SourceError::NotAFile(file))?;
-        let len = block_len(entry.size, entry.block_size, index);
-        let offset = index * u64::from(entry.block_size);
+        let len = run_len(entry.size, first, u64::from(count));
+        let offset = page_offset(first);
         let io_err = |error| SourceError::Io {
             path: entry.source.clone(),
             error,
@@ -172,17 +175,19 @@ mod tests {
     use crate::testutil::TempDir;
 
     #[test]
-    fn blocks_and_the_short_last_one() {
+    fn runs_of_pages_and_the_short_last_one() {
         let t = TempDir::new("source");
         let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let p = t.write("f", &data);
-        let set = walk(&[p], 4096).unwrap();
+        let set = walk(&[p]).unwrap();
         let mut s = Source::new(&set);
-        assert_eq!(s.read(FileId(0), 0).unwrap(), &data[..4096]);
-        assert_eq!(s.read(FileId(0), 2).unwrap(), &data[8192..]);
-        assert_eq!(s.read(FileId(0), 1).unwrap(), &data[4096..8192]);
+        assert_eq!(s.read_run(FileId(0), 0, 1).unwrap(), &data[..4096]);
+        assert_eq!(s.read_run(FileId(0), 2, 1).unwrap(), &data[8192..]);
+        assert_eq!(s.read_run(FileId(0), 1, 1).unwrap(), &data[4096..8192]);
+        assert_eq!(s.read_run(FileId(0), 0, 3).unwrap(), &data[..]);
+        assert_eq!(s.read_run(FileId(0), 1, 2).unwrap(), &data[4096..]);
         assert!(matches!(
-            s.read(FileId(1), 0),
+            s.read_run(FileId(1), 0, 1),
             Err(SourceError::NotAFile(_))
         ));
     }
@@ -191,9 +196,9 @@ mod tests {
     fn a_changed_file_is_refused() {
         let t = TempDir::new("changed");
         let p = t.write("f", b"before");
-        let set = walk(std::slice::from_ref(&p), 4096).unwrap();
+        let set = walk(std::slice::from_ref(&p)).unwrap();
         std::fs::write(&p, b"after, longer").unwrap();
-        let err = Source::new(&set).read(FileId(0), 0).unwrap_err();
+        let err = Source::new(&set).read_run(FileId(0), 0, 1).unwrap_err();
         assert!(matches!(err, SourceError::Changed { .. }), "{err}");
         assert!(
             err.to_string()
@@ -206,15 +211,15 @@ mod tests {
     fn a_file_rewritten_in_place_while_open_is_refused() {
         let t = TempDir::new("rewritten");
         let p = t.write("f", &[1u8; 10_000]);
-        let set = walk(std::slice::from_ref(&p), 4096).unwrap();
+        let set = walk(std::slice::from_ref(&p)).unwrap();
         let mut s = Source::new(&set);
-        assert!(s.read(FileId(0), 0).is_ok());
+        assert!(s.read_run(FileId(0), 0, 1).is_ok());
         // Same inode and size, new content and mtime: the file is already open.
         let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         std::os::unix::fs::FileExt::write_all_at(&f, &[2u8; 4096], 4096).unwrap();
         f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
             .unwrap();
-        let err = s.read(FileId(0), 1).unwrap_err();
+        let err = s.read_run(FileId(0), 1, 1).unwrap_err();
         assert!(matches!(err, SourceError::Changed { .. }), "{err}");
         assert!(err.to_string().contains("it was modified at "), "{err}");
     }
@@ -223,16 +228,16 @@ mod tests {
     fn a_file_cut_short_while_open_says_so() {
         let t = TempDir::new("cut");
         let p = t.write("f", &[1u8; 10_000]);
-        let set = walk(std::slice::from_ref(&p), 4096).unwrap();
+        let set = walk(std::slice::from_ref(&p)).unwrap();
         let mut s = Source::new(&set);
-        assert!(s.read(FileId(0), 0).is_ok());
+        assert!(s.read_run(FileId(0), 0, 1).is_ok());
         std::fs::OpenOptions::new()
             .write(true)
             .open(&p)
             .unwrap()
             .set_len(5000)
             .unwrap();
-        let text = s.read(FileId(0), 2).unwrap_err().to_string();
+        let text = s.read_run(FileId(0), 2, 1).unwrap_err().to_string();
         assert!(
             text.contains("its size went from 10000 to 5000 bytes"),
             "{text}"

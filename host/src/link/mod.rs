@@ -211,7 +211,7 @@ pub fn describe_status(s: ExitStatus) -> String {
 /// Bytes a link pipe may hold. Larger than the default 64 KiB so a stream
 /// frame rarely waits for the reader (a 1 GiB push ran at 0.6 of a raw pipe
 /// copy's rate with 64 KiB and matched it with 256 KiB), small enough that a
-/// demanded block queues behind at most this much stream data (about 0.3 ms
+/// demanded run queues behind at most this much stream data (about 0.3 ms
 /// at 1 GB/s).
 pub const PIPE_BUFFER: i32 = 256 * 1024;
 

@@ -72,11 +72,11 @@ pub fn plan(args: &PlanArgs) -> Result<()> {
     }
     std::fs::write(output, plan.encode())
         .with_context(|| format!("cannot write {}", output.display()))?;
-    let blocks: u64 = plan.steps.iter().map(|s| s.count).sum();
+    let pages: u64 = plan.steps.iter().map(|s| s.count).sum();
     eprintln!(
-        "feedfs-host: wrote {}: {} blocks in {} steps over {} files, from {} runs",
+        "feedfs-host: wrote {}: {} pages in {} steps over {} files, from {} runs",
         output.display(),
-        blocks,
+        pages,
         plan.steps.len(),
         plan.files.len(),
         plan.runs

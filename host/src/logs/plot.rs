@@ -3,7 +3,7 @@
 //! Time since the start (seconds) across, position in the file (MiB) up.
 //! One filled mark per demand request (a device's waiting read), one small
 //! hollow mark per first read served at once (device logs), the host's
-//! planned blocks as small crosses and the background stream's progress as
+//! planned pages as small crosses and the background stream's progress as
 //! a line (host records), one colour per file, named in the legend. The
 //! eight files with the most events get their own colour; the rest share
 //! grey. Lines are thinned to at most [`MAX_LINE_POINTS`] points per file.
@@ -117,8 +117,8 @@ fn draw(run: &Run, out: &Path) -> Result<(), String> {
         .draw()
         .map_err(|x| e(&x))?;
 
-    let pos = |file: usize, block: u64| {
-        (block * u64::from(run.files[file].block_size)).min(run.files[file].size) as f64 / MIB
+    let pos = |file: usize, page: u64| {
+        (page << feedfs_protocol::PAGE_SHIFT).min(run.files[file].size) as f64 / MIB
     };
     let name = |i: usize| {
         let p = &run.files[i].path;
@@ -161,7 +161,7 @@ fn draw(run: &Run, out: &Path) -> Result<(), String> {
                 .sent
                 .iter()
                 .filter(|s| s.file == i && s.kind == SentKind::Stream)
-                .map(|s| (secs(s.t_us), pos(i, s.index + 1)))
+                .map(|s| (secs(s.t_us), pos(i, s.end())))
                 .collect();
             if pts.is_empty() {
                 continue;
@@ -189,7 +189,7 @@ fn draw(run: &Run, out: &Path) -> Result<(), String> {
             .sent
             .iter()
             .filter(|s| files.contains(&s.file) && s.kind == SentKind::Plan)
-            .map(|s| (secs(s.t_us), pos(s.file, s.index)))
+            .map(|s| (secs(s.t_us), pos(s.file, s.first)))
             .collect();
         if !planned.is_empty() {
             chart
@@ -199,7 +199,7 @@ fn draw(run: &Run, out: &Path) -> Result<(), String> {
                         .map(|&p| Cross::new(p, 3, c.mix(0.7).stroke_width(1))),
                 )
                 .map_err(|x| e(&x))?
-                .label(format!("{label}: planned blocks sent"))
+                .label(format!("{label}: planned pages sent"))
                 .legend(move |(x, y)| Cross::new((x + 10, y), 4, c.stroke_width(1)));
         }
         let touched: Vec<(f64, f64)> = run

@@ -4,19 +4,20 @@
 //! One event per line, fields separated by tabs, after a version line:
 //!
 //! ```text
-//! # feedfs-host record v2
-//! file    <id> <size> <block_size> <path> <identity>   one per file, before the session
-//! have    <t_us> <file_id> <blocks>              the device already holds these
-//! demand  <t_us> <file_id> <first> <count>       a Demand message arrived
-//! sent    <t_us> <file_id> <index> <kind> <stream_sent>
-//! done    <t_us> <blocks_sent>                   the device reported Complete
+//! # feedfs-host record v3
+//! file    <id> <size> <path> <identity>          one per file, before the session
+//! have    <t_us> <file_id> <pages>               the device already holds these
+//! demand  <t_us> <file_id> <first> <count>       a Demand message arrived (pages)
+//! sent    <t_us> <file_id> <first> <count> <kind> <stream_sent>   a run went out
+//! done    <t_us> <pages_sent>                    the device reported Complete
 //! ```
 //!
-//! `t_us` is microseconds since the push started; `identity` is the file's
-//! content identity in 32 hex digits (version 2 added it; version 1 files,
-//! without it, are still read); `kind` is `demand`, `readahead`, `plan` or
-//! `stream`; `stream_sent` is how many `stream` blocks were sent before
-//! this one. In paths, backslash, tab, newline and carriage
+//! Every count is of 4 KiB pages. `t_us` is microseconds since the push
+//! started; `identity` is the file's content identity in 32 hex digits;
+//! `kind` is `demand`, `readahead`, `plan` or `stream`; `stream_sent` is
+//! how many `stream` pages were sent before this run. Versions 1 and 2
+//! counted blocks of a size given on each `file` line (version 1 without
+//! the identity); they are still read, converted to pages. In paths, backslash, tab, newline and carriage
 //! return are written as `\\`, `\t`, `\n` and `\r`. Lines go through a
 //! buffer that is flushed at the end of the session and again on drop, so
 //! the file is whole however the process ends short of a crash. The
@@ -31,8 +32,10 @@ use feedfs_protocol::FileId;
 use crate::send::scheduler::Kind;
 
 /// The first line of every record file.
-pub const HEADER: &str = "# feedfs-host record v2";
-/// The first line of record files written before identities were recorded.
+pub const HEADER: &str = "# feedfs-host record v3";
+/// The first line of record files in blocks, with identities.
+pub const HEADER_V2: &str = "# feedfs-host record v2";
+/// The first line of record files in blocks, written before identities were recorded.
 pub const HEADER_V1: &str = "# feedfs-host record v1";
 
 /// Writes the record file, or nothing when no file was asked for.
@@ -70,20 +73,16 @@ impl Recorder {
         &mut self,
         id: FileId,
         size: u64,
-        block_size: u32,
         path: &str,
         identity: &[u8; 16],
     ) -> io::Result<()> {
         let path = escape(path);
         let identity: String = identity.iter().map(|b| format!("{b:02x}")).collect();
-        self.line(format_args!(
-            "file\t{}\t{size}\t{block_size}\t{path}\t{identity}\n",
-            id.0
-        ))
+        self.line(format_args!("file\t{}\t{size}\t{path}\t{identity}\n", id.0))
     }
 
-    pub fn have(&mut self, t_us: u64, file: FileId, blocks: u64) -> io::Result<()> {
-        self.line(format_args!("have\t{t_us}\t{}\t{blocks}\n", file.0))
+    pub fn have(&mut self, t_us: u64, file: FileId, pages: u64) -> io::Result<()> {
+        self.line(format_args!("have\t{t_us}\t{}\t{pages}\n", file.0))
     }
 
     pub fn demand(&mut self, t_us: u64, file: FileId, first: u64, count: u64) -> io::Result<()> {
@@ -93,23 +92,25 @@ impl Recorder {
         ))
     }
 
+    /// A run of `count` pages from `first` went out.
     pub fn sent(
         &mut self,
         t_us: u64,
         file: FileId,
-        index: u64,
+        first: u64,
+        count: u32,
         kind: Kind,
         stream_sent: u64,
     ) -> io::Result<()> {
         self.line(format_args!(
-            "sent\t{t_us}\t{}\t{index}\t{}\t{stream_sent}\n",
+            "sent\t{t_us}\t{}\t{first}\t{count}\t{}\t{stream_sent}\n",
             file.0,
             kind.as_str()
         ))
     }
 
-    pub fn done(&mut self, t_us: u64, blocks_sent: u64) -> io::Result<()> {
-        self.line(format_args!("done\t{t_us}\t{blocks_sent}\n"))
+    pub fn done(&mut self, t_us: u64, pages_sent: u64) -> io::Result<()> {
+        self.line(format_args!("done\t{t_us}\t{pages_sent}\n"))
     }
 
     /// Push everything written so far to the file.
@@ -176,26 +177,28 @@ pub(crate) mod tests {
     fn exact_format() {
         let buf = Shared::default();
         let mut r = Recorder::from_writer(Box::new(buf.clone())).unwrap();
-        r.file(FileId(0), 5000, 4096, "a.img", &[0xab; 16]).unwrap();
+        r.file(FileId(0), 5000, "a.img", &[0xab; 16]).unwrap();
         let mut id = [0; 16];
         id[15] = 1;
-        r.file(FileId(2), 0, 65536, "tree/odd\tname", &id).unwrap();
-        r.sent(35, FileId(0), 0, Kind::Plan, 0).unwrap();
+        r.file(FileId(2), 0, "tree/odd\tname", &id).unwrap();
+        r.sent(35, FileId(0), 0, 1, Kind::Plan, 0).unwrap();
         r.demand(15, FileId(0), 1, 1).unwrap();
-        r.sent(20, FileId(0), 1, Kind::Demand, 0).unwrap();
-        r.sent(31, FileId(0), 0, Kind::Stream, 0).unwrap();
-        r.done(40, 2).unwrap();
+        r.have(16, FileId(2), 0).unwrap();
+        r.sent(20, FileId(0), 1, 1, Kind::Demand, 0).unwrap();
+        r.sent(31, FileId(0), 0, 2, Kind::Stream, 0).unwrap();
+        r.done(40, 4).unwrap();
         drop(r);
         assert_eq!(
             buf.text(),
-            "# feedfs-host record v2\n\
-             file\t0\t5000\t4096\ta.img\tabababababababababababababababab\n\
-             file\t2\t0\t65536\ttree/odd\\tname\t00000000000000000000000000000001\n\
-             sent\t35\t0\t0\tplan\t0\n\
+            "# feedfs-host record v3\n\
+             file\t0\t5000\ta.img\tabababababababababababababababab\n\
+             file\t2\t0\ttree/odd\\tname\t00000000000000000000000000000001\n\
+             sent\t35\t0\t0\t1\tplan\t0\n\
              demand\t15\t0\t1\t1\n\
-             sent\t20\t0\t1\tdemand\t0\n\
-             sent\t31\t0\t0\tstream\t0\n\
-             done\t40\t2\n"
+             have\t16\t2\t0\n\
+             sent\t20\t0\t1\t1\tdemand\t0\n\
+             sent\t31\t0\t0\t2\tstream\t0\n\
+             done\t40\t4\n"
         );
     }
 

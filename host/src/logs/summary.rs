@@ -1,11 +1,12 @@
 //! What a run says, in figures: per file, bytes present, demand requests
-//! and their median and 99th-percentile wait, and the order in which blocks
-//! were first asked for. Pure functions over a [`Run`].
+//! and their median and 99th-percentile wait, and the order in which pages
+//! were first asked for. Pure functions over a [`Run`]; every count is of
+//! 4 KiB pages.
 //!
 //! The wait of a device log is the reader's own wait, as the device timed
 //! it. A host record does not know the reader's wait; its wait is the
 //! host's part of it: from the demand's arrival to the moment the last of
-//! its blocks was sent.
+//! its pages was sent.
 
 use std::collections::HashMap;
 
@@ -22,14 +23,14 @@ pub struct FileSummary {
     /// plus sent); `None` for device logs, which do not say.
     pub present_bytes: Option<u64>,
     pub demand_requests: u64,
-    pub demanded_blocks: u64,
+    pub demanded_pages: u64,
     pub median_wait_us: Option<u64>,
     pub p99_wait_us: Option<u64>,
-    /// Reads served at once from present blocks (device logs).
+    /// Reads served at once from present pages (device logs).
     pub served_at_once: Option<u64>,
 }
 
-/// One step of the first-access order: blocks asked for the first time.
+/// One step of the first-access order: pages asked for the first time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
     pub t_us: u64,
@@ -51,8 +52,8 @@ pub struct RunSummary {
     pub first_access: Vec<Step>,
 }
 
-/// Blocks in the order they were first asked for, one step per run of
-/// consecutive blocks of one file: demands, and (device logs) first reads
+/// Pages in the order they were first asked for, one step per run of
+/// consecutive pages of one file: demands, and (device logs) first reads
 /// served at once.
 pub fn first_access(run: &Run) -> Vec<Step> {
     let mut events: Vec<(u64, usize, u64, u64)> = run
@@ -98,14 +99,16 @@ pub fn percentile(sorted: &[u64], p: usize) -> Option<u64> {
 }
 
 /// The wait of each demand: the device's measure, or for a host record the
-/// time until the last of its blocks went out (`None` if it never did).
+/// time until the last of its pages went out (`None` if it never did).
 pub fn waits(run: &Run) -> Vec<Option<u64>> {
     if run.side == Side::Device {
         return run.demands.iter().map(|d| d.wait_us).collect();
     }
     let mut sends: HashMap<(usize, u64), Vec<u64>> = HashMap::new();
     for s in run.sent.iter().filter(|s| s.kind == SentKind::Demand) {
-        sends.entry((s.file, s.index)).or_default().push(s.t_us);
+        for p in s.first..s.end() {
+            sends.entry((s.file, p)).or_default().push(s.t_us);
+        }
     }
     run.demands
         .iter()
@@ -139,23 +142,31 @@ pub fn summarize(run: &Run) -> RunSummary {
         w.sort_unstable();
         let demands: Vec<_> = run.demands.iter().filter(|d| d.file == i).collect();
         let present_bytes = (run.side == Side::Host).then(|| {
-            let mut sent: Vec<u64> = run
+            let mut sent: Vec<(u64, u64)> = run
                 .sent
                 .iter()
                 .filter(|s| s.file == i)
-                .map(|s| s.index)
+                .map(|s| (s.first, s.end()))
                 .collect();
             sent.sort_unstable();
-            sent.dedup();
-            let blocks = (run.held[i] + sent.len() as u64).min(f.blocks());
-            (blocks * u64::from(f.block_size)).min(f.size)
+            // Pages sent at least once: the union of the runs.
+            let (mut pages, mut reach) = (0, 0);
+            for (a, e) in sent {
+                let a = a.max(reach);
+                if e > a {
+                    pages += e - a;
+                    reach = e;
+                }
+            }
+            let pages = (run.held[i] + pages).min(f.pages());
+            (pages << feedfs_protocol::PAGE_SHIFT).min(f.size)
         });
         files.push(FileSummary {
             path: f.path.clone(),
             size: f.size,
             present_bytes,
             demand_requests: demands.len() as u64,
-            demanded_blocks: demands.iter().map(|d| d.count).sum(),
+            demanded_pages: demands.iter().map(|d| d.count).sum(),
             median_wait_us: percentile(&w, 50),
             p99_wait_us: percentile(&w, 99),
             served_at_once: (run.side == Side::Device).then(|| run.served_at_once[i].0),
@@ -168,7 +179,7 @@ pub fn summarize(run: &Run) -> RunSummary {
             Side::Device => "device",
         },
         wait_is: match run.side {
-            Side::Host => "host side: from the demand's arrival to its last block sent",
+            Side::Host => "host side: from the demand's arrival to its last page sent",
             Side::Device => "the reader's wait, as the device timed it",
         },
         duration_us: run.end_us(),
@@ -229,13 +240,13 @@ pub fn render(s: &RunSummary, steps: usize) -> String {
         }
     );
     for (i, st) in s.first_access.iter().take(steps).enumerate() {
-        let blocks = if st.count == 1 {
-            format!("block {}", st.first)
+        let pages = if st.count == 1 {
+            format!("page {}", st.first)
         } else {
-            format!("blocks {}..{}", st.first, st.first + st.count - 1)
+            format!("pages {}..{}", st.first, st.first + st.count - 1)
         };
         out += &format!(
-            "  {:>5}. {:>10.3} s  {}  {blocks}\n",
+            "  {:>5}. {:>10.3} s  {}  {pages}\n",
             i + 1,
             st.t_us as f64 / 1e6,
             st.path
@@ -251,31 +262,32 @@ mod tests {
 
     #[test]
     fn a_host_record_summarised() {
-        let text = "# feedfs-host record v2\n\
-            file\t0\t300000\t65536\ta\t000102030405060708090a0b0c0d0e0f\n\
-            have\t5\t0\t1\n\
-            demand\t100\t0\t2\t2\n\
-            sent\t150\t0\t2\tdemand\t0\n\
-            sent\t400\t0\t3\tdemand\t0\n\
+        let text = "# feedfs-host record v3\n\
+            file\t0\t300000\ta\t000102030405060708090a0b0c0d0e0f\n\
+            have\t5\t0\t16\n\
+            demand\t100\t0\t32\t2\n\
+            sent\t150\t0\t32\t1\tdemand\t0\n\
+            sent\t400\t0\t33\t1\tdemand\t0\n\
+            sent\t410\t0\t33\t20\treadahead\t0\n\
             demand\t500\t0\t0\t1\n\
-            sent\t520\t0\t0\tdemand\t0\n\
+            sent\t520\t0\t0\t1\tdemand\t0\n\
             done\t900\t3\n";
         let run = parse_record("r", text).unwrap();
         let s = summarize(&run);
         let f = &s.files[0];
-        assert_eq!((f.demand_requests, f.demanded_blocks), (2, 3));
+        assert_eq!((f.demand_requests, f.demanded_pages), (2, 3));
         assert_eq!((f.median_wait_us, f.p99_wait_us), (Some(20), Some(300)));
-        // Held 1 + sent 3 of 5 blocks.
-        assert_eq!(f.present_bytes, Some(4 * 65536));
+        // Held 16 + sent 22 distinct pages (32..53 and 0) of 74.
+        assert_eq!(f.present_bytes, Some(38 * 4096));
         assert_eq!(
             s.first_access
                 .iter()
                 .map(|st| (st.first, st.count))
                 .collect::<Vec<_>>(),
-            vec![(2, 2), (0, 1)]
+            vec![(32, 2), (0, 1)]
         );
         let text = render(&s, 1);
         assert!(text.contains("the first 1 shown"), "{text}");
-        assert!(text.contains("blocks 2..3"), "{text}");
+        assert!(text.contains("pages 32..33"), "{text}");
     }
 }

@@ -5,9 +5,11 @@
 //! A host record is one run; a device log holds one run per mount. Every
 //! file is refused with an error naming the line or record at fault when it
 //! is damaged; nothing in it is trusted further than its checks: file
-//! indexes are resolved, block ranges lie within their files, and sizes and
-//! block sizes are within the manifest's limits. Files larger than
-//! [`MAX_RECORD_BYTES`] are refused rather than read into memory.
+//! indexes are resolved, page ranges lie within their files, and sizes are
+//! within the manifest's limits. Everything is in 4 KiB pages: host records
+//! of versions 1 and 2 and device logs of format 1, which counted blocks,
+//! are converted as they are read. Files larger than [`MAX_RECORD_BYTES`]
+//! are refused rather than read into memory.
 
 use std::collections::HashMap;
 use std::fs;
@@ -15,9 +17,9 @@ use std::path::Path;
 
 use feedfs_protocol::manifest::{check_path, MAX_FILE_SIZE};
 use feedfs_protocol::reqlog::{self, Event, Outcome, LOG_MAGIC};
-use feedfs_protocol::{block_count, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+use feedfs_protocol::{page_count, MAX_RUN_BYTES, PAGE_SHIFT, PAGE_SIZE};
 
-use crate::logs::record::{HEADER, HEADER_V1};
+use crate::logs::record::{HEADER, HEADER_V1, HEADER_V2};
 
 /// Largest log file read.
 pub const MAX_RECORD_BYTES: u64 = 1 << 30;
@@ -56,18 +58,17 @@ pub enum Side {
 pub struct TraceFile {
     pub path: String,
     pub size: u64,
-    pub block_size: u32,
     /// `None` in version 1 host records.
     pub identity: Option<[u8; 16]>,
 }
 
 impl TraceFile {
-    pub fn blocks(&self) -> u64 {
-        block_count(self.size, self.block_size)
+    pub fn pages(&self) -> u64 {
+        page_count(self.size)
     }
 }
 
-/// A request for missing blocks: a host's demand, a device's waiting read.
+/// A request for missing pages: a host's demand, a device's waiting read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Demand {
     pub t_us: u64,
@@ -80,7 +81,7 @@ pub struct Demand {
     pub pid: u32,
 }
 
-/// Blocks first read, served at once (device logs).
+/// Pages first read, served at once (device logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Touch {
     pub t_us: u64,
@@ -89,7 +90,7 @@ pub struct Touch {
     pub count: u64,
 }
 
-/// Why the host sent a block (host records).
+/// Why the host sent a run (host records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SentKind {
     Demand,
@@ -98,13 +99,21 @@ pub enum SentKind {
     Stream,
 }
 
-/// A block the host sent (host records).
+/// A run of pages the host sent (host records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sent {
     pub t_us: u64,
     pub file: usize,
-    pub index: u64,
+    pub first: u64,
+    pub count: u64,
     pub kind: SentKind,
+}
+
+impl Sent {
+    /// One past the run's last page.
+    pub fn end(&self) -> u64 {
+        self.first + self.count
+    }
 }
 
 /// One run: a push (host record) or a mount (device log).
@@ -117,11 +126,11 @@ pub struct Run {
     pub demands: Vec<Demand>,
     pub touches: Vec<Touch>,
     pub sent: Vec<Sent>,
-    /// Blocks the device already held at the start (host records).
+    /// Pages the device already held at the start (host records).
     pub held: Vec<u64>,
     /// Reads served at once and their bytes (device logs).
     pub served_at_once: Vec<(u64, u64)>,
-    /// When the device reported every block present (host records).
+    /// When the device reported every page present (host records).
     pub done_us: Option<u64>,
     /// Bytes of a cut-short last record left out (device logs).
     pub torn_bytes: usize,
@@ -206,7 +215,6 @@ fn device_runs(name: &str, bytes: &[u8]) -> Result<Vec<Run>, TraceError> {
             .map(|f| TraceFile {
                 path: f.path.clone(),
                 size: f.size,
-                block_size: f.block_size,
                 identity: Some(f.identity),
             })
             .collect();
@@ -285,15 +293,18 @@ pub fn unix_time(us: u64) -> String {
 pub fn parse_record(name: &str, text: &str) -> Result<Run, TraceError> {
     let mut run = Run::new(Side::Host, name.to_string());
     let mut ids: HashMap<u32, usize> = HashMap::new();
+    // Pages per recorded unit, per file: 1 from version 3, a block's pages before.
+    let mut unit: Vec<u64> = Vec::new();
     let mut lines = text.lines().enumerate();
     let version = match lines.next() {
-        Some((_, l)) if l == HEADER => 2,
+        Some((_, l)) if l == HEADER => 3,
+        Some((_, l)) if l == HEADER_V2 => 2,
         Some((_, l)) if l == HEADER_V1 => 1,
         Some((_, l)) => {
             return Err(TraceError::Line {
                 path: name.into(),
                 line: 1,
-                problem: format!("unknown record version {l:?} (this build reads v1 and v2)"),
+                problem: format!("unknown record version {l:?} (this build reads v1 to v3)"),
             })
         }
         None => unreachable!("the caller checked the first line"),
@@ -329,35 +340,49 @@ pub fn parse_record(name: &str, text: &str) -> Result<Run, TraceError> {
                 .and_then(|id| ids.get(&id).copied())
                 .ok_or_else(|| bad(format!("file {id} was not listed in a file line")))
         };
-        let in_range = |run: &Run, file: usize, first: u64, count: u64| {
-            let blocks = run.files[file].blocks();
-            if count == 0 || first.checked_add(count).is_none_or(|end| end > blocks) {
-                Err(bad(format!(
-                    "blocks {first}+{count} are out of range: {} has {blocks} blocks",
+        // A recorded range in pages, checked against the file in its own units.
+        let pages = |run: &Run, file: usize, first: u64, count: u64| {
+            let u = unit[file];
+            let units = run.files[file].pages().div_ceil(u);
+            if count == 0 || first.checked_add(count).is_none_or(|end| end > units) {
+                return Err(bad(format!(
+                    "{} {first}+{count} are out of range: {} has {units}",
+                    if version < 3 { "blocks" } else { "pages" },
                     run.files[file].path
-                )))
-            } else {
-                Ok(())
+                )));
             }
+            let first_page = first * u;
+            Ok((
+                first_page,
+                ((first + count) * u).min(run.files[file].pages()) - first_page,
+            ))
         };
         match f[0] {
             "file" => {
-                fields(if version == 1 { 5 } else { 6 })?;
+                fields(match version {
+                    1 => 5,
+                    2 => 6,
+                    _ => 5,
+                })?;
                 let id = u32::try_from(num(1)?).map_err(|_| bad("file id too large".into()))?;
                 let size = num(2)?;
-                let block_size = num(3)?;
                 if size > MAX_FILE_SIZE {
                     return Err(bad(format!("size {size} is over the limit")));
                 }
-                let block_size = u32::try_from(block_size)
-                    .ok()
-                    .filter(|b| {
-                        b.is_power_of_two() && (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(b)
-                    })
-                    .ok_or_else(|| bad(format!("block size {block_size} is not allowed")))?;
-                let path = unescape(f[4]).map_err(bad)?;
+                let (u, rest) = if version < 3 {
+                    let block_size = num(3)?;
+                    let ok = block_size.is_power_of_two()
+                        && (u64::from(PAGE_SIZE)..=u64::from(MAX_RUN_BYTES)).contains(&block_size);
+                    if !ok {
+                        return Err(bad(format!("block size {block_size} is not allowed")));
+                    }
+                    (block_size >> PAGE_SHIFT, 4)
+                } else {
+                    (1, 3)
+                };
+                let path = unescape(f[rest]).map_err(bad)?;
                 check_path(&path).map_err(|e| bad(e.to_string()))?;
-                let identity = match f.get(5) {
+                let identity = match f.get(rest + 1) {
                     Some(hex) => Some(parse_identity(hex).map_err(bad)?),
                     None => None,
                 };
@@ -367,20 +392,21 @@ pub fn parse_record(name: &str, text: &str) -> Result<Run, TraceError> {
                 run.files.push(TraceFile {
                     path,
                     size,
-                    block_size,
                     identity,
                 });
+                unit.push(u);
                 run.held.push(0);
             }
             "have" => {
                 fields(4)?;
                 let file = file_of(2)?;
-                run.held[file] = (run.held[file] + num(3)?).min(run.files[file].blocks());
+                let held = num(3)?.saturating_mul(unit[file]);
+                run.held[file] = (run.held[file] + held).min(run.files[file].pages());
             }
             "demand" => {
                 fields(5)?;
-                let (t_us, file, first, count) = (num(1)?, file_of(2)?, num(3)?, num(4)?);
-                in_range(&run, file, first, count)?;
+                let (t_us, file) = (num(1)?, file_of(2)?);
+                let (first, count) = pages(&run, file, num(3)?, num(4)?)?;
                 run.demands.push(Demand {
                     t_us,
                     file,
@@ -392,21 +418,28 @@ pub fn parse_record(name: &str, text: &str) -> Result<Run, TraceError> {
                 });
             }
             "sent" => {
-                fields(6)?;
-                let (t_us, file, index) = (num(1)?, file_of(2)?, num(3)?);
-                in_range(&run, file, index, 1)?;
-                let kind = match f[4] {
+                // Version 3: a run (first, count); before: one block (index).
+                let n = if version < 3 { 6 } else { 7 };
+                fields(n)?;
+                let (t_us, file) = (num(1)?, file_of(2)?);
+                let (first, count) = if version < 3 {
+                    pages(&run, file, num(3)?, 1)?
+                } else {
+                    pages(&run, file, num(3)?, num(4)?)?
+                };
+                let kind = match f[n - 2] {
                     "demand" => SentKind::Demand,
                     "readahead" => SentKind::Readahead,
                     "plan" => SentKind::Plan,
                     "stream" => SentKind::Stream,
                     other => return Err(bad(format!("unknown kind {other:?}"))),
                 };
-                num(5)?;
+                num(n - 1)?;
                 run.sent.push(Sent {
                     t_us,
                     file,
-                    index,
+                    first,
+                    count,
                     kind,
                 });
             }

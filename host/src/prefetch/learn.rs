@@ -1,30 +1,31 @@
-//! Learning a prefetch plan from runs: which blocks programs needed, in the
+//! Learning a prefetch plan from runs: which pages programs needed, in the
 //! order they needed them, merged across runs. Pure: runs in, plan out.
 //!
-//! Per run, the blocks accessed, in order of first access: from a device
+//! Per run, the pages accessed, in order of first access: from a device
 //! log, the reads that waited and the first reads served at once (exact);
-//! from a host record, the demanded blocks and the readahead the reader
+//! from a host record, the demanded pages and the readahead the reader
 //! went on to use (a readahead is taken as used when the reader's next
 //! demand in that file starts at or past its end, i.e. the reader got
-//! there; otherwise only the first `window` blocks of it are kept). After
-//! each accessed range, the `window` blocks that follow are added, as a
+//! there; otherwise only the first `window` pages of it are kept). After
+//! each accessed range, the `window` pages that follow are added, as a
 //! readahead would send them.
 //!
-//! Merging: each block gets, per run, its position in that run's order
+//! Merging: each page gets, per run, its position in that run's order
 //! divided by the run's length (0 = first, towards 1 = last), and 1 for a
-//! run that did not need it; blocks are ordered by the mean over runs, so a
-//! block every run needs early comes first, and one needed by a single run
+//! run that did not need it; pages are ordered by the mean over runs, so a
+//! page every run needs early comes first, and one needed by a single run
 //! comes after those needed by all. Files are matched across runs by path;
 //! when a path was another file in an older run (another size or identity)
 //! only the newest version is planned, and the older runs' accesses to it
-//! are left out with a warning. The newest run's block size is the plan's.
+//! are left out with a warning. Every count is of 4 KiB pages (logs in
+//! blocks were converted as they were read).
 
 use std::collections::HashMap;
 
 use crate::logs::trace::{Run, SentKind, Side};
-use crate::prefetch::plan::{Plan, PlanFile, Step};
+use crate::prefetch::plan::{Plan, PlanFile, Step, PLAN_VERSION};
 
-/// One access: `count` blocks from `first` of a run's file `file`, at `t_us`.
+/// One access: `count` pages from `first` of a run's file `file`, at `t_us`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Access {
     pub t_us: u64,
@@ -33,7 +34,7 @@ pub struct Access {
     pub count: u64,
 }
 
-/// The blocks a run accessed, in time order (see the module documentation).
+/// The pages a run accessed, in time order (see the module documentation).
 pub fn accesses(run: &Run, window: u64) -> Vec<Access> {
     let mut out: Vec<Access> = run
         .demands
@@ -58,7 +59,7 @@ pub fn accesses(run: &Run, window: u64) -> Vec<Access> {
     out
 }
 
-/// The readahead blocks of a host record that the reader went on to use.
+/// The readahead pages of a host record that the reader went on to use.
 fn used_readahead(run: &Run, window: u64) -> Vec<Access> {
     let mut out = Vec::new();
     for file in 0..run.files.len() {
@@ -70,29 +71,29 @@ fn used_readahead(run: &Run, window: u64) -> Vec<Access> {
             .collect();
         for (k, d) in demands.iter().enumerate() {
             let until = demands.get(k + 1).map_or(u64::MAX, |n| n.t_us);
+            let end = d.first + d.count;
             let group: Vec<_> = ahead
                 .iter()
-                .filter(|s| s.t_us >= d.t_us && s.t_us < until && s.index >= d.first + d.count)
+                .filter(|s| s.t_us >= d.t_us && s.t_us < until && s.first >= end)
                 .collect();
-            let Some(max) = group.iter().map(|s| s.index).max() else {
+            let Some(reach) = group.iter().map(|s| s.end()).max() else {
                 continue;
             };
-            let end = d.first + d.count;
             let continued = demands
                 .get(k + 1)
-                .filter(|n| n.first >= end && n.first <= max + 1)
+                .filter(|n| n.first >= end && n.first <= reach)
                 .map(|n| n.first);
+            // Pages below this were used: up to where the reader went on,
+            // or the window after the demand.
+            let used_end = continued.unwrap_or(end.saturating_add(window));
             for s in group {
-                let used = match continued {
-                    Some(next) => s.index < next,
-                    None => s.index < end + window,
-                };
-                if used {
+                let last = s.end().min(used_end);
+                if last > s.first {
                     out.push(Access {
                         t_us: s.t_us,
                         file,
-                        first: s.index,
-                        count: 1,
+                        first: s.first,
+                        count: last - s.first,
                     });
                 }
             }
@@ -113,14 +114,13 @@ pub fn learn(runs: &[Run], window: u64) -> (Plan, Vec<String>) {
                 files.push(PlanFile {
                     path: f.path.clone(),
                     size: f.size,
-                    block_size: f.block_size,
                     identity: f.identity,
                 });
                 files.len() - 1
             });
         }
     }
-    // Per run: position of each (plan file, block) in its first-access order.
+    // Per run: position of each (plan file, page) in its first-access order.
     let mut orders: Vec<HashMap<(usize, u64), usize>> = Vec::new();
     let mut first_seen: HashMap<(usize, u64), (usize, usize)> = HashMap::new();
     for (r, run) in runs.iter().enumerate() {
@@ -152,16 +152,10 @@ pub fn learn(runs: &[Run], window: u64) -> (Plan, Vec<String>) {
         };
         for a in accesses(run, window) {
             let Some(i) = map[a.file] else { continue };
-            let from = u64::from(run.files[a.file].block_size);
-            let to = u64::from(files[i].block_size);
-            let blocks = files[i].blocks();
-            let first = a.first * from / to;
-            let end = ((a.first + a.count) * from).div_ceil(to).min(blocks);
-            for b in first..end {
-                push((i, b), &mut order);
-            }
-            for b in end..end.saturating_add(window).min(blocks) {
-                push((i, b), &mut order);
+            let pages = files[i].pages();
+            let end = (a.first + a.count).min(pages);
+            for p in a.first..end.saturating_add(window).min(pages) {
+                push((i, p), &mut order);
             }
         }
         orders.push(order);
@@ -201,7 +195,7 @@ pub fn learn(runs: &[Run], window: u64) -> (Plan, Vec<String>) {
             }),
         }
     }
-    // Only files with planned blocks, renumbered in order of first step.
+    // Only files with planned pages, renumbered in order of first step.
     let mut keep: Vec<Option<u32>> = vec![None; files.len()];
     let mut kept = Vec::new();
     for s in &mut steps {
@@ -216,6 +210,7 @@ pub fn learn(runs: &[Run], window: u64) -> (Plan, Vec<String>) {
         steps,
         runs: runs.len() as u32,
         window: window.min(u64::from(u32::MAX)) as u32,
+        read_from: PLAN_VERSION,
     };
     (plan, warnings)
 }
@@ -226,9 +221,9 @@ mod tests {
     use crate::logs::trace::parse_record;
 
     fn record(body: &str) -> Run {
-        let head = "# feedfs-host record v2\n\
-            file\t0\t6553600\t65536\tapp.apk\t000102030405060708090a0b0c0d0e0f\n\
-            file\t1\t655360\t65536\tlib.so\t0f0e0d0c0b0a09080706050403020100\n";
+        let head = "# feedfs-host record v3\n\
+            file\t0\t6553600\tapp.apk\t000102030405060708090a0b0c0d0e0f\n\
+            file\t1\t655360\tlib.so\t0f0e0d0c0b0a09080706050403020100\n";
         parse_record("r", &format!("{head}{body}")).unwrap()
     }
 
@@ -264,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn blocks_every_run_needs_early_come_first() {
+    fn pages_every_run_needs_early_come_first() {
         let a = record("demand\t1\t0\t0\t1\ndemand\t2\t0\t7\t1\ndemand\t3\t0\t3\t1\n");
         let b = record("demand\t1\t0\t3\t1\ndemand\t2\t0\t0\t1\n");
         let (plan, _) = learn(&[a, b], 0);
@@ -284,18 +279,14 @@ mod tests {
     fn used_readahead_is_kept_unused_is_trimmed_to_the_window() {
         // Demand 0, readahead 1..=4; the reader comes back at 5: all used.
         // Then demand 8, readahead 9..=12, and the reader jumps away: only
-        // the window (1 block) after the demand is kept.
+        // the window (1 page) after the demand is kept.
         let run = record(
             "demand\t10\t0\t0\t1\n\
-             sent\t11\t0\t0\tdemand\t0\n\
-             sent\t12\t0\t1\treadahead\t0\n\
-             sent\t13\t0\t2\treadahead\t0\n\
-             sent\t14\t0\t3\treadahead\t0\n\
-             sent\t15\t0\t4\treadahead\t0\n\
+             sent\t11\t0\t0\t1\tdemand\t0\n\
+             sent\t12\t0\t1\t4\treadahead\t0\n\
              demand\t20\t0\t5\t1\n\
              demand\t30\t0\t8\t1\n\
-             sent\t31\t0\t9\treadahead\t0\n\
-             sent\t32\t0\t10\treadahead\t0\n\
+             sent\t31\t0\t9\t2\treadahead\t0\n\
              demand\t40\t1\t0\t1\n",
         );
         let (plan, _) = learn(&[run], 1);
@@ -312,8 +303,8 @@ mod tests {
     #[test]
     fn a_changed_file_keeps_only_its_newest_version() {
         let old = record("demand\t1\t0\t9\t1\n");
-        let text = "# feedfs-host record v2\n\
-            file\t0\t6553600\t65536\tapp.apk\tffffffffffffffffffffffffffffffff\n\
+        let text = "# feedfs-host record v3\n\
+            file\t0\t6553600\tapp.apk\tffffffffffffffffffffffffffffffff\n\
             demand\t1\t0\t2\t1\n";
         let new = parse_record("new", text).unwrap();
         let (plan, warnings) = learn(&[old, new], 0);

@@ -1,24 +1,30 @@
-//! The prefetch plan file: which blocks of which files to stream first, in
+//! The prefetch plan file: which pages of which files to stream first, in
 //! what order. Encoding and decoding are pure (bytes in, bytes out);
 //! [`Plan::resolve`] matches a plan against the files being served.
 //!
 //! Layout (little-endian; `docs/plan.md` gives it byte by byte): a 32-byte
-//! header (magic `FDFSPLAN`, version, counts), one record per file (size,
-//! block size, identity, path), 16-byte steps (file, first block, count),
-//! and the CRC-32 of everything before it. [`Plan::decode`] checks, in this
-//! order: length, magic, version, CRC, then every field (limits, paths,
-//! ranges), and allocates no more than the input's size.
+//! header (magic `FDFSPLAN`, version, counts, the readahead window in
+//! pages), one record per file (size, 4 reserved bytes, identity, path),
+//! 16-byte steps (file, page count, first page), and the CRC-32 of
+//! everything before it. Version 2 counts 4 KiB pages. Version 1 counted
+//! blocks, of a size each file record gave where version 2 has its
+//! reserved bytes; it is still read, each step converted to the pages its
+//! blocks cover. [`Plan::decode`] checks, in this order: length, magic,
+//! version, CRC, then every field (limits, paths, ranges), and allocates no
+//! more than the input's size.
 
 use std::collections::HashSet;
 
 use byteorder::{ByteOrder, LittleEndian as LE};
-use feedfs_protocol::manifest::{check_path, MAX_ENTRIES, MAX_FILE_SIZE, MAX_TOTAL_BLOCKS};
-use feedfs_protocol::{block_count, EntryKind, FileId, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+use feedfs_protocol::manifest::{check_path, MAX_ENTRIES, MAX_FILE_SIZE, MAX_TOTAL_PAGES};
+use feedfs_protocol::{page_count, EntryKind, FileId, MAX_RUN_BYTES, PAGE_SHIFT, PAGE_SIZE};
 
 use crate::files::manifest::ServedSet;
 
 pub const PLAN_MAGIC: [u8; 8] = *b"FDFSPLAN";
-pub const PLAN_VERSION: u16 = 1;
+pub const PLAN_VERSION: u16 = 2;
+/// The version that counted blocks, still read.
+pub const PLAN_VERSION_BLOCKS: u16 = 1;
 const HEADER: usize = 32;
 const FILE_FIXED: usize = 32;
 const STEP: usize = 16;
@@ -29,18 +35,17 @@ const IDENTITY_KNOWN: u8 = 1;
 pub struct PlanFile {
     pub path: String,
     pub size: u64,
-    pub block_size: u32,
     /// `None` when the logs did not record it (version 1 host records).
     pub identity: Option<[u8; 16]>,
 }
 
 impl PlanFile {
-    pub fn blocks(&self) -> u64 {
-        block_count(self.size, self.block_size)
+    pub fn pages(&self) -> u64 {
+        page_count(self.size)
     }
 }
 
-/// One step: `count` blocks of `files[file]` from block `first`.
+/// One step: `count` pages of `files[file]` from page `first`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
     pub file: u32,
@@ -55,8 +60,11 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// How many runs (pushes, mounts) it was learned from.
     pub runs: u32,
-    /// The readahead window merged in, in blocks.
+    /// The readahead window merged in, in pages.
     pub window: u32,
+    /// The version of the file it was read from ([`PLAN_VERSION`] for a
+    /// plan made here; [`PLAN_VERSION_BLOCKS`] for one converted from blocks).
+    pub read_from: u16,
 }
 
 /// Why a plan file was refused.
@@ -66,7 +74,7 @@ pub enum PlanError {
     Short(usize),
     #[error("not a feedfs plan (it does not start with FDFSPLAN)")]
     BadMagic,
-    #[error("plan version {0}, this build reads version {PLAN_VERSION}")]
+    #[error("plan version {0}, this build reads versions {PLAN_VERSION_BLOCKS} and {PLAN_VERSION}; make the plan again with `feedfs-host plan LOG... -o PLAN`")]
     Version(u16),
     #[error(
         "the plan is damaged: bad checksum (stored {stored:#010x}, computed {computed:#010x})"
@@ -89,7 +97,6 @@ impl Plan {
         for f in &self.files {
             let mut r = [0u8; FILE_FIXED];
             LE::write_u64(&mut r[0..8], f.size);
-            LE::write_u32(&mut r[8..12], f.block_size);
             LE::write_u16(&mut r[12..14], f.path.len() as u16);
             if let Some(id) = f.identity {
                 r[14] = IDENTITY_KNOWN;
@@ -120,7 +127,7 @@ impl Plan {
             return Err(PlanError::BadMagic);
         }
         let version = LE::read_u16(&b[8..10]);
-        if version != PLAN_VERSION {
+        if version != PLAN_VERSION && version != PLAN_VERSION_BLOCKS {
             return Err(PlanError::Version(version));
         }
         let body = &b[..b.len() - 4];
@@ -137,23 +144,33 @@ impl Plan {
         }
         let mut at = HEADER;
         let mut files = Vec::new();
+        // Pages per step unit, per file: 1, or a version-1 block's pages.
+        let mut units: Vec<u64> = Vec::new();
         let mut paths = HashSet::new();
         for i in 0..nfiles {
             let r = body
                 .get(at..at + FILE_FIXED)
                 .ok_or_else(|| bad(format!("it ends inside file record {i}")))?;
             let size = LE::read_u64(&r[0..8]);
-            let block_size = LE::read_u32(&r[8..12]);
+            let unit = LE::read_u32(&r[8..12]);
             let path_len = LE::read_u16(&r[12..14]) as usize;
             let flags = r[14];
             if size > MAX_FILE_SIZE {
                 return Err(bad(format!("file {i} has a size of {size} bytes")));
             }
-            if !block_size.is_power_of_two()
-                || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size)
-            {
-                return Err(bad(format!("file {i} has a block size of {block_size}")));
+            if version == PLAN_VERSION && unit != 0 {
+                return Err(bad(format!("file {i} has {unit} in its reserved bytes")));
             }
+            if version == PLAN_VERSION_BLOCKS
+                && (!unit.is_power_of_two() || !(PAGE_SIZE..=MAX_RUN_BYTES).contains(&unit))
+            {
+                return Err(bad(format!("file {i} has a block size of {unit}")));
+            }
+            units.push(if version == PLAN_VERSION {
+                1
+            } else {
+                u64::from(unit >> PAGE_SHIFT)
+            });
             if flags & !IDENTITY_KNOWN != 0 || r[15] != 0 {
                 return Err(bad(format!("file {i} has unknown flags {flags:#x}")));
             }
@@ -175,7 +192,6 @@ impl Plan {
             files.push(PlanFile {
                 path: path.to_string(),
                 size,
-                block_size,
                 identity,
             });
             at = (start + path_len).div_ceil(8) * 8;
@@ -189,8 +205,8 @@ impl Plan {
                 "{left} bytes of steps, expected {nsteps} steps of {STEP} bytes"
             )));
         }
-        if nsteps as u64 > MAX_TOTAL_BLOCKS {
-            return Err(bad(format!("{nsteps} steps, more than {MAX_TOTAL_BLOCKS}")));
+        if nsteps as u64 > MAX_TOTAL_PAGES {
+            return Err(bad(format!("{nsteps} steps, more than {MAX_TOTAL_PAGES}")));
         }
         let mut steps = Vec::with_capacity(nsteps);
         for (i, r) in body[at..].chunks_exact(STEP).enumerate() {
@@ -200,32 +216,44 @@ impl Plan {
             let f = files
                 .get(file as usize)
                 .ok_or_else(|| bad(format!("step {i} names file {file}; the plan has {nfiles}")))?;
-            if count == 0 || first.checked_add(count).is_none_or(|e| e > f.blocks()) {
+            let unit = units[file as usize];
+            let units_of_file = f.pages().div_ceil(unit);
+            if count == 0 || first.checked_add(count).is_none_or(|e| e > units_of_file) {
                 return Err(bad(format!(
-                    "step {i}: blocks {first}+{count} of {} are out of range ({} blocks)",
+                    "step {i}: {} {first}+{count} of {} are out of range ({units_of_file} {})",
+                    if unit == 1 { "pages" } else { "blocks" },
                     f.path,
-                    f.blocks()
+                    if unit == 1 { "pages" } else { "blocks" },
                 )));
             }
-            steps.push(Step { file, first, count });
+            // A version-1 step: the pages its blocks cover.
+            let (first, end) = (first * unit, ((first + count) * unit).min(f.pages()));
+            steps.push(Step {
+                file,
+                first,
+                count: end - first,
+            });
         }
+        // A version-1 window was in blocks, of the first file's size (a push had one).
+        let window = LE::read_u32(&b[24..28]);
+        let window = window.saturating_mul(units.first().map_or(1, |&u| u as u32));
         Ok(Plan {
             files,
             steps,
             runs: LE::read_u32(&b[20..24]),
-            window: LE::read_u32(&b[24..28]),
+            window,
+            read_from: version,
         })
     }
 
-    /// The plan as the served set's ranges (file id, first block, count),
+    /// The plan as the served set's ranges (file id, first page, count),
     /// in order, and a warning for each plan file that is left out: not
-    /// served, or changed since (another size or identity). A file served
-    /// with another block size gets the same bytes in its own blocks.
+    /// served, or changed since (another size or identity).
     pub fn resolve(&self, set: &ServedSet) -> (Vec<(FileId, u64, u64)>, Vec<String>) {
         let mut warnings = Vec::new();
         let by_path: std::collections::HashMap<&str, _> =
             set.files().map(|e| (e.path.as_str(), e)).collect();
-        let matched: Vec<Option<(FileId, u32, u64)>> = self
+        let matched: Vec<Option<FileId>> = self
             .files
             .iter()
             .map(|f| {
@@ -247,24 +275,17 @@ impl Plan {
                     ));
                     return None;
                 }
-                Some((e.id, e.block_size, e.blocks()))
+                Some(e.id)
             })
             .collect();
         let mut out: Vec<(FileId, u64, u64)> = Vec::new();
         for s in &self.steps {
-            let Some((id, bs, blocks)) = matched[s.file as usize] else {
+            let Some(id) = matched[s.file as usize] else {
                 continue;
             };
-            let pbs = u64::from(self.files[s.file as usize].block_size);
-            let bs = u64::from(bs);
-            let first = s.first * pbs / bs;
-            let end = ((s.first + s.count) * pbs).div_ceil(bs).min(blocks);
-            if end <= first {
-                continue;
-            }
             match out.last_mut() {
-                Some((f, a, n)) if *f == id && *a + *n == first => *n += end - first,
-                _ => out.push((id, first, end - first)),
+                Some((f, a, n)) if *f == id && *a + *n == s.first => *n += s.count,
+                _ => out.push((id, s.first, s.count)),
             }
         }
         (out, warnings)
@@ -273,12 +294,16 @@ impl Plan {
     /// The plan for people: what it was learned from, its files, its steps.
     pub fn render(&self) -> String {
         let mut out = format!(
-            "feedfs plan v{PLAN_VERSION}: {} steps over {} files, learned from {} runs, readahead window {} blocks\n",
+            "feedfs plan v{}: {} steps over {} files, learned from {} runs, readahead window {} pages\n",
+            self.read_from,
             self.steps.len(),
             self.files.len(),
             self.runs,
             self.window
         );
+        if self.read_from == PLAN_VERSION_BLOCKS {
+            out += "  (a plan in blocks, shown in 4 KiB pages)\n";
+        }
         out += "files:\n";
         for (i, f) in self.files.iter().enumerate() {
             let planned: u64 = self
@@ -291,29 +316,27 @@ impl Plan {
                 id.iter().map(|b| format!("{b:02x}")).collect::<String>()
             });
             out += &format!(
-                "  [{i}] {}: {} bytes in blocks of {}, identity {id}; {planned} blocks ({:.1} MiB) planned\n",
+                "  [{i}] {}: {} bytes, identity {id}; {planned} pages ({:.1} MiB) planned\n",
                 f.path,
                 f.size,
-                f.block_size,
-                (planned * u64::from(f.block_size)).min(f.size) as f64 / (1u64 << 20) as f64
+                (planned << PAGE_SHIFT).min(f.size) as f64 / (1u64 << 20) as f64
             );
         }
         out += "order:\n";
         for (i, s) in self.steps.iter().enumerate() {
             let f = &self.files[s.file as usize];
-            let bs = u64::from(f.block_size);
-            let blocks = if s.count == 1 {
-                format!("block {}", s.first)
+            let pages = if s.count == 1 {
+                format!("page {}", s.first)
             } else {
-                format!("blocks {}..{}", s.first, s.first + s.count - 1)
+                format!("pages {}..{}", s.first, s.first + s.count - 1)
             };
             out += &format!(
-                "  {:>5}. [{}] {}  {blocks}  (bytes {}..{})\n",
+                "  {:>5}. [{}] {}  {pages}  (bytes {}..{})\n",
                 i + 1,
                 s.file,
                 f.path,
-                s.first * bs,
-                ((s.first + s.count) * bs).min(f.size)
+                s.first << PAGE_SHIFT,
+                ((s.first + s.count) << PAGE_SHIFT).min(f.size)
             );
         }
         out

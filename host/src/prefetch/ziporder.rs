@@ -5,7 +5,7 @@
 //! any), the central directory, then the local headers and data of the
 //! entries a runtime opens first (`AndroidManifest.xml`, `resources.arsc`,
 //! `classes.dex`, `classes2.dex`, …, then everything under `lib/`), then
-//! block 0; everything else follows in file order. A file that is not a
+//! page 0; everything else follows in file order. A file that is not a
 //! zip (no local-header or end-of-directory signature where one must be)
 //! gets no order.
 //!
@@ -22,6 +22,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use byteorder::{ByteOrder, LittleEndian as LE};
+use feedfs_protocol::{page_count, PAGE_SHIFT};
 
 /// Largest central directory parsed for entries.
 pub const MAX_CENTRAL_DIRECTORY: u64 = 64 << 20;
@@ -218,10 +219,9 @@ fn first_entries(entries: &[ZipEntry], cd_offset: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// The zip order of a file on disk, in blocks of `block_size`: ranges
-/// (first block, count) in order; `None` for anything that is not a zip or
-/// cannot be read.
-pub fn zip_blocks(file: &File, size: u64, block_size: u32) -> Option<Vec<(u64, u64)>> {
+/// The zip order of a file on disk, in pages: ranges (first page, count)
+/// in order; `None` for anything that is not a zip or cannot be read.
+pub fn zip_pages(file: &File, size: u64) -> Option<Vec<(u64, u64)>> {
     let mut read = |off: u64, buf: &mut [u8]| file.read_exact_at(buf, off);
     let ranges = match zip_order(size, &mut read) {
         Ok(r) => r?,
@@ -230,13 +230,12 @@ pub fn zip_blocks(file: &File, size: u64, block_size: u32) -> Option<Vec<(u64, u
             return None;
         }
     };
-    let bs = u64::from(block_size);
-    let blocks = size.div_ceil(bs);
+    let pages = page_count(size);
     Some(
         ranges
             .into_iter()
             .filter(|(s, e)| e > s)
-            .map(|(s, e)| (s / bs, e.div_ceil(bs).min(blocks)))
+            .map(|(s, e)| (s >> PAGE_SHIFT, page_count(e).min(pages)))
             .filter(|(f, e)| e > f)
             .map(|(f, e)| (f, e - f))
             .collect(),
@@ -335,7 +334,7 @@ mod tests {
         );
         // Each entry's span ends where the next local header starts.
         assert_eq!(order[2].1, local("classes.dex"));
-        assert_eq!(order[7], (0, 1), "then block 0");
+        assert_eq!(order[7], (0, 1), "then page 0");
     }
 
     #[test]
@@ -373,15 +372,15 @@ mod tests {
     }
 
     #[test]
-    fn blocks_from_bytes() {
+    fn pages_from_bytes() {
         let zip = build_zip(&[("a", vec![0; 9000]), ("classes.dex", vec![1; 100])]);
         let dir = crate::testutil::TempDir::new("zip");
         let p = dir.write("x.apk", &zip);
         let f = File::open(&p).unwrap();
-        let blocks = zip_blocks(&f, zip.len() as u64, 4096).unwrap();
-        // End record and directory in the last block (2), classes.dex in block 2, then 0.
-        assert_eq!(blocks, vec![(2, 1), (2, 1), (2, 1), (0, 1)]);
+        let pages = zip_pages(&f, zip.len() as u64).unwrap();
+        // End record and directory in the last page (2), classes.dex in page 2, then 0.
+        assert_eq!(pages, vec![(2, 1), (2, 1), (2, 1), (0, 1)]);
         let f = File::open(dir.write("plain", &[7; 100])).unwrap();
-        assert_eq!(zip_blocks(&f, 100, 4096), None);
+        assert_eq!(zip_pages(&f, 100), None);
     }
 }

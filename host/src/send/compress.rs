@@ -1,31 +1,31 @@
-//! `--compress`: LZ4 per block, where it pays.
+//! `--compress`: LZ4 per part of a run (its pages with data, as one LZ4
+//! block), where it pays.
 //!
-//! [`Policy`] decides, block by block, whether to try compressing; it is
+//! [`Policy`] decides, part by part, whether to try compressing; it is
 //! pure (the caller passes in sizes and the times it measured), so its rules
 //! are tested without a link. [`Compressor`] holds the policy and the
-//! buffers it compresses into, reused from block to block.
+//! buffers it compresses into, reused from part to part.
 //!
 //! The rules:
-//! - a compressed block is sent only when it is below 95 % of the raw block
-//!   ([`pays`]); otherwise the raw block goes, in every mode;
-//! - `lz4` tries every block;
+//! - a compressed part is sent only when it is below 95 % of its raw bytes
+//!   ([`pays`]); otherwise the raw bytes go, in every mode;
+//! - `lz4` tries every part;
 //! - `auto` tries only while the link is the bottleneck *and* compressing
 //!   keeps up with it. It keeps two costs, in time per byte. The link's is
 //!   at least `1 / --rate`; without a rate it is measured, after the first
-//!   16 blocks, while writes block (while writing frames takes over half of
-//!   the host's time per block). The host's is its time per byte for a
-//!   block it compresses (reading, hashing, compressing). `auto` tries when
+//!   16 parts, while writes block (while writing frames takes over half of
+//!   the host's time per part). The host's is its time per byte for a
+//!   part it compresses (reading, hashing, compressing). `auto` tries when
 //!   the host's cost is below 80 % of the link's: the host then feeds the
-//!   link at least the raw rate's worth of blocks, in fewer bytes. So a link
+//!   link at least the raw rate's worth of pages, in fewer bytes. So a link
 //!   whose writes never block is never compressed for, nor a fast pipe that
-//!   drains faster than LZ4 compresses; there one block in 256 is still
+//!   drains faster than LZ4 compresses; there one part in 256 is still
 //!   tried, to notice when compressing has become cheap enough;
 //! - On data that does not shrink, `auto` backs off: after 16 tries in a row
-//!   that did not pay (1 MiB in 64 KiB blocks: a tar's compressed members
-//!   rarely run that long) it sends the next 8 blocks raw without trying,
-//!   then tries one; each further miss doubles the pause, up to 256 blocks;
-//!   a block that pays ends it. So incompressible data costs one try in up
-//!   to 257 blocks.
+//!   that did not pay it sends the next 8 parts raw without trying, then
+//!   tries one; each further miss doubles the pause, up to 256 parts; a
+//!   part that pays ends it. So incompressible data costs one try in up to
+//!   257 parts.
 
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ pub enum Mode {
     /// Compress while the link is the bottleneck and compressing keeps up
     /// with it; stop trying on data that does not shrink.
     Auto,
-    /// Try every block; send it compressed whenever it shrinks below 95 %.
+    /// Try every run; send it compressed whenever it shrinks below 95 %.
     Lz4,
     /// Never compress.
     None,
@@ -46,23 +46,23 @@ pub enum Mode {
 
 /// Tries in a row that do not pay before `auto` pauses.
 const MISSES_BEFORE_PAUSE: u32 = 16;
-/// Blocks sent raw, without trying, in the first pause.
+/// Parts sent raw, without trying, in the first pause.
 const FIRST_PAUSE: u32 = 8;
-/// Longest pause, in blocks.
+/// Longest pause, in parts.
 const LONGEST_PAUSE: u32 = 256;
-/// Weight of the newest block in the running averages.
+/// Weight of the newest part in the running averages.
 const WEIGHT: f64 = 1.0 / 16.0;
-/// Weight of a block that compressed faster than the average.
+/// Weight of a part that compressed faster than the average.
 const FALL: f64 = 0.5;
 /// Above this share of its time spent writing, the host is waiting for the link.
 const LINK_BOUND: f64 = 0.5;
-/// Blocks sent before the link's cost is judged from the averages (the
+/// Parts sent before the link's cost is judged from the averages (the
 /// first ones fill the link's buffers, or wait for a reader to start).
 const WARM_UP: u32 = 16;
 /// `auto` tries when compressing costs the host less than this share of
 /// the link's time for the same bytes raw.
 const KEEPS_UP: f64 = 0.8;
-/// When compressing does not keep up, one block in this many is tried anyway.
+/// When compressing does not keep up, one part in this many is tried anyway.
 const RECHECK_EVERY: u32 = 256;
 
 /// True when `packed` bytes are worth sending instead of `raw` bytes: below 95 %.
@@ -70,14 +70,14 @@ pub fn pays(raw: usize, packed: usize) -> bool {
     (packed as u64) * 20 < (raw as u64) * 19
 }
 
-/// What the host measured for one block it sent.
+/// What the host measured for one part it sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sent {
-    /// Reading, hashing and (if tried) compressing the block.
+    /// Reading, hashing and (if tried) compressing the part.
     pub work: Duration,
     /// Writing its frame to the link, waits included.
     pub write: Duration,
-    /// The block's length.
+    /// The part's length.
     pub raw: usize,
     /// Its data's length on the wire.
     pub wire: usize,
@@ -85,29 +85,29 @@ pub struct Sent {
     pub tried: bool,
 }
 
-/// When to try compressing a block; see the module documentation.
+/// When to try compressing a part; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Policy {
     mode: Mode,
     /// The link's least cost per byte: `1 / --rate`.
     rate_cost: f64,
-    /// Running averages per block: host time (work and write), write time, wire bytes.
+    /// Running averages per part: host time (work and write), write time, wire bytes.
     avg_time: f64,
     avg_write: f64,
     avg_wire: f64,
-    /// Blocks sent so far, up to [`WARM_UP`].
+    /// Parts sent so far, up to [`WARM_UP`].
     warm: u32,
     /// The link's measured cost per wire byte, seconds; `None` until writes have blocked.
     link_cost: Option<f64>,
-    /// The host's cost per raw byte of a block it compresses, seconds.
+    /// The host's cost per raw byte of a part it compresses, seconds.
     pack_cost: Option<f64>,
-    /// Blocks since the last try while compressing did not keep up.
+    /// Parts since the last try while compressing did not keep up.
     since_recheck: u32,
-    /// Whether compressing kept up with the link at the last block (for the log).
+    /// Whether compressing kept up with the link at the last part (for the log).
     keeps_up: Option<bool>,
     /// Tries in a row that did not pay.
     misses: u32,
-    /// Blocks still to send raw before the next try.
+    /// Parts still to send raw before the next try.
     pause_left: u32,
     /// Length of the next pause.
     next_pause: u32,
@@ -139,7 +139,7 @@ impl Policy {
         Some(measured.max(self.rate_cost)).filter(|&c| c > 0.0)
     }
 
-    /// Whether to try compressing the next block.
+    /// Whether to try compressing the next part.
     pub fn should_try(&mut self) -> bool {
         match self.mode {
             Mode::None => return false,
@@ -172,7 +172,7 @@ impl Policy {
         let pays = pays(raw, packed);
         if pays {
             if self.misses >= MISSES_BEFORE_PAUSE {
-                log::debug!("compress: data shrinks again; trying every block");
+                log::debug!("compress: data shrinks again; trying every part");
             }
             self.misses = 0;
             self.next_pause = FIRST_PAUSE;
@@ -189,13 +189,13 @@ impl Policy {
         pays
     }
 
-    /// A block went out; see [`Sent`].
+    /// A part went out; see [`Sent`].
     pub fn sent(&mut self, s: Sent) {
         let (work, write) = (s.work.as_secs_f64(), s.write.as_secs_f64());
         if s.tried && s.raw > 0 {
-            // Quick to fall, slow to rise: a block during which the host
+            // Quick to fall, slow to rise: a part during which the host
             // was preempted or waited on the disk must not stop compression
-            // for long, a lasting rise still shows within a few blocks.
+            // for long, a lasting rise still shows within a few parts.
             let cost = work / s.raw as f64;
             self.pack_cost = Some(match self.pack_cost {
                 Some(c) if cost < c => c + (cost - c) * FALL,
@@ -242,12 +242,12 @@ impl Policy {
     }
 }
 
-/// The policy with its buffers: turns a block into what goes on the wire.
+/// The policy with its buffers: turns a part into what goes on the wire.
 pub struct Compressor {
     policy: Policy,
     table: CompressTable,
     out: Vec<u8>,
-    /// Whether the policy had the last block compressed (whether or not that paid).
+    /// Whether the policy had the last part compressed (whether or not that paid).
     tried: bool,
 }
 
@@ -262,7 +262,7 @@ impl Compressor {
     }
 
     /// How to send `data`: raw, or compressed when the policy tries and it pays.
-    /// The compressed bytes live in a buffer reused for the next block.
+    /// The compressed bytes live in a buffer reused for the next part.
     pub fn encode<'d>(&'d mut self, data: &'d [u8]) -> (Encoding, &'d [u8]) {
         self.tried = self.policy.should_try();
         if !self.tried {
@@ -276,13 +276,13 @@ impl Compressor {
             Ok(n) if self.policy.tried(data.len(), n) => (Encoding::Lz4, &self.out[..n]),
             Ok(_) => (Encoding::Raw, data),
             Err(e) => {
-                log::debug!("compress: {e}; sending the block raw");
+                log::debug!("compress: {e}; sending the part raw");
                 (Encoding::Raw, data)
             }
         }
     }
 
-    /// The block last encoded went out: `raw` bytes as `wire` bytes, after
+    /// The part last encoded went out: `raw` bytes as `wire` bytes, after
     /// `work` (reading, hashing, encoding) and `write`; see [`Policy::sent`].
     pub fn sent(&mut self, work: Duration, write: Duration, raw: usize, wire: usize) {
         self.policy.sent(Sent {

@@ -18,7 +18,7 @@ pub const REDRAW_INTERVAL: Duration = Duration::from_millis(200);
 /// Numbers shown on the progress line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Block data bytes sent so far.
+    /// Page data bytes sent so far.
     pub bytes_sent: u64,
     /// Bytes the device lacks (the manifest's total until the device has said what it holds).
     pub bytes_total: u64,
@@ -53,10 +53,10 @@ pub fn line(s: &Snapshot, elapsed: Duration) -> String {
 pub struct Outcome {
     /// Files served.
     pub files: u64,
-    /// Block data bytes sent.
+    /// Page data bytes sent.
     pub bytes_sent: u64,
-    /// Blocks the device already held.
-    pub blocks_had: u64,
+    /// Pages the device already held.
+    pub pages_had: u64,
     /// Demand messages answered.
     pub demands: u64,
     /// What the walk left out (`left out 1 symlink`), if anything.
@@ -68,15 +68,15 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 /// The closing one-line summary:
-/// `pushed 3 files, 64.0 MiB sent in 1.2 s (53.3 MiB/s), 12 blocks already on the device, 2 demands served`.
+/// `pushed 3 files, 64.0 MiB sent in 1.2 s (53.3 MiB/s), 12 pages already held, 2 demands served`.
 pub fn summary(o: &Outcome, elapsed: Duration) -> String {
     let mut text = format!(
-        "pushed {}, {} sent in {:.1} s ({:.1} MiB/s), {} already on the device, {} served",
+        "pushed {}, {} sent in {:.1} s ({:.1} MiB/s), {} already held, {} served",
         plural(o.files, "file", "files"),
         format_bytes(o.bytes_sent),
         elapsed.as_secs_f64(),
         rate(o.bytes_sent, elapsed),
-        plural(o.blocks_had, "block", "blocks"),
+        plural(o.pages_had, "page", "pages"),
         plural(o.demands, "demand", "demands"),
     );
     if let Some(left_out) = &o.left_out {
@@ -167,20 +167,20 @@ mod tests {
         let mut o = Outcome {
             files: 3,
             bytes_sent: 3 << 20,
-            blocks_had: 12,
+            pages_had: 12,
             demands: 1,
             left_out: None,
         };
         assert_eq!(
             summary(&o, Duration::from_millis(1500)),
-            "pushed 3 files, 3.0 MiB sent in 1.5 s (2.0 MiB/s), 12 blocks already on the device, 1 demand served"
+            "pushed 3 files, 3.0 MiB sent in 1.5 s (2.0 MiB/s), 12 pages already held, 1 demand served"
         );
         o.files = 1;
-        o.blocks_had = 1;
+        o.pages_had = 1;
         o.left_out = Some("left out 2 FIFOs".into());
         assert_eq!(
             summary(&o, Duration::from_secs(1)),
-            "pushed 1 file, 3.0 MiB sent in 1.0 s (3.0 MiB/s), 1 block already on the device, 1 demand served; left out 2 FIFOs"
+            "pushed 1 file, 3.0 MiB sent in 1.0 s (3.0 MiB/s), 1 page already held, 1 demand served; left out 2 FIFOs"
         );
         let none = Snapshot::default();
         assert_eq!(

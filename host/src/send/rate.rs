@@ -2,7 +2,9 @@
 //! so a pipe can stand in for a slower cable. Pure: times are passed in.
 //!
 //! The bucket holds at most a burst of 20 ms of traffic (and never less than
-//! one block), so the rate is smooth at the scale of a few blocks.
+//! one stream run), so the rate is smooth at the scale of a few runs. A run
+//! may take more than the bucket holds (a long demand): the bucket then
+//! goes below zero, and what follows waits until the link has carried it.
 
 use std::time::{Duration, Instant};
 
@@ -15,9 +17,10 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    pub fn new(bytes_per_sec: u64, block_size: u32, now: Instant) -> Self {
+    /// A bucket for `bytes_per_sec`, holding at least `least` bytes.
+    pub fn new(bytes_per_sec: u64, least: u32, now: Instant) -> Self {
         let bps = bytes_per_sec.max(1) as f64;
-        let capacity = (bps / 50.0).max(f64::from(block_size));
+        let capacity = (bps / 50.0).max(f64::from(least));
         RateLimit {
             bytes_per_sec: bps,
             capacity,
@@ -60,7 +63,7 @@ mod tests {
     fn holds_the_rate_over_time() {
         let t0 = Instant::now();
         let mut r = RateLimit::new(1_000_000, 65536, t0);
-        // Simulate sending 64 KiB blocks as fast as allowed for 10 simulated seconds.
+        // Simulate sending 64 KiB runs as fast as allowed for 10 simulated seconds.
         let mut now = t0;
         let mut sent = 0u64;
         while now < t0 + Duration::from_secs(10) {

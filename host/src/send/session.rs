@@ -1,5 +1,5 @@
-//! One push session over a link: the manifest, then blocks until the device
-//! reports `Complete`.
+//! One push session over a link: the manifest, then runs of pages until the
+//! device reports `Complete`.
 //!
 //! What to send and when is decided by a pure state machine
 //! ([`machine::Machine`]); this module is the loop that moves the bytes
@@ -7,12 +7,15 @@
 //! passes owned [`Event`]s over a channel, and ends on a clean end of
 //! stream, a cut inside a frame or a fatal frame error. The calling thread
 //! owns the write side: it hands the machine every pending event before
-//! each block it sends, reads the block from the [`Source`], compresses it
-//! ([`Compressor`]), writes one frame at a time, writes the record's lines
-//! and the progress line, and blocks on the channel only when the machine
-//! says to wait (nothing to send, the rate limit, the stream yielding to a
-//! demand, the handshake). So a demand waits at most for one block frame
-//! plus what is already in the pipe.
+//! each run it sends, reads exactly the run's bytes from the [`Source`]
+//! (one positioned read), cuts them into parts of zero pages and of data
+//! pages ([`split`]: each data page hashed once), compresses the data parts
+//! ([`Compressor`]), writes one frame per part (the data straight from the
+//! read buffer), writes the record's lines and the progress line, and
+//! blocks on the channel only when the machine says to wait (nothing to
+//! send, the rate limit, the stream yielding to a demand, the handshake).
+//! So a demand waits at most for one run's frames plus what is already in
+//! the pipe.
 //!
 //! When the host gives up because of the device (a bad request, a version
 //! mismatch, a file that changed) it tells the device with an `Error`
@@ -33,8 +36,8 @@ use std::time::{Duration, Instant};
 
 use feedfs_protocol::hello;
 use feedfs_protocol::io::FrameWriter;
-use feedfs_protocol::message::{is_zero, Encoding, OwnedMessage};
-use feedfs_protocol::{FileId, Message, Role};
+use feedfs_protocol::message::{Encoding, OwnedMessage};
+use feedfs_protocol::{FileId, Message, PageCrcs, Role};
 
 pub use error::SessionError;
 pub use machine::PREAMBLE_MAX;
@@ -44,6 +47,7 @@ use crate::files::manifest::ServedSet;
 use crate::files::source::Source;
 use crate::logs::record::Recorder;
 use crate::send::compress::{Compressor, Mode, Policy};
+use crate::send::pages::split;
 use crate::send::progress::Progress;
 use crate::send::scheduler::{Counters, Pick};
 use crate::send::stop::Stop;
@@ -55,13 +59,15 @@ const LAST_WORDS: Duration = Duration::from_millis(200);
 /// Settings of a session.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// Blocks queued after each demanded range.
+    /// Most pages queued after a demanded range (`--readahead`, in pages).
     pub readahead: u64,
+    /// Most bytes of one readahead, plan or stream run (`--run-size`).
+    pub run_size: u32,
     /// Bytes per second the host may send (`--rate`), if limited.
     pub rate: Option<u64>,
-    /// Stream every block in the background (off with `--no-stream`).
+    /// Stream every page in the background (off with `--no-stream`).
     pub stream: bool,
-    /// When to send blocks LZ4-compressed (`--compress`).
+    /// When to send runs LZ4-compressed (`--compress`).
     pub compress: Mode,
     /// How long to wait for the device's Hello (`--handshake-timeout`).
     pub handshake_timeout: Duration,
@@ -71,12 +77,12 @@ pub struct Options {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
     pub counters: Counters,
-    /// Block data bytes sent.
+    /// Page data bytes sent.
     pub bytes_sent: u64,
-    /// Blocks the device reported holding at the end.
-    pub device_blocks: u64,
-    /// Blocks the device said it held before any was sent.
-    pub blocks_had: u64,
+    /// Pages the device reported holding at the end.
+    pub device_pages: u64,
+    /// Pages the device said it held before any was sent.
+    pub pages_had: u64,
 }
 
 /// One session; see the module documentation.
@@ -85,6 +91,9 @@ pub struct Session<'a> {
     machine: Machine<'a>,
     source: Source<'a>,
     compress: Compressor,
+    /// The CRCs of the run being sent, and one part's table as on the wire.
+    crcs: Vec<u32>,
+    table: Vec<u8>,
     record: &'a mut Recorder,
     progress: &'a mut Progress,
     handshake_timeout: Duration,
@@ -106,6 +115,8 @@ impl<'a> Session<'a> {
             machine: Machine::new(set, &options, start),
             source: Source::new(set),
             compress: Compressor::new(Policy::new(options.compress, options.rate)),
+            crcs: Vec::new(),
+            table: Vec::new(),
             record,
             progress,
             handshake_timeout: options.handshake_timeout,
@@ -120,7 +131,7 @@ impl<'a> Session<'a> {
         self
     }
 
-    /// Stream these ranges (file, first block, count) first, in this
+    /// Stream these ranges (file, first page, count) first, in this
     /// order, ahead of the rest of the stream (see
     /// [`crate::send::scheduler::Scheduler::with_plan`]).
     pub fn with_plan(
@@ -192,7 +203,7 @@ impl<'a> Session<'a> {
     ) -> Result<(), SessionError> {
         loop {
             // Take in everything that came, so a demand goes out before
-            // the next block; stop at Complete: what follows it (a
+            // the next run; stop at Complete: what follows it (a
             // hang-up) does not matter.
             while self.machine.said_hello() && !self.machine.is_complete() {
                 match rx.try_recv() {
@@ -206,9 +217,9 @@ impl<'a> Session<'a> {
                     self.send_manifest(w)?;
                     self.machine.manifest_sent(Instant::now());
                 }
-                Step::Block(pick) => self.send_block(w, pick)?,
-                Step::StreamDone { blocks_sent, .. } => {
-                    send(w, &Message::StreamDone { blocks_sent })?
+                Step::Run(pick) => self.send_run(w, pick)?,
+                Step::StreamDone { pages_sent, .. } => {
+                    send(w, &Message::StreamDone { pages_sent })?
                 }
                 Step::Wait(d) => {
                     // Frames a buffered link holds must leave before the wait.
@@ -237,7 +248,7 @@ impl<'a> Session<'a> {
     fn write_entries(&mut self) -> Result<(), SessionError> {
         for entry in self.machine.entries() {
             match entry {
-                Entry::Have { t_us, file, blocks } => self.record.have(t_us, file, blocks),
+                Entry::Have { t_us, file, pages } => self.record.have(t_us, file, pages),
                 Entry::Demand {
                     t_us,
                     file,
@@ -247,11 +258,14 @@ impl<'a> Session<'a> {
                 Entry::Sent {
                     t_us,
                     file,
-                    index,
+                    first,
+                    count,
                     kind,
                     stream_before,
-                } => self.record.sent(t_us, file, index, kind, stream_before),
-                Entry::Done { t_us, blocks_sent } => self.record.done(t_us, blocks_sent),
+                } => self
+                    .record
+                    .sent(t_us, file, first, count, kind, stream_before),
+                Entry::Done { t_us, pages_sent } => self.record.done(t_us, pages_sent),
             }
             .map_err(SessionError::Record)?;
         }
@@ -280,48 +294,76 @@ impl<'a> Session<'a> {
         send(w, &self.set.manifest_end())
     }
 
-    fn send_block<W: Write>(
+    /// Read the run, then send it part by part (see the module documentation).
+    fn send_run<W: Write>(
         &mut self,
         w: &mut FrameWriter<W>,
         pick: Pick,
     ) -> Result<(), SessionError> {
-        let Pick { file, index, kind } = pick;
+        let Pick {
+            file,
+            first,
+            count,
+            kind,
+        } = pick;
         let t0 = Instant::now();
-        let data = self.source.read(file, index)?;
-        // The block's CRC is of its bytes as stored, whatever the encoding.
-        let crc = crc32fast::hash(data);
-        let len = data.len() as u64;
-        // A block of zeros goes without data, and tells the compression
-        // policy nothing about the link or the data.
-        let zero = is_zero(data);
-        let (encoding, data) = if zero {
-            (Encoding::Zero, &[][..])
-        } else {
-            self.compress.encode(data)
-        };
-        let wire = data.len() as u64;
-        let t1 = Instant::now();
-        send(
-            w,
-            &Message::Block {
-                file,
-                index,
-                crc,
-                encoding,
-                data,
-            },
-        )?;
-        let t2 = Instant::now();
-        if !zero {
+        let data = self.source.read_run(file, first, count)?;
+        let parts = split(data, first, &mut self.crcs);
+        // Reading and hashing, shared among the data parts by their bytes.
+        let prepared = t0.elapsed();
+        let (mut raw, mut wire) = (0u64, 0u64);
+        for part in parts {
+            let t1 = Instant::now();
+            let bytes = &data[part.bytes.clone()];
+            raw += bytes.len() as u64;
+            if part.zero {
+                // No table, no data, and nothing for the compression policy.
+                send(
+                    w,
+                    &Message::Run {
+                        file,
+                        first: part.first,
+                        count: part.count,
+                        encoding: Encoding::Zero,
+                        crcs: PageCrcs::default(),
+                        data: &[],
+                    },
+                )?;
+                continue;
+            }
+            self.table.clear();
+            for c in &self.crcs[part.crcs.clone()] {
+                self.table.extend_from_slice(&c.to_le_bytes());
+            }
+            let crcs = PageCrcs::new(&self.table).unwrap_or_default();
+            let (encoding, out) = self.compress.encode(bytes);
+            let on_wire = out.len();
+            let t2 = Instant::now();
+            send(
+                w,
+                &Message::Run {
+                    file,
+                    first: part.first,
+                    count: part.count,
+                    encoding,
+                    crcs,
+                    data: out,
+                },
+            )?;
+            let t3 = Instant::now();
+            let share = prepared.mul_f64(bytes.len() as f64 / data.len().max(1) as f64);
             self.compress
-                .sent(t1 - t0, t2 - t1, len as usize, wire as usize);
+                .sent(share + (t2 - t1), t3 - t2, bytes.len(), on_wire);
+            wire += on_wire as u64;
+            log::trace!(
+                "sent pages {}+{} of file {file} ({}, {encoding:?}, {on_wire} bytes)",
+                part.first,
+                part.count,
+                kind.as_str()
+            );
         }
-        let snapshot = self.machine.block_sent(t2, pick, len, wire);
+        let snapshot = self.machine.run_sent(Instant::now(), pick, raw, wire);
         self.write_entries()?;
-        log::trace!(
-            "sent block {index} of file {file} ({}, {encoding:?}, {wire} bytes)",
-            kind.as_str()
-        );
         self.progress.update(Instant::now(), &snapshot);
         Ok(())
     }

@@ -1,156 +1,188 @@
-//! Landing a block from the host, in two steps: the link thread checks it
-//! and answers from its bytes the parked reads that lie wholly within it
-//! ([`Core::accept`]); the store writer writes it, sets its bit, writes the
-//! map when a read needs it and serves the reads it completes
-//! ([`Core::store`]).
+//! Landing a run of pages from the host, in two steps: the link thread has
+//! checked each page against its CRC, and [`Core::accept`] answers from the
+//! run's bytes the parked reads that lie wholly within its good pages and
+//! hands the pages on; the store writer writes them, their CRCs and their
+//! bits, writes the map when a read needs it and serves the reads it
+//! completes ([`Core::store`]).
 
 use std::sync::atomic::Ordering;
 
 use feedfs_protocol::reqlog::Outcome;
-use feedfs_protocol::FileId;
+use feedfs_protocol::{page_offset, run_len, FileId};
 use fuser::Errno;
 
 use super::{serve, Core};
+use crate::serve::demand;
 use crate::serve::pending::Reply;
 
-/// A checked block on its way from the link thread to the store writer.
-pub struct Landing {
-    file: FileId,
-    index: u64,
-    crc: u32,
-    data: Vec<u8>,
+/// A run of pages the link thread checked, page by page, against the CRCs
+/// it came with.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckedRun<'a> {
+    pub file: FileId,
+    pub first: u64,
+    /// The CRC-32 of each page (for a run of zeros, that of its zeros).
+    pub crcs: &'a [u32],
+    /// The run's bytes, decoded; `None` for a run of zeros.
+    pub data: Option<&'a [u8]>,
+    /// Whether each page matched its CRC; the others are demanded again.
+    pub good: &'a [bool],
 }
 
-/// Why a block from the host was refused.
+/// Checked pages on their way from the link thread to the store writer.
+pub struct Landing {
+    file: FileId,
+    first: u64,
+    crcs: Vec<u32>,
+    /// `None`: every byte is zero.
+    data: Option<Vec<u8>>,
+}
+
+impl Landing {
+    /// The bytes it holds in memory while it waits for the store writer.
+    pub fn bytes(&self) -> usize {
+        self.data.as_ref().map_or(0, Vec::len) + 4 * self.crcs.len()
+    }
+}
+
+/// Why a run from the host was refused, or could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum LandError {
-    #[error("block for {0}, which is not a file of the manifest")]
+    #[error("run for {0}, which is not a file of the manifest")]
     NoSuchFile(FileId),
-    #[error("block {index} of {file} is past its end ({blocks} blocks)")]
+    #[error("run of {count} pages from page {first} of {file} is past its end ({pages} pages)")]
     PastEnd {
         file: FileId,
-        index: u64,
-        blocks: u64,
+        first: u64,
+        count: u64,
+        pages: u64,
     },
-    #[error("block {index} of {file} has {got} bytes, expected {expected}")]
+    #[error("run from page {first} of {file} has {got} bytes, expected {expected}")]
     BadLength {
         file: FileId,
-        index: u64,
+        first: u64,
         got: usize,
         expected: usize,
     },
-    #[error(
-        "block {index} of {file} fails its CRC (sent {sent:#010x}, data gives {actual:#010x})"
-    )]
-    BadCrc {
-        file: FileId,
-        index: u64,
-        sent: u32,
-        actual: u32,
-    },
-    #[error("cannot store block {index} of {file}: {source}")]
+    #[error("cannot store pages {first}..{} of {file}: {source}", first + count)]
     Store {
         file: FileId,
-        index: u64,
+        first: u64,
+        count: u64,
         source: std::io::Error,
     },
 }
 
 impl<R: Reply> Core<R> {
-    /// The link thread's half of landing a block: check it against the
-    /// manifest and its CRC (`actual` is the CRC-32 of `data`, computed once
-    /// while the frame was checked; `crc` is what the host says it should
-    /// be), answer at once, from memory, every parked read that lies wholly
-    /// within it, and hand it on for [`Core::store`]. `None` for a block the
-    /// store has or is about to have.
-    pub fn accept(
-        &self,
-        id: FileId,
-        index: u64,
-        crc: u32,
-        data: &[u8],
-        actual: u32,
-    ) -> Result<Option<Landing>, LandError> {
+    /// The length in bytes of pages `first..first + count` of file `id`, or
+    /// why they are not pages of the manifest.
+    pub fn run_len(&self, id: FileId, first: u64, count: u64) -> Result<usize, LandError> {
         let file = self.file(id).ok_or(LandError::NoSuchFile(id))?;
-        if index >= file.blocks() {
+        if count == 0
+            || first
+                .checked_add(count)
+                .is_none_or(|end| end > file.pages())
+        {
             return Err(LandError::PastEnd {
                 file: id,
-                index,
-                blocks: file.blocks(),
+                first,
+                count,
+                pages: file.pages(),
             });
         }
-        let expected = feedfs_protocol::block_len(file.size(), file.block_size(), index);
-        if data.len() != expected {
+        Ok(run_len(file.size(), first, count))
+    }
+
+    /// The link thread's half of landing a run: check it against the
+    /// manifest, answer at once, from memory, every parked read that lies
+    /// wholly within a stretch of its good pages, and hand on for
+    /// [`Core::store`] the good pages that are neither present nor on their
+    /// way already.
+    pub fn accept(&self, run: &CheckedRun) -> Result<Vec<Landing>, LandError> {
+        let CheckedRun {
+            file: id,
+            first,
+            crcs,
+            data,
+            good,
+        } = *run;
+        let count = crcs.len() as u64;
+        let expected = self.run_len(id, first, count)?;
+        if let Some(got) = data.map(<[u8]>::len).filter(|&n| n != expected) {
             return Err(LandError::BadLength {
                 file: id,
-                index,
-                got: data.len(),
+                first,
+                got,
                 expected,
             });
         }
-        if actual != crc {
-            return Err(LandError::BadCrc {
-                file: id,
-                index,
-                sent: crc,
-                actual,
-            });
+        let file = self.file(id).ok_or(LandError::NoSuchFile(id))?;
+        let good_pages: Vec<u64> = (first..first + count)
+            .filter(|&p| good.get((p - first) as usize).copied().unwrap_or(false))
+            .collect();
+        let run_start = page_offset(first);
+        let mut landings = Vec::new();
+        for (a, n) in demand::runs(&good_pages) {
+            let begun = self
+                .pending()
+                .table
+                .begin_landing(id, a, n, |p| file.is_present(p).unwrap_or(true));
+            for r in begun.early {
+                // Checked against their CRCs; the read lies within these pages.
+                self.ended(&r, Outcome::Served);
+                match data {
+                    Some(d) => r.reply.data(r.read.slice(run_start, d)),
+                    None => r.reply.data(&vec![0; r.read.bytes(file.size()) as usize]),
+                }
+            }
+            for (f, c) in begun.fresh {
+                let (from, to) = ((f - first) as usize, (f - first + c) as usize);
+                let data = data.map(|d| {
+                    let at = (page_offset(f) - run_start) as usize;
+                    d[at..at + run_len(file.size(), f, c)].to_vec()
+                });
+                landings.push(Landing {
+                    file: id,
+                    first: f,
+                    crcs: crcs[from..to].to_vec(),
+                    data,
+                });
+            }
         }
-        if file.is_present(index).unwrap_or(false) {
-            return Ok(None);
-        }
-        let Some(early) = self.pending().table.begin_landing(id, index) else {
-            return Ok(None);
-        };
-        let block_start = index * u64::from(file.block_size());
-        for r in early {
-            // Checked against its CRC above; the read lies within this block.
-            self.ended(&r, Outcome::Served);
-            r.reply.data(r.read.slice(block_start, data));
-        }
-        Ok(Some(Landing {
-            file: id,
-            index,
-            crc,
-            data: data.to_vec(),
-        }))
+        Ok(landings)
     }
 
-    /// The store writer's half: write a checked block, set its bit, answer
-    /// the reads it completes, and tell the host when every block is here.
+    /// The store writer's half: write checked pages, their CRCs and their
+    /// bits, answer the reads they complete, and tell the host when every
+    /// page is here.
     ///
-    /// The block map is written before any read is answered from the store
-    /// here (so a block such a reader saw is recorded), and whenever `idle`
-    /// says no other block is waiting to be written; otherwise in batches.
+    /// The page map is written before any read is answered from the store
+    /// here (so a page such a reader saw is recorded), and whenever `idle`
+    /// says nothing else is waiting to be written; otherwise in batches.
     pub fn store(&self, l: Landing, idle: bool) -> Result<(), LandError> {
         let Landing {
             file: id,
-            index,
-            crc,
+            first,
+            crcs,
             data,
         } = l;
+        let count = crcs.len() as u64;
         let file = self.file(id).ok_or(LandError::NoSuchFile(id))?;
-        // However it came (a zero block, or raw zeros), a block of zeros is a hole.
-        let written = if feedfs_protocol::message::is_zero(&data) {
-            file.write_zero_block(index, crc)
-        } else {
-            file.write_block(index, &data, crc)
-        };
+        let written = file.write_run(first, data.as_deref(), &crcs);
         let done = {
             let mut p = self.pending();
             match written {
                 Ok(fresh) => {
-                    if fresh {
-                        self.present_blocks.fetch_add(1, Ordering::Relaxed);
-                    }
-                    p.table.landed(id, index)
+                    self.present_pages.fetch_add(fresh, Ordering::Relaxed);
+                    p.table.landed(id, first, count)
                 }
                 // Not stored: the caller fails its waiters.
                 Err(source) => {
-                    p.table.landing_failed(id, index);
+                    p.table.landing_failed(id, first, count);
                     return Err(LandError::Store {
                         file: id,
-                        index,
+                        first,
+                        count,
                         source,
                     });
                 }
@@ -158,7 +190,7 @@ impl<R: Reply> Core<R> {
         };
         if idle || !done.is_empty() {
             if let Err(e) = file.flush_map() {
-                log::warn!("store: cannot write the block map: {e}");
+                log::warn!("store: cannot write the page map: {e}");
             }
         }
         for r in done {
@@ -169,9 +201,9 @@ impl<R: Reply> Core<R> {
         Ok(())
     }
 
-    /// Fail every read waiting for this block (the store cannot hold it).
-    pub fn fail_waiters(&self, id: FileId, index: u64, errno: Errno) {
-        let failed = self.pending().table.fail_waiters(id, index);
+    /// Fail every read waiting for one of these pages (the store cannot hold them).
+    pub fn fail_waiters(&self, id: FileId, first: u64, count: u64, errno: Errno) {
+        let failed = self.pending().table.fail_waiters(id, first, count);
         for r in failed {
             self.ended(&r, Outcome::Failed);
             r.reply.error(errno);

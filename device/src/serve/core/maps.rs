@@ -1,6 +1,6 @@
 //! Keeping the store on disk while the daemon runs: the reaper thread
-//! writes the block maps' pending entries at least every second, syncs the
-//! store's files to the disk every 30 s, once every block is present, when
+//! writes the page maps' pending entries at least every second, syncs the
+//! store's files to the disk every 30 s, once every page is present, when
 //! a link ends and at stop (data before map, see docs/store.md), and fails
 //! parked reads whose deadline has passed.
 
@@ -13,14 +13,14 @@ use super::Core;
 use crate::serve::pending::Reply;
 use feedfs_protocol::reqlog::Outcome;
 
-/// Longest time a landed block's bit stays in memory only (a daemon crash
+/// Longest time a landed page's bit stays in memory only (a daemon crash
 /// loses at most this much of the map).
 const MAP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Longest time between two syncs of the store's files to the disk while a
 /// stream runs (a power cut loses at most this much; what it loses is
 /// fetched again, never served wrong: see docs/store.md). Also synced: once
-/// every block is present, when a link ends, and at stop.
+/// every page is present, when a link ends, and at stop.
 const SYNC_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Longest sleep of the reaper between two looks at its deadlines.
@@ -28,7 +28,7 @@ const REAPER_NAP: Duration = Duration::from_millis(500);
 
 impl<R: Reply> Core<R> {
     /// Ask the reaper to sync the store's files at its next look (off the
-    /// threads that store blocks and answer reads).
+    /// threads that store pages and answer reads).
     pub(super) fn want_sync(&self) {
         self.sync_wanted.store(true, Ordering::SeqCst);
         self.wake();
@@ -38,7 +38,7 @@ impl<R: Reply> Core<R> {
     pub fn flush_maps(&self) {
         for f in self.files.iter().flatten() {
             if let Err(e) = f.flush_map() {
-                log::warn!("store: cannot write a block map: {e}");
+                log::warn!("store: cannot write a page map: {e}");
             }
         }
     }
@@ -48,13 +48,13 @@ impl<R: Reply> Core<R> {
     pub fn sync_maps(&self) {
         for f in self.files.iter().flatten() {
             if let Err(e) = f.sync_map() {
-                log::warn!("store: cannot sync a block map: {e}");
+                log::warn!("store: cannot sync a page map: {e}");
             }
         }
     }
 
     /// Run until `stop` is set: fail parked reads whose deadline has passed,
-    /// write the block maps' pending entries at least every second, and
+    /// write the page maps' pending bits at least every second, and
     /// sync the store to the disk every [`SYNC_INTERVAL`] and when asked.
     pub fn reap(&self, stop: &AtomicBool) {
         let (mut last_flush, mut last_sync) = (Instant::now(), Instant::now());

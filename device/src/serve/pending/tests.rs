@@ -10,14 +10,13 @@ use fuser::Errno;
 use super::*;
 use crate::serve::fake::{Answer, Answers, Fake};
 
-/// Every file in these tests: 1000 bytes in blocks of 100.
-const SIZE: u64 = 1000;
-const BS: u32 = 100;
+/// Every file in these tests: 10 pages, the last one of 100 bytes.
+const SIZE: u64 = 9 * 4096 + 100;
 const TIMEOUT: Duration = Duration::from_secs(10);
 const F: FileId = FileId(1);
 const G: FileId = FileId(2);
 
-/// A table, the clock's start, which blocks are present, and the answers.
+/// A table, the clock's start, which pages are present, and the answers.
 struct World {
     table: Pending<Fake>,
     t0: Instant,
@@ -45,7 +44,7 @@ impl World {
 
     /// Read `tag` of `size` bytes at `offset` of `file`, parked at `ms`.
     fn park(&mut self, tag: u32, file: FileId, offset: u64, size: u32, ms: u64) -> Park<Fake> {
-        let read = ReadAt::new(file, offset, size, 7, SIZE, BS).expect("reads something");
+        let read = ReadAt::new(file, offset, size, 7, SIZE).expect("reads something");
         let reply = self.reply(tag);
         let now = self.at(ms);
         let present = &self.present;
@@ -61,10 +60,18 @@ impl World {
         }
     }
 
-    /// Store block `b` of `file`: its bit first, then the table.
-    fn store(&mut self, file: FileId, b: u64) -> Vec<Taken<Fake>> {
-        self.present.insert((file, b));
-        self.table.landed(file, b)
+    /// Store page `p` of `file`: its bit first, then the table.
+    fn store(&mut self, file: FileId, p: u64) -> Vec<Taken<Fake>> {
+        self.present.insert((file, p));
+        self.table.landed(file, p, 1)
+    }
+
+    /// Pages `first..first + count` of `file` were checked and are on
+    /// their way to the store.
+    fn begin(&mut self, file: FileId, first: u64, count: u64) -> Begun<Fake> {
+        let present = &self.present;
+        self.table
+            .begin_landing(file, first, count, |p| present.contains(&(file, p)))
     }
 
     fn expire(&mut self, ms: u64) -> Vec<Taken<Fake>> {
@@ -94,30 +101,34 @@ fn fail(taken: Vec<Taken<Fake>>) {
 }
 
 #[test]
-fn a_read_spans_the_blocks_its_bytes_lie_in() {
-    let r = ReadAt::new(F, 150, 100, 7, SIZE, BS).unwrap();
-    assert_eq!((r.first, r.last), (1, 2));
-    let tail = ReadAt::new(F, 950, 4096, 7, SIZE, BS).unwrap();
+fn a_read_needs_the_pages_its_bytes_lie_in() {
+    let r = ReadAt::new(F, 4000, 200, 7, SIZE).unwrap();
+    assert_eq!((r.first, r.last, r.count()), (0, 1, 2));
+    let one = ReadAt::new(F, 4096, 4096, 7, SIZE).unwrap();
+    assert_eq!((one.first, one.last), (1, 1));
+    // Past the end, it needs only the pages up to the end.
+    let tail = ReadAt::new(F, 9 * 4096 + 50, 1 << 20, 7, SIZE).unwrap();
     assert_eq!((tail.first, tail.last), (9, 9));
     assert_eq!(tail.bytes(SIZE), 50);
-    assert!(ReadAt::new(F, SIZE, 10, 7, SIZE, BS).is_none());
-    assert!(ReadAt::new(F, 0, 0, 7, SIZE, BS).is_none());
+    assert!(ReadAt::new(F, SIZE, 10, 7, SIZE).is_none());
+    assert!(ReadAt::new(F, 0, 0, 7, SIZE).is_none());
+    assert!(r.within(0, 2) && !r.within(1, 3) && !r.within(0, 1));
 }
 
 #[test]
-fn a_read_whose_blocks_landed_meanwhile_is_ready_at_once() {
+fn a_read_whose_pages_landed_meanwhile_is_ready_at_once() {
     let mut w = World::new();
-    // The caller saw block 3 missing; it landed before the table's lock.
+    // The caller saw page 3 missing; it landed before the table's lock.
     w.present.insert((F, 3));
-    assert!(matches!(w.park(1, F, 310, 20, 0), Park::Ready(r, _) if r.first == 3));
+    assert!(matches!(w.park(1, F, 12298, 20, 0), Park::Ready(r, _) if r.first == 3));
     assert!(w.table.is_empty());
 }
 
 #[test]
-fn the_first_read_of_a_missing_block_demands_it_and_later_ones_only_wait() {
+fn the_first_read_of_a_missing_page_demands_it_and_later_ones_only_wait() {
     let mut w = World::new();
-    assert_eq!(w.parked(1, F, 300, 10, 0), vec![d(F, 3, 1)]);
-    assert_eq!(w.parked(2, F, 350, 10, 1), vec![]);
+    assert_eq!(w.parked(1, F, 12288, 10, 0), vec![d(F, 3, 1)]);
+    assert_eq!(w.parked(2, F, 12338, 10, 1), vec![]);
     assert_eq!(w.table.len(), 2);
     let done = w.store(F, 3);
     assert_eq!(tags(&done), vec![1, 2]);
@@ -126,78 +137,99 @@ fn the_first_read_of_a_missing_block_demands_it_and_later_ones_only_wait() {
 }
 
 #[test]
-fn a_read_spanning_blocks_demands_its_missing_ones_as_runs() {
+fn a_read_spanning_pages_demands_its_missing_ones_as_runs() {
     let mut w = World::new();
     w.present.insert((F, 4));
-    assert_eq!(w.parked(1, F, 200, 500, 0), vec![d(F, 2, 2), d(F, 5, 2)]);
+    assert_eq!(w.parked(1, F, 8192, 16484, 0), vec![d(F, 2, 2), d(F, 5, 2)]);
 }
 
 #[test]
-fn a_read_spanning_several_blocks_completes_when_its_last_missing_block_is_stored() {
+fn a_read_spanning_several_pages_completes_when_its_last_missing_page_is_stored() {
     let mut w = World::new();
-    w.parked(1, F, 150, 300, 0); // blocks 1..=4
+    w.parked(1, F, 4146, 12288, 0); // pages 1..=4
     assert!(w.store(F, 4).is_empty());
     assert!(w.store(F, 1).is_empty());
     assert!(w.store(F, 2).is_empty());
     let done = w.store(F, 3);
     assert_eq!(tags(&done), vec![1]);
-    assert_eq!((done[0].read.offset, done[0].read.size), (150, 300));
+    assert_eq!((done[0].read.offset, done[0].read.size), (4146, 12288));
     assert!(w.table.is_empty());
     fail(done);
 }
 
 #[test]
-fn a_landing_answers_reads_within_its_block_at_once_and_keeps_the_others() {
+fn a_landing_answers_reads_within_its_pages_at_once_and_keeps_the_others() {
     let mut w = World::new();
-    w.parked(1, F, 310, 20, 0); // block 3 only
-    w.parked(2, F, 350, 100, 0); // blocks 3 and 4
-    w.parked(3, F, 500, 10, 0); // block 5: another block
-    let early = w.table.begin_landing(F, 3).expect("first landing");
+    w.parked(1, F, 12298, 20, 0); // page 3 only
+    w.parked(2, F, 12338, 4096, 0); // pages 3 and 4
+    w.parked(3, F, 20480, 10, 0); // page 5: another page
+    let begun = w.begin(F, 3, 1);
+    assert_eq!(begun.fresh, vec![(3, 1)]);
+    let early = begun.early;
     assert_eq!(tags(&early), vec![1]);
-    let data: Vec<u8> = (0..100).collect();
-    assert_eq!(early[0].read.slice(300, &data), &data[10..30]);
+    let data: Vec<u8> = (0..4096).map(|i| i as u8).collect();
+    assert_eq!(early[0].read.slice(3 * 4096, &data), &data[10..30]);
     for t in early {
-        let bytes = t.read.slice(300, &data).to_vec();
+        let bytes = t.read.slice(3 * 4096, &data).to_vec();
         t.reply.data(&bytes);
     }
     assert_eq!(w.answers(), vec![(1, Answer::Data((10..30).collect()))]);
-    // Stored: read 2 still waits for block 4.
+    // Stored: read 2 still waits for page 4.
     assert!(w.store(F, 3).is_empty());
     let done = w.store(F, 4);
     assert_eq!(tags(&done), vec![2]);
     fail(done);
-    assert_eq!(w.table.len(), 1, "read 3 waits for block 5");
+    assert_eq!(w.table.len(), 1, "read 3 waits for page 5");
 }
 
 #[test]
-fn a_read_of_a_block_on_its_way_waits_for_it_without_demanding_it() {
+fn a_run_answers_every_read_within_it_and_leaves_the_pages_present_or_on_their_way() {
     let mut w = World::new();
-    assert!(w.table.begin_landing(F, 5).expect("first").is_empty());
-    assert_eq!(w.parked(1, F, 500, 100, 0), vec![]);
+    w.parked(1, F, 4096 + 10, 3 * 4096, 0); // pages 1 to 4
+    w.parked(2, F, 4 * 4096, 2 * 4096, 0); // pages 4 and 5
+    w.parked(3, F, 0, 10, 0); // page 0
+    w.present.insert((F, 2));
+    assert_eq!(w.begin(F, 3, 1).fresh, vec![(3, 1)]);
+    // Pages 1 to 4: 2 is present, 3 on its way already.
+    let begun = w.begin(F, 1, 4);
+    assert_eq!(begun.fresh, vec![(1, 1), (4, 1)]);
+    assert_eq!(tags(&begun.early), vec![1]);
+    fail(begun.early);
+    // Read 1 no longer waits for anything; read 2 waits for page 5.
+    assert!(w.store(F, 1).is_empty() && w.store(F, 4).is_empty());
+    assert_eq!(tags(&w.store(F, 5)), vec![2]);
+    assert_eq!(w.table.len(), 1, "read 3 waits for page 0");
+}
+
+#[test]
+fn a_read_of_a_page_on_its_way_waits_for_it_without_demanding_it() {
+    let mut w = World::new();
+    assert!(w.begin(F, 5, 1).early.is_empty());
+    assert_eq!(w.parked(1, F, 20480, 100, 0), vec![]);
     assert_eq!(tags(&w.store(F, 5)), vec![1]);
 }
 
 #[test]
-fn a_block_already_on_its_way_is_refused_as_a_duplicate() {
+fn a_page_already_on_its_way_is_left_out_as_a_duplicate() {
     let mut w = World::new();
-    assert!(w.table.begin_landing(F, 2).is_some());
-    assert!(w.table.begin_landing(F, 2).is_none());
-    w.table.landed(F, 2);
-    assert!(w.table.begin_landing(F, 2).is_some(), "on its way again");
+    assert_eq!(w.begin(F, 2, 1).fresh, vec![(2, 1)]);
+    assert!(w.begin(F, 2, 1).fresh.is_empty());
+    w.table.landed(F, 2, 1);
+    assert_eq!(w.begin(F, 2, 1).fresh, vec![(2, 1)], "on its way again");
 }
 
 #[test]
 fn a_parked_read_times_out_after_the_read_timeout_and_not_before() {
     let mut w = World::new();
     w.parked(1, F, 0, 10, 0);
-    w.parked(2, F, 100, 10, 500);
+    w.parked(2, F, 4096, 10, 500);
     assert_eq!(w.table.next_deadline(), Some(w.at(10_000)));
     assert!(w.expire(9_999).is_empty());
     let out = w.expire(10_000);
     assert_eq!(tags(&out), vec![1]);
     fail(out);
     assert_eq!(w.table.next_deadline(), Some(w.at(10_500)));
-    // It no longer waits: its block landing answers nobody.
+    // It no longer waits: its page landing answers nobody.
     assert!(w.store(F, 0).is_empty());
     assert_eq!(tags(&w.expire(20_000)), vec![2]);
 }
@@ -210,7 +242,7 @@ fn only_a_read_whose_deadline_comes_first_wakes_the_reaper() {
         Park::Parked { earliest: true, .. }
     ));
     assert!(matches!(
-        w.park(2, F, 100, 10, 200),
+        w.park(2, F, 4096, 10, 200),
         Park::Parked {
             earliest: false,
             ..
@@ -219,41 +251,44 @@ fn only_a_read_whose_deadline_comes_first_wakes_the_reaper() {
 }
 
 #[test]
-fn after_a_timeout_a_read_needing_that_block_fails_at_once() {
+fn after_a_timeout_a_read_needing_that_page_fails_at_once() {
     let mut w = World::new();
-    w.parked(1, F, 250, 100, 0); // blocks 2 and 3
+    w.parked(1, F, 8242, 4096, 0); // pages 2 and 3
     w.present.insert((F, 3));
     fail(w.expire(10_000));
-    assert!(matches!(w.park(2, F, 200, 10, 10_001), Park::Expired(..)));
-    // Block 3 was present when it timed out, block 4 never waited for.
-    assert!(matches!(w.park(3, F, 300, 10, 10_001), Park::Ready(..)));
-    assert_eq!(w.parked(4, F, 400, 10, 10_001), vec![d(F, 4, 1)]);
+    assert!(matches!(w.park(2, F, 8192, 10, 10_001), Park::Expired(..)));
+    // Page 3 was present when it timed out, page 4 never waited for.
+    assert!(matches!(w.park(3, F, 12288, 10, 10_001), Park::Ready(..)));
+    assert_eq!(w.parked(4, F, 16384, 10, 10_001), vec![d(F, 4, 1)]);
 }
 
 #[test]
-fn a_block_on_its_way_when_a_read_times_out_does_not_fail_later_reads() {
+fn a_page_on_its_way_when_a_read_times_out_does_not_fail_later_reads() {
     let mut w = World::new();
-    w.parked(1, F, 700, 10, 0);
-    w.table.begin_landing(F, 8);
-    w.parked(2, F, 850, 10, 0);
+    w.parked(1, F, 28672, 10, 0);
+    w.begin(F, 8, 1);
+    w.parked(2, F, 32818, 10, 0);
     fail(w.expire(10_000));
-    // Block 8 was on its way: a new read waits for it again.
-    assert!(matches!(w.park(3, F, 800, 10, 10_001), Park::Parked { .. }));
-    assert!(matches!(w.park(4, F, 700, 10, 10_001), Park::Expired(..)));
+    // Page 8 was on its way: a new read waits for it again.
+    assert!(matches!(
+        w.park(3, F, 32768, 10, 10_001),
+        Park::Parked { .. }
+    ));
+    assert!(matches!(w.park(4, F, 28672, 10, 10_001), Park::Expired(..)));
 }
 
 #[test]
-fn the_block_landing_ends_its_fail_fast() {
+fn the_page_landing_ends_its_fail_fast() {
     let mut w = World::new();
     w.parked(1, F, 0, 10, 0);
-    w.parked(2, F, 100, 10, 0);
+    w.parked(2, F, 4096, 10, 0);
     fail(w.expire(10_000));
     w.store(F, 0);
     assert!(matches!(w.park(3, F, 0, 10, 10_001), Park::Ready(..)));
-    // A block that failed to store ends it too: it is asked for again.
-    w.table.begin_landing(F, 1);
-    w.table.landing_failed(F, 1);
-    assert_eq!(w.parked(4, F, 100, 10, 10_001), vec![d(F, 1, 1)]);
+    // A page that failed to store ends it too: it is asked for again.
+    w.begin(F, 1, 1);
+    w.table.landing_failed(F, 1, 1);
+    assert_eq!(w.parked(4, F, 4096, 10, 10_001), vec![d(F, 1, 1)]);
 }
 
 #[test]
@@ -270,14 +305,14 @@ fn a_read_parked_while_no_link_is_demanded_by_the_next_link_within_its_timeout()
     let mut w = World::new();
     // The link is down: demands are handed out but nobody sends them.
     w.parked(1, G, 0, 10, 0);
-    w.parked(2, F, 300, 200, 0); // blocks 3 and 4
-    w.parked(3, F, 900, 10, 0);
-    w.parked(4, F, 600, 10, 0);
-    w.table.begin_landing(F, 6);
+    w.parked(2, F, 12288, 4196, 0); // pages 3 and 4
+    w.parked(3, F, 36864, 10, 0);
+    w.parked(4, F, 24576, 10, 0);
+    w.begin(F, 6, 1);
     assert_eq!(
         w.table.link_up(),
         vec![d(F, 3, 2), d(F, 9, 1), d(G, 0, 1)],
-        "sorted by file, in runs, not the block on its way"
+        "sorted by file, in runs, not the page on its way"
     );
     assert!(w.expire(9_999).is_empty(), "still within the timeout");
     w.store(F, 3);
@@ -292,14 +327,14 @@ fn mounted_offline_reads_fail_until_a_link_comes_up() {
     w.present.insert((F, 0));
     assert!(matches!(w.park(2, F, 0, 10, 0), Park::NoLink(..)));
     w.table.link_up();
-    assert!(matches!(w.park(3, F, 100, 10, 1), Park::Parked { .. }));
+    assert!(matches!(w.park(3, F, 4096, 10, 1), Park::Parked { .. }));
 }
 
 #[test]
 fn stopping_hands_back_every_parked_read_and_fails_later_ones() {
     let mut w = World::new();
     w.parked(1, F, 0, 10, 0);
-    w.parked(2, F, 0, 500, 1);
+    w.parked(2, F, 0, 16484, 1);
     w.parked(3, G, 0, 10, 2);
     assert_eq!(tags(&w.table.shut_down()), vec![1, 2, 3]);
     assert!(w.table.is_empty() && w.table.next_deadline().is_none());
@@ -308,34 +343,34 @@ fn stopping_hands_back_every_parked_read_and_fails_later_ones() {
 }
 
 #[test]
-fn a_block_the_store_cannot_hold_fails_its_readers_and_their_other_waits() {
+fn a_page_the_store_cannot_hold_fails_its_readers_and_their_other_waits() {
     let mut w = World::new();
-    w.parked(1, F, 250, 100, 0); // blocks 2 and 3
-    w.parked(2, F, 300, 10, 0); // block 3
-    w.parked(3, F, 200, 10, 0); // block 2
-    w.parked(4, F, 150, 100, 0); // blocks 1 and 2
-                                 // Checked: read 3, within block 2, is answered from its bytes.
-    let early = w.table.begin_landing(F, 2).expect("first");
+    w.parked(1, F, 8242, 4096, 0); // pages 2 and 3
+    w.parked(2, F, 12288, 10, 0); // page 3
+    w.parked(3, F, 8192, 10, 0); // page 2
+    w.parked(4, F, 4146, 4096, 0); // pages 1 and 2
+                                   // Checked: read 3, within page 2, is answered from its bytes.
+    let early = w.begin(F, 2, 1).early;
     assert_eq!(tags(&early), vec![3]);
     fail(early);
     // Then the store cannot write it: the others fail.
-    w.table.landing_failed(F, 2);
-    let failed = w.table.fail_waiters(F, 2);
+    w.table.landing_failed(F, 2, 1);
+    let failed = w.table.fail_waiters(F, 2, 1);
     assert_eq!(tags(&failed), vec![1, 4]);
     fail(failed);
     assert!(
         w.store(F, 1).is_empty(),
-        "read 4 no longer waits for block 1"
+        "read 4 no longer waits for page 1"
     );
     assert_eq!(tags(&w.store(F, 3)), vec![2]);
     assert!(w.expire(60_000).is_empty());
 }
 
 #[test]
-fn demands_for_missing_runs_leave_out_blocks_on_their_way() {
+fn demands_for_missing_runs_leave_out_pages_on_their_way() {
     let mut w = World::new();
-    w.table.begin_landing(F, 2);
-    w.table.begin_landing(G, 5);
+    w.begin(F, 2, 1);
+    w.begin(G, 5, 1);
     assert_eq!(
         w.table.missing_demands(F, &[(0, 4), (5, 1)]),
         vec![d(F, 0, 2), d(F, 3, 1), d(F, 5, 1)]
@@ -346,21 +381,21 @@ fn demands_for_missing_runs_leave_out_blocks_on_their_way() {
 #[test]
 fn every_parked_read_is_handed_back_once_whatever_ends_it() {
     let mut w = World::new();
-    w.parked(1, F, 0, 10, 0); // answered early from block 0
-    w.parked(2, F, 50, 100, 0); // blocks 0, 1: stored
-    w.parked(3, F, 500, 10, 0); // times out
-    w.parked(4, F, 700, 10, 20_000); // fails: not storable
+    w.parked(1, F, 0, 10, 0); // answered early from page 0
+    w.parked(2, F, 50, 4096, 0); // pages 0, 1: stored
+    w.parked(3, F, 20480, 10, 0); // times out
+    w.parked(4, F, 28672, 10, 20_000); // fails: not storable
     w.parked(5, G, 0, 10, 20_000); // still parked at the stop
     let mut taken = Vec::new();
-    taken.extend(w.table.begin_landing(F, 0).unwrap());
-    assert!(w.table.begin_landing(F, 0).is_none());
+    taken.extend(w.begin(F, 0, 1).early);
+    assert!(w.begin(F, 0, 1).fresh.is_empty());
     taken.extend(w.store(F, 0));
     taken.extend(w.store(F, 1));
     taken.extend(w.store(F, 1));
     taken.extend(w.expire(10_000));
     taken.extend(w.expire(10_000));
-    taken.extend(w.table.fail_waiters(F, 7));
-    taken.extend(w.table.fail_waiters(F, 7));
+    taken.extend(w.table.fail_waiters(F, 7, 1));
+    taken.extend(w.table.fail_waiters(F, 7, 1));
     taken.extend(w.table.shut_down());
     taken.extend(w.table.shut_down());
     assert_eq!(tags(&taken), vec![1, 2, 3, 4, 5]);
@@ -374,10 +409,10 @@ fn every_parked_read_is_handed_back_once_whatever_ends_it() {
 fn a_refused_read_comes_back_with_its_reply_for_the_caller_to_answer() {
     let mut w = World::new();
     w.table.set_offline();
-    let Park::NoLink(read, reply) = w.park(1, F, 120, 30, 0) else {
+    let Park::NoLink(read, reply) = w.park(1, F, 4116, 30, 0) else {
         panic!("not refused");
     };
-    assert_eq!((read.offset, read.size, read.pid), (120, 30, 7));
+    assert_eq!((read.offset, read.size, read.pid), (4116, 30, 7));
     reply.error(Errno::EIO);
     assert_eq!(w.answers(), vec![(1, Answer::Error(Errno::EIO))]);
 }

@@ -1,10 +1,12 @@
 //! The request log and the daemon's state file, written off the hot path.
 //!
 //! Readers only touch memory here: a read that had to wait adds one record
-//! to a buffer when it ends; a read served at once from present blocks adds
-//! to two per-file counters, and sets bits in a per-file "touched" bitset,
-//! adding a record only for blocks read for the first time in this mount
-//! (consecutive first reads of one file extend the last buffered record).
+//! to a buffer when it ends; a read served at once from present pages adds
+//! to two per-file counters, and sets bits in a per-file "touched" bitset
+//! of groups of [`GROUP_PAGES`] pages (a bit per page would double what the
+//! daemon holds per page), adding a record only for groups read for the
+//! first time in this mount, as the pages of those groups (consecutive
+//! first reads of one file extend the last buffered record).
 //! A writer thread turns the buffer into records of `feedfs-protocol`'s
 //! [`reqlog`] format and appends them to `STORE/log/requests.log` once a
 //! second, at once on a link event or a full buffer, and at shutdown.
@@ -34,6 +36,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use feedfs_protocol::reqlog::{Outcome, Record};
 use feedfs_protocol::{FileId, Manifest};
 
+use crate::store::GROUP_PAGES;
+
 pub use state::{state_path, STATE_HEADER};
 use writer::write_loop;
 pub use writer::MAX_LOG_FILE;
@@ -57,9 +61,10 @@ pub fn rotated_path(store: &Path) -> PathBuf {
 /// A file of the manifest, as the log announces it.
 struct LogFileInfo {
     size: u64,
-    block_size: u32,
+    pages: u64,
     identity: [u8; 16],
     path: String,
+    /// A bit per group of [`GROUP_PAGES`] pages.
     touched: Vec<AtomicU64>,
     reads: AtomicU64,
     bytes: AtomicU64,
@@ -92,7 +97,7 @@ pub struct RequestLog {
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// A read that waited, as [`RequestLog::waited`] records it: blocks
+/// A read that waited, as [`RequestLog::waited`] records it: pages
 /// `first..=last` of `file`, parked at `since` by process `pid` (0 if
 /// unknown), ended with `outcome`; `demanded` if it asked the host itself.
 #[derive(Debug, Clone, Copy)]
@@ -114,10 +119,10 @@ impl RequestLog {
                 let e = manifest.get(FileId(i))?;
                 (e.kind == feedfs_protocol::EntryKind::File).then(|| LogFileInfo {
                     size: e.size,
-                    block_size: e.block_size,
+                    pages: e.pages(),
                     identity: e.identity,
                     path: e.path.clone(),
-                    touched: (0..e.blocks().div_ceil(64))
+                    touched: (0..e.pages().div_ceil(GROUP_PAGES).div_ceil(64))
                         .map(|_| AtomicU64::new(0))
                         .collect(),
                     reads: AtomicU64::new(0),
@@ -165,8 +170,9 @@ impl RequestLog {
         }
     }
 
-    /// A read of blocks `first..=last` of `file` was served at once from
-    /// present blocks: count it, and record the blocks read for the first time.
+    /// A read of pages `first..=last` of `file` was served at once from
+    /// present pages: count it, and record the groups read for the first
+    /// time, as their pages.
     pub fn served(&self, file: FileId, first: u64, last: u64, bytes: u64) {
         let Some(f) = self.shared.file(file) else {
             return;
@@ -174,13 +180,14 @@ impl RequestLog {
         f.reads.fetch_add(1, Ordering::Relaxed);
         f.bytes.fetch_add(bytes, Ordering::Relaxed);
         let mut runs: Vec<(u64, u64)> = Vec::new();
-        for b in first..=last {
-            if !f.touch(b) {
+        for g in first / GROUP_PAGES..=last / GROUP_PAGES {
+            if !f.touch(g) {
                 continue;
             }
+            let (from, to) = (g * GROUP_PAGES, ((g + 1) * GROUP_PAGES).min(f.pages));
             match runs.last_mut() {
-                Some((_, end)) if *end == b => *end = b + 1,
-                _ => runs.push((b, b + 1)),
+                Some((_, end)) if *end == from => *end = to,
+                _ => runs.push((from, to)),
             }
         }
         if runs.is_empty() {
@@ -218,12 +225,12 @@ impl RequestLog {
         }
     }
 
-    /// Blocks `first..=last` of `file` are being waited for: not a first
-    /// touch later on, since the wait record covers them.
+    /// Pages `first..=last` of `file` are being waited for: their groups
+    /// are no first touch later on, since the wait record covers them.
     pub fn waiting(&self, file: FileId, first: u64, last: u64) {
         if let Some(f) = self.shared.file(file) {
-            for b in first..=last {
-                f.touch(b);
+            for g in first / GROUP_PAGES..=last / GROUP_PAGES {
+                f.touch(g);
             }
         }
     }
@@ -293,12 +300,12 @@ impl Shared {
 }
 
 impl LogFileInfo {
-    /// Mark block `b` touched; true when it was not yet.
-    fn touch(&self, b: u64) -> bool {
-        let Some(word) = self.touched.get((b / 64) as usize) else {
+    /// Mark group `g` touched; true when it was not yet.
+    fn touch(&self, g: u64) -> bool {
+        let Some(word) = self.touched.get((g / 64) as usize) else {
             return false;
         };
-        let bit = 1u64 << (b % 64);
+        let bit = 1u64 << (g % 64);
         word.load(Ordering::Relaxed) & bit == 0 && word.fetch_or(bit, Ordering::Relaxed) & bit == 0
     }
 }

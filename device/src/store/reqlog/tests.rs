@@ -6,25 +6,17 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use feedfs_protocol::reqlog::{decode, Event};
-use feedfs_protocol::{EntryKind, ManifestBuilder};
+use feedfs_protocol::ManifestBuilder;
 
+use crate::testentry::{dir_entry, file_entry};
 use crate::testutil::TempDir;
 
-fn manifest(blocks: u64) -> Manifest {
+/// A directory "d" and a file "d/f" of `pages` pages.
+fn manifest(pages: u64) -> Manifest {
     let mut b = ManifestBuilder::new();
-    b.push(FileId(0), EntryKind::Dir, "d", 0, 0o755, 0, [0; 16])
-        .unwrap();
-    b.push(
-        FileId(1),
-        EntryKind::File,
-        "d/f",
-        blocks * 4096,
-        0o644,
-        4096,
-        [5; 16],
-    )
-    .unwrap();
-    b.finish(2, blocks * 4096).unwrap()
+    b.push(dir_entry(0, "d")).unwrap();
+    b.push(file_entry(1, "d/f", pages * 4096, [5; 16])).unwrap();
+    b.finish(2, pages * 4096).unwrap()
 }
 
 fn tempdir(name: &str) -> TempDir {
@@ -32,24 +24,27 @@ fn tempdir(name: &str) -> TempDir {
 }
 
 #[test]
-fn reads_become_records_and_first_touches_coalesce() {
+fn reads_become_records_and_first_touches_of_groups_coalesce() {
     let dir = tempdir("records");
     let log = RequestLog::start(&dir, &manifest(100));
     log.link(true);
+    // A first touch is recorded as the pages of its group of 16.
     log.served(FileId(1), 0, 1, 8192);
-    log.served(FileId(1), 2, 3, 8192);
-    log.served(FileId(1), 0, 3, 16384); // nothing new
-    log.waiting(FileId(1), 10, 10);
+    log.served(FileId(1), 2, 3, 8192); // nothing new: group 0
+    log.served(FileId(1), 16, 17, 8192); // group 1: extends the record
+    log.waiting(FileId(1), 40, 40);
     log.waited(Waited {
         file: FileId(1),
-        first: 10,
-        last: 10,
+        first: 40,
+        last: 40,
         since: Instant::now(),
         pid: 99,
         outcome: Outcome::Served,
         demanded: true,
     });
-    log.served(FileId(1), 10, 11, 8192); // only 11 is new
+    log.served(FileId(1), 40, 41, 8192); // nothing new: group 2 was waited for
+    log.served(FileId(1), 47, 48, 8192); // group 3 is new
+    log.served(FileId(1), 99, 99, 4096); // the last group: 4 pages
     log.served(FileId(0), 0, 0, 1); // a directory: ignored
     log.close();
     let state = fs::read_to_string(state_path(&dir)).unwrap();
@@ -78,10 +73,11 @@ fn reads_become_records_and_first_touches_coalesce() {
         kinds,
         [
             "link true",
-            "touch 0+4",
-            "wait 10+1 99",
-            "touch 11+1",
-            "served 4 40960"
+            "touch 0+32",
+            "wait 40+1 99",
+            "touch 48+16",
+            "touch 96+4",
+            "served 6 45056"
         ]
     );
     // A second daemon appends a new mount to the same file.
@@ -95,16 +91,13 @@ fn reads_become_records_and_first_touches_coalesce() {
 #[test]
 fn the_log_rotates_and_stays_bounded() {
     let dir = tempdir("rotate");
-    let log = RequestLog::start(&dir, &manifest(1 << 20));
-    // Scattered first touches: one record each, three files' worth.
+    let log = RequestLog::start(&dir, &manifest(1 << 22));
+    // Scattered first touches, every other group: one record each, three
+    // files' worth.
     for round in 0..6 {
         for i in 0..10_000u64 {
-            log.served(
-                FileId(1),
-                round * 100_000 + i * 2,
-                round * 100_000 + i * 2,
-                4096,
-            );
+            let page = round * 400_000 + i * 32;
+            log.served(FileId(1), page, page, 4096);
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -176,7 +176,7 @@ impl LogWriter {
             let mut batch = Vec::new();
             if let Some(id) = file.filter(|id| !self.announced.contains(&id.0)) {
                 let Some(f) = shared.file(id) else { continue };
-                batch = reqlog::file_records(id, f.size, f.block_size, &f.identity, &f.path);
+                batch = reqlog::file_records(id, f.size, &f.identity, &f.path);
             }
             batch.push(*rec);
             let pending = (out.len() + batch.len()) * RECORD_LEN;
@@ -186,8 +186,7 @@ impl LogWriter {
                 self.rotate(shared)?;
                 if let Some(id) = file {
                     if let Some(f) = shared.file(id) {
-                        batch =
-                            reqlog::file_records(id, f.size, f.block_size, &f.identity, &f.path);
+                        batch = reqlog::file_records(id, f.size, &f.identity, &f.path);
                         batch.push(*rec);
                     }
                 }

@@ -2,7 +2,8 @@
 
 use super::*;
 
-const RECORD: &str = "# feedfs-host record v2\n\
+/// A version-2 record, in 64 KiB blocks.
+const RECORD_V2: &str = "# feedfs-host record v2\n\
     file\t1\t300000\t65536\tapp/a\\tb.apk\t000102030405060708090a0b0c0d0e0f\n\
     file\t3\t5\t65536\tsmall\t0f0e0d0c0b0a09080706050403020100\n\
     have\t10\t3\t1\n\
@@ -14,17 +15,66 @@ const RECORD: &str = "# feedfs-host record v2\n\
     done\t200\t4\n";
 
 #[test]
-fn a_host_record_is_read() {
-    let run = parse_record("r", RECORD).unwrap();
+fn a_host_record_is_read_in_pages() {
+    let text = "# feedfs-host record v3\n\
+        file\t1\t300000\tapp/a\\tb.apk\t000102030405060708090a0b0c0d0e0f\n\
+        have\t10\t1\t3\n\
+        demand\t100\t1\t2\t1\n\
+        sent\t150\t1\t2\t1\tdemand\t0\n\
+        sent\t160\t1\t3\t32\treadahead\t0\n\
+        sent\t180\t1\t35\t39\tstream\t0\n\
+        done\t200\t72\n";
+    let run = parse_record("r", text).unwrap();
+    assert_eq!(run.files[0].path, "app/a\tb.apk");
+    assert_eq!(run.files[0].pages(), 74);
+    assert_eq!(run.held, vec![3]);
+    assert_eq!((run.demands[0].first, run.demands[0].count), (2, 1));
+    let runs: Vec<_> = run
+        .sent
+        .iter()
+        .map(|s| (s.first, s.count, s.kind))
+        .collect();
+    assert_eq!(
+        runs,
+        vec![
+            (2, 1, SentKind::Demand),
+            (3, 32, SentKind::Readahead),
+            (35, 39, SentKind::Stream)
+        ]
+    );
+    assert_eq!(run.end_us(), 200);
+    let e = parse_record("r", &text.replace("\t35\t39\t", "\t35\t40\t")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("pages 35+40 are out of range: app/a\tb.apk has 74"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_older_record_in_blocks_is_read_in_pages() {
+    let run = parse_record("r", RECORD_V2).unwrap();
     assert_eq!(run.files.len(), 2);
     assert_eq!(run.files[0].path, "app/a\tb.apk");
     assert_eq!(run.files[0].identity.unwrap()[15], 15);
+    // 300 000 bytes: 74 pages; one 64 KiB block of a 5-byte file is its one page.
     assert_eq!(run.held, vec![0, 1]);
-    assert_eq!(run.demands.len(), 1);
-    assert_eq!(run.sent.len(), 4);
-    assert_eq!(run.sent[2].kind, SentKind::Plan);
+    assert_eq!((run.demands[0].first, run.demands[0].count), (32, 16));
+    let runs: Vec<_> = run
+        .sent
+        .iter()
+        .map(|s| (s.first, s.count, s.kind))
+        .collect();
+    assert_eq!(
+        runs,
+        vec![
+            (32, 16, SentKind::Demand),
+            (48, 16, SentKind::Readahead),
+            (0, 16, SentKind::Plan),
+            (16, 16, SentKind::Stream)
+        ]
+    );
     assert_eq!(run.done_us, Some(200));
-    assert_eq!(run.end_us(), 200);
     // Version 1: no identity column.
     let v1 = "# feedfs-host record v1\nfile\t0\t10\t4096\tx\n";
     assert_eq!(parse_record("r", v1).unwrap().files[0].identity, None);
@@ -40,7 +90,7 @@ fn damage_is_refused_with_the_line_named() {
     let f = "file\t0\t10000\t4096\tx\t000102030405060708090a0b0c0d0e0f\n";
     let e = bad(&format!("{head}{f}demand\t1\t0\t2\t2\n"));
     assert!(
-        e.contains("line 3: blocks 2+2 are out of range: x has 3 blocks"),
+        e.contains("line 3: blocks 2+2 are out of range: x has 3"),
         "{e}"
     );
     let e = bad(&format!("{head}{f}sent\t1\t0\tzero\tstream\t0\n"));
@@ -71,7 +121,7 @@ fn a_wait_ending_past_the_last_microsecond_ends_the_run_there() {
         files: 1,
         continued: false,
     }];
-    recs.extend(file_records(FileId(0), 4096, 4096, &[0; 16], "f"));
+    recs.extend(file_records(FileId(0), 4096, &[0; 16], "f"));
     recs.push(Record::Wait {
         t_us: u64::MAX - 1,
         file: FileId(0),

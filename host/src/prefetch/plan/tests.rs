@@ -10,13 +10,11 @@ fn sample() -> Plan {
             PlanFile {
                 path: "app.apk".into(),
                 size: 10_000,
-                block_size: 4096,
                 identity: Some([7; 16]),
             },
             PlanFile {
                 path: "data/x".into(),
                 size: 100,
-                block_size: 4096,
                 identity: None,
             },
         ],
@@ -39,7 +37,26 @@ fn sample() -> Plan {
         ],
         runs: 3,
         window: 4,
+        read_from: PLAN_VERSION,
     }
+}
+
+/// `sample` as a version-1 plan would have said it, in 8 KiB blocks.
+fn sample_v1() -> Vec<u8> {
+    let mut b = sample().encode();
+    b.truncate(b.len() - 4);
+    b[8] = 1;
+    // Each file's block size, where version 2 has reserved bytes.
+    for at in [32, 72] {
+        b[at + 8..at + 12].copy_from_slice(&8192u32.to_le_bytes());
+    }
+    // Steps in blocks: 0:1+1, 1:0+1, 0:0+1.
+    let steps = 112;
+    b[steps + 8] = 1;
+    b[steps + 32 + 4] = 1;
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
 }
 
 #[test]
@@ -48,16 +65,16 @@ fn fixed_bytes_and_round_trip() {
     assert_eq!(
         b[..32],
         [
-            b'F', b'D', b'F', b'S', b'P', b'L', b'A', b'N', 1, 0, 0,
+            b'F', b'D', b'F', b'S', b'P', b'L', b'A', b'N', 2, 0, 0,
             0, // magic, version, reserved
             2, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0,
             0 // files, steps, runs, window
         ]
     );
-    // File 0: size, block size, path length, flags, identity, path padded to 8.
+    // File 0: size, 4 reserved bytes, path length, flags, identity, path padded to 8.
     assert_eq!(
         b[32..48],
-        [0x10, 0x27, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 7, 0, 1, 0]
+        [0x10, 0x27, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 1, 0]
     );
     assert_eq!(&b[64..72], b"app.apk\0");
     // File 1 at 72 (32 + 6 bytes, padded to 112), then three steps and the CRC.
@@ -79,6 +96,13 @@ fn damage_is_refused_with_a_reason() {
     let mut b = good.clone();
     b[8] = 9;
     assert_eq!(Plan::decode(&b), Err(PlanError::Version(9)));
+    assert!(
+        PlanError::Version(9)
+            .to_string()
+            .contains("make the plan again with `feedfs-host plan LOG... -o PLAN`"),
+        "{}",
+        PlanError::Version(9)
+    );
     let mut b = good.clone();
     b[120] ^= 1;
     assert!(matches!(
@@ -90,7 +114,7 @@ fn damage_is_refused_with_a_reason() {
     p.steps[0].count = 5;
     let e = Plan::decode(&p.encode()).unwrap_err().to_string();
     assert!(
-        e.contains("step 0: blocks 2+5 of app.apk are out of range (3 blocks)"),
+        e.contains("step 0: pages 2+5 of app.apk are out of range (3 pages)"),
         "{e}"
     );
     let mut p = sample();
@@ -99,12 +123,14 @@ fn damage_is_refused_with_a_reason() {
         .unwrap_err()
         .to_string()
         .contains(".."));
-    let mut p = sample();
-    p.files[1].block_size = 3000;
-    assert!(Plan::decode(&p.encode())
+    let mut b = good[..good.len() - 4].to_vec();
+    b[72 + 8] = 1;
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    assert!(Plan::decode(&b)
         .unwrap_err()
         .to_string()
-        .contains("block size of 3000"));
+        .contains("file 1 has 1 in its reserved bytes"));
     let mut p = sample();
     p.steps[1].file = 9;
     assert!(Plan::decode(&p.encode())
@@ -128,7 +154,6 @@ fn a_plan_cut_inside_the_padding_of_its_last_path_is_refused() {
         files: vec![PlanFile {
             path: "abc".into(),
             size: 1,
-            block_size: 4096,
             identity: None,
         }],
         ..Plan::default()
@@ -144,11 +169,32 @@ fn a_plan_cut_inside_the_padding_of_its_last_path_is_refused() {
 }
 
 #[test]
-fn resolving_ignores_changed_files_and_converts_block_sizes() {
+fn a_plan_in_blocks_is_read_in_the_pages_its_blocks_cover() {
+    let p = Plan::decode(&sample_v1()).unwrap();
+    assert_eq!(p.read_from, PLAN_VERSION_BLOCKS);
+    let steps: Vec<_> = p.steps.iter().map(|s| (s.file, s.first, s.count)).collect();
+    // 8 KiB blocks of a 10 000-byte file: block 1 is pages 2 (cut at the end).
+    assert_eq!(steps, vec![(0, 2, 1), (1, 0, 1), (0, 0, 2)]);
+    assert_eq!(p.window, 8, "4 blocks of 8 KiB");
+    assert!(p
+        .render()
+        .contains("a plan in blocks, shown in 4 KiB pages"));
+    // A block size no version-1 plan had.
+    let mut b = sample_v1();
+    b.truncate(b.len() - 4);
+    b[32 + 8..32 + 12].copy_from_slice(&3000u32.to_le_bytes());
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    let e = Plan::decode(&b).unwrap_err().to_string();
+    assert!(e.contains("block size of 3000"), "{e}");
+}
+
+#[test]
+fn resolving_ignores_changed_files() {
     let dir = TempDir::new("plan-resolve");
     let app = dir.write("app.apk", &[1u8; 10_000]);
     dir.write("data/x", &[2u8; 200]);
-    let set = walk(&[app, dir.join("data")], 4096).unwrap();
+    let set = walk(&[app, dir.join("data")]).unwrap();
     let app = set.files().find(|e| e.path == "app.apk").unwrap();
     let mut plan = sample();
     // Learned before the file changed: another identity.
@@ -160,18 +206,25 @@ fn resolving_ignores_changed_files_and_converts_block_sizes() {
         warnings[1].contains("200 bytes, the plan was made for 100"),
         "{warnings:?}"
     );
-    // The right identity, learned in 8 KiB blocks: served in 4 KiB.
+    // The right identity: its steps, consecutive ones joined.
     plan.files[0].identity = Some(app.identity);
-    plan.files[0].block_size = 8192;
-    plan.steps = vec![Step {
-        file: 0,
-        first: 1,
-        count: 1,
-    }];
+    plan.steps = vec![
+        Step {
+            file: 0,
+            first: 1,
+            count: 1,
+        },
+        Step {
+            file: 0,
+            first: 2,
+            count: 1,
+        },
+        Step {
+            file: 0,
+            first: 0,
+            count: 1,
+        },
+    ];
     let (ranges, _) = plan.resolve(&set);
-    assert_eq!(
-        ranges,
-        vec![(app.id, 2, 1)],
-        "bytes 8192..16384, cut at 10000"
-    );
+    assert_eq!(ranges, vec![(app.id, 1, 2), (app.id, 0, 1)]);
 }

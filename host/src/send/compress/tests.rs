@@ -3,9 +3,9 @@
 use super::*;
 
 const US: Duration = Duration::from_micros(1);
-const BLOCK: usize = 65536;
+const PART: usize = 65536;
 
-/// Which of `n` blocks a policy tries, when every try gives `packed` of 100 bytes.
+/// Which of `n` parts a policy tries, when every try gives `packed` of 100 bytes.
 fn tries(p: &mut Policy, n: usize, packed: usize) -> Vec<usize> {
     (0..n)
         .filter(|_| {
@@ -18,29 +18,29 @@ fn tries(p: &mut Policy, n: usize, packed: usize) -> Vec<usize> {
         .collect()
 }
 
-/// A simulated link and host: per 64 KiB block, the host spends `read`
+/// A simulated link and host: per 64 KiB part, the host spends `read`
 /// reading and hashing and `pack` more compressing (to half the size);
 /// the link takes `link` per 64 KiB, and the host waits for it when it
-/// is slower. Returns how many of `n` blocks were compressed.
+/// is slower. Returns how many of `n` parts were compressed.
 fn run(p: &mut Policy, n: usize, read: Duration, pack: Duration, link: Duration) -> usize {
     let mut compressed = 0;
     for _ in 0..n {
         let tried = p.should_try();
-        let (work, wire) = if tried && p.tried(BLOCK, BLOCK / 2) {
+        let (work, wire) = if tried && p.tried(PART, PART / 2) {
             compressed += 1;
-            (read + pack, BLOCK / 2)
+            (read + pack, PART / 2)
         } else if tried {
-            (read + pack, BLOCK)
+            (read + pack, PART)
         } else {
-            (read, BLOCK)
+            (read, PART)
         };
         // The link drains `wire` bytes in proportion; the host waits out the rest.
-        let busy = link.mul_f64(wire as f64 / BLOCK as f64);
+        let busy = link.mul_f64(wire as f64 / PART as f64);
         let write = busy.saturating_sub(work).max(US);
         p.sent(Sent {
             work,
             write,
-            raw: BLOCK,
+            raw: PART,
             wire,
             tried,
         });
@@ -63,7 +63,7 @@ fn only_below_95_percent_pays() {
 fn none_never_tries_and_lz4_always_does() {
     let mut none = Policy::new(Mode::None, Some(1000));
     assert_eq!(run(&mut none, 100, US, US, 1000 * US), 0);
-    // lz4 tries every block, however fast the link, even on data that
+    // lz4 tries every part, however fast the link, even on data that
     // does not shrink (which it still sends raw).
     let mut lz4 = Policy::new(Mode::Lz4, None);
     assert_eq!(run(&mut lz4, 100, 10 * US, 100 * US, US), 100);
@@ -73,8 +73,8 @@ fn none_never_tries_and_lz4_always_does() {
 }
 
 #[test]
-fn auto_under_a_rate_limit_compresses_from_the_first_block() {
-    // 40 MiB/s: 1.6 ms per 64 KiB block; compressing takes 0.1 ms.
+fn auto_under_a_rate_limit_compresses_from_the_first_part() {
+    // 40 MiB/s: 1.6 ms per 64 KiB part; compressing takes 0.1 ms.
     let mut p = Policy::new(Mode::Auto, Some(40 << 20));
     assert_eq!(run(&mut p, 500, 20 * US, 100 * US, 1600 * US), 500);
 }
@@ -82,7 +82,7 @@ fn auto_under_a_rate_limit_compresses_from_the_first_block() {
 #[test]
 fn auto_does_not_compress_for_a_rate_faster_than_lz4() {
     // 10 GiB/s: compressing would make the host the bottleneck. One
-    // try tells, then one block in 256 checks again.
+    // try tells, then one part in 256 checks again.
     let mut p = Policy::new(Mode::Auto, Some(10 << 30));
     let n = run(&mut p, 1000, 20 * US, 100 * US, 6 * US);
     assert!((1..=5).contains(&n), "{n} of 1000 compressed");
@@ -97,7 +97,7 @@ fn auto_without_a_rate_leaves_a_fast_link_alone() {
 
 #[test]
 fn auto_without_a_rate_compresses_for_a_slow_link_and_keeps_at_it() {
-    // Writes wait for the link (1.6 ms a block): compress, and keep
+    // Writes wait for the link (1.6 ms a part): compress, and keep
     // compressing although the link now waits less.
     let mut p = Policy::new(Mode::Auto, None);
     assert_eq!(
@@ -108,7 +108,7 @@ fn auto_without_a_rate_compresses_for_a_slow_link_and_keeps_at_it() {
     let n = run(&mut p, 1000, 20 * US, 100 * US, 1600 * US);
     assert!(n > 950, "{n} of 1000 compressed");
     // Even when compressing makes the host the bottleneck, as long as
-    // it is still faster than the link was for raw blocks.
+    // it is still faster than the link was for raw parts.
     let mut p = Policy::new(Mode::Auto, None);
     let n = run(&mut p, 1000, 20 * US, 100 * US, 200 * US);
     assert!(n > 950, "{n} of 1000 compressed");
@@ -116,7 +116,7 @@ fn auto_without_a_rate_compresses_for_a_slow_link_and_keeps_at_it() {
 
 #[test]
 fn auto_without_a_rate_does_not_compress_when_lz4_is_slower_than_the_link() {
-    // A local pipe: its reader takes 55 us a block, LZ4 would take 100.
+    // A local pipe: its reader takes 55 us a part, LZ4 would take 100.
     let mut p = Policy::new(Mode::Auto, None);
     let n = run(&mut p, 2560, 20 * US, 100 * US, 55 * US);
     assert!((1..=12).contains(&n), "{n} of 2560 compressed");
@@ -135,8 +135,8 @@ fn auto_backs_off_on_data_that_does_not_shrink() {
     assert_eq!(t[16..22], [24, 41, 74, 139, 268, 525], "tries at {t:?}");
     assert_eq!(t[22] - t[21], 257);
     assert_eq!(t[23] - t[22], 257);
-    assert_eq!(t.len(), 27, "tries in 2000 blocks: {t:?}");
-    // A try that pays ends the pause: every block is tried again.
+    assert_eq!(t.len(), 27, "tries in 2000 parts: {t:?}");
+    // A try that pays ends the pause: every part is tried again.
     while !p.should_try() {}
     assert!(p.tried(100, 50));
     assert_eq!(tries(&mut p, 10, 50).len(), 10);
@@ -146,21 +146,21 @@ fn auto_backs_off_on_data_that_does_not_shrink() {
 }
 
 #[test]
-fn a_block_that_took_long_does_not_stop_compression() {
+fn a_part_that_took_long_does_not_stop_compression() {
     let mut p = Policy::new(Mode::Auto, Some(40 << 20));
     assert_eq!(run(&mut p, 100, 20 * US, 100 * US, 1600 * US), 100);
-    // The host was preempted for 50 ms in the middle of one block.
+    // The host was preempted for 50 ms in the middle of one part.
     assert!(p.should_try());
     p.sent(Sent {
         work: Duration::from_millis(50),
         write: US,
-        raw: BLOCK,
-        wire: BLOCK / 2,
+        raw: PART,
+        wire: PART / 2,
         tried: true,
     });
     assert_eq!(run(&mut p, 100, 20 * US, 100 * US, 1600 * US), 100);
-    // Compressing that really became slow (a slow disk: 2 ms a block
-    // read, more than the link's 1.6 ms) stops within a few blocks.
+    // Compressing that really became slow (a slow disk: 2 ms a part
+    // read, more than the link's 1.6 ms) stops within a few parts.
     let n = run(&mut p, 1000, 2000 * US, 100 * US, 1600 * US);
     assert!(n < 50, "{n} of 1000 compressed");
 }
@@ -182,7 +182,7 @@ fn zero_durations_and_sizes_change_nothing() {
 #[test]
 fn a_compressor_reuses_its_buffers_and_sends_raw_when_it_does_not_pay() {
     let mut c = Compressor::new(Policy::new(Mode::Lz4, None));
-    let text: Vec<u8> = b"feedfs sends blocks; ".repeat(3200)[..65536].to_vec();
+    let text: Vec<u8> = b"feedfs sends pages; ".repeat(3300)[..65536].to_vec();
     let (enc, packed) = c.encode(&text);
     assert_eq!(enc, Encoding::Lz4);
     let packed = packed.to_vec();

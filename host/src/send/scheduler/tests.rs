@@ -1,50 +1,88 @@
-//! The scheduler's specification: demands first, readahead, the plan, the stream, Have and resume.
+//! The scheduler's specification: demands first as runs of exactly the
+//! pages asked for, readahead as runs of its own behind them, the plan and
+//! the stream in long runs, Have and resume.
 
 use super::*;
 
-fn r(first: u64, count: u64) -> BlockRange {
-    BlockRange { first, count }
+fn r(first: u64, count: u64) -> PageRange {
+    PageRange { first, count }
 }
 
-fn pick(file: u32, index: u64, kind: Kind) -> Option<Pick> {
+/// Demand runs up to 256 pages, the others up to 64.
+const L: Limits = Limits {
+    demand: 256,
+    stream: 64,
+};
+
+fn pick(file: u32, first: u64, count: u32, kind: Kind) -> Option<Pick> {
     Some(Pick {
         file: FileId(file),
-        index,
+        first,
+        count,
         kind,
     })
 }
 
-/// Every pick until the scheduler is idle.
-fn drain(s: &mut Scheduler) -> Vec<(u32, u64, Kind)> {
-    std::iter::from_fn(|| s.pick_next())
-        .map(|p| (p.file.0, p.index, p.kind))
+/// Every run until the scheduler is idle, as (file, first, count, kind).
+fn drain_with(s: &mut Scheduler, limits: Limits) -> Vec<(u32, u64, u32, Kind)> {
+    std::iter::from_fn(|| s.pick_next(limits))
+        .map(|p| (p.file.0, p.first, p.count, p.kind))
         .collect()
 }
 
+fn drain(s: &mut Scheduler) -> Vec<(u32, u64, u32, Kind)> {
+    drain_with(s, L)
+}
+
 #[test]
-fn no_stream_before_have_end() {
-    let mut s = Scheduler::new(&[(FileId(0), 3)], 8);
-    assert_eq!(s.pick_next(), None);
+fn no_stream_before_have_end_then_one_run_per_file() {
+    let mut s = Scheduler::new(&[(FileId(0), 3), (FileId(1), 5)], 8);
+    assert_eq!(s.pick_next(L), None);
     assert!(!s.stream_finished());
     s.on_have_end();
     assert_eq!(
         drain(&mut s),
-        vec![
-            (0, 0, Kind::Stream),
-            (0, 1, Kind::Stream),
-            (0, 2, Kind::Stream)
-        ]
+        vec![(0, 0, 3, Kind::Stream), (1, 0, 5, Kind::Stream)],
+        "a run never crosses from one file to the next"
     );
     assert!(s.stream_finished());
+    assert_eq!(s.counters().runs, 2);
+    assert_eq!(s.counters().sent(), 8);
+}
+
+#[test]
+fn a_demand_of_one_page_is_a_run_of_one_page() {
+    let mut s = Scheduler::new(&[(FileId(0), 1000)], 64);
+    s.on_have_end();
+    s.on_demand(FileId(0), 500, 1).unwrap();
+    assert_eq!(s.pick_next(L), pick(0, 500, 1, Kind::Demand));
+    // Random access: no readahead; the stream goes on from the start.
+    assert_eq!(s.pick_next(L), pick(0, 0, 64, Kind::Stream));
+}
+
+#[test]
+fn a_demand_of_32_pages_is_one_run_of_32_pages_before_anything_else() {
+    let mut s = Scheduler::new(&[(FileId(0), 1000)], 0);
+    s.on_have_end();
+    assert_eq!(s.pick_next(L), pick(0, 0, 64, Kind::Stream));
+    s.on_demand(FileId(0), 300, 32).unwrap();
+    // Longer than a stream run may be: demands have their own limit.
+    let small = Limits {
+        demand: 256,
+        stream: 4,
+    };
+    assert_eq!(s.pick_next(small), pick(0, 300, 32, Kind::Demand));
+    assert_eq!(s.pick_next(small), pick(0, 64, 4, Kind::Stream));
 }
 
 #[test]
 fn demands_are_answered_before_have_end_without_readahead() {
     let mut s = Scheduler::new(&[(FileId(0), 20)], 8);
     s.on_demand(FileId(0), 5, 2).unwrap();
+    s.on_demand(FileId(0), 0, 1).unwrap();
     assert_eq!(
         drain(&mut s),
-        vec![(0, 5, Kind::Demand), (0, 6, Kind::Demand)]
+        vec![(0, 5, 2, Kind::Demand), (0, 0, 1, Kind::Demand)]
     );
     assert!(!s.stream_finished());
 }
@@ -53,18 +91,19 @@ fn demands_are_answered_before_have_end_without_readahead() {
 fn demand_preempts_stream() {
     let mut s = Scheduler::new(&[(FileId(0), 4), (FileId(2), 4)], 0);
     s.on_have_end();
-    assert_eq!(s.pick_next(), pick(0, 0, Kind::Stream));
+    let two = Limits {
+        demand: 256,
+        stream: 2,
+    };
+    assert_eq!(s.pick_next(two), pick(0, 0, 2, Kind::Stream));
     s.on_demand(FileId(2), 3, 1).unwrap();
-    assert_eq!(s.pick_next(), pick(2, 3, Kind::Demand));
+    assert_eq!(s.pick_next(two), pick(2, 3, 1, Kind::Demand));
     assert_eq!(
-        drain(&mut s),
+        drain_with(&mut s, two),
         vec![
-            (0, 1, Kind::Stream),
-            (0, 2, Kind::Stream),
-            (0, 3, Kind::Stream),
-            (2, 0, Kind::Stream),
-            (2, 1, Kind::Stream),
-            (2, 2, Kind::Stream),
+            (0, 2, 2, Kind::Stream),
+            (2, 0, 2, Kind::Stream),
+            (2, 2, 1, Kind::Stream)
         ]
     );
     let c = s.counters();
@@ -72,102 +111,172 @@ fn demand_preempts_stream() {
 }
 
 #[test]
-fn readahead_follows_a_forward_run_and_skips_held_and_sent_blocks() {
-    let mut s = Scheduler::new(&[(FileId(0), 40)], 8);
-    s.on_have(FileId(0), &[r(6, 1)]).unwrap();
-    s.on_have_end();
-    // The stream sends block 0; a reader starts at block 2: random, no readahead.
-    assert_eq!(s.pick_next(), pick(0, 0, Kind::Stream));
-    s.on_demand(FileId(0), 2, 1).unwrap();
-    assert_eq!(s.pick_next(), pick(0, 2, Kind::Demand));
-    assert_eq!(s.pick_next(), pick(0, 1, Kind::Stream));
-    // It goes on at block 3, where the last demand ended: a window of 4
-    // (4..8), of which 6 is held.
-    s.on_demand(FileId(0), 3, 1).unwrap();
+fn a_demand_longer_than_the_limit_goes_as_consecutive_runs() {
+    let mut s = Scheduler::new(&[(FileId(0), 1000)], 0);
+    s.on_demand(FileId(0), 10, 600).unwrap();
     assert_eq!(
-        drain(&mut s)[..4],
+        drain(&mut s),
+        vec![
+            (0, 10, 256, Kind::Demand),
+            (0, 266, 256, Kind::Demand),
+            (0, 522, 88, Kind::Demand)
+        ]
+    );
+}
+
+#[test]
+fn readahead_follows_a_forward_run_as_separate_runs_skipping_held_and_sent_pages() {
+    let mut s = Scheduler::new(&[(FileId(0), 400)], 64);
+    s.on_have(FileId(0), &[r(40, 2)]).unwrap();
+    s.on_have_end();
+    // A reader starts at page 2: random, no readahead.
+    s.on_demand(FileId(0), 2, 1).unwrap();
+    assert_eq!(s.pick_next(L), pick(0, 2, 1, Kind::Demand));
+    // It goes on at page 3, where its demand ended: a window of 32 pages
+    // (4..36) behind the demand, as its own run.
+    s.on_demand(FileId(0), 3, 1).unwrap();
+    assert_eq!(s.pick_next(L), pick(0, 3, 1, Kind::Demand));
+    assert_eq!(s.pick_next(L), pick(0, 4, 32, Kind::Readahead));
+    // Next at 36: a window of 64 (37..101), of which 40 and 41 are held.
+    s.on_demand(FileId(0), 36, 1).unwrap();
+    let small = Limits {
+        demand: 256,
+        stream: 16,
+    };
+    assert_eq!(
+        drain_with(&mut s, small)[..6],
         [
-            (0, 3, Kind::Demand),
-            (0, 4, Kind::Readahead),
-            (0, 5, Kind::Readahead),
-            (0, 7, Kind::Readahead)
+            (0, 36, 1, Kind::Demand),
+            (0, 37, 3, Kind::Readahead),
+            (0, 42, 16, Kind::Readahead),
+            (0, 58, 16, Kind::Readahead),
+            (0, 74, 16, Kind::Readahead),
+            (0, 90, 11, Kind::Readahead),
+        ]
+    );
+}
+
+#[test]
+fn readahead_already_sent_by_the_stream_is_not_sent_again() {
+    let mut s = Scheduler::new(&[(FileId(0), 200)], 64);
+    s.on_have_end();
+    s.on_demand(FileId(0), 0, 1).unwrap();
+    assert_eq!(s.pick_next(L), pick(0, 0, 1, Kind::Demand));
+    // A late Have: the device got 10..20 meanwhile (another session).
+    s.on_have(FileId(0), &[r(10, 10)]).unwrap();
+    assert_eq!(
+        drain(&mut s)[..3],
+        [
+            (0, 1, 9, Kind::Readahead),
+            (0, 20, 13, Kind::Readahead),
+            (0, 33, 64, Kind::Stream)
         ]
     );
 }
 
 #[test]
 fn readahead_stops_at_the_end_of_the_file() {
-    let mut s = Scheduler::new(&[(FileId(0), 5), (FileId(1), 5)], 8);
+    let mut s = Scheduler::new(&[(FileId(0), 10), (FileId(1), 10)], 64);
     s.on_have_end();
     // A read from the start of a file is a forward run from the first demand.
     s.on_demand(FileId(0), 0, 3).unwrap();
     assert_eq!(
-        drain(&mut s)[..5],
+        drain(&mut s)[..3],
         [
-            (0, 0, Kind::Demand),
-            (0, 1, Kind::Demand),
-            (0, 2, Kind::Demand),
-            (0, 3, Kind::Readahead),
-            (0, 4, Kind::Readahead),
+            (0, 0, 3, Kind::Demand),
+            (0, 3, 7, Kind::Readahead),
+            (1, 0, 10, Kind::Stream),
         ]
     );
 }
 
 #[test]
 fn the_window_doubles_along_a_run_and_a_random_demand_resets_it() {
-    let mut s = Scheduler::new(&[(FileId(0), 1000)], 16).without_stream();
+    let mut s = Scheduler::new(&[(FileId(0), 10_000)], 128).without_stream();
     s.on_have_end();
-    let ahead = |s: &mut Scheduler| drain(s).iter().filter(|p| p.2 == Kind::Readahead).count();
+    let ahead = |s: &mut Scheduler| -> u64 {
+        drain(s)
+            .iter()
+            .filter(|p| p.3 == Kind::Readahead)
+            .map(|p| u64::from(p.2))
+            .sum()
+    };
     s.on_demand(FileId(0), 0, 1).unwrap();
-    assert_eq!(ahead(&mut s), 4);
-    // The reader reached the end of the readahead: 8, then 16 (the limit), then 16.
-    s.on_demand(FileId(0), 5, 1).unwrap();
-    assert_eq!(ahead(&mut s), 8);
-    s.on_demand(FileId(0), 14, 1).unwrap();
-    assert_eq!(ahead(&mut s), 16);
-    s.on_demand(FileId(0), 31, 1).unwrap();
-    assert_eq!(ahead(&mut s), 16);
+    assert_eq!(ahead(&mut s), 32);
+    // The reader reached the end of the readahead: 64, then 128 (the limit), then 128.
+    s.on_demand(FileId(0), 33, 1).unwrap();
+    assert_eq!(ahead(&mut s), 64);
+    s.on_demand(FileId(0), 98, 1).unwrap();
+    assert_eq!(ahead(&mut s), 128);
+    s.on_demand(FileId(0), 227, 1).unwrap();
+    assert_eq!(ahead(&mut s), 128);
     // A jump elsewhere is random: nothing extra; then a new run starts small.
-    s.on_demand(FileId(0), 500, 1).unwrap();
+    s.on_demand(FileId(0), 5000, 1).unwrap();
     assert_eq!(ahead(&mut s), 0);
-    s.on_demand(FileId(0), 501, 1).unwrap();
-    assert_eq!(ahead(&mut s), 4);
+    s.on_demand(FileId(0), 5001, 1).unwrap();
+    assert_eq!(ahead(&mut s), 32);
 }
 
 #[test]
-fn duplicate_demands_are_dropped_and_sent_blocks_resent() {
+fn duplicate_demands_are_dropped_and_sent_pages_resent() {
     let mut s = Scheduler::new(&[(FileId(0), 10)], 0);
     s.on_demand(FileId(0), 3, 2).unwrap();
     s.on_demand(FileId(0), 4, 2).unwrap();
     assert_eq!(s.counters().duplicates, 1);
-    assert_eq!(
-        drain(&mut s),
-        vec![
-            (0, 3, Kind::Demand),
-            (0, 4, Kind::Demand),
-            (0, 5, Kind::Demand)
-        ]
-    );
-    // Block 3 was sent, but the device asks again (say its CRC failed).
+    // The new page of the second demand continues the first: one run.
+    assert_eq!(drain(&mut s), vec![(0, 3, 3, Kind::Demand)]);
+    // Page 3 was sent, but the device asks again (say its CRC failed).
     s.on_demand(FileId(0), 3, 1).unwrap();
-    assert_eq!(drain(&mut s), vec![(0, 3, Kind::Demand)]);
+    assert_eq!(drain(&mut s), vec![(0, 3, 1, Kind::Demand)]);
     assert_eq!(s.counters().demands, 3);
     assert_eq!(s.counters().sent_demand, 4);
 }
 
 #[test]
-fn held_blocks_are_never_streamed() {
-    let mut s = Scheduler::new(&[(FileId(0), 130), (FileId(1), 2)], 8);
-    s.on_have(FileId(0), &[r(0, 64), r(65, 64)]).unwrap();
+fn stream_runs_are_long_and_skip_held_and_sent_pages() {
+    let mut s = Scheduler::new(&[(FileId(0), 1000), (FileId(1), 2)], 8);
+    s.on_have(FileId(0), &[r(0, 64), r(100, 50)]).unwrap();
     s.on_have(FileId(1), &[r(0, 2)]).unwrap();
-    assert_eq!(s.lacking(FileId(0)), Some((2, true)));
+    assert_eq!(s.lacking(FileId(0)), Some((886, true)));
     assert_eq!(s.lacking(FileId(1)), Some((0, false)));
     s.on_have_end();
+    s.on_demand(FileId(0), 300, 10).unwrap();
+    assert_eq!(s.pick_next(L), pick(0, 300, 10, Kind::Demand));
+    let big = Limits {
+        demand: 256,
+        stream: 256,
+    };
     assert_eq!(
-        drain(&mut s),
-        vec![(0, 64, Kind::Stream), (0, 129, Kind::Stream)]
+        drain_with(&mut s, big),
+        vec![
+            (0, 64, 36, Kind::Stream),
+            (0, 150, 150, Kind::Stream),
+            (0, 310, 256, Kind::Stream),
+            (0, 566, 256, Kind::Stream),
+            (0, 822, 178, Kind::Stream),
+        ]
     );
     assert!(s.stream_finished());
+}
+
+#[test]
+fn runs_never_exceed_the_limits() {
+    let mut s = Scheduler::new(&[(FileId(0), 5000), (FileId(1), 777)], 300)
+        .with_plan(&[(FileId(1), 100, 500)])
+        .unwrap();
+    s.on_have_end();
+    s.on_demand(FileId(0), 0, 1000).unwrap();
+    let limits = Limits {
+        demand: 100,
+        stream: 7,
+    };
+    let runs = drain_with(&mut s, limits);
+    assert!(runs.iter().all(|p| p.2 >= 1), "no empty run");
+    assert!(runs
+        .iter()
+        .all(|p| p.2 <= if p.3 == Kind::Demand { 100 } else { 7 }));
+    let pages: u64 = runs.iter().map(|p| u64::from(p.2)).sum();
+    assert_eq!(pages, 5777, "every page once");
 }
 
 #[test]
@@ -179,9 +288,9 @@ fn stream_done_waits_for_queues() {
     // A re-demand after the end reopens the queue until it is answered.
     s.on_demand(FileId(0), 1, 1).unwrap();
     assert!(!s.stream_finished());
-    assert_eq!(s.pick_next(), pick(0, 1, Kind::Demand));
+    assert_eq!(s.pick_next(L), pick(0, 1, 1, Kind::Demand));
     // Readahead skipped 2 and 3: the device holds them.
-    assert_eq!(s.pick_next(), None);
+    assert_eq!(s.pick_next(L), None);
     assert!(s.stream_finished());
 }
 
@@ -193,7 +302,7 @@ fn empty_manifest_finishes_at_once() {
     assert!(s.stream_finished());
     let mut s = Scheduler::new(&[(FileId(1), 0)], 8);
     s.on_have_end();
-    assert_eq!(s.pick_next(), None);
+    assert_eq!(s.pick_next(L), None);
     assert!(s.stream_finished());
 }
 
@@ -206,7 +315,7 @@ fn out_of_range_and_non_files_are_errors() {
             file: FileId(1),
             first: 9,
             count: 2,
-            blocks: 10
+            pages: 10
         })
     );
     assert!(matches!(
@@ -228,7 +337,7 @@ fn out_of_range_and_non_files_are_errors() {
     let text = s.on_demand(FileId(1), 9, 2).unwrap_err().to_string();
     assert_eq!(
         text,
-        "blocks 9..11 of file #1 are out of range: the file has 10 blocks"
+        "pages 9..11 of file #1 are out of range: the file has 10 pages"
     );
 }
 
@@ -237,19 +346,12 @@ fn without_stream_only_demands_go_out() {
     let mut s = Scheduler::new(&[(FileId(0), 100)], 2).without_stream();
     s.on_have_end();
     assert!(!s.has_work());
-    assert_eq!(s.pick_next(), None);
+    assert_eq!(s.pick_next(L), None);
     assert!(!s.stream_finished(), "no StreamDone without a stream");
     s.on_demand(FileId(0), 0, 1).unwrap();
-    let kinds: Vec<_> = std::iter::from_fn(|| s.pick_next())
-        .map(|p| (p.index, p.kind))
-        .collect();
     assert_eq!(
-        kinds,
-        vec![
-            (0, Kind::Demand),
-            (1, Kind::Readahead),
-            (2, Kind::Readahead)
-        ]
+        drain(&mut s),
+        vec![(0, 0, 1, Kind::Demand), (0, 1, 2, Kind::Readahead)]
     );
 }
 
@@ -259,39 +361,45 @@ fn a_paused_stream_still_lets_demands_and_readahead_out() {
     s.on_have_end();
     s.pause_stream(true);
     assert!(!s.has_work());
-    assert_eq!(s.pick_next(), None);
+    assert_eq!(s.pick_next(L), None);
     assert!(!s.stream_finished(), "paused is not finished");
     s.on_demand(FileId(0), 0, 1).unwrap();
-    assert_eq!(drain(&mut s).len(), 5, "the demand and its readahead");
+    assert!(s.demand_waiting());
+    assert_eq!(
+        drain(&mut s),
+        vec![(0, 0, 1, Kind::Demand), (0, 1, 4, Kind::Readahead)]
+    );
     s.pause_stream(false);
-    assert_eq!(s.pick_next(), pick(0, 5, Kind::Stream));
+    assert_eq!(s.pick_next(L), pick(0, 5, 64, Kind::Stream));
 }
+
 #[test]
-fn planned_blocks_go_first_then_the_rest_in_file_order() {
+fn planned_pages_go_first_then_the_rest_in_file_order() {
     let plan = [(FileId(1), 2, 2), (FileId(0), 3, 1), (FileId(1), 3, 2)];
     let mut s = Scheduler::new(&[(FileId(0), 5), (FileId(1), 6)], 0)
         .with_plan(&plan)
         .unwrap();
     s.on_have(FileId(0), &[r(3, 1)]).unwrap();
     // Before HaveEnd, the plan waits like the stream.
-    assert_eq!(s.pick_next(), None);
+    assert_eq!(s.pick_next(L), None);
     s.on_have_end();
-    assert_eq!(s.pick_next(), pick(1, 2, Kind::Plan));
+    let one = Limits {
+        demand: 256,
+        stream: 1,
+    };
+    assert_eq!(s.pick_next(one), pick(1, 2, 1, Kind::Plan));
     // A demand pre-empts the plan.
     s.on_demand(FileId(0), 4, 1).unwrap();
-    assert_eq!(s.pick_next(), pick(0, 4, Kind::Demand));
+    assert_eq!(s.pick_next(L), pick(0, 4, 1, Kind::Demand));
     assert_eq!(
         drain(&mut s),
         vec![
             // 0:3 is held; 1:3 was planned twice, sent once.
-            (1, 3, Kind::Plan),
-            (1, 4, Kind::Plan),
-            (0, 0, Kind::Stream),
-            (0, 1, Kind::Stream),
-            (0, 2, Kind::Stream),
-            (1, 0, Kind::Stream),
-            (1, 1, Kind::Stream),
-            (1, 5, Kind::Stream),
+            (1, 3, 1, Kind::Plan),
+            (1, 4, 1, Kind::Plan),
+            (0, 0, 3, Kind::Stream),
+            (1, 0, 2, Kind::Stream),
+            (1, 5, 1, Kind::Stream),
         ]
     );
     assert!(s.stream_finished());
@@ -307,11 +415,12 @@ fn a_paused_stream_lets_the_plan_go_and_bad_plans_are_refused() {
     s.on_have_end();
     s.pause_stream(true);
     assert!(s.has_work());
-    assert_eq!(s.pick_next(), pick(0, 5, Kind::Plan));
+    assert_eq!(s.pick_next(L), pick(0, 5, 1, Kind::Plan));
     assert!(!s.has_work(), "the rest of the stream waits");
-    assert_eq!(s.pick_next(), None);
+    assert_eq!(s.pick_next(L), None);
     s.pause_stream(false);
-    assert_eq!(s.pick_next(), pick(0, 0, Kind::Stream));
+    assert_eq!(s.pick_next(L), pick(0, 0, 5, Kind::Stream));
+    assert_eq!(s.pick_next(L), pick(0, 6, 4, Kind::Stream));
     let bad = Scheduler::new(&[(FileId(0), 10)], 0).with_plan(&[(FileId(0), 9, 2)]);
     assert!(matches!(bad, Err(SchedError::OutOfRange { .. })));
     let bad = Scheduler::new(&[(FileId(0), 10)], 0).with_plan(&[(FileId(1), 0, 1)]);
@@ -319,27 +428,23 @@ fn a_paused_stream_lets_the_plan_go_and_bad_plans_are_refused() {
 }
 
 #[test]
-fn a_demand_for_a_planned_block_gets_no_readahead_the_plan_goes_on() {
-    let mut s = Scheduler::new(&[(FileId(0), 100)], 8)
-        .with_plan(&[(FileId(0), 10, 2), (FileId(0), 50, 2)])
+fn a_demand_for_a_planned_page_gets_no_readahead_the_plan_goes_on() {
+    let mut s = Scheduler::new(&[(FileId(0), 1000)], 64)
+        .with_plan(&[(FileId(0), 100, 2), (FileId(0), 500, 2)])
         .unwrap();
     s.on_have_end();
     // A reader at the start of the file: not planned, readahead as usual.
     s.on_demand(FileId(0), 0, 1).unwrap();
-    assert_eq!(s.pick_next(), pick(0, 0, Kind::Demand));
-    assert_eq!(s.pick_next(), pick(0, 1, Kind::Readahead));
-    for _ in 2..5 {
-        assert_eq!(s.pick_next().unwrap().kind, Kind::Readahead);
-    }
-    // A reader at a planned block: the plan goes on from there.
-    s.on_demand(FileId(0), 11, 1).unwrap();
+    assert_eq!(s.pick_next(L), pick(0, 0, 1, Kind::Demand));
+    assert_eq!(s.pick_next(L), pick(0, 1, 32, Kind::Readahead));
+    // A reader at a planned page: the plan goes on from there.
+    s.on_demand(FileId(0), 101, 1).unwrap();
     assert_eq!(
-        drain(&mut s)[..4],
+        drain(&mut s)[..3],
         [
-            (0, 11, Kind::Demand),
-            (0, 10, Kind::Plan),
-            (0, 50, Kind::Plan),
-            (0, 51, Kind::Plan)
+            (0, 101, 1, Kind::Demand),
+            (0, 100, 1, Kind::Plan),
+            (0, 500, 2, Kind::Plan)
         ]
     );
 }

@@ -4,7 +4,7 @@
 //! what to send next ([`Step`]) and what to record ([`Entry`],
 //! taken with [`Machine::entries`]). It does no
 //! I/O, reads no clock and starts no thread; the loop around it
-//! ([`super::Session`]) moves the bytes, reads the blocks, compresses them
+//! ([`super::Session`]) moves the bytes, reads the runs, compresses them
 //! and sleeps when told to wait.
 //!
 //! In order: [`Step::Manifest`] first (the host's `Hello` and the whole
@@ -13,8 +13,11 @@
 //! ([`Step::NoHello`] when it runs out). Messages before the `Hello` are an
 //! earlier session's and skipped, but for an `Error`; damaged frames before
 //! it are a banner, unless more than [`PREAMBLE_MAX`] bytes came, which is
-//! not feedfs. After the `Hello`: blocks as the [`Scheduler`] picks them,
-//! under the rate limit; the background stream holds back for
+//! not feedfs. After the `Hello`: runs of pages as the [`Scheduler`] picks
+//! them, under the rate limit; demand runs up to [`MAX_RUN_PAGES`], the
+//! others up to `--run-size` and, under `--rate`, to what the link carries
+//! in about [`RUN_TIME`] (at least [`MIN_RATED_RUN`]), so a demand never
+//! waits long behind a stream frame; the background stream holds back for
 //! [`STREAM_YIELD`] after each demand; `StreamDone` once when nothing is
 //! left, and again after [`IDLE_RESEND`] without a word from the device;
 //! [`Step::Complete`] once the device says `Complete`. Any error ends the
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use feedfs_protocol::message::OwnedMessage;
 use feedfs_protocol::warn::{held_back_note, WarnLimit};
-use feedfs_protocol::{block_len, hello, FileId, MessageType, Role};
+use feedfs_protocol::{hello, page_len, FileId, MessageType, Role, MAX_RUN_PAGES, PAGE_SIZE};
 
 use super::error::SessionError;
 use super::reader::Event;
@@ -33,7 +36,7 @@ use super::{Options, Summary};
 use crate::files::manifest::ServedSet;
 use crate::send::progress::Snapshot;
 use crate::send::rate::RateLimit;
-use crate::send::scheduler::{Kind, Pick, SchedError, Scheduler};
+use crate::send::scheduler::{Kind, Limits, Pick, SchedError, Scheduler};
 
 /// Most bytes a peer may send before its Hello when some are not feedfs:
 /// far more than a login banner, far less than a program printing in a loop.
@@ -48,16 +51,35 @@ pub const STREAM_YIELD: Duration = Duration::from_millis(2);
 /// How long the host waits, idle, for Complete before it says StreamDone again.
 pub const IDLE_RESEND: Duration = Duration::from_secs(1);
 
+/// Under `--rate`, a stream run carries about this much of the link's time.
+pub const RUN_TIME: Duration = Duration::from_millis(1);
+
+/// Under `--rate`, the shortest stream run (16 KiB), so a slow link still
+/// gets frames worth their headers.
+pub const MIN_RATED_RUN: u32 = 16 << 10;
+
+/// The most pages a readahead, plan or stream run carries: `run_size`
+/// bytes, and under `rate` what the link carries in [`RUN_TIME`] (at least
+/// [`MIN_RATED_RUN`]); whole pages, at least one.
+pub fn stream_run_pages(run_size: u32, rate: Option<u64>) -> u32 {
+    let mut bytes = u64::from(run_size);
+    if let Some(rate) = rate {
+        let per_run = (rate as f64 * RUN_TIME.as_secs_f64()) as u64;
+        bytes = bytes.min(per_run.max(u64::from(MIN_RATED_RUN)));
+    }
+    ((bytes / u64::from(PAGE_SIZE)) as u32).clamp(1, MAX_RUN_PAGES)
+}
+
 /// What the loop does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// Send the host's Hello and the manifest, then call
     /// [`Machine::manifest_sent`].
     Manifest,
-    /// Send this block, then call [`Machine::block_sent`].
-    Block(Pick),
+    /// Send this run, then call [`Machine::run_sent`].
+    Run(Pick),
     /// Send `StreamDone`; `again` when it repeats one the device may have lost.
-    StreamDone { blocks_sent: u64, again: bool },
+    StreamDone { pages_sent: u64, again: bool },
     /// Flush what is written and wait this long, or until an event comes.
     Wait(Duration),
     /// No Hello within the handshake timeout; what the peer printed is the
@@ -73,7 +95,7 @@ pub enum Entry {
     Have {
         t_us: u64,
         file: FileId,
-        blocks: u64,
+        pages: u64,
     },
     Demand {
         t_us: u64,
@@ -84,14 +106,15 @@ pub enum Entry {
     Sent {
         t_us: u64,
         file: FileId,
-        index: u64,
+        first: u64,
+        count: u32,
         kind: Kind,
-        /// Stream blocks sent before this one.
+        /// Stream pages sent before this run.
         stream_before: u64,
     },
     Done {
         t_us: u64,
-        blocks_sent: u64,
+        pages_sent: u64,
     },
 }
 
@@ -121,10 +144,10 @@ pub struct Machine<'a> {
     /// End of the current idle wait for Complete.
     idle_until: Option<Instant>,
     rate: Option<RateLimit>,
-    block_size: u64,
+    limits: Limits,
     bytes_sent: u64,
     bytes_total: u64,
-    blocks_had: u64,
+    pages_had: u64,
     damaged: WarnLimit,
     /// Record lines not yet taken by the loop.
     entries: Vec<Entry>,
@@ -133,12 +156,11 @@ pub struct Machine<'a> {
 impl<'a> Machine<'a> {
     /// A session serving `set`; times in the record count from `start`.
     pub fn new(set: &'a ServedSet, options: &Options, start: Instant) -> Self {
-        let files: Vec<_> = set.files().map(|e| (e.id, e.blocks())).collect();
-        let block_size = set
-            .files()
-            .map(|e| e.block_size)
-            .max()
-            .unwrap_or(feedfs_protocol::MIN_BLOCK_SIZE);
+        let files: Vec<_> = set.files().map(|e| (e.id, e.pages())).collect();
+        let limits = Limits {
+            demand: MAX_RUN_PAGES,
+            stream: stream_run_pages(options.run_size, options.rate),
+        };
         let sched = Scheduler::new(&files, options.readahead);
         Machine {
             set,
@@ -154,17 +176,19 @@ impl<'a> Machine<'a> {
             complete: None,
             last_demand: None,
             idle_until: None,
-            rate: options.rate.map(|r| RateLimit::new(r, block_size, start)),
-            block_size: u64::from(block_size),
+            rate: options
+                .rate
+                .map(|r| RateLimit::new(r, limits.stream * PAGE_SIZE, start)),
+            limits,
             bytes_sent: 0,
             bytes_total: set.total_bytes,
-            blocks_had: 0,
+            pages_had: 0,
             damaged: WarnLimit::new(5, Duration::from_secs(1)),
             entries: Vec::new(),
         }
     }
 
-    /// Stream these ranges (file, first block, count) first, in this order
+    /// Stream these ranges (file, first page, count) first, in this order
     /// (see [`Scheduler::with_plan`]).
     pub fn set_plan(&mut self, ranges: &[(FileId, u64, u64)]) -> Result<(), SchedError> {
         self.sched.set_plan(ranges)
@@ -199,33 +223,39 @@ impl<'a> Machine<'a> {
             return Step::Complete;
         }
         // The stream yields to readers: for a moment after a demand only
-        // demanded blocks and their readahead go out.
+        // demanded pages and their readahead go out.
         let yielding = self
             .last_demand
             .map(|t| STREAM_YIELD.saturating_sub(now.saturating_duration_since(t)))
             .filter(|left| !left.is_zero());
         self.sched.pause_stream(yielding.is_some());
         // Under --rate, wait for the link's budget while still taking in
-        // demands, so one that arrives meanwhile goes out first.
+        // demands, so one that arrives meanwhile goes out first. A demand
+        // waits for one page's worth, the stream for a run's.
+        let need = if self.sched.demand_waiting() {
+            PAGE_SIZE
+        } else {
+            self.limits.stream * PAGE_SIZE
+        };
         let delay = match (&mut self.rate, self.sched.has_work()) {
-            (Some(r), true) => r.delay(now, self.block_size),
+            (Some(r), true) => r.delay(now, u64::from(need)),
             _ => None,
         };
         if let Some(d) = delay {
             self.idle_until = None;
             return Step::Wait(d);
         }
-        if let Some(pick) = self.sched.pick_next() {
+        if let Some(pick) = self.sched.pick_next(self.limits) {
             self.idle_until = None;
-            return Step::Block(pick);
+            return Step::Run(pick);
         }
         if !self.stream_done && self.sched.stream_finished() {
             self.stream_done = true;
             self.idle_until = None;
-            let blocks_sent = self.sched.counters().sent();
-            log::info!("stream done: {blocks_sent} blocks sent");
+            let pages_sent = self.sched.counters().sent();
+            log::info!("stream done: {pages_sent} pages sent");
             return Step::StreamDone {
-                blocks_sent,
+                pages_sent,
                 again: false,
             };
         }
@@ -234,14 +264,14 @@ impl<'a> Machine<'a> {
             return Step::Wait(left);
         }
         match self.idle_until {
-            // Idle and no Complete: the StreamDone, or a block sent after
+            // Idle and no Complete: the StreamDone, or a run sent after
             // it, may have been lost on the way. Saying StreamDone again
             // makes the device demand whatever it still lacks.
             Some(end) if now >= end && self.stream_done => {
                 self.idle_until = None;
                 log::debug!("idle without Complete: StreamDone again");
                 Step::StreamDone {
-                    blocks_sent: self.sched.counters().sent(),
+                    pages_sent: self.sched.counters().sent(),
                     again: true,
                 }
             }
@@ -265,9 +295,9 @@ impl<'a> Machine<'a> {
         };
     }
 
-    /// `pick` went on the link at `now`: `raw` bytes of block data as
-    /// `wire` bytes. Returns the progress to show.
-    pub fn block_sent(&mut self, now: Instant, pick: Pick, raw: u64, wire: u64) -> Snapshot {
+    /// `pick` went on the link at `now`: `raw` bytes of page data as
+    /// `wire` bytes (all its frames). Returns the progress to show.
+    pub fn run_sent(&mut self, now: Instant, pick: Pick, raw: u64, wire: u64) -> Snapshot {
         self.bytes_sent += raw;
         // The rate limit is on the link: what went on it.
         if let Some(r) = &mut self.rate {
@@ -277,9 +307,15 @@ impl<'a> Machine<'a> {
         self.entries.push(Entry::Sent {
             t_us: self.t_us(now),
             file: pick.file,
-            index: pick.index,
+            first: pick.first,
+            count: pick.count,
             kind: pick.kind,
-            stream_before: counters.sent_stream - u64::from(pick.kind == Kind::Stream),
+            stream_before: counters.sent_stream
+                - if pick.kind == Kind::Stream {
+                    u64::from(pick.count)
+                } else {
+                    0
+                },
         });
         self.snapshot()
     }
@@ -290,13 +326,13 @@ impl<'a> Machine<'a> {
         let counters = self.sched.counters();
         self.entries.push(Entry::Done {
             t_us: self.t_us(now),
-            blocks_sent: counters.sent(),
+            pages_sent: counters.sent(),
         });
         Summary {
             counters,
             bytes_sent: self.bytes_sent,
-            device_blocks: self.complete.unwrap_or(0),
-            blocks_had: self.blocks_had,
+            device_pages: self.complete.unwrap_or(0),
+            pages_had: self.pages_had,
         }
     }
 
@@ -378,12 +414,12 @@ impl<'a> Machine<'a> {
                         what: MessageType::Have,
                         error,
                     })?;
-                let blocks = ranges.iter().map(|r| r.count).sum();
-                self.blocks_had += blocks;
+                let pages = ranges.iter().map(|r| r.count).sum();
+                self.pages_had += pages;
                 self.entries.push(Entry::Have {
                     t_us: self.t_us(now),
                     file,
-                    blocks,
+                    pages,
                 });
             }
             OwnedMessage::HaveEnd { files } => {
@@ -396,7 +432,7 @@ impl<'a> Machine<'a> {
             }
             OwnedMessage::Demand { file, first, count } => {
                 self.last_demand = Some(now);
-                log::debug!("demand for blocks {first}+{count} of file {file}");
+                log::debug!("demand for pages {first}+{count} of file {file}");
                 // Recorded before it is checked: the record shows what came.
                 self.entries.push(Entry::Demand {
                     t_us: self.t_us(now),
@@ -411,15 +447,15 @@ impl<'a> Machine<'a> {
                         error,
                     })?;
             }
-            OwnedMessage::Complete { blocks } => {
-                log::info!("device complete: it holds {blocks} blocks");
-                self.complete = Some(blocks);
+            OwnedMessage::Complete { pages } => {
+                log::info!("device complete: it holds {pages} pages");
+                self.complete = Some(pages);
             }
             OwnedMessage::Error { code, text } => return Err(SessionError::Device { code, text }),
             OwnedMessage::Goodbye => return Err(SessionError::DeviceEnded),
             OwnedMessage::Entry { .. }
             | OwnedMessage::ManifestEnd { .. }
-            | OwnedMessage::Block { .. }
+            | OwnedMessage::Run { .. }
             | OwnedMessage::StreamDone { .. } => {
                 return Err(SessionError::HostMessage(msg.message_type()))
             }
@@ -442,17 +478,18 @@ impl<'a> Machine<'a> {
         }
     }
 
-    /// Bytes of the blocks the device lacks, as far as it has said.
+    /// Bytes of the pages the device lacks, as far as it has said.
     fn bytes_to_send(&self) -> u64 {
         self.set
             .files()
             .filter_map(|e| {
                 let (lacking, last) = self.sched.lacking(e.id)?;
-                let last_len = block_len(e.size, e.block_size, e.blocks().checked_sub(1)?) as u64;
+                let last_len = page_len(e.size, e.pages().checked_sub(1)?) as u64;
+                let page = u64::from(PAGE_SIZE);
                 Some(if last {
-                    (lacking - 1) * u64::from(e.block_size) + last_len
+                    (lacking - 1) * page + last_len
                 } else {
-                    lacking * u64::from(e.block_size)
+                    lacking * page
                 })
             })
             .sum()

@@ -9,7 +9,8 @@ use std::thread::JoinHandle;
 
 use feedfs_protocol::frame::Frame;
 use feedfs_protocol::io::FrameReader;
-use feedfs_protocol::{BlockRange, ErrorCode, MessageType, VERSION};
+use feedfs_protocol::message::crc_table;
+use feedfs_protocol::{ErrorCode, MessageType, PageRange, PAGE_SIZE, VERSION};
 
 use super::*;
 use crate::files::manifest::walk;
@@ -22,53 +23,68 @@ struct FakeDevice {
     w: FrameWriter<UnixStream>,
 }
 
-/// A block as the host sends it with `--compress none`.
-fn block(file: u32, index: u64, data: &[u8]) -> OwnedMessage {
-    OwnedMessage::Block {
+/// A run of pages with data as the host sends it with `--compress none`.
+fn raw_run(file: u32, first: u64, data: &[u8]) -> OwnedMessage {
+    let crcs: Vec<u32> = data
+        .chunks(PAGE_SIZE as usize)
+        .map(crc32fast::hash)
+        .collect();
+    OwnedMessage::Run {
         file: FileId(file),
-        index,
-        crc: crc32fast::hash(data),
+        first,
+        count: crcs.len() as u32,
         encoding: Encoding::Raw,
+        crcs: crc_table(&crcs),
         data: data.to_vec(),
     }
 }
 
-/// A block of zeros: its CRC and no data.
-fn zero_block(file: u32, index: u64, len: usize) -> OwnedMessage {
-    OwnedMessage::Block {
+/// A run of pages of zeros: no CRC table, no data.
+fn zero_run(file: u32, first: u64, count: u32) -> OwnedMessage {
+    OwnedMessage::Run {
         file: FileId(file),
-        index,
-        crc: crc32fast::hash(&vec![0; len]),
+        first,
+        count,
         encoding: Encoding::Zero,
+        crcs: Vec::new(),
         data: Vec::new(),
     }
 }
 
-fn stream_done(blocks_sent: u64) -> OwnedMessage {
-    OwnedMessage::StreamDone { blocks_sent }
+fn stream_done(pages_sent: u64) -> OwnedMessage {
+    OwnedMessage::StreamDone { pages_sent }
 }
 
 impl FakeDevice {
     /// The host's next message, checked as the device checks it: a Hello
-    /// from a host, a block whose CRC matches its data.
+    /// from a host, a run each of whose pages matches its CRC.
     fn recv(&mut self) -> Option<OwnedMessage> {
         let frame: Frame<&[u8]> = self.r.next_frame().ok()??;
         let m = Message::parse(frame).unwrap().into_owned();
         match &m {
             OwnedMessage::Hello { role, .. } => assert_eq!(*role, Role::Host),
-            OwnedMessage::Block {
+            OwnedMessage::Run {
                 encoding: Encoding::Zero,
+                crcs,
                 data,
                 ..
-            } => assert!(data.is_empty(), "a zero block carries no data"),
-            OwnedMessage::Block {
-                crc,
+            } => assert!(
+                crcs.is_empty() && data.is_empty(),
+                "a zero run carries nothing"
+            ),
+            OwnedMessage::Run {
+                count,
+                crcs,
                 encoding,
                 data,
                 ..
             } => {
                 assert_eq!(*encoding, Encoding::Raw, "--compress none");
-                assert_eq!(*crc, crc32fast::hash(data), "block CRC");
+                let table = feedfs_protocol::PageCrcs::new(crcs).unwrap();
+                assert_eq!(table.len(), *count as usize);
+                for (i, page) in data.chunks(PAGE_SIZE as usize).enumerate() {
+                    assert_eq!(table.get(i), crc32fast::hash(page), "page {i}'s CRC");
+                }
             }
             _ => {}
         }
@@ -149,6 +165,7 @@ fn session_with<T: Send + 'static>(
         set,
         Options {
             readahead,
+            run_size: 256 << 10,
             rate: None,
             stream: true,
             compress: Mode::None,
@@ -189,7 +206,7 @@ fn two_files(t: &TempDir) -> (ServedSet, Vec<u8>) {
     let big: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
     t.write("tree/big", &big);
     t.write("tree/small", b"small");
-    (walk(&[t.join("tree")], 4096).unwrap(), big)
+    (walk(&[t.join("tree")]).unwrap(), big)
 }
 
 #[test]
@@ -199,10 +216,10 @@ fn demands_before_have_end_then_stream_then_complete() {
     let (run, got) = session(&set, 8, |d| {
         assert_eq!(d.read_manifest(), 3);
         d.hello(VERSION, VERSION);
-        // The device holds block 1 of "big" (id 1), and a reader wants block 2.
+        // The device holds page 1 of "big" (id 1), and a reader wants page 2.
         d.send(Message::Have {
             file: FileId(1),
-            ranges: vec![BlockRange { first: 1, count: 1 }],
+            ranges: vec![PageRange { first: 1, count: 1 }],
         });
         d.send(Message::Demand {
             file: FileId(1),
@@ -220,7 +237,7 @@ fn demands_before_have_end_then_stream_then_complete() {
                 break;
             }
         }
-        d.send(Message::Complete { blocks: 4 });
+        d.send(Message::Complete { pages: 4 });
         got.push(d.recv().unwrap());
         got
     });
@@ -228,36 +245,37 @@ fn demands_before_have_end_then_stream_then_complete() {
     assert_eq!(
         got,
         vec![
-            block(1, 2, &big[8192..]),
-            block(1, 0, &big[..4096]),
-            block(2, 0, b"small"),
+            raw_run(1, 2, &big[8192..]),
+            raw_run(1, 0, &big[..4096]),
+            raw_run(2, 0, b"small"),
             stream_done(3),
             OwnedMessage::Goodbye,
         ]
     );
     assert_eq!(summary.counters.sent(), 3);
     assert_eq!(summary.bytes_sent, (10_000 - 8192) + 4096 + 5);
-    assert_eq!(summary.device_blocks, 4);
-    assert!(run.record.starts_with("# feedfs-host record v2\n"));
+    assert_eq!(summary.device_pages, 4);
+    assert!(run.record.starts_with("# feedfs-host record v3\n"));
     assert_eq!(lines(&run.record, "demand"), vec!["demand 1 2 1"]);
     assert_eq!(
         lines(&run.record, "sent"),
         vec![
-            "sent 1 2 demand 0",
-            "sent 1 0 stream 0",
-            "sent 2 0 stream 1"
+            "sent 1 2 1 demand 0",
+            "sent 1 0 1 stream 0",
+            "sent 2 0 1 stream 1"
         ]
     );
     assert_eq!(lines(&run.record, "done"), vec!["done 3"]);
 }
 
 #[test]
-fn blocks_of_zeros_go_without_data() {
+fn a_run_goes_as_parts_of_data_pages_and_of_zero_pages() {
     let t = TempDir::new("zeros");
-    let mut data = vec![0u8; 4096 * 2 + 100];
+    let mut data = vec![0u8; 4096 * 5 + 100];
     data[..4096].fill(7);
+    data[3 * 4096..4 * 4096].fill(9);
     t.write("img", &data);
-    let set = walk(&[t.join("img")], 4096).unwrap();
+    let set = walk(&[t.join("img")]).unwrap();
     let (run, got) = session(&set, 0, |d| {
         d.read_manifest();
         d.hello(VERSION, VERSION);
@@ -269,19 +287,23 @@ fn blocks_of_zeros_go_without_data() {
                 m => got.push(m),
             }
         }
-        d.send(Message::Complete { blocks: 3 });
+        d.send(Message::Complete { pages: 6 });
         got
     });
     assert_eq!(
         got,
         vec![
-            block(0, 0, &[7; 4096]),
-            zero_block(0, 1, 4096),
-            zero_block(0, 2, 100),
+            raw_run(0, 0, &[7; 4096]),
+            zero_run(0, 1, 2),
+            raw_run(0, 3, &[9; 4096]),
+            zero_run(0, 4, 2),
         ]
     );
-    // Block bytes delivered, whatever went on the wire.
-    assert_eq!(run.result.unwrap().bytes_sent, data.len() as u64);
+    // Page bytes delivered, whatever went on the wire; one run picked.
+    let summary = run.result.unwrap();
+    assert_eq!(summary.bytes_sent, data.len() as u64);
+    assert_eq!(summary.counters.runs, 1);
+    assert_eq!(lines(&run.record, "sent"), vec!["sent 0 0 6 stream 0"]);
 }
 
 #[test]
@@ -294,7 +316,7 @@ fn a_re_demand_after_stream_done_is_answered() {
         d.send(Message::HaveEnd { files: 0 });
         while !matches!(
             d.recv().unwrap(),
-            OwnedMessage::StreamDone { blocks_sent: 4 }
+            OwnedMessage::StreamDone { pages_sent: 4 }
         ) {}
         d.send(Message::Demand {
             file: FileId(1),
@@ -302,12 +324,12 @@ fn a_re_demand_after_stream_done_is_answered() {
             count: 1,
         });
         let again = d.recv().unwrap();
-        d.send(Message::Complete { blocks: 4 });
+        d.send(Message::Complete { pages: 4 });
         again
     });
-    assert_eq!(got, block(1, 1, &big[4096..8192]));
+    assert_eq!(got, raw_run(1, 1, &big[4096..8192]));
     assert_eq!(run.result.unwrap().counters.sent(), 5);
-    assert_eq!(lines(&run.record, "sent")[4], "sent 1 1 demand 4");
+    assert_eq!(lines(&run.record, "sent")[2], "sent 1 1 1 demand 4");
 }
 
 #[test]
@@ -417,7 +439,7 @@ fn damaged_frames_are_skipped() {
         d.w.get_mut().write_all(b"garbage").unwrap();
         d.send(Message::HaveEnd { files: 0 });
         while !matches!(d.recv().unwrap(), OwnedMessage::StreamDone { .. }) {}
-        d.send(Message::Complete { blocks: 4 });
+        d.send(Message::Complete { pages: 4 });
     });
     assert_eq!(run.result.unwrap().counters.sent_stream, 4);
 }
@@ -426,16 +448,16 @@ fn damaged_frames_are_skipped() {
 fn empty_manifest_completes() {
     let t = TempDir::new("emptyset");
     std::fs::create_dir_all(t.join("empty")).unwrap();
-    let set = walk(&[t.join("empty")], 4096).unwrap();
+    let set = walk(&[t.join("empty")]).unwrap();
     let (run, got) = session(&set, 8, |d| {
         assert_eq!(d.read_manifest(), 1);
         d.hello(VERSION, VERSION);
         d.send(Message::HaveEnd { files: 0 });
         let m = d.recv();
-        d.send(Message::Complete { blocks: 0 });
+        d.send(Message::Complete { pages: 0 });
         m
     });
-    assert_eq!(got, Some(OwnedMessage::StreamDone { blocks_sent: 0 }));
+    assert_eq!(got, Some(OwnedMessage::StreamDone { pages_sent: 0 }));
     assert_eq!(run.result.unwrap().counters.sent(), 0);
 }
 

@@ -1,97 +1,151 @@
-//! Blocks: checked, decoded, demanded again or refused; the stream's end.
+//! Runs: checked page by page, decoded, demanded again or refused; the
+//! stream's end.
 
 use super::*;
 
+/// Page `i` of the one file: bytes that are not zero.
+fn page(i: u64) -> Vec<u8> {
+    let len = feedfs_protocol::page_len(SIZE, i);
+    (0..len)
+        .map(|k| (k as u64 * 7 + i * 13 + 1) as u8)
+        .collect()
+}
+
+/// Pages `first..first + count`, their CRCs and their CRC table.
+fn pages(first: u64, count: u64) -> (Vec<u8>, Vec<u32>, Vec<u8>) {
+    let mut data = Vec::new();
+    let mut crcs = Vec::new();
+    for i in first..first + count {
+        let p = page(i);
+        crcs.push(crc32fast::hash(&p));
+        data.extend(p);
+    }
+    let table = crc_table(&crcs);
+    (data, crcs, table)
+}
+
+fn good(crcs: &[u32], first: u64, data: Option<Vec<u8>>) -> Passed {
+    Passed {
+        first,
+        crcs: crcs.to_vec(),
+        data,
+        good: vec![true; crcs.len()],
+    }
+}
+
 #[test]
-fn good_blocks_go_to_the_core_raw_lz4_and_zero_decoded() {
+fn good_runs_go_to_the_core_raw_lz4_and_zero() {
     let files = one_file(0);
     let mut s = streaming(&files);
-    let block0: Vec<u8> = (0..4096u32).map(|i| (i % 13) as u8).collect();
-    let crc0 = crc32fast::hash(&block0);
+    let (data, crcs, table) = pages(0, 3);
     assert_eq!(
-        feed(&mut s, block(0, crc0, Encoding::Raw, &block0), &files),
-        Some((0, block0.clone()))
+        feed(&mut s, run(0, 3, Encoding::Raw, &table, &data), &files),
+        Some(good(&crcs, 0, Some(data.clone())))
     );
-    // The CRC the frame check computed is trusted, not computed again.
-    let from_frame = Input::Message {
-        msg: Message::Block {
-            file: FileId(0),
-            index: 0,
-            crc: 0x1234,
-            encoding: Encoding::Raw,
-            data: &block0,
-        },
-        data_crc: Some(0x1234),
-    };
-    assert!(feed(&mut s, from_frame, &files).is_some());
-    let packed = lz4_flex::block::compress(&block0);
+    let packed = lz4_flex::block::compress(&data[4096..]);
     assert_eq!(
-        feed(&mut s, block(0, crc0, Encoding::Lz4, &packed), &files),
-        Some((0, block0))
+        feed(
+            &mut s,
+            run(1, 2, Encoding::Lz4, &table[4..], &packed),
+            &files
+        ),
+        Some(good(&crcs[1..], 1, Some(data[4096..].to_vec())))
     );
-    // A zero block is the manifest's length of zeros: 1904 for the last one.
-    let crc1 = crc32fast::hash(&[0; 1904]);
+    // A run of zeros carries no data and no table: each page's CRC is that
+    // of its zeros, 1808 of them for the short last page.
+    let zeros = [crc32fast::hash(&[0; 4096]), crc32fast::hash(&[0; 1808])];
     assert_eq!(
-        feed(&mut s, block(1, crc1, Encoding::Zero, &[]), &files),
-        Some((1, vec![0; 1904]))
+        feed(&mut s, run(1, 2, Encoding::Zero, &[], &[]), &files),
+        Some(good(&zeros, 1, None))
     );
     assert!(said(&mut s).is_empty());
 }
 
 #[test]
-fn a_damaged_block_is_demanded_again_and_the_stream_goes_on() {
+fn a_damaged_page_is_demanded_again_and_the_good_pages_of_its_run_still_land() {
     let files = one_file(0);
     let mut s = streaming(&files);
-    let block0: Vec<u8> = (0..4096u32).map(|i| (i % 13) as u8).collect();
-    let crc0 = crc32fast::hash(&block0);
-    let packed = lz4_flex::block::compress(&block0);
-    let mut garbled = packed.clone();
-    garbled[0] = 0xff;
-    let short = lz4_flex::block::compress(&block0[..1904]);
-    let other = lz4_flex::block::compress(&[0u8; 4096]);
-    let zeros_crc = crc32fast::hash(&[0; 4096]);
-    for (index, input) in [
-        (0, block(0, crc0 ^ 1, Encoding::Raw, &block0)),
-        (0, block(0, crc0, Encoding::Lz4, &garbled)),
-        (0, block(0, crc0, Encoding::Lz4, &short)),
-        (0, block(0, crc0, Encoding::Lz4, &other)),
-        // The CRC of 4096 zeros for the short last block (1904 bytes).
-        (1, block(1, zeros_crc, Encoding::Zero, &[])),
-    ] {
-        assert!(feed(&mut s, input, &files).is_none());
-        assert_eq!(said(&mut s), [format!("demand {index} of #0 again")]);
-    }
+    let (mut data, crcs, table) = pages(0, 3);
+    data[4096 + 100] ^= 0x40;
     assert_eq!(
-        feed(&mut s, block(0, crc0, Encoding::Lz4, &packed), &files),
-        Some((0, block0))
+        feed(&mut s, run(0, 3, Encoding::Raw, &table, &data), &files),
+        Some(Passed {
+            first: 0,
+            crcs: crcs.clone(),
+            data: Some(data.clone()),
+            good: vec![true, false, true],
+        })
+    );
+    assert_eq!(said(&mut s), ["demand 1 from 1 of #0 again"]);
+    // Two damaged pages side by side: one demand for both.
+    data[100] ^= 0x40;
+    data[8192] ^= 0x40;
+    data[4096 + 100] ^= 0x40;
+    let passed = feed(&mut s, run(0, 3, Encoding::Raw, &table, &data), &files).unwrap();
+    assert_eq!(passed.good, [false, true, false]);
+    assert_eq!(
+        said(&mut s),
+        ["demand 1 from 0 of #0 again", "demand 1 from 2 of #0 again"]
+    );
+    // Every page bad: nothing for the Core, the whole run asked for again.
+    let wrong = crc_table(&[1, 2, 3]);
+    let (data, _, _) = pages(0, 3);
+    assert!(feed(&mut s, run(0, 3, Encoding::Raw, &wrong, &data), &files).is_none());
+    assert_eq!(said(&mut s), ["demand 3 from 0 of #0 again"]);
+    assert!(!s.is_ended());
+}
+
+#[test]
+fn lz4_data_that_does_not_decode_to_the_run_is_demanded_again() {
+    let files = one_file(0);
+    let mut s = streaming(&files);
+    let (data, crcs, table) = pages(0, 2);
+    let packed = lz4_flex::block::compress(&data);
+    let mut garbled = packed.clone();
+    garbled[0] ^= 0xf0;
+    let short = lz4_flex::block::compress(&data[..5000]);
+    // More than the run, even with the run's bytes first.
+    let long = lz4_flex::block::compress(&[data.clone(), vec![9; 100]].concat());
+    for bad in [&garbled, &short, &long] {
+        assert!(feed(&mut s, run(0, 2, Encoding::Lz4, &table, bad), &files).is_none());
+        assert_eq!(said(&mut s), ["demand 2 from 0 of #0 again"]);
+    }
+    // Decoded, but to other bytes: each page fails its CRC.
+    let other = lz4_flex::block::compress(&[0u8; 8192]);
+    assert!(feed(&mut s, run(0, 2, Encoding::Lz4, &table, &other), &files).is_none());
+    assert_eq!(said(&mut s), ["demand 2 from 0 of #0 again"]);
+    assert_eq!(
+        feed(&mut s, run(0, 2, Encoding::Lz4, &table, &packed), &files),
+        Some(good(&crcs, 0, Some(data)))
     );
     assert!(!s.is_ended());
 }
 
 #[test]
-fn a_block_outside_the_manifest_ends_the_link_with_code_protocol() {
+fn a_run_outside_the_manifest_ends_the_link_with_code_protocol() {
     let files = one_file(0);
-    let data = [1u8; 4096];
-    let crc = crc32fast::hash(&data);
-    let elsewhere = msg(Message::Block {
+    let (data, _, table) = pages(0, 2);
+    let elsewhere = msg(Message::Run {
         file: FileId(5),
-        index: 0,
-        crc,
+        first: 0,
+        count: 1,
         encoding: Encoding::Raw,
-        data: &data,
+        crcs: PageCrcs::new(&table[..4]).unwrap(),
+        data: &data[..4096],
     });
     for (input, text) in [
         (
-            block(2, crc, Encoding::Lz4, &data),
-            "block 2 of #0 is past its end (2 blocks)",
+            run(2, 2, Encoding::Lz4, &table, &data),
+            "run of 2 pages from page 2 of #0 is past its end (3 pages)",
         ),
         (
-            elsewhere,
-            "block for #5, which is not a file of the manifest",
+            run(3, 1, Encoding::Zero, &[], &[]),
+            "run of 1 pages from page 3 of #0 is past its end (3 pages)",
         ),
+        (elsewhere, "run for #5, which is not a file of the manifest"),
         (
-            block(1, crc, Encoding::Raw, &data),
-            "block 1 of #0 has 4096 bytes, expected 1904",
+            run(2, 1, Encoding::Raw, &table[..4], &data[..4096]),
+            "run from page 2 of #0 has 4096 bytes, expected 1808",
         ),
     ] {
         let mut s = streaming(&files);
@@ -100,25 +154,17 @@ fn a_block_outside_the_manifest_ends_the_link_with_code_protocol() {
             said(&mut s),
             [
                 format!("send Error {{ code: Protocol, text: {text:?} }}"),
-                "stop blocks".into(),
-                format!("end: host sent a bad block: {text}"),
+                "stop pages".into(),
+                format!("end: host sent a bad run: {text}"),
             ]
         );
     }
 }
 
 #[test]
-fn a_block_the_core_refuses_is_demanded_again_or_ends_the_link() {
+fn a_run_the_core_refuses_ends_the_link() {
     let files = one_file(0);
     let mut s = streaming(&files);
-    let (file, index) = (FileId(0), 1);
-    s.refused(LandError::BadCrc {
-        file,
-        index,
-        sent: 1,
-        actual: 2,
-    });
-    assert_eq!(said(&mut s), ["demand 1 of #0 again"]);
     s.refused(LandError::NoSuchFile(FileId(9)));
     let told = said(&mut s);
     assert!(
@@ -128,8 +174,8 @@ fn a_block_the_core_refuses_is_demanded_again_or_ends_the_link() {
     assert_eq!(
         told[1..],
         [
-            "stop blocks",
-            "end: host sent a bad block: block for #9, which is not a file of the manifest"
+            "stop pages",
+            "end: host sent a bad run: run for #9, which is not a file of the manifest"
         ]
     );
 }
@@ -157,11 +203,10 @@ fn damaged_frames_during_the_stream_are_dropped_and_the_stream_goes_on() {
         );
     }
     assert!(said(&mut s).is_empty());
-    let data = [3u8; 1904];
-    let crc = crc32fast::hash(&data);
+    let (data, crcs, table) = pages(2, 1);
     assert_eq!(
-        feed(&mut s, block(1, crc, Encoding::Raw, &data), &files),
-        Some((1, data.to_vec()))
+        feed(&mut s, run(2, 1, Encoding::Raw, &table, &data), &files),
+        Some(good(&crcs, 2, Some(data)))
     );
 }
 
@@ -177,7 +222,7 @@ fn a_cut_during_the_stream_ends_the_link_without_an_error_frame() {
     assert_eq!(
         said(&mut s),
         [
-            "stop blocks".to_string(),
+            "stop pages".to_string(),
             format!("end: link from host failed: {cut}")
         ]
     );
@@ -185,16 +230,16 @@ fn a_cut_during_the_stream_ends_the_link_without_an_error_frame() {
 
 #[test]
 fn stream_done_demands_what_is_missing_and_a_repeat_when_complete_says_complete_again() {
-    let done = || msg(Message::StreamDone { blocks_sent: 2 });
-    let mut s = streaming(&one_file(1));
-    feed(&mut s, done(), &one_file(1));
-    assert_eq!(said(&mut s), ["demand the missing"]);
-    // Now complete: the Core said Complete; a StreamDone after it means it was lost.
-    feed(&mut s, done(), &one_file(2));
-    assert_eq!(said(&mut s), ["send Complete { blocks: 2 }"]);
-    // Complete before the first StreamDone: the Core already said so.
+    let done = || msg(Message::StreamDone { pages_sent: 3 });
     let mut s = streaming(&one_file(2));
     feed(&mut s, done(), &one_file(2));
+    assert_eq!(said(&mut s), ["demand the missing"]);
+    // Now complete: the Core said Complete; a StreamDone after it means it was lost.
+    feed(&mut s, done(), &one_file(3));
+    assert_eq!(said(&mut s), ["send Complete { pages: 3 }"]);
+    // Complete before the first StreamDone: the Core already said so.
+    let mut s = streaming(&one_file(3));
+    feed(&mut s, done(), &one_file(3));
     assert!(said(&mut s).is_empty());
 }
 
@@ -205,7 +250,7 @@ fn a_silent_host_is_waited_for_however_long() {
     // No deadline of the session's own: nothing happens without input.
     assert!(s.next_action().is_none());
     let later = Instant::now() + Duration::from_secs(3600);
-    s.handle(later, msg(Message::StreamDone { blocks_sent: 0 }), &files);
+    s.handle(later, msg(Message::StreamDone { pages_sent: 0 }), &files);
     assert_eq!(said(&mut s), ["demand the missing"]);
     assert!(!s.is_ended());
 }
@@ -226,7 +271,7 @@ fn the_hosts_error_ends_the_link_and_is_not_answered() {
     assert_eq!(
         said(&mut s),
         [
-            "stop blocks",
+            "stop pages",
             "end: host reported an error (Internal): cannot read src/a"
         ]
     );

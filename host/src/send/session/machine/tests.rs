@@ -2,14 +2,16 @@
 //! passed in: no threads, no sockets, no clock.
 //!
 //! The set served is a directory "tree" (id 0) with "big" (id 1, 10 000
-//! bytes: blocks 0 and 1 whole, block 2 of 1808 bytes) and "small" (id 2,
-//! 5 bytes: one block). Here: the handshake and how a session ends;
+//! bytes: pages 0 and 1 whole, page 2 of 1808 bytes) and "small" (id 2,
+//! 5 bytes: one page). Here: the handshake and how a session ends;
 //! [`stream`]: what goes out after it.
 
 mod stream;
 
 use feedfs_protocol::io::ReadError;
-use feedfs_protocol::{BlockRange, ErrorCode, FrameError, HelloError, MessageType, VERSION};
+use feedfs_protocol::{
+    run_len, ErrorCode, FrameError, HelloError, MessageType, PageRange, VERSION,
+};
 
 use super::*;
 use crate::files::manifest::walk;
@@ -25,12 +27,13 @@ fn served() -> ServedSet {
     let t = TempDir::new("machine");
     t.write("tree/big", &vec![7u8; 10_000]);
     t.write("tree/small", b"small");
-    walk(&[t.join("tree")], 4096).unwrap()
+    walk(&[t.join("tree")]).unwrap()
 }
 
 fn options() -> Options {
     Options {
         readahead: 0,
+        run_size: 256 << 10,
         rate: None,
         stream: true,
         compress: Mode::None,
@@ -54,7 +57,7 @@ fn hello(min_version: u8, max_version: u8) -> Event {
 fn have(file: FileId, first: u64, count: u64) -> Event {
     msg(OwnedMessage::Have {
         file,
-        ranges: vec![BlockRange { first, count }],
+        ranges: vec![PageRange { first, count }],
     })
 }
 
@@ -62,8 +65,13 @@ fn demand(file: FileId, first: u64, count: u32) -> Event {
     msg(OwnedMessage::Demand { file, first, count })
 }
 
-fn pick(file: FileId, index: u64, kind: Kind) -> Step {
-    Step::Block(Pick { file, index, kind })
+fn pick(file: FileId, first: u64, count: u32, kind: Kind) -> Step {
+    Step::Run(Pick {
+        file,
+        first,
+        count,
+        kind,
+    })
 }
 
 /// A machine whose manifest went out at `t0`.
@@ -82,14 +90,16 @@ fn connected(set: &ServedSet, t0: Instant) -> Machine<'_> {
     m
 }
 
-/// Send every block the machine picks at `now`, as 100 bytes each on the
-/// wire; what was picked, and the step that ended the run.
-fn send_all(m: &mut Machine, now: Instant) -> (Vec<Step>, Step) {
+/// Send every run the machine picks at `now`, its bytes as 100 bytes on
+/// the wire; what was picked, and the step that ended it.
+fn send_all(m: &mut Machine, set: &ServedSet, now: Instant) -> (Vec<Step>, Step) {
     let mut sent = Vec::new();
     loop {
         match m.poll(now) {
-            step @ Step::Block(p) => {
-                m.block_sent(now, p, 4096, 100);
+            step @ Step::Run(p) => {
+                let size = set.get(p.file).map_or(0, |e| e.size);
+                let raw = run_len(size, p.first, p.count.into()) as u64;
+                m.run_sent(now, p, raw, 100);
                 sent.push(step);
             }
             other => return (sent, other),
@@ -175,7 +185,7 @@ fn messages_before_the_hello_are_skipped_but_an_error_is_not() {
     let t0 = Instant::now();
     let mut m = started(&set, options(), t0);
     // What a USB link may still hold from a host that was killed.
-    m.handle(t0, msg(OwnedMessage::Complete { blocks: 9 }))
+    m.handle(t0, msg(OwnedMessage::Complete { pages: 9 }))
         .unwrap();
     m.handle(t0, demand(BIG, 0, 1)).unwrap();
     assert!(!m.is_complete());
@@ -243,7 +253,7 @@ fn a_host_message_from_the_device_is_a_protocol_error() {
     let t0 = Instant::now();
     let mut m = connected(&set, t0);
     let e = m
-        .handle(t0, msg(OwnedMessage::StreamDone { blocks_sent: 0 }))
+        .handle(t0, msg(OwnedMessage::StreamDone { pages_sent: 0 }))
         .unwrap_err();
     assert!(e.to_string().contains("which only a host sends"), "{e}");
     // A second Hello is not an error.

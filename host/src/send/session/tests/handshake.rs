@@ -43,27 +43,27 @@ fn version_mismatch_is_explained_to_both_sides() {
 fn messages_before_the_hello_are_an_earlier_session_and_skipped() {
     let t = TempDir::new("nohello");
     std::fs::create_dir_all(t.join("empty")).unwrap();
-    let set = walk(&[t.join("empty")], 4096).unwrap();
+    let set = walk(&[t.join("empty")]).unwrap();
     let (run, got) = session(&set, 8, |d| {
         d.read_manifest();
         // What a USB link may still hold from a host that was killed.
-        d.send(Message::Complete { blocks: 9 });
+        d.send(Message::Complete { pages: 9 });
         d.send(Message::HaveEnd { files: 0 });
         d.hello(VERSION, VERSION);
         d.send(Message::HaveEnd { files: 0 });
         let m = d.recv();
-        d.send(Message::Complete { blocks: 0 });
+        d.send(Message::Complete { pages: 0 });
         m
     });
-    assert_eq!(got, Some(OwnedMessage::StreamDone { blocks_sent: 0 }));
-    assert_eq!(run.result.unwrap().device_blocks, 0);
+    assert_eq!(got, Some(OwnedMessage::StreamDone { pages_sent: 0 }));
+    assert_eq!(run.result.unwrap().device_pages, 0);
 }
 
 #[test]
 fn a_device_that_never_says_hello_is_given_up_on() {
     let t = TempDir::new("nohello");
     std::fs::create_dir_all(t.join("d")).unwrap();
-    let set = walk(&[t.join("d")], 4096).unwrap();
+    let set = walk(&[t.join("d")]).unwrap();
     let (run, _) = session_with(&set, 8, Duration::from_millis(200), |d| {
         d.read_manifest();
         // Wait, silent, until the host hangs up.
@@ -84,14 +84,14 @@ fn a_device_that_never_says_hello_is_given_up_on() {
 fn a_banner_before_the_hello_is_skipped() {
     let t = TempDir::new("banner");
     std::fs::create_dir_all(t.join("d")).unwrap();
-    let set = walk(&[t.join("d")], 4096).unwrap();
+    let set = walk(&[t.join("d")]).unwrap();
     let (run, _) = session(&set, 8, |d| {
         d.read_manifest();
         d.w.get_mut().write_all(b"Welcome to the board\n").unwrap();
         d.hello(VERSION, VERSION);
         d.send(Message::HaveEnd { files: 0 });
         d.recv();
-        d.send(Message::Complete { blocks: 0 });
+        d.send(Message::Complete { pages: 0 });
     });
     assert!(run.result.is_ok(), "{:?}", run.result.err());
 }
@@ -100,7 +100,7 @@ fn a_banner_before_the_hello_is_skipped() {
 fn a_peer_printing_in_a_loop_is_not_feedfs() {
     let t = TempDir::new("babble");
     std::fs::create_dir_all(t.join("d")).unwrap();
-    let set = walk(&[t.join("d")], 4096).unwrap();
+    let set = walk(&[t.join("d")]).unwrap();
     let (run, _) = session(&set, 8, |d| {
         d.read_manifest();
         let line = b"garbage\n".repeat(1024);
