@@ -9,9 +9,10 @@
 //! caller's [`Limits`], from three sources in strict priority:
 //! 1. demands, in arrival order: a run of exactly the demanded pages (the
 //!    consecutive pages of one demand, never more than asked); a demanded
-//!    page already queued as a demand and not yet sent is dropped, one
-//!    already sent is sent again (the device only asks for what it is
-//!    missing);
+//!    page already queued as a demand and not yet sent is dropped, and so
+//!    is one sent within [`flight::IN_FLIGHT`] (it is on its way: module
+//!    `flight`); one sent earlier is sent again (the device only asks for
+//!    what it is missing);
 //! 2. readahead, only for a reader that goes forward, as runs of their own
 //!    behind the demand: a demand that starts a file, or that continues
 //!    where the previous demand of that file (or the readahead queued after
@@ -34,17 +35,20 @@
 //!
 //! Until the device's `HaveEnd` the scheduler does not know what the device
 //! holds, so it answers demands only: no readahead, no stream. It does no
-//! I/O and reads no clock. A run never crosses from one file to another.
+//! I/O and reads no clock: the caller passes `now`. A run never crosses from one file to another.
 //! An index past a file's end, or an id that is not a file, is an error,
 //! never ignored.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use feedfs_protocol::{FileId, PageRange};
 
 mod bits;
+pub mod flight;
 mod pick;
 use bits::Bits;
+use flight::InFlight;
 
 /// Readahead window, in pages, after the first demand of a forward run
 /// (128 KiB, a kernel's usual readahead).
@@ -117,6 +121,8 @@ pub struct Counters {
     pub demands: u64,
     /// Demanded pages dropped because they were already queued.
     pub duplicates: u64,
+    /// Demanded pages not sent again because they were on their way.
+    pub in_flight: u64,
     pub sent_demand: u64,
     pub sent_readahead: u64,
     pub sent_plan: u64,
@@ -176,6 +182,8 @@ pub struct Scheduler {
     plan: VecDeque<Queued>,
     /// Where the stream goes on: index into `files`, then page index.
     cursor: (usize, u64),
+    /// Runs sent lately, still on their way.
+    flight: InFlight,
     counters: Counters,
 }
 
@@ -219,6 +227,7 @@ impl Scheduler {
             ahead: VecDeque::new(),
             plan: VecDeque::new(),
             cursor: (0, 0),
+            flight: InFlight::default(),
             counters: Counters::default(),
         }
     }
@@ -299,17 +308,39 @@ impl Scheduler {
         self.have_end
     }
 
-    /// A reader on the device waits for pages `[first, first + count)` of `file`.
-    pub fn on_demand(&mut self, file: FileId, first: u64, count: u64) -> Result<(), SchedError> {
+    /// A reader on the device waits for pages `[first, first + count)` of
+    /// `file`, as the device said at `now`.
+    pub fn on_demand(
+        &mut self,
+        file: FileId,
+        first: u64,
+        count: u64,
+        now: Instant,
+    ) -> Result<(), SchedError> {
         let readahead = self.readahead;
         let have_end = self.have_end;
-        let f = self.file_mut(file)?;
+        let f = self
+            .files
+            .get(file.0 as usize)
+            .and_then(Option::as_ref)
+            .ok_or(SchedError::NotAFile(file))?;
         let end = Self::check_range(f, file, first, count)?;
+        let on_way = self.flight.covered(now, file, first, end);
+        let f = self.file_mut(file)?;
+        let mut on_way = on_way.into_iter().peekable();
         let mut queued = Vec::new();
         let mut duplicates = 0;
+        let mut in_flight = 0;
         for i in first..end {
             if f.in_demand.get(i) {
                 duplicates += 1;
+                continue;
+            }
+            while on_way.peek().is_some_and(|&(_, e)| e <= i) {
+                on_way.next();
+            }
+            if f.sent.get(i) && on_way.peek().is_some_and(|&(a, _)| a <= i) {
+                in_flight += 1;
                 continue;
             }
             f.in_demand.set(i);
@@ -356,6 +387,7 @@ impl Scheduler {
         }
         self.counters.demands += 1;
         self.counters.duplicates += duplicates;
+        self.counters.in_flight += in_flight;
         Ok(())
     }
 

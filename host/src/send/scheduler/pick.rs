@@ -2,6 +2,8 @@
 //! readahead, then the plan and the stream, each a run of pages the device
 //! lacks and that were not sent, never longer than the caller's limits.
 
+use std::time::Instant;
+
 use feedfs_protocol::FileId;
 
 use super::bits::{first_in_a_not_b, run_in_a_not_b};
@@ -9,13 +11,14 @@ use super::{Kind, Limits, Pick, Scheduler};
 
 impl Scheduler {
     /// The next run to send, marked as sent; `None` when nothing is due.
-    pub fn pick_next(&mut self, limits: Limits) -> Option<Pick> {
+    pub fn pick_next(&mut self, limits: Limits, now: Instant) -> Option<Pick> {
         let pick = self
             .pick_demand(limits.demand)
             .or_else(|| self.pick_readahead(limits.stream))
             .or_else(|| self.pick_background(limits.stream))?;
         let f = self.files[pick.file.0 as usize].as_mut()?;
         f.sent.set_range(pick.first, pick.end());
+        self.flight.sent(now, pick.file, pick.first, pick.end());
         let n = u64::from(pick.count);
         let c = &mut self.counters;
         c.runs += 1;

@@ -245,7 +245,7 @@ impl<'a> Machine<'a> {
             self.idle_until = None;
             return Step::Wait(d);
         }
-        if let Some(pick) = self.sched.pick_next(self.limits) {
+        if let Some(pick) = self.sched.pick_next(self.limits, now) {
             self.idle_until = None;
             return Step::Run(pick);
         }
@@ -441,7 +441,7 @@ impl<'a> Machine<'a> {
                     count: count.into(),
                 });
                 self.sched
-                    .on_demand(file, first, count.into())
+                    .on_demand(file, first, count.into(), now)
                     .map_err(|error| SessionError::BadRequest {
                         what: MessageType::Demand,
                         error,
