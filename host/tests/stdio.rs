@@ -83,6 +83,7 @@ fn push_over_stdio_to_completion() {
         file: FileId(1),
         first: 73,
         count: 1,
+        again: false,
     })
     .unwrap();
     w.send(&Message::HaveEnd { files: 2 }).unwrap();

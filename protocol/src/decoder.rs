@@ -198,6 +198,7 @@ mod tests {
             file: FileId(1),
             first: 2,
             count: 3,
+            again: false,
         }
         .emit(&mut s);
         Message::Run {

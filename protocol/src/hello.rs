@@ -247,6 +247,7 @@ mod tests {
             file: FileId(1),
             first: 0,
             count: 1,
+            again: false,
         };
         let e = check(Role::Device, &demand).unwrap_err();
         assert_eq!(e, HelloError::NotHello(MessageType::Demand));

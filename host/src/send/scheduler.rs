@@ -11,8 +11,8 @@
 //!    consecutive pages of one demand, never more than asked); a demanded
 //!    page already queued as a demand and not yet sent is dropped, and so
 //!    is one sent within [`flight::IN_FLIGHT`] (it is on its way: module
-//!    `flight`); one sent earlier is sent again (the device only asks for
-//!    what it is missing);
+//!    `flight`) unless the demand says `again`; one sent earlier is sent
+//!    again (the device only asks for what it is missing);
 //! 2. readahead, only for a reader that goes forward, as runs of their own
 //!    behind the demand: a demand that starts a file, or that continues
 //!    where the previous demand of that file (or the readahead queued after
@@ -309,12 +309,14 @@ impl Scheduler {
     }
 
     /// A reader on the device waits for pages `[first, first + count)` of
-    /// `file`, as the device said at `now`.
+    /// `file`, as the device said at `now`; `again`: send them even if they
+    /// are on their way (they arrived damaged, or not at all).
     pub fn on_demand(
         &mut self,
         file: FileId,
         first: u64,
         count: u64,
+        again: bool,
         now: Instant,
     ) -> Result<(), SchedError> {
         let readahead = self.readahead;
@@ -325,7 +327,11 @@ impl Scheduler {
             .and_then(Option::as_ref)
             .ok_or(SchedError::NotAFile(file))?;
         let end = Self::check_range(f, file, first, count)?;
-        let on_way = self.flight.covered(now, file, first, end);
+        let on_way = if again {
+            Vec::new()
+        } else {
+            self.flight.covered(now, file, first, end)
+        };
         let f = self.file_mut(file)?;
         let mut on_way = on_way.into_iter().peekable();
         let mut queued = Vec::new();

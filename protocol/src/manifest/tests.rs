@@ -17,7 +17,10 @@ fn entry(
         path: path.into(),
         size,
         mode,
-        mtime: Mtime { sec: 1_700_000_000, nsec: 0 },
+        mtime: Mtime {
+            sec: 1_700_000_000,
+            nsec: 0,
+        },
         identity,
         target: String::new(),
     }
@@ -132,19 +135,40 @@ fn total_pages_are_capped() {
     let tib = 1u64 << 40;
     // A TiB is 2^28 pages; four of them reach the cap of 4 TiB.
     for i in 0..4 {
-        b.push(entry(FileId(i), EntryKind::File, &format!("f{i}"), tib, 0o644, [0; 16]))
-            .unwrap();
+        b.push(entry(
+            FileId(i),
+            EntryKind::File,
+            &format!("f{i}"),
+            tib,
+            0o644,
+            [0; 16],
+        ))
+        .unwrap();
     }
     assert_eq!(
-        b.push(entry(FileId(4), EntryKind::File, "one-more", 1, 0o644, [0; 16])),
+        b.push(entry(
+            FileId(4),
+            EntryKind::File,
+            "one-more",
+            1,
+            0o644,
+            [0; 16]
+        )),
         Err(ManifestError::TooManyPages {
             path: "one-more".into(),
             total: (1 << 30) + 1
         })
     );
     // Empty files, directories and links have no pages.
-    b.push(entry(FileId(4), EntryKind::File, "empty", 0, 0o644, [0; 16]))
-        .unwrap();
+    b.push(entry(
+        FileId(4),
+        EntryKind::File,
+        "empty",
+        0,
+        0o644,
+        [0; 16],
+    ))
+    .unwrap();
     let mut link = entry(FileId(5), EntryKind::Symlink, "l", 0, 0o777, [0; 16]);
     link.target = "empty".into();
     b.push(link).unwrap();
@@ -204,7 +228,10 @@ fn links_stay_inside_the_mount_and_hold_nothing_below_them() {
     );
     let m = b.finish(6, 0).unwrap();
     let l = m.get(FileId(1)).unwrap();
-    assert_eq!((l.kind, l.target.as_str(), l.pages()), (EntryKind::Symlink, "../f", 0));
+    assert_eq!(
+        (l.kind, l.target.as_str(), l.pages()),
+        (EntryKind::Symlink, "../f", 0)
+    );
     // An implied directory takes the time of the entry that implied it.
     let a = m.entries().iter().find(|e| e.path == "a").unwrap();
     assert_eq!(a.mtime, l.mtime);

@@ -103,10 +103,16 @@ impl<'a> Message<'a> {
                 }
             }
             Message::HaveEnd { files } => u32le(o, *files),
-            Message::Demand { file, first, count } => {
+            Message::Demand {
+                file,
+                first,
+                count,
+                again,
+            } => {
                 u32le(o, file.0);
                 u64le(o, *first);
                 u32le(o, *count);
+                o.extend_from_slice(&[u8::from(*again), 0, 0, 0]);
             }
             // The data follows, appended by `emit` (see there).
             Message::Run {

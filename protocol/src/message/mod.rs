@@ -26,7 +26,9 @@
 pub use crate::frame::{MessageType, RUN_HEADER_LEN};
 pub use owned::OwnedMessage;
 pub use run::{decode_run, is_zero, DecodeError, Encoding, HASH_CRC32};
-pub use types::{crc_table, page_crcs, EntryKind, ErrorCode, FileId, Mtime, PageCrcs, PageRange, Role};
+pub use types::{
+    crc_table, page_crcs, EntryKind, ErrorCode, FileId, Mtime, PageCrcs, PageRange, Role,
+};
 
 use crate::frame;
 
@@ -80,11 +82,15 @@ pub enum Message<'a> {
     },
     /// End of the device's resume state: every file has been reported.
     HaveEnd { files: u32 },
-    /// A reader waits for these pages (device to host).
+    /// A reader waits for these pages (device to host). `again`: send them
+    /// even if they were sent a moment ago (they arrived damaged, or never
+    /// arrived); without it, pages the host sent moments ago are taken as
+    /// on their way.
     Demand {
         file: FileId,
         first: u64,
         count: u32,
+        again: bool,
     },
     /// `count` consecutive pages of a file from page `first`, with the
     /// CRC-32 of each page's bytes (host to device). `data` is as it is on
@@ -161,10 +167,8 @@ impl Message<'_> {
             Message::ManifestEnd { .. } => 12,
             Message::Have { ranges, .. } => 8 + 16 * ranges.len(),
             Message::HaveEnd { .. } => 4,
-            Message::Demand { .. } => 16,
-            Message::Run { crcs, data, .. } => {
-                RUN_HEADER_LEN + crcs.as_bytes().len() + data.len()
-            }
+            Message::Demand { .. } => 20,
+            Message::Run { crcs, data, .. } => RUN_HEADER_LEN + crcs.as_bytes().len() + data.len(),
             Message::StreamDone { .. } | Message::Complete { .. } => 8,
             Message::Error { text, .. } => 2 + text.len(),
             Message::Goodbye => 0,

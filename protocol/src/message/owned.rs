@@ -46,6 +46,7 @@ pub enum OwnedMessage {
         file: FileId,
         first: u64,
         count: u32,
+        again: bool,
     },
     /// `crcs` is the CRC table as on the wire (see [`PageCrcs`]).
     Run {
@@ -118,7 +119,17 @@ impl Message<'_> {
             },
             Message::Have { file, ranges } => OwnedMessage::Have { file, ranges },
             Message::HaveEnd { files } => OwnedMessage::HaveEnd { files },
-            Message::Demand { file, first, count } => OwnedMessage::Demand { file, first, count },
+            Message::Demand {
+                file,
+                first,
+                count,
+                again,
+            } => OwnedMessage::Demand {
+                file,
+                first,
+                count,
+                again,
+            },
             Message::Run {
                 file,
                 first,
@@ -199,10 +210,16 @@ impl OwnedMessage {
                 ranges: ranges.clone(),
             },
             OwnedMessage::HaveEnd { files } => Message::HaveEnd { files: *files },
-            OwnedMessage::Demand { file, first, count } => Message::Demand {
+            OwnedMessage::Demand {
+                file,
+                first,
+                count,
+                again,
+            } => Message::Demand {
                 file: *file,
                 first: *first,
                 count: *count,
+                again: *again,
             },
             OwnedMessage::Run {
                 file,
@@ -328,6 +345,7 @@ mod tests {
                 file: FileId(7),
                 first: 5,
                 count: u32::MAX,
+                again: true,
             },
             Message::Run {
                 file: FileId(7),

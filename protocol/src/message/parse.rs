@@ -175,7 +175,18 @@ impl<'a> Message<'a> {
                 if count == 0 || first.checked_add(u64::from(count)).is_none() {
                     return Err(c.bad("count", count.into()));
                 }
-                Message::Demand { file, first, count }
+                let again = match c.u8()? {
+                    0 => false,
+                    1 => true,
+                    v => return Err(c.bad("flags", v.into())),
+                };
+                c.take(3)?;
+                Message::Demand {
+                    file,
+                    first,
+                    count,
+                    again,
+                }
             }
             MessageType::Run => {
                 let file = FileId(c.u32()?);
@@ -205,7 +216,9 @@ impl<'a> Message<'a> {
                 let most = count as usize * crate::PAGE_SIZE as usize;
                 let fits = match encoding {
                     // Whole pages, but for a short last page of the file.
-                    Encoding::Raw => data.len() > most - crate::PAGE_SIZE as usize && data.len() <= most,
+                    Encoding::Raw => {
+                        data.len() > most - crate::PAGE_SIZE as usize && data.len() <= most
+                    }
                     Encoding::Lz4 => !data.is_empty() && data.len() <= most,
                     Encoding::Zero => data.is_empty(),
                 };

@@ -190,6 +190,9 @@ mod tests {
         assert_eq!(f.len(), frame::HEADER_LEN + RUN_HEADER_LEN);
         let mut bad = f.clone();
         bad[frame::HEADER_LEN + 13] ^= 1;
-        assert!(Frame::new_checked(&bad[..]).is_err(), "the count is covered");
+        assert!(
+            Frame::new_checked(&bad[..]).is_err(),
+            "the count is covered"
+        );
     }
 }

@@ -106,9 +106,20 @@ fn fixed_vectors_and_round_trips() {
             file: FileId(2),
             first: 0x100,
             count: 4,
+            again: false,
         },
         0x06,
-        &[2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0],
+        &[2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0],
+    );
+    vector(
+        Message::Demand {
+            file: FileId(2),
+            first: 0x100,
+            count: 4,
+            again: true,
+        },
+        0x06,
+        &[2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0],
     );
     vector(
         Message::Run {
@@ -157,9 +168,7 @@ fn fixed_vectors_and_round_trips() {
             data: &[],
         },
         0x07,
-        &[
-            2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 2, 1, 0, 0,
-        ],
+        &[2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 2, 1, 0, 0],
     );
     assert_eq!(crc32fast::hash(&[0; 4096]), 0xc71c_0011);
     let mut scratch = Vec::new();
@@ -210,11 +219,17 @@ fn the_complete_frames_of_the_protocol_document() {
     let (packed, lz4_table) = document_lz4();
     assert_eq!(packed.len(), 29);
     assert_eq!(
-        PageCrcs::new(&lz4_table).unwrap().iter().collect::<Vec<_>>(),
+        PageCrcs::new(&lz4_table)
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
         [0xe1d1_5c93, 0xfaea_cfaa]
     );
     let frames = [
-        (Message::Goodbye, "46 44 46 53 04 0b 00 00 00 00 00 00 46 ee 2c 9c".to_string()),
+        (
+            Message::Goodbye,
+            "46 44 46 53 04 0b 00 00 00 00 00 00 46 ee 2c 9c".to_string(),
+        ),
         (
             Message::Hello {
                 role: Role::Host,
@@ -294,7 +309,11 @@ fn the_complete_frames_of_the_protocol_document() {
         // the payload up to a Run's data.
         let covered = frame::covered_len(f[5], &f[16..]);
         let crc = crc32fast::hash(&[&f[..12], &f[16..16 + covered]].concat());
-        assert_eq!(u32::from_le_bytes(f[12..16].try_into().unwrap()), crc, "{msg:?}");
+        assert_eq!(
+            u32::from_le_bytes(f[12..16].try_into().unwrap()),
+            crc,
+            "{msg:?}"
+        );
         assert_eq!(hex(&f), want, "{msg:?}");
         let parsed = Message::parse(Frame::new_checked(&f[..]).unwrap()).unwrap();
         assert_eq!(parsed, msg);
@@ -440,9 +459,24 @@ fn malformed_payloads_are_clear_errors() {
         })
     };
     assert_eq!(entry_with(3, 0, b""), bad_entry("kind", 3));
-    assert_eq!(entry_with(0, 1_000_000_000, b""), bad_entry("mtime", 1_000_000_000));
+    assert_eq!(
+        entry_with(0, 1_000_000_000, b""),
+        bad_entry("mtime", 1_000_000_000)
+    );
     assert_eq!(entry_with(2, 0, b""), bad_entry("target length", 0));
     assert_eq!(entry_with(0, 0, b"y"), bad_entry("target length", 1));
+    // A Demand's flags: only `again` (bit 0) is defined.
+    let mut demand = vec![0u8; 20];
+    demand[12] = 1;
+    demand[16] = 2;
+    assert_eq!(
+        parse_payload(0x06, &demand),
+        Err(ParseError::BadValue {
+            ty: MessageType::Demand,
+            field: "flags",
+            value: 2
+        })
+    );
     assert_eq!(
         parse_payload(0x7f, &[]),
         Err(ParseError::Frame(frame::FrameError::UnknownType(0x7f)))
@@ -468,7 +502,10 @@ fn a_runs_checksum_covers_its_table_and_its_pages_crcs_cover_its_data() {
         data: &data,
     };
     let f = good.to_frame();
-    assert_eq!(f.len(), frame::HEADER_LEN + RUN_HEADER_LEN + 64 + data.len());
+    assert_eq!(
+        f.len(),
+        frame::HEADER_LEN + RUN_HEADER_LEN + 64 + data.len()
+    );
     // The frame checksum: header bytes 0..12, then the payload up to the data.
     let covered = crc32fast::hash(&[&f[..12], &f[16..16 + RUN_HEADER_LEN + 64]].concat());
     assert_eq!(u32::from_le_bytes(f[12..16].try_into().unwrap()), covered);
@@ -484,7 +521,12 @@ fn a_runs_checksum_covers_its_table_and_its_pages_crcs_cover_its_data() {
     assert_eq!(head.len(), frame::HEADER_LEN + RUN_HEADER_LEN + 64);
 
     // Damage to the header or the table fails the frame ...
-    for at in [6, 12, frame::HEADER_LEN + 12, frame::HEADER_LEN + RUN_HEADER_LEN + 5] {
+    for at in [
+        6,
+        12,
+        frame::HEADER_LEN + 12,
+        frame::HEADER_LEN + RUN_HEADER_LEN + 5,
+    ] {
         let mut bad = f.clone();
         bad[at] ^= 0x10;
         assert!(
@@ -500,8 +542,9 @@ fn a_runs_checksum_covers_its_table_and_its_pages_crcs_cover_its_data() {
     let mut bad = f.clone();
     let at = frame::HEADER_LEN + RUN_HEADER_LEN + 64 + 5 * 4096 + 17;
     bad[at] ^= 0x10;
-    let Message::Run { crcs: got, data: d, .. } =
-        Message::parse(Frame::new_checked(&bad[..]).unwrap()).unwrap()
+    let Message::Run {
+        crcs: got, data: d, ..
+    } = Message::parse(Frame::new_checked(&bad[..]).unwrap()).unwrap()
     else {
         unreachable!()
     };
@@ -530,7 +573,10 @@ fn an_lz4_run_round_trips_and_its_crcs_are_of_the_plain_pages() {
         data: &packed,
     };
     let f = msg.to_frame();
-    assert_eq!(f.len(), frame::HEADER_LEN + RUN_HEADER_LEN + 64 + packed.len());
+    assert_eq!(
+        f.len(),
+        frame::HEADER_LEN + RUN_HEADER_LEN + 64 + packed.len()
+    );
     let parsed = Message::parse(Frame::new_checked(&f[..]).unwrap()).unwrap();
     assert_eq!(parsed, msg);
     let Message::Run {

@@ -150,7 +150,10 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
                 ));
             }
             let first_page = first << extra;
-            Ok((first_page, ((first + count) << extra).min(f.pages()) - first_page))
+            Ok((
+                first_page,
+                ((first + count) << extra).min(f.pages()) - first_page,
+            ))
         };
         let event = match rec {
             Record::Mount { .. } => unreachable!("handled above"),
@@ -196,7 +199,8 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
                 demanded,
             } => {
                 let i = lookup(file).map_err(invalid)?;
-                let (first, count) = check(mount, i, first.into(), count.into()).map_err(invalid)?;
+                let (first, count) =
+                    check(mount, i, first.into(), count.into()).map_err(invalid)?;
                 Event::Wait {
                     t_us,
                     file: i,
@@ -215,7 +219,8 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
                 count,
             } => {
                 let i = lookup(file).map_err(invalid)?;
-                let (first, count) = check(mount, i, first.into(), count.into()).map_err(invalid)?;
+                let (first, count) =
+                    check(mount, i, first.into(), count.into()).map_err(invalid)?;
                 Event::Touch {
                     t_us,
                     file: i,

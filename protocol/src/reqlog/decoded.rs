@@ -75,7 +75,9 @@ pub struct Decoded {
 pub enum LogError {
     #[error("not a feedfs request log (it does not start with FDFSRLOG)")]
     BadMagic,
-    #[error("request log version {0}, this build reads versions {OLDEST_LOG_VERSION} to {LOG_VERSION}")]
+    #[error(
+        "request log version {0}, this build reads versions {OLDEST_LOG_VERSION} to {LOG_VERSION}"
+    )]
     Version(u16),
     #[error("request log header is damaged: {0}")]
     BadHeader(&'static str),

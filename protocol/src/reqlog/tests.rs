@@ -18,7 +18,12 @@ fn sample() -> Vec<Record> {
         files: 2,
         continued: false,
     }];
-    r.extend(file_records(FileId(3), 10_000, &[9; 16], "dir/a-rather-long-file-name.apk"));
+    r.extend(file_records(
+        FileId(3),
+        10_000,
+        &[9; 16],
+        "dir/a-rather-long-file-name.apk",
+    ));
     r.push(Record::Link { t_us: 5, up: true });
     r.push(Record::Wait {
         t_us: 100,
@@ -134,7 +139,12 @@ fn a_rotated_file_continues_its_mount_and_a_new_mount_starts_afresh() {
         files: 2,
         continued: true,
     });
-    recs.extend(file_records(FileId(3), 10_000, &[9; 16], "dir/a-rather-long-file-name.apk"));
+    recs.extend(file_records(
+        FileId(3),
+        10_000,
+        &[9; 16],
+        "dir/a-rather-long-file-name.apk",
+    ));
     recs.push(Record::Mount {
         unix_us: 1_800_000_000_000_000,
         pid: 43,
@@ -155,7 +165,12 @@ fn a_rotated_file_continues_its_mount_and_a_new_mount_starts_afresh() {
         continued: true,
     }];
     rest.extend(file_records(FileId(5), 4096, &[1; 16], "other"));
-    rest.extend(file_records(FileId(3), 10_000, &[9; 16], "dir/a-rather-long-file-name.apk"));
+    rest.extend(file_records(
+        FileId(3),
+        10_000,
+        &[9; 16],
+        "dir/a-rather-long-file-name.apk",
+    ));
     rest.push(Record::Touch {
         t_us: 9,
         file: FileId(3),
@@ -287,7 +302,12 @@ fn a_torn_announcement_of_a_file_already_named_keeps_every_file() {
         files: 2,
         continued: true,
     });
-    recs.extend(file_records(FileId(3), 10_000, &[9; 16], "dir/a-rather-long-file-name.apk"));
+    recs.extend(file_records(
+        FileId(3),
+        10_000,
+        &[9; 16],
+        "dir/a-rather-long-file-name.apk",
+    ));
     let cut = recs.len() - 1;
     let d = decode(&log_of(&recs[..cut])).unwrap();
     assert_eq!(d.torn_tail, 2 * RECORD_LEN);
@@ -352,9 +372,15 @@ fn a_log_of_format_1_is_read_in_pages() {
     let mut bytes = log_of(&recs);
     bytes[8] = 1;
     let err = decode(&bytes).unwrap_err().to_string();
-    assert!(err.contains("blocks 5..6 of old.bin are out of range"), "{err}");
+    assert!(
+        err.contains("blocks 5..6 of old.bin are out of range"),
+        "{err}"
+    );
     let err = decode(&log_of(&recs[..3])).unwrap_err().to_string();
-    assert!(err.contains("counts in units of 2^16 bytes, not pages"), "{err}");
+    assert!(
+        err.contains("counts in units of 2^16 bytes, not pages"),
+        "{err}"
+    );
     let mut v3 = log_of(&recs[..1]);
     v3[8] = 3;
     assert_eq!(decode(&v3).unwrap_err(), LogError::Version(3));

@@ -129,7 +129,12 @@ mod tests {
         let t0 = Instant::now();
         let mut f = InFlight::default();
         for i in 0..1000u64 {
-            f.sent(t0 + Duration::from_micros(i * 100), FileId(0), i * 64, (i + 1) * 64);
+            f.sent(
+                t0 + Duration::from_micros(i * 100),
+                FileId(0),
+                i * 64,
+                (i + 1) * 64,
+            );
         }
         assert_eq!(f.len(), 1);
         // Joined runs count from the latest send: still on their way.

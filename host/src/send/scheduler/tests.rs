@@ -72,7 +72,7 @@ fn no_stream_before_have_end_then_one_run_per_file() {
 fn a_demand_of_one_page_is_a_run_of_one_page() {
     let mut s = Scheduler::new(&[(FileId(0), 1000)], 64);
     s.on_have_end();
-    s.on_demand(FileId(0), 500, 1, later()).unwrap();
+    s.on_demand(FileId(0), 500, 1, false, later()).unwrap();
     assert_eq!(s.pick_next(L, later()), pick(0, 500, 1, Kind::Demand));
     // Random access: no readahead; the stream goes on from the start.
     assert_eq!(s.pick_next(L, later()), pick(0, 0, 64, Kind::Stream));
@@ -83,7 +83,7 @@ fn a_demand_of_32_pages_is_one_run_of_32_pages_before_anything_else() {
     let mut s = Scheduler::new(&[(FileId(0), 1000)], 0);
     s.on_have_end();
     assert_eq!(s.pick_next(L, later()), pick(0, 0, 64, Kind::Stream));
-    s.on_demand(FileId(0), 300, 32, later()).unwrap();
+    s.on_demand(FileId(0), 300, 32, false, later()).unwrap();
     // Longer than a stream run may be: demands have their own limit.
     let small = Limits {
         demand: 256,
@@ -96,8 +96,8 @@ fn a_demand_of_32_pages_is_one_run_of_32_pages_before_anything_else() {
 #[test]
 fn demands_are_answered_before_have_end_without_readahead() {
     let mut s = Scheduler::new(&[(FileId(0), 20)], 8);
-    s.on_demand(FileId(0), 5, 2, later()).unwrap();
-    s.on_demand(FileId(0), 0, 1, later()).unwrap();
+    s.on_demand(FileId(0), 5, 2, false, later()).unwrap();
+    s.on_demand(FileId(0), 0, 1, false, later()).unwrap();
     assert_eq!(
         drain(&mut s),
         vec![(0, 5, 2, Kind::Demand), (0, 0, 1, Kind::Demand)]
@@ -114,7 +114,7 @@ fn demand_preempts_stream() {
         stream: 2,
     };
     assert_eq!(s.pick_next(two, later()), pick(0, 0, 2, Kind::Stream));
-    s.on_demand(FileId(2), 3, 1, later()).unwrap();
+    s.on_demand(FileId(2), 3, 1, false, later()).unwrap();
     assert_eq!(s.pick_next(two, later()), pick(2, 3, 1, Kind::Demand));
     assert_eq!(
         drain_with(&mut s, two),
@@ -131,7 +131,7 @@ fn demand_preempts_stream() {
 #[test]
 fn a_demand_longer_than_the_limit_goes_as_consecutive_runs() {
     let mut s = Scheduler::new(&[(FileId(0), 1000)], 0);
-    s.on_demand(FileId(0), 10, 600, later()).unwrap();
+    s.on_demand(FileId(0), 10, 600, false, later()).unwrap();
     assert_eq!(
         drain(&mut s),
         vec![
@@ -148,15 +148,15 @@ fn readahead_follows_a_forward_run_as_separate_runs_skipping_held_and_sent_pages
     s.on_have(FileId(0), &[r(40, 2)]).unwrap();
     s.on_have_end();
     // A reader starts at page 2: random, no readahead.
-    s.on_demand(FileId(0), 2, 1, later()).unwrap();
+    s.on_demand(FileId(0), 2, 1, false, later()).unwrap();
     assert_eq!(s.pick_next(L, later()), pick(0, 2, 1, Kind::Demand));
     // It goes on at page 3, where its demand ended: a window of 32 pages
     // (4..36) behind the demand, as its own run.
-    s.on_demand(FileId(0), 3, 1, later()).unwrap();
+    s.on_demand(FileId(0), 3, 1, false, later()).unwrap();
     assert_eq!(s.pick_next(L, later()), pick(0, 3, 1, Kind::Demand));
     assert_eq!(s.pick_next(L, later()), pick(0, 4, 32, Kind::Readahead));
     // Next at 36: a window of 64 (37..101), of which 40 and 41 are held.
-    s.on_demand(FileId(0), 36, 1, later()).unwrap();
+    s.on_demand(FileId(0), 36, 1, false, later()).unwrap();
     let small = Limits {
         demand: 256,
         stream: 16,
@@ -178,7 +178,7 @@ fn readahead_follows_a_forward_run_as_separate_runs_skipping_held_and_sent_pages
 fn readahead_already_sent_by_the_stream_is_not_sent_again() {
     let mut s = Scheduler::new(&[(FileId(0), 200)], 64);
     s.on_have_end();
-    s.on_demand(FileId(0), 0, 1, later()).unwrap();
+    s.on_demand(FileId(0), 0, 1, false, later()).unwrap();
     assert_eq!(s.pick_next(L, later()), pick(0, 0, 1, Kind::Demand));
     // A late Have: the device got 10..20 meanwhile (another session).
     s.on_have(FileId(0), &[r(10, 10)]).unwrap();
@@ -197,7 +197,7 @@ fn readahead_stops_at_the_end_of_the_file() {
     let mut s = Scheduler::new(&[(FileId(0), 10), (FileId(1), 10)], 64);
     s.on_have_end();
     // A read from the start of a file is a forward run from the first demand.
-    s.on_demand(FileId(0), 0, 3, later()).unwrap();
+    s.on_demand(FileId(0), 0, 3, false, later()).unwrap();
     assert_eq!(
         drain(&mut s)[..3],
         [
@@ -219,32 +219,32 @@ fn the_window_doubles_along_a_run_and_a_random_demand_resets_it() {
             .map(|p| u64::from(p.2))
             .sum()
     };
-    s.on_demand(FileId(0), 0, 1, later()).unwrap();
+    s.on_demand(FileId(0), 0, 1, false, later()).unwrap();
     assert_eq!(ahead(&mut s), 32);
     // The reader reached the end of the readahead: 64, then 128 (the limit), then 128.
-    s.on_demand(FileId(0), 33, 1, later()).unwrap();
+    s.on_demand(FileId(0), 33, 1, false, later()).unwrap();
     assert_eq!(ahead(&mut s), 64);
-    s.on_demand(FileId(0), 98, 1, later()).unwrap();
+    s.on_demand(FileId(0), 98, 1, false, later()).unwrap();
     assert_eq!(ahead(&mut s), 128);
-    s.on_demand(FileId(0), 227, 1, later()).unwrap();
+    s.on_demand(FileId(0), 227, 1, false, later()).unwrap();
     assert_eq!(ahead(&mut s), 128);
     // A jump elsewhere is random: nothing extra; then a new run starts small.
-    s.on_demand(FileId(0), 5000, 1, later()).unwrap();
+    s.on_demand(FileId(0), 5000, 1, false, later()).unwrap();
     assert_eq!(ahead(&mut s), 0);
-    s.on_demand(FileId(0), 5001, 1, later()).unwrap();
+    s.on_demand(FileId(0), 5001, 1, false, later()).unwrap();
     assert_eq!(ahead(&mut s), 32);
 }
 
 #[test]
 fn duplicate_demands_are_dropped_and_sent_pages_resent() {
     let mut s = Scheduler::new(&[(FileId(0), 10)], 0);
-    s.on_demand(FileId(0), 3, 2, later()).unwrap();
-    s.on_demand(FileId(0), 4, 2, later()).unwrap();
+    s.on_demand(FileId(0), 3, 2, false, later()).unwrap();
+    s.on_demand(FileId(0), 4, 2, false, later()).unwrap();
     assert_eq!(s.counters().duplicates, 1);
     // The new page of the second demand continues the first: one run.
     assert_eq!(drain(&mut s), vec![(0, 3, 3, Kind::Demand)]);
     // Page 3 was sent, but the device asks again (say its CRC failed).
-    s.on_demand(FileId(0), 3, 1, later()).unwrap();
+    s.on_demand(FileId(0), 3, 1, false, later()).unwrap();
     assert_eq!(drain(&mut s), vec![(0, 3, 1, Kind::Demand)]);
     assert_eq!(s.counters().demands, 3);
     assert_eq!(s.counters().sent_demand, 4);
@@ -258,7 +258,7 @@ fn stream_runs_are_long_and_skip_held_and_sent_pages() {
     assert_eq!(s.lacking(FileId(0)), Some((886, true)));
     assert_eq!(s.lacking(FileId(1)), Some((0, false)));
     s.on_have_end();
-    s.on_demand(FileId(0), 300, 10, later()).unwrap();
+    s.on_demand(FileId(0), 300, 10, false, later()).unwrap();
     assert_eq!(s.pick_next(L, later()), pick(0, 300, 10, Kind::Demand));
     let big = Limits {
         demand: 256,
@@ -283,7 +283,7 @@ fn runs_never_exceed_the_limits() {
         .with_plan(&[(FileId(1), 100, 500)])
         .unwrap();
     s.on_have_end();
-    s.on_demand(FileId(0), 0, 1000, later()).unwrap();
+    s.on_demand(FileId(0), 0, 1000, false, later()).unwrap();
     let limits = Limits {
         demand: 100,
         stream: 7,
@@ -304,7 +304,7 @@ fn stream_done_waits_for_queues() {
     s.on_have_end();
     assert!(s.stream_finished());
     // A re-demand after the end reopens the queue until it is answered.
-    s.on_demand(FileId(0), 1, 1, later()).unwrap();
+    s.on_demand(FileId(0), 1, 1, false, later()).unwrap();
     assert!(!s.stream_finished());
     assert_eq!(s.pick_next(L, later()), pick(0, 1, 1, Kind::Demand));
     // Readahead skipped 2 and 3: the device holds them.
@@ -328,7 +328,7 @@ fn empty_manifest_finishes_at_once() {
 fn out_of_range_and_non_files_are_errors() {
     let mut s = Scheduler::new(&[(FileId(1), 10)], 8);
     assert_eq!(
-        s.on_demand(FileId(1), 9, 2, later()),
+        s.on_demand(FileId(1), 9, 2, false, later()),
         Err(SchedError::OutOfRange {
             file: FileId(1),
             first: 9,
@@ -337,22 +337,25 @@ fn out_of_range_and_non_files_are_errors() {
         })
     );
     assert!(matches!(
-        s.on_demand(FileId(1), u64::MAX, 2, later()),
+        s.on_demand(FileId(1), u64::MAX, 2, false, later()),
         Err(SchedError::OutOfRange { .. })
     ));
     assert_eq!(
-        s.on_demand(FileId(0), 0, 1, later()),
+        s.on_demand(FileId(0), 0, 1, false, later()),
         Err(SchedError::NotAFile(FileId(0)))
     );
     assert_eq!(
-        s.on_demand(FileId(7), 0, 1, later()),
+        s.on_demand(FileId(7), 0, 1, false, later()),
         Err(SchedError::NotAFile(FileId(7)))
     );
     // A Have with one bad range applies none of them.
     assert!(s.on_have(FileId(1), &[r(0, 2), r(10, 1)]).is_err());
     assert_eq!(s.lacking(FileId(1)), Some((10, true)));
     assert_eq!(s.counters().demands, 0);
-    let text = s.on_demand(FileId(1), 9, 2, later()).unwrap_err().to_string();
+    let text = s
+        .on_demand(FileId(1), 9, 2, false, later())
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         text,
         "pages 9..11 of file #1 are out of range: the file has 10 pages"
@@ -366,7 +369,7 @@ fn without_stream_only_demands_go_out() {
     assert!(!s.has_work());
     assert_eq!(s.pick_next(L, later()), None);
     assert!(!s.stream_finished(), "no StreamDone without a stream");
-    s.on_demand(FileId(0), 0, 1, later()).unwrap();
+    s.on_demand(FileId(0), 0, 1, false, later()).unwrap();
     assert_eq!(
         drain(&mut s),
         vec![(0, 0, 1, Kind::Demand), (0, 1, 2, Kind::Readahead)]
@@ -381,7 +384,7 @@ fn a_paused_stream_still_lets_demands_and_readahead_out() {
     assert!(!s.has_work());
     assert_eq!(s.pick_next(L, later()), None);
     assert!(!s.stream_finished(), "paused is not finished");
-    s.on_demand(FileId(0), 0, 1, later()).unwrap();
+    s.on_demand(FileId(0), 0, 1, false, later()).unwrap();
     assert!(s.demand_waiting());
     assert_eq!(
         drain(&mut s),
@@ -407,7 +410,7 @@ fn planned_pages_go_first_then_the_rest_in_file_order() {
     };
     assert_eq!(s.pick_next(one, later()), pick(1, 2, 1, Kind::Plan));
     // A demand pre-empts the plan.
-    s.on_demand(FileId(0), 4, 1, later()).unwrap();
+    s.on_demand(FileId(0), 4, 1, false, later()).unwrap();
     assert_eq!(s.pick_next(L, later()), pick(0, 4, 1, Kind::Demand));
     assert_eq!(
         drain(&mut s),
@@ -452,11 +455,11 @@ fn a_demand_for_a_planned_page_gets_no_readahead_the_plan_goes_on() {
         .unwrap();
     s.on_have_end();
     // A reader at the start of the file: not planned, readahead as usual.
-    s.on_demand(FileId(0), 0, 1, later()).unwrap();
+    s.on_demand(FileId(0), 0, 1, false, later()).unwrap();
     assert_eq!(s.pick_next(L, later()), pick(0, 0, 1, Kind::Demand));
     assert_eq!(s.pick_next(L, later()), pick(0, 1, 32, Kind::Readahead));
     // A reader at a planned page: the plan goes on from there.
-    s.on_demand(FileId(0), 101, 1, later()).unwrap();
+    s.on_demand(FileId(0), 101, 1, false, later()).unwrap();
     assert_eq!(
         drain(&mut s)[..3],
         [
@@ -478,17 +481,30 @@ fn a_demand_for_pages_on_their_way_sends_only_the_others() {
         stream: 64,
     };
     // A forward reader: its first demand, then readahead behind it.
-    s.on_demand(FileId(0), 0, 32, t0).unwrap();
+    s.on_demand(FileId(0), 0, 32, false, t0).unwrap();
     assert_eq!(s.pick_next(l, t0), pick(0, 0, 32, Kind::Demand));
     assert_eq!(s.pick_next(l, t0 + ms), pick(0, 32, 32, Kind::Readahead));
     // The reader asks for 32..96 before the readahead landed: 32..64 is on
     // its way and is not sent again; 64..96, queued as readahead, goes now.
-    s.on_demand(FileId(0), 32, 64, t0 + 2 * ms).unwrap();
+    s.on_demand(FileId(0), 32, 64, false, t0 + 2 * ms).unwrap();
     assert_eq!(s.pick_next(l, t0 + 3 * ms), pick(0, 64, 32, Kind::Demand));
     assert_eq!(s.counters().in_flight, 32);
     // A page that never came is asked for again after the window (counted
     // from the last run that continued its own): sent again.
-    s.on_demand(FileId(0), 40, 1, t0 + 3 * ms + IN_FLIGHT).unwrap();
-    assert_eq!(s.pick_next(l, t0 + 3 * ms + IN_FLIGHT), pick(0, 40, 1, Kind::Demand));
+    s.on_demand(FileId(0), 40, 1, false, t0 + 3 * ms + IN_FLIGHT)
+        .unwrap();
+    assert_eq!(
+        s.pick_next(l, t0 + 3 * ms + IN_FLIGHT),
+        pick(0, 40, 1, Kind::Demand)
+    );
+    assert_eq!(s.counters().in_flight, 32);
+    // A page that arrived damaged is asked for again at once: sent again
+    // although it is still counted as on its way.
+    s.on_demand(FileId(0), 64, 2, true, t0 + 4 * ms + IN_FLIGHT)
+        .unwrap();
+    assert_eq!(
+        s.pick_next(l, t0 + 4 * ms + IN_FLIGHT),
+        pick(0, 64, 2, Kind::Demand)
+    );
     assert_eq!(s.counters().in_flight, 32);
 }

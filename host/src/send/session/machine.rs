@@ -430,9 +430,14 @@ impl<'a> Machine<'a> {
                     self.bytes_total
                 );
             }
-            OwnedMessage::Demand { file, first, count } => {
+            OwnedMessage::Demand {
+                file,
+                first,
+                count,
+                again,
+            } => {
                 self.last_demand = Some(now);
-                log::debug!("demand for pages {first}+{count} of file {file}");
+                log::debug!("demand for pages {first}+{count} of file {file} (again: {again})");
                 // Recorded before it is checked: the record shows what came.
                 self.entries.push(Entry::Demand {
                     t_us: self.t_us(now),
@@ -441,7 +446,7 @@ impl<'a> Machine<'a> {
                     count: count.into(),
                 });
                 self.sched
-                    .on_demand(file, first, count.into(), now)
+                    .on_demand(file, first, count.into(), again, now)
                     .map_err(|error| SessionError::BadRequest {
                         what: MessageType::Demand,
                         error,

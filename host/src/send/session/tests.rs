@@ -225,6 +225,7 @@ fn demands_before_have_end_then_stream_then_complete() {
             file: FileId(1),
             first: 2,
             count: 1,
+            again: false,
         });
         let first = d.recv().unwrap();
         d.send(Message::HaveEnd { files: 2 });
@@ -318,10 +319,12 @@ fn a_re_demand_after_stream_done_is_answered() {
             d.recv().unwrap(),
             OwnedMessage::StreamDone { pages_sent: 4 }
         ) {}
+        // After StreamDone a missing page was lost on the way: asked again.
         d.send(Message::Demand {
             file: FileId(1),
             first: 1,
             count: 1,
+            again: true,
         });
         let again = d.recv().unwrap();
         d.send(Message::Complete { pages: 4 });
@@ -364,6 +367,7 @@ fn bad_demand_is_a_protocol_error() {
             file: FileId(0),
             first: 0,
             count: 1,
+            again: false,
         });
         d.recv()
     });
@@ -395,6 +399,7 @@ fn bad_demand_is_a_protocol_error() {
             file: FileId(1),
             first: 2,
             count: 2,
+            again: false,
         });
         d.recv()
     });

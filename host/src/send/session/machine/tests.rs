@@ -62,7 +62,12 @@ fn have(file: FileId, first: u64, count: u64) -> Event {
 }
 
 fn demand(file: FileId, first: u64, count: u32) -> Event {
-    msg(OwnedMessage::Demand { file, first, count })
+    msg(OwnedMessage::Demand {
+        file,
+        first,
+        count,
+        again: false,
+    })
 }
 
 fn pick(file: FileId, first: u64, count: u32, kind: Kind) -> Step {
