@@ -134,8 +134,10 @@ impl MapFile {
                 b += n;
             }
         }
-        let bits = present.bytes(0, self.pages.div_ceil(8));
-        map.write_all_at(&bits, self.layout.bitmap_off)?;
+        self.layout
+            .write_bitmap(&map, 0, self.pages.div_ceil(8), |at, n| {
+                present.bytes(at, n)
+            })?;
         // The new map marks data the old one marked: both durable before
         // the rename makes it the map.
         pair.data.sync_data()?;
