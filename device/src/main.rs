@@ -14,7 +14,7 @@ use feedfs_device::link::usb::Ffs;
 use feedfs_protocol::io::print_stdout;
 use feedfs_protocol::units::{parse_duration_in, parse_size_multiple, UnitError};
 
-/// `--read-timeout`: long enough for a block over a slow link, at most a day.
+/// `--read-timeout`: long enough for a run of pages over a slow link, at most a day.
 fn parse_read_timeout(s: &str) -> Result<Duration, UnitError> {
     parse_duration_in(
         s,

@@ -1,5 +1,5 @@
 //! The commands run beside a daemon, from outside it: [`status`] reports on
-//! a store, [`verify`] re-checks its blocks, [`usbcheck`] is the device half
+//! a store, [`verify`] re-checks its pages, [`usbcheck`] is the device half
 //! of the host's link check.
 
 pub mod status;

@@ -6,7 +6,7 @@
 //! or a pipe handed over by `feedfs-device attach` ([`attach`]); one that
 //! comes while another is up is refused (attach) or waits (USB).
 //! [`link::serve`] speaks the protocol on each. The
-//! mount outlives every link: while no link is up, blocks already present
+//! mount outlives every link: while no link is up, pages already present
 //! are served and reads of missing ones wait, within `--read-timeout`, for
 //! the next link. The daemon unmounts and exits on SIGINT or SIGTERM, or
 //! when someone else unmounts it (a normal stop); a stdio daemon whose only

@@ -1,4 +1,4 @@
-//! Answering reads: the table of reads parked for missing blocks
+//! Answering reads: the table of reads parked for missing pages
 //! ([`pending`]), the one builder of Demand messages ([`demand`]), the
 //! shared state that wires them to the store and the link ([`core`]), the
 //! thin FUSE adapter over it ([`fs`]), and how each open file is served

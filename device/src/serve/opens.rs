@@ -4,7 +4,7 @@
 //! handles are open.
 //!
 //! Passthrough skips the daemon, and so its checks: a file gets it only once
-//! every block is present and was verified in this daemon's life. The kernel
+//! every page is present and was verified in this daemon's life. The kernel
 //! will not mix the two modes on one inode, so a file that still has
 //! handles served through the daemon gets more of those until they close.
 //! If the kernel refuses passthrough (an older kernel, no CAP_SYS_ADMIN),

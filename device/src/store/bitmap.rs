@@ -45,18 +45,31 @@ impl Bitmap {
     /// order); bits past `len` are ignored.
     pub fn from_bytes(bytes: &[u8], len: u64) -> Self {
         let mut b = Bitmap::new(len);
-        for (w, chunk) in b.words.iter_mut().zip(bytes.chunks(8)) {
+        b.or_bytes(0, bytes);
+        b
+    }
+
+    /// Set the bits that on-disk bytes `bytes` hold, the first of them
+    /// being byte `at` (a multiple of 8) of the bitmap; bits past the end
+    /// are ignored. Reading a large bitmap in chunks this way never holds
+    /// its bytes twice.
+    pub fn or_bytes(&mut self, at: u64, bytes: &[u8]) {
+        debug_assert!(at.is_multiple_of(8));
+        let first_word = (at / 8) as usize;
+        let (words, tail) = (self.words.len(), self.len % 64);
+        for (k, chunk) in bytes.chunks(8).enumerate() {
+            let Some(w) = self.words.get_mut(first_word + k) else {
+                break;
+            };
             let mut le = [0u8; 8];
             le[..chunk.len()].copy_from_slice(chunk);
-            *w = u64::from_le_bytes(le);
-        }
-        if let Some(last) = b.words.last_mut() {
-            if !len.is_multiple_of(64) {
-                *last &= (1u64 << (len % 64)) - 1;
+            let old = *w;
+            *w |= u64::from_le_bytes(le);
+            if first_word + k + 1 == words && tail != 0 {
+                *w &= (1u64 << tail) - 1;
             }
+            self.ones += u64::from(w.count_ones()) - u64::from(old.count_ones());
         }
-        b.ones = b.words.iter().map(|w| u64::from(w.count_ones())).sum();
-        b
     }
 
     /// The on-disk bytes of bits `first_byte * 8 ..` for `n` bytes.
@@ -221,5 +234,11 @@ mod tests {
         // Bits past the end on disk are not counted.
         let long = Bitmap::from_bytes(&[0xff; 16], 70);
         assert_eq!((long.count(), long.is_full()), (70, true));
+        // Read in chunks, it is the same bitmap.
+        let mut chunked = Bitmap::new(70);
+        chunked.or_bytes(8, &[0xff; 8]);
+        assert_eq!(chunked.ranges(true), vec![(64, 6)]);
+        chunked.or_bytes(0, &[0xff; 8]);
+        assert_eq!(chunked, long);
     }
 }

@@ -6,14 +6,15 @@
 //! in a new map, a bad one is left out (it is demanded again). The new map
 //! is written to a temporary file beside the old one, made durable with
 //! the data it marks, then renamed over it: a crash during the conversion
-//! leaves the format-1 map, converted again at the next open. Memory: the
-//! page bitmap, one block's bytes and a chunk of the old CRC table.
+//! leaves the format-1 map, converted again at the next open; a map that
+//! cannot be converted (a read or write error) is reset instead. Memory:
+//! the page bitmap, one block's bytes and a chunk of the old CRC table.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
-use anyhow::Context;
 use feedfs_protocol::{message::crc_table, page_len, Entry, PAGE_SIZE};
 
 use super::bitmap::Bitmap;
@@ -26,51 +27,58 @@ const CRC_CHUNK: u64 = 4096;
 
 impl MapFile {
     /// Convert the map in `pair` if it is of format 1 and written for
-    /// `entry`: `Ok(Ok((pair, blocks dropped)))`; `Ok(Err(pair))` when it
-    /// is not such a map (the caller resets it).
+    /// `entry`: `Ok((pair, blocks dropped))`; `Err(pair)` when it is not
+    /// such a map, or it cannot be converted (the caller resets it: its
+    /// pages are fetched again, never trusted unchecked).
     pub(super) fn convert(
         &mut self,
         entry: &Entry,
         header: &[u8],
         pair: Pair,
-    ) -> anyhow::Result<Result<(Pair, u64), Pair>> {
+    ) -> Result<(Pair, u64), Pair> {
         let v1 = match V1Layout::of(&pair.map, entry) {
             Ok(Some(v1)) => v1,
-            Ok(None) => return Ok(Err(pair)),
+            Ok(None) => return Err(pair),
             Err(e) => {
                 log::debug!("store: {:?}: cannot read its map: {e}", entry.path);
-                return Ok(Err(pair));
+                return Err(pair);
             }
         };
         if pair.data.metadata().map(|m| m.len()).ok() != Some(self.size) {
-            return Ok(Err(pair));
+            return Err(pair);
         }
         let tmp = self.map_path.with_extension("map.tmp");
-        let (map, present, dropped) =
-            self.convert_into(&pair, &v1, header, &tmp)
-                .with_context(|| {
-                    format!(
-                        "cannot convert {} from store format 1",
-                        self.map_path.display()
-                    )
-                })?;
-        fs::rename(&tmp, &self.map_path)
-            .and_then(|()| {
-                let dir = self.map_path.parent().unwrap_or(std::path::Path::new("."));
-                File::open(dir)?.sync_all()
-            })
-            .with_context(|| format!("cannot replace {}", self.map_path.display()))?;
+        let converted = self
+            .convert_into(&pair, &v1, header, &tmp)
+            .and_then(|done| {
+                fs::rename(&tmp, &self.map_path)?;
+                let dir = self.map_path.parent().unwrap_or(Path::new("."));
+                File::open(dir)?.sync_all()?;
+                Ok(done)
+            });
+        let (map, present, dropped) = match converted {
+            Ok(done) => done,
+            Err(e) => {
+                log::warn!(
+                    "store: cannot convert {} from store format 1 ({e}); starting {:?} afresh",
+                    self.map_path.display(),
+                    entry.path
+                );
+                let _ = fs::remove_file(&tmp);
+                return Err(pair);
+            }
+        };
         let mut st = MapState::new(self.pages);
         // Every present page was checked just now, in this daemon's life.
         st.present = present;
         *self.state.get_mut().expect("fresh mutex") = st;
-        Ok(Ok((
+        Ok((
             Pair {
                 data: pair.data,
                 map,
             },
             dropped,
-        )))
+        ))
     }
 
     /// Write the format-2 map of `pair`'s format-1 map to `tmp`: its open
@@ -80,7 +88,7 @@ impl MapFile {
         pair: &Pair,
         v1: &V1Layout,
         header: &[u8],
-        tmp: &std::path::Path,
+        tmp: &Path,
     ) -> io::Result<(File, Bitmap, u64)> {
         let map = OpenOptions::new()
             .read(true)
@@ -126,8 +134,10 @@ impl MapFile {
                 b += n;
             }
         }
-        let bits = present.bytes(0, self.pages.div_ceil(8));
-        map.write_all_at(&bits, self.layout.bitmap_off)?;
+        self.layout
+            .write_bitmap(&map, 0, self.pages.div_ceil(8), |at, n| {
+                present.bytes(at, n)
+            })?;
         // The new map marks data the old one marked: both durable before
         // the rename makes it the map.
         pair.data.sync_data()?;

@@ -124,10 +124,11 @@ impl MapState {
     /// from the disk); the others are checked.
     pub(super) fn uncheck_present_groups(&mut self) {
         self.checked = Bitmap::full(self.present.len().div_ceil(GROUP_PAGES));
-        for (first, count) in self.present.ranges(true) {
-            for g in first / GROUP_PAGES..=(first + count - 1) / GROUP_PAGES {
-                let _ = self.checked.set(g, false);
-            }
+        let mut from = 0;
+        while let Some(p) = self.present.next(from, true) {
+            let g = p / GROUP_PAGES;
+            let _ = self.checked.set(g, false);
+            from = (g + 1) * GROUP_PAGES;
         }
     }
 }
@@ -175,7 +176,7 @@ impl MapFile {
         let header = header_for(entry);
         let (pair, opened) = match self.load(&pair, &header) {
             Ok(()) => (pair, Opened::Kept),
-            Err(reason) => match self.convert(entry, &header, pair)? {
+            Err(reason) => match self.convert(entry, &header, pair) {
                 Ok((pair, dropped)) => (pair, Opened::Converted { dropped }),
                 Err(pair) => {
                     // One line per file: a count goes to info (see `Core::new`).

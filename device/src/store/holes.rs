@@ -1,5 +1,5 @@
 //! Holes in a data file: whether a range holds data (`SEEK_DATA`), and
-//! punching a range out (`fallocate(PUNCH_HOLE | KEEP_SIZE)`), so a block
+//! punching a range out (`fallocate(PUNCH_HOLE | KEEP_SIZE)`), so a page
 //! of zeros takes no space.
 
 use std::fs::File;

@@ -49,6 +49,8 @@ pub(super) const MAP_VERSION_1: u32 = 1;
 pub const HASH_CRC32: u8 = 1;
 /// Bytes of the header before the path.
 pub(super) const FIXED_HEADER: usize = 96;
+/// Bytes of a bitmap read or written at once (a multiple of 8).
+const BITMAP_CHUNK: u64 = 1 << 20;
 /// Where the header CRC lies.
 const HEADER_CRC: std::ops::Range<usize> = 92..96;
 
@@ -114,11 +116,38 @@ impl MapLayout {
         }
     }
 
-    /// The bitmap of `units` bits stored in `file`.
+    /// The bitmap of `units` bits stored in `file`, read in chunks.
     pub(super) fn read_bitmap(&self, file: &File, units: u64) -> io::Result<Bitmap> {
-        let mut bits = vec![0u8; units.div_ceil(8) as usize];
-        file.read_exact_at(&mut bits, self.bitmap_off)?;
-        Ok(Bitmap::from_bytes(&bits, units))
+        let mut bitmap = Bitmap::new(units);
+        let total = units.div_ceil(8);
+        let mut buf = vec![0u8; BITMAP_CHUNK.min(total) as usize];
+        let mut at = 0;
+        while at < total {
+            let n = BITMAP_CHUNK.min(total - at) as usize;
+            file.read_exact_at(&mut buf[..n], self.bitmap_off + at)?;
+            bitmap.or_bytes(at, &buf[..n]);
+            at += n as u64;
+        }
+        Ok(bitmap)
+    }
+
+    /// Write bytes `first_byte..first_byte + n` of `bitmap` to `file`, in
+    /// chunks taken by `snapshot` (which may lock), so a large bitmap is
+    /// never copied whole.
+    pub(super) fn write_bitmap(
+        &self,
+        file: &File,
+        first_byte: u64,
+        n: u64,
+        snapshot: impl Fn(u64, u64) -> Vec<u8>,
+    ) -> io::Result<()> {
+        let mut at = first_byte;
+        while at < first_byte + n {
+            let len = BITMAP_CHUNK.min(first_byte + n - at);
+            file.write_all_at(&snapshot(at, len), self.bitmap_off + at)?;
+            at += len;
+        }
+        Ok(())
     }
 
     /// The CRCs of units `first..first + count`, read from `file`.

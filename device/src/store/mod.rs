@@ -234,7 +234,8 @@ fn refuse_older(file: &File, dir: &Path) -> anyhow::Result<()> {
     {
         bail!(
             "the store's manifest was written by an older feedfs (protocol {}); mount it \
-             once with a host to bring it to the new format (store {})",
+             once with a host to bring it to the new format (its files, of store format 1, \
+             are then converted to format {MAP_VERSION}; store {})",
             head[4],
             dir.display()
         );

@@ -1,6 +1,6 @@
 //! The store's unit tests: pages surviving a reopen, batched map writes,
 //! bounded descriptors, damaged and zero pages, the manifest and pruning.
-//! Format-1 maps are in `tests_v1`.
+//! What older versions left in a store is `tests_v1`.
 
 use super::*;
 use std::os::unix::fs::FileExt;
@@ -479,31 +479,4 @@ fn truncated_map_resets_and_second_daemon_is_refused() {
     m.set_len(60).unwrap();
     let f = store.open_file(&e).unwrap();
     assert_eq!(f.present_count(), 0);
-}
-
-#[test]
-fn a_manifest_of_an_older_protocol_is_refused_with_what_to_do_until_a_host_brings_one() {
-    let dir = tempdir("manifest3");
-    let store = Store::open(&dir).unwrap();
-    let mut b = ManifestBuilder::new();
-    b.push(file_entry(0, "f", 5000, [1; 16])).unwrap();
-    let m = b.finish(1, 5000).unwrap();
-    store.save_manifest(&m).unwrap();
-    // What an older feedfs wrote: frames of protocol version 3.
-    let mut bytes = fs::read(dir.join("manifest")).unwrap();
-    assert_eq!(&bytes[..5], b"FDFS\x04");
-    bytes[4] = 3;
-    fs::write(dir.join("manifest"), &bytes).unwrap();
-    let err = format!("{:#}", store.load_manifest().unwrap_err());
-    assert!(
-        err.contains(
-            "the store's manifest was written by an older feedfs (protocol 3); mount it \
-             once with a host to bring it to the new format"
-        ),
-        "{err}"
-    );
-    assert!(read_manifest(&dir).is_err(), "status reads it the same way");
-    // A host's manifest replaces it.
-    store.save_manifest(&m).unwrap();
-    assert_eq!(store.load_manifest().unwrap().entries(), m.entries());
 }

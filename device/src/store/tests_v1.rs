@@ -1,12 +1,15 @@
-//! Maps of store format 1, built byte by byte from that format's layout:
-//! converted on open when they were written for the manifest's entry
-//! (good blocks kept as their pages, a bad one dropped), reset otherwise.
+//! What an older feedfs left in a store: maps of store format 1, built
+//! byte by byte from that format's layout, converted on open when they
+//! were written for the manifest's entry (good blocks kept as their pages,
+//! a bad one dropped) and reset otherwise; a manifest of protocol 3,
+//! refused with what to do.
 
 use std::fs;
 use std::os::unix::fs::FileExt;
 
 use super::tests::{entry, map_path, page, tempdir};
 use super::*;
+use crate::testentry::file_entry;
 use crate::testutil::TempDir;
 
 /// The block size the format-1 store used: 4 pages.
@@ -129,4 +132,31 @@ fn a_format_1_map_of_another_file_is_reset_not_converted() {
     let f = Store::open(&dir).unwrap().open_file(&e).unwrap();
     assert_eq!(f.opened(), Opened::Converted { dropped: 0 });
     assert_eq!(f.present_count(), 8);
+}
+
+#[test]
+fn a_manifest_of_an_older_protocol_is_refused_with_what_to_do_until_a_host_brings_one() {
+    let dir = tempdir("manifest3");
+    let store = Store::open(&dir).unwrap();
+    let mut b = ManifestBuilder::new();
+    b.push(file_entry(0, "f", 5000, [1; 16])).unwrap();
+    let m = b.finish(1, 5000).unwrap();
+    store.save_manifest(&m).unwrap();
+    // What an older feedfs wrote: frames of protocol version 3.
+    let mut bytes = fs::read(dir.join("manifest")).unwrap();
+    assert_eq!(&bytes[..5], b"FDFS\x04");
+    bytes[4] = 3;
+    fs::write(dir.join("manifest"), &bytes).unwrap();
+    let err = format!("{:#}", store.load_manifest().unwrap_err());
+    assert!(
+        err.contains(
+            "the store's manifest was written by an older feedfs (protocol 3); mount it \
+             once with a host to bring it to the new format"
+        ),
+        "{err}"
+    );
+    assert!(read_manifest(&dir).is_err(), "status reads it the same way");
+    // A host's manifest replaces it.
+    store.save_manifest(&m).unwrap();
+    assert_eq!(store.load_manifest().unwrap().entries(), m.entries());
 }

@@ -2,11 +2,10 @@
 //!
 //! Readers only touch memory here: a read that had to wait adds one record
 //! to a buffer when it ends; a read served at once from present pages adds
-//! to two per-file counters, and sets bits in a per-file "touched" bitset
-//! of groups of [`GROUP_PAGES`] pages (a bit per page would double what the
-//! daemon holds per page), adding a record only for groups read for the
-//! first time in this mount, as the pages of those groups (consecutive
-//! first reads of one file extend the last buffered record).
+//! to two per-file counters, and marks its pages in the set of pages read
+//! ([`touched`], bounded), adding a record only for pages read for the
+//! first time in this mount (consecutive first reads of one file extend
+//! the last buffered record).
 //! A writer thread turns the buffer into records of `feedfs-protocol`'s
 //! [`reqlog`] format and appends them to `STORE/log/requests.log` once a
 //! second, at once on a link event or a full buffer, and at shutdown.
@@ -20,11 +19,12 @@
 //! it is rewritten (write, then rename) when that changes.
 //!
 //! The writer thread and the file format's bound live in [`writer`], the
-//! state file in [`state`].
+//! state file in [`state`], the pages read so far in [`touched`].
 
 mod state;
 #[cfg(test)]
 mod tests;
+mod touched;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use feedfs_protocol::reqlog::{Outcome, Record};
 use feedfs_protocol::{FileId, Manifest};
 
-use crate::store::GROUP_PAGES;
+use touched::Touched;
 
 pub use state::{state_path, STATE_HEADER};
 use writer::write_loop;
@@ -61,11 +61,8 @@ pub fn rotated_path(store: &Path) -> PathBuf {
 /// A file of the manifest, as the log announces it.
 struct LogFileInfo {
     size: u64,
-    pages: u64,
     identity: [u8; 16],
     path: String,
-    /// A bit per group of [`GROUP_PAGES`] pages.
-    touched: Vec<AtomicU64>,
     reads: AtomicU64,
     bytes: AtomicU64,
 }
@@ -87,6 +84,8 @@ struct Shared {
     dir: PathBuf,
     /// Indexed by host file id; `None` for directories.
     files: Vec<Option<LogFileInfo>>,
+    /// The pages read so far in this mount.
+    touched: Touched,
     buffer: Mutex<Buffer>,
     wake: Condvar,
 }
@@ -119,12 +118,8 @@ impl RequestLog {
                 let e = manifest.get(FileId(i))?;
                 (e.kind == feedfs_protocol::EntryKind::File).then(|| LogFileInfo {
                     size: e.size,
-                    pages: e.pages(),
                     identity: e.identity,
                     path: e.path.clone(),
-                    touched: (0..e.pages().div_ceil(GROUP_PAGES).div_ceil(64))
-                        .map(|_| AtomicU64::new(0))
-                        .collect(),
                     reads: AtomicU64::new(0),
                     bytes: AtomicU64::new(0),
                 })
@@ -136,6 +131,7 @@ impl RequestLog {
             pid: std::process::id(),
             dir: dir.to_path_buf(),
             files,
+            touched: Touched::default(),
             buffer: Mutex::new(Buffer {
                 state_dirty: true,
                 ..Buffer::default()
@@ -171,8 +167,7 @@ impl RequestLog {
     }
 
     /// A read of pages `first..=last` of `file` was served at once from
-    /// present pages: count it, and record the groups read for the first
-    /// time, as their pages.
+    /// present pages: count it, and record the pages read for the first time.
     pub fn served(&self, file: FileId, first: u64, last: u64, bytes: u64) {
         let Some(f) = self.shared.file(file) else {
             return;
@@ -180,16 +175,17 @@ impl RequestLog {
         f.reads.fetch_add(1, Ordering::Relaxed);
         f.bytes.fetch_add(bytes, Ordering::Relaxed);
         let mut runs: Vec<(u64, u64)> = Vec::new();
-        for g in first / GROUP_PAGES..=last / GROUP_PAGES {
-            if !f.touch(g) {
+        let mut touched = self.shared.touched.lock();
+        for p in first..=last {
+            if !touched.touch(file, p) {
                 continue;
             }
-            let (from, to) = (g * GROUP_PAGES, ((g + 1) * GROUP_PAGES).min(f.pages));
             match runs.last_mut() {
-                Some((_, end)) if *end == from => *end = to,
-                _ => runs.push((from, to)),
+                Some((_, end)) if *end == p => *end = p + 1,
+                _ => runs.push((p, p + 1)),
             }
         }
+        drop(touched);
         if runs.is_empty() {
             return;
         }
@@ -225,12 +221,13 @@ impl RequestLog {
         }
     }
 
-    /// Pages `first..=last` of `file` are being waited for: their groups
-    /// are no first touch later on, since the wait record covers them.
+    /// Pages `first..=last` of `file` are being waited for: not a first
+    /// touch later on, since the wait record covers them.
     pub fn waiting(&self, file: FileId, first: u64, last: u64) {
-        if let Some(f) = self.shared.file(file) {
-            for g in first / GROUP_PAGES..=last / GROUP_PAGES {
-                f.touch(g);
+        if self.shared.file(file).is_some() {
+            let mut touched = self.shared.touched.lock();
+            for p in first..=last {
+                touched.touch(file, p);
             }
         }
     }
@@ -296,17 +293,6 @@ impl Shared {
 
     fn file(&self, id: FileId) -> Option<&LogFileInfo> {
         self.files.get(id.0 as usize)?.as_ref()
-    }
-}
-
-impl LogFileInfo {
-    /// Mark group `g` touched; true when it was not yet.
-    fn touch(&self, g: u64) -> bool {
-        let Some(word) = self.touched.get((g / 64) as usize) else {
-            return false;
-        };
-        let bit = 1u64 << (g % 64);
-        word.load(Ordering::Relaxed) & bit == 0 && word.fetch_or(bit, Ordering::Relaxed) & bit == 0
     }
 }
 

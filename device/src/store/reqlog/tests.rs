@@ -24,14 +24,13 @@ fn tempdir(name: &str) -> TempDir {
 }
 
 #[test]
-fn reads_become_records_and_first_touches_of_groups_coalesce() {
+fn reads_become_records_and_first_touches_coalesce() {
     let dir = tempdir("records");
     let log = RequestLog::start(&dir, &manifest(100));
     log.link(true);
-    // A first touch is recorded as the pages of its group of 16.
     log.served(FileId(1), 0, 1, 8192);
-    log.served(FileId(1), 2, 3, 8192); // nothing new: group 0
-    log.served(FileId(1), 16, 17, 8192); // group 1: extends the record
+    log.served(FileId(1), 2, 3, 8192); // extends the record
+    log.served(FileId(1), 0, 3, 16384); // nothing new
     log.waiting(FileId(1), 40, 40);
     log.waited(Waited {
         file: FileId(1),
@@ -42,9 +41,8 @@ fn reads_become_records_and_first_touches_of_groups_coalesce() {
         outcome: Outcome::Served,
         demanded: true,
     });
-    log.served(FileId(1), 40, 41, 8192); // nothing new: group 2 was waited for
-    log.served(FileId(1), 47, 48, 8192); // group 3 is new
-    log.served(FileId(1), 99, 99, 4096); // the last group: 4 pages
+    log.served(FileId(1), 40, 41, 8192); // only 41 is new
+    log.served(FileId(1), 99, 99, 4096);
     log.served(FileId(0), 0, 0, 1); // a directory: ignored
     log.close();
     let state = fs::read_to_string(state_path(&dir)).unwrap();
@@ -73,11 +71,11 @@ fn reads_become_records_and_first_touches_of_groups_coalesce() {
         kinds,
         [
             "link true",
-            "touch 0+32",
+            "touch 0+4",
             "wait 40+1 99",
-            "touch 48+16",
-            "touch 96+4",
-            "served 6 45056"
+            "touch 41+1",
+            "touch 99+1",
+            "served 5 45056"
         ]
     );
     // A second daemon appends a new mount to the same file.
@@ -91,12 +89,11 @@ fn reads_become_records_and_first_touches_of_groups_coalesce() {
 #[test]
 fn the_log_rotates_and_stays_bounded() {
     let dir = tempdir("rotate");
-    let log = RequestLog::start(&dir, &manifest(1 << 22));
-    // Scattered first touches, every other group: one record each, three
-    // files' worth.
+    let log = RequestLog::start(&dir, &manifest(1 << 20));
+    // Scattered first touches: one record each, three files' worth.
     for round in 0..6 {
         for i in 0..10_000u64 {
-            let page = round * 400_000 + i * 32;
+            let page = round * 100_000 + i * 2;
             log.served(FileId(1), page, page, 4096);
         }
         std::thread::sleep(Duration::from_millis(50));
