@@ -132,8 +132,8 @@ fn a_link_stores_a_stream_then_serves_the_next_session_from_the_store() {
         [
             DEVICE_HELLO,
             "HaveEnd { files: 1 }",
-            "Demand { file: FileId(0), first: 1, count: 1 }",
-            "Demand { file: FileId(0), first: 0, count: 2 }",
+            "Demand { file: FileId(0), first: 1, count: 1, again: true }",
+            "Demand { file: FileId(0), first: 0, count: 2, again: true }",
             "Complete { pages: 2 }",
             DEVICE_HELLO,
             "Have { file: FileId(0), ranges: [PageRange { first: 0, count: 2 }] }",

@@ -337,12 +337,15 @@ impl<R: Reply> Core<R> {
             file: id,
             first,
             count,
+            again: true,
         };
         send_demands(self.outbox().as_ref(), &[again]);
     }
 
     /// Demand every page still missing (after the host's stream ended),
-    /// except those already checked and on their way to the store.
+    /// except those already checked and on their way to the store. Frames
+    /// arrive in order, so what is missing at the stream's end was lost on
+    /// the way: asked for `again`.
     pub fn demand_all_missing(&self) {
         for (i, f) in self.files.iter().enumerate() {
             let Some(f) = f else { continue };
@@ -351,9 +354,10 @@ impl<R: Reply> Core<R> {
             // way, so no page is seen as neither present nor arriving.
             let (demands, outbox) = {
                 let p = self.pending();
-                let demands = p
-                    .table
-                    .missing_demands(FileId(i as u32), &f.missing_ranges());
+                let demands = crate::serve::demand::again(
+                    p.table
+                        .missing_demands(FileId(i as u32), &f.missing_ranges()),
+                );
                 (demands, p.outbox.clone())
             };
             send_demands(outbox.as_ref(), &demands);
@@ -384,7 +388,7 @@ impl<R: Reply> Core<R> {
 }
 
 /// Send demands over `outbox`, if a link is up (never under the pending lock).
-fn send_demands(outbox: Option<&Outbox>, demands: &[Demand]) {
+pub(super) fn send_demands(outbox: Option<&Outbox>, demands: &[Demand]) {
     if let Some(outbox) = outbox {
         for d in demands {
             outbox.send(d.frame());

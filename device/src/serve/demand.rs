@@ -1,6 +1,9 @@
 //! Demand messages: the one place that turns pages to ask the host for
 //! into `Demand`s, one per run of consecutive pages, split so that no count
-//! exceeds `u32::MAX` (the message's count field) and none is zero.
+//! exceeds `u32::MAX` (the message's count field) and none is zero. A
+//! first demand leaves `again` clear (the host may take pages it just sent
+//! as on their way); [`again`] marks demands for pages that arrived
+//! damaged or never came, which the host sends whatever it sent lately.
 
 use std::collections::BTreeSet;
 
@@ -12,6 +15,8 @@ pub struct Demand {
     pub file: FileId,
     pub first: u64,
     pub count: u32,
+    /// Send them even if they were just sent (see the module documentation).
+    pub again: bool,
 }
 
 impl Demand {
@@ -21,6 +26,7 @@ impl Demand {
             file: self.file,
             first: self.first,
             count: self.count,
+            again: self.again,
         }
     }
 
@@ -41,6 +47,7 @@ pub fn for_runs(file: FileId, runs: impl IntoIterator<Item = (u64, u64)>) -> Vec
                 file,
                 first,
                 count: n as u32,
+                again: false,
             });
             first += n;
             left -= n;
@@ -73,6 +80,15 @@ pub fn for_runs_except(file: FileId, runs: &[(u64, u64)], except: &BTreeSet<u64>
     for_runs(file, kept)
 }
 
+/// The same demands, marked `again`: for pages that arrived damaged, were
+/// dropped, or have not come although asked for.
+pub fn again(mut demands: Vec<Demand>) -> Vec<Demand> {
+    for d in &mut demands {
+        d.again = true;
+    }
+    demands
+}
+
 /// Sorted page indexes as runs of (first, count).
 pub fn runs(pages: &[u64]) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
@@ -96,6 +112,7 @@ mod tests {
             file: F,
             first,
             count,
+            again: false,
         }
     }
 
@@ -155,9 +172,13 @@ mod tests {
             Message::Demand {
                 file: F,
                 first: 9,
-                count: 2
+                count: 2,
+                again: false,
             }
         );
         assert_eq!(d(9, 2).frame(), m.to_frame());
+        let again = super::again(vec![d(9, 2), d(20, 1)]);
+        assert!(again.iter().all(|d| d.again));
+        assert_eq!(again[1].first, 20);
     }
 }

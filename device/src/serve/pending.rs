@@ -16,6 +16,9 @@
 //!   missing after it arrived without its reader being found.
 //! - After a read timed out waiting for a page, a read that needs that
 //!   page fails at once, until the page lands or a new link comes up.
+//! - A parked read asks again (`again` set) for the pages it still waits
+//!   for every [`ASK_AGAIN`] (module `ask`): a page lost on the link (a
+//!   damaged frame) costs a moment, never the whole timeout.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -25,8 +28,11 @@ use fuser::Errno;
 
 use crate::serve::demand::{self, Demand};
 
+mod ask;
 #[cfg(test)]
 mod tests;
+
+pub use ask::ASK_AGAIN;
 
 /// How a read is answered: fuser's `ReplyData` (see [`crate::serve::core`]),
 /// or a test's double.
@@ -145,6 +151,8 @@ struct Parked<R> {
     deadline: Instant,
     since: Instant,
     demanded: bool,
+    /// When it next asks again for the pages it still waits for.
+    ask_at: Instant,
 }
 
 impl<R> Parked<R> {
@@ -176,6 +184,8 @@ pub struct Pending<R> {
     /// Reads waiting for each page, in the order they parked.
     waiters: HashMap<Key, Vec<u64>>,
     deadlines: BTreeSet<(Instant, u64)>,
+    /// When each parked read next asks again.
+    asks: BTreeSet<(Instant, u64)>,
     /// Pages checked and on their way to the store: waited for, never demanded.
     landing: HashSet<Key>,
     /// Stopping: reads of missing pages fail at once.
@@ -199,6 +209,7 @@ impl<R: Reply> Pending<R> {
             reads: HashMap::new(),
             waiters: HashMap::new(),
             deadlines: BTreeSet::new(),
+            asks: BTreeSet::new(),
             landing: HashSet::new(),
             closed: false,
             offline: false,
@@ -252,6 +263,7 @@ impl<R: Reply> Pending<R> {
         self.closed = true;
         self.waiters.clear();
         self.deadlines.clear();
+        self.asks.clear();
         let mut all: Vec<(u64, Parked<R>)> = self.reads.drain().collect();
         all.sort_unstable_by_key(|(rid, _)| *rid);
         all.into_iter().map(|(_, r)| r.taken()).collect()
@@ -295,6 +307,8 @@ impl<R: Reply> Pending<R> {
         let deadline = now + self.timeout;
         let earliest = self.deadlines.first().is_none_or(|&(d, _)| deadline < d);
         self.deadlines.insert((deadline, rid));
+        let ask_at = now + ASK_AGAIN;
+        self.asks.insert((ask_at, rid));
         self.reads.insert(
             rid,
             Parked {
@@ -304,6 +318,7 @@ impl<R: Reply> Pending<R> {
                 deadline,
                 since: now,
                 demanded: !to_demand.is_empty(),
+                ask_at,
             },
         );
         Park::Parked {
@@ -418,6 +433,7 @@ impl<R: Reply> Pending<R> {
             let Some(r) = self.reads.remove(&rid) else {
                 continue;
             };
+            self.asks.remove(&(r.ask_at, rid));
             self.forget_waits(&r.read, rid);
             for p in r.read.pages() {
                 let key = (r.read.file, p);
@@ -451,6 +467,7 @@ impl<R: Reply> Pending<R> {
     fn take(&mut self, rid: u64) -> Option<Taken<R>> {
         let r = self.reads.remove(&rid)?;
         self.deadlines.remove(&(r.deadline, rid));
+        self.asks.remove(&(r.ask_at, rid));
         Some(r.taken())
     }
 

@@ -54,6 +54,7 @@ impl<R: Reply> Core<R> {
     }
 
     /// Run until `stop` is set: fail parked reads whose deadline has passed,
+    /// have those still waiting ask again for their pages (`Pending::ask_again`),
     /// write the page maps' pending bits at least every second, and
     /// sync the store to the disk every [`SYNC_INTERVAL`] and when asked.
     pub fn reap(&self, stop: &AtomicBool) {
@@ -91,6 +92,17 @@ impl<R: Reply> Core<R> {
                 }
                 p = self.pending();
                 continue;
+            }
+            let asks = p.table.ask_again(now);
+            if !asks.is_empty() {
+                log::debug!(
+                    "asking again for {} runs of pages still missing",
+                    asks.len()
+                );
+                let outbox = p.outbox.clone();
+                drop(p);
+                super::send_demands(outbox.as_ref(), &asks);
+                p = self.pending();
             }
             let wait = p
                 .table

@@ -115,7 +115,12 @@ impl Rig {
 }
 
 fn demand(first: u64, count: u32) -> String {
-    format!("Demand {{ file: FileId(0), first: {first}, count: {count} }}")
+    format!("Demand {{ file: FileId(0), first: {first}, count: {count}, again: false }}")
+}
+
+/// A demand for pages that arrived damaged or were lost on the way.
+fn again(first: u64, count: u32) -> String {
+    format!("Demand {{ file: FileId(0), first: {first}, count: {count}, again: true }}")
 }
 
 #[test]
@@ -204,7 +209,7 @@ fn the_good_pages_of_a_damaged_run_land_and_the_bad_one_is_waited_for() {
     let f = r.core.file(F).unwrap();
     assert_eq!(f.present_ranges(), [(0, 1), (2, 1)]);
     r.core.redemand(F, 1, 1);
-    assert_eq!(r.sent(), [demand(1, 1)]);
+    assert_eq!(r.sent(), [again(1, 1)]);
     r.land(1, 1, true);
     assert_eq!(
         r.answers.all()[2],
@@ -289,7 +294,7 @@ fn after_the_stream_every_missing_page_not_on_its_way_is_demanded() {
     let r = linked("all");
     let _on_its_way = r.accept(1, 1, &[]);
     r.core.demand_all_missing();
-    assert_eq!(r.sent(), [demand(0, 1), demand(2, 1)]);
+    assert_eq!(r.sent(), [again(0, 1), again(2, 1)]);
 }
 
 #[test]

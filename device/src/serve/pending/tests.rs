@@ -86,7 +86,12 @@ impl World {
 }
 
 fn d(file: FileId, first: u64, count: u32) -> Demand {
-    Demand { file, first, count }
+    Demand {
+        file,
+        first,
+        count,
+        again: false,
+    }
 }
 
 fn tags(taken: &[Taken<Fake>]) -> Vec<u32> {
@@ -415,4 +420,42 @@ fn a_refused_read_comes_back_with_its_reply_for_the_caller_to_answer() {
     assert_eq!((read.offset, read.size, read.pid), (4116, 30, 7));
     reply.error(Errno::EIO);
     assert_eq!(w.answers(), vec![(1, Answer::Error(Errno::EIO))]);
+}
+
+#[test]
+fn a_read_still_waiting_asks_again_for_what_has_not_come_every_interval() {
+    let mut w = World::new();
+    let ask = ASK_AGAIN.as_millis() as u64;
+    // Read 1 waits for pages 0..4, read 2 (later) for 2..6 and joins.
+    assert_eq!(w.parked(1, F, 0, 4 * 4096, 0), vec![d(F, 0, 4)]);
+    assert_eq!(w.parked(2, F, 2 * 4096, 4 * 4096, 300), vec![d(F, 4, 2)]);
+    // Nothing to ask before the interval.
+    assert_eq!(w.table.ask_again(w.at(ask - 1)), vec![]);
+    // Page 1 lands; page 3 is on its way to the store.
+    assert!(w.store(F, 1).is_empty());
+    w.begin(F, 3, 1);
+    // Read 1 asks again, marked `again`, for 0 and 2 only.
+    let again = |first, count| Demand {
+        again: true,
+        ..d(F, first, count)
+    };
+    assert_eq!(w.table.ask_again(w.at(ask)), vec![again(0, 1), again(2, 1)]);
+    // Read 2's turn: 2, 4 and 5, each page once.
+    assert_eq!(
+        w.table.ask_again(w.at(ask + 300)),
+        vec![again(2, 1), again(4, 2)]
+    );
+    // Both again one interval later; a read answered meanwhile asks nothing.
+    for p in [0, 2, 3] {
+        w.store(F, p);
+    }
+    assert_eq!(tags(&w.store(F, 3)), Vec::<u32>::new());
+    assert_eq!(w.table.ask_again(w.at(2 * ask + 300)), vec![again(4, 2)]);
+    // A read that timed out asks nothing any more.
+    fail(w.expire(TIMEOUT.as_millis() as u64 + 300));
+    assert_eq!(
+        w.table
+            .ask_again(w.at(TIMEOUT.as_millis() as u64 + 2 * ask)),
+        vec![]
+    );
 }

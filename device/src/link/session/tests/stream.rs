@@ -287,6 +287,7 @@ fn a_message_only_a_device_sends_is_ignored_in_the_stream() {
             file: FileId(0),
             first: 0,
             count: 1,
+            again: false,
         }),
         &files,
     );
