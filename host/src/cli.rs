@@ -284,8 +284,10 @@ pub struct PushArgs {
 
     /// Most bytes sent ahead of a program reading a file forward: whole
     /// 4 KiB pages from 0 to 1G (units K, M, G); the window starts at 128K
-    /// and doubles along the run. Random reads get none.
-    #[arg(long, value_name = "SIZE", default_value = "2M", value_parser = parse_readahead)]
+    /// and doubles along the run. Random reads get none. (A cold
+    /// sequential read with no stream, 1 MiB reads over a pipe: 361 MB/s
+    /// with 2M, 474-491 MB/s with 8M-16M.)
+    #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = parse_readahead)]
     pub readahead: u64,
 
     /// Limit the link to RATE bytes per second, from 4K to 1T (units K, M,
