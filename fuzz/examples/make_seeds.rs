@@ -283,8 +283,14 @@ fn zips(dir: &Path) {
 }
 
 fn frames(dir: &Path) {
-    let text: Vec<u8> = b"feedfs ".iter().cycle().take(5000).copied().collect();
-    let lz4 = lz4_block(&text);
+    // Three pages of text and a short fourth one: 4096 * 3 + 904 bytes.
+    let text: Vec<u8> = b"feedfs ".iter().cycle().take(13_192).copied().collect();
+    let lz4 = lz4_flex::block::compress(&text[..8192]);
+    let crcs_of = |bytes: &[u8]| {
+        let crcs: Vec<u32> = bytes.chunks(4096).map(crc32fast::hash).collect();
+        crc_table(&crcs)
+    };
+    let (raw_crcs, lz4_crcs) = (crcs_of(&text[4096..]), crcs_of(&text[..8192]));
     let msgs = [
         Message::Hello {
             role: Role::Host,
@@ -297,56 +303,77 @@ fn frames(dir: &Path) {
             kind: EntryKind::Dir,
             size: 0,
             mode: 0o755,
-            block_size: 0,
+            mtime: Mtime {
+                sec: 1_700_000_000,
+                nsec: 5,
+            },
             identity: [0; 16],
             path: "a",
+            target: "",
         },
         Message::Entry {
             id: FileId(1),
             kind: EntryKind::File,
-            size: 5000,
+            size: text.len() as u64,
             mode: 0o644,
-            block_size: 4096,
+            mtime: Mtime {
+                sec: 1_700_000_001,
+                nsec: 999_999_999,
+            },
             identity: [1; 16],
             path: "a/b.bin",
+            target: "",
+        },
+        Message::Entry {
+            id: FileId(2),
+            kind: EntryKind::Symlink,
+            size: 0,
+            mode: 0o777,
+            mtime: Mtime { sec: -1, nsec: 0 },
+            identity: [0; 16],
+            path: "a/link",
+            target: "b.bin",
         },
         Message::ManifestEnd {
-            entries: 2,
-            total_bytes: 5000,
+            entries: 3,
+            total_bytes: text.len() as u64,
         },
         Message::Have {
             file: FileId(1),
-            ranges: vec![BlockRange { first: 0, count: 1 }],
+            ranges: vec![PageRange { first: 0, count: 1 }],
         },
         Message::HaveEnd { files: 1 },
         Message::Demand {
             file: FileId(1),
             first: 1,
-            count: 1,
+            count: 3,
         },
-        Message::Block {
+        Message::Run {
             file: FileId(1),
-            index: 1,
-            crc: crc32fast::hash(&text[4096..]),
+            first: 1,
+            count: 3,
             encoding: Encoding::Raw,
+            crcs: PageCrcs::new(&raw_crcs).expect("whole CRCs"),
             data: &text[4096..],
         },
-        Message::Block {
+        Message::Run {
             file: FileId(1),
-            index: 0,
-            crc: crc32fast::hash(&text[..4096]),
+            first: 0,
+            count: 2,
             encoding: Encoding::Lz4,
+            crcs: PageCrcs::new(&lz4_crcs).expect("whole CRCs"),
             data: &lz4,
         },
-        Message::Block {
+        Message::Run {
             file: FileId(1),
-            index: 1,
-            crc: crc32fast::hash(&[0; 5000 - 4096]),
+            first: 0,
+            count: 256,
             encoding: Encoding::Zero,
+            crcs: PageCrcs::default(),
             data: &[],
         },
-        Message::StreamDone { blocks_sent: 3 },
-        Message::Complete { blocks: 2 },
+        Message::StreamDone { pages_sent: 4 },
+        Message::Complete { pages: 4 },
         Message::Error {
             code: ErrorCode::NoSpace,
             text: "full",
@@ -363,16 +390,6 @@ fn frames(dir: &Path) {
     save(dir, "session", &session);
 }
 
-/// LZ4 of the first 4096 bytes, as the host would send them.
-fn lz4_block(text: &[u8]) -> Vec<u8> {
-    // A literal-only LZ4 block is valid LZ4: token 0xf0, length bytes, literals.
-    let lit = &text[..4096];
-    let mut out = vec![0xf0];
-    let mut left = lit.len() - 15;
-    while left >= 255 {
-        out.push(255);
-        left -= 255;
-    }
     out.push(left as u8);
     out.extend_from_slice(lit);
     out
