@@ -314,11 +314,15 @@ fn mounted(s: &Scratch, extra: &[&str]) -> FakeHost {
     host
 }
 
+/// A Run that a good manifest makes wrong: (name, file, first, count,
+/// data, what the refusal says).
+type BadRun<'a> = (&'a str, u32, u64, u32, &'a [u8], &'a str);
+
 #[test]
 fn bad_runs_are_refused_and_the_mount_keeps_serving() {
     let data = content(5, 0, 65536);
     let page = content(5, 0, PAGE as usize);
-    let cases: [(&str, u32, u64, u32, &[u8], &str); 6] = [
+    let cases: [BadRun; 6] = [
         ("past-the-end", 1, 25, 1, &page, "past its end"),
         ("over-the-end", 1, 24, 2, &data[..8192], "past its end"),
         ("first-max", 1, u64::MAX - 1, 1, &page, "past its end"),
