@@ -126,7 +126,9 @@ fn twenty_kills_lose_no_verified_page_and_the_content_ends_exact() {
         );
         present_before = present;
     }
-    eprintln!("{what}: {KILLS} kills ({mid_stream} in mid-stream), {present_before} pages kept, none bad");
+    eprintln!(
+        "{what}: {KILLS} kills ({mid_stream} in mid-stream), {present_before} pages kept, none bad"
+    );
     assert!(mid_stream > 0, "{what}: no kill came during the stream");
 
     // The last host completes the transfer; every byte is exact.

@@ -37,7 +37,15 @@ fn entry(out: &mut Vec<u8>, id: u32, kind: EntryKind, path: &str, size: u64, mod
 }
 
 /// An entry with a link target (which only a link may have).
-fn link(out: &mut Vec<u8>, id: u32, kind: EntryKind, path: &str, size: u64, mode: u32, target: &str) {
+fn link(
+    out: &mut Vec<u8>,
+    id: u32,
+    kind: EntryKind,
+    path: &str,
+    size: u64,
+    mode: u32,
+    target: &str,
+) {
     Message::Entry {
         id: FileId(id),
         kind,
@@ -326,7 +334,14 @@ fn bad_runs_are_refused_and_the_mount_keeps_serving() {
         ("past-the-end", 1, 25, 1, &page, "past its end"),
         ("over-the-end", 1, 24, 2, &data[..8192], "past its end"),
         ("first-max", 1, u64::MAX - 1, 1, &page, "past its end"),
-        ("not-in-manifest", 99, 0, 1, &page, "not a file of the manifest"),
+        (
+            "not-in-manifest",
+            99,
+            0,
+            1,
+            &page,
+            "not a file of the manifest",
+        ),
         ("a-directory", 0, 0, 1, &page, "not a file of the manifest"),
         (
             "wrong-length",

@@ -219,7 +219,13 @@ fn a_killed_device_resumes_and_the_new_host_sends_only_what_is_missing() {
     unique.dedup();
     let twice: Vec<_> = sends
         .iter()
-        .filter(|p| sends.iter().filter(|q| q.file == p.file && q.page == p.page).count() > 1)
+        .filter(|p| {
+            sends
+                .iter()
+                .filter(|q| q.file == p.file && q.page == p.page)
+                .count()
+                > 1
+        })
         .take(10)
         .collect();
     assert_eq!(unique.len(), sends.len(), "no page sent twice: {twice:?}");

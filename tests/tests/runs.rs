@@ -113,7 +113,10 @@ fn one_bad_page_in_a_run(name: &str, bad: u64, frame: Vec<u8>) {
         let mut buf = vec![0u8; PAGE as usize];
         f.read_exact_at(&mut buf, p * PAGE)
             .unwrap_or_else(|e| panic!("{name}: page {p}: {e}"));
-        assert!(buf == content(SEED, p * PAGE, PAGE as usize), "{name}: page {p}");
+        assert!(
+            buf == content(SEED, p * PAGE, PAGE as usize),
+            "{name}: page {p}"
+        );
     }
     // The bad page: a reader waits for it, and the device demands it (at
     // once on the bad CRC, or when the reader comes).
@@ -146,7 +149,10 @@ fn one_bad_page_in_a_run(name: &str, bad: u64, frame: Vec<u8>) {
     );
     let good = content(SEED, bad * PAGE, PAGE as usize);
     assert!(host.send(&run_frame(bad, 1, Encoding::Raw, &table(&good), &good)));
-    let got = reader.join().unwrap().unwrap_or_else(|e| panic!("{name}: {e}"));
+    let got = reader
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert!(got == good, "{name}: page {bad} after it was sent again");
     assert_eq!(
         read_at(&path, 0, 16 * PAGE as usize).unwrap(),

@@ -48,7 +48,10 @@ fn stop(store: &Path, mnt: &Path) {
 
 /// Pages the device reported holding, and the (file, page) of every page sent.
 fn haves_and_sends(events: &[RecordEvent]) -> (u64, Vec<(u32, u64)>) {
-    let sends = sent_pages(events).iter().map(|p| (p.file, p.page)).collect();
+    let sends = sent_pages(events)
+        .iter()
+        .map(|p| (p.file, p.page))
+        .collect();
     (had_pages(events), sends)
 }
 
