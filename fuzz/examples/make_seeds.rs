@@ -3,7 +3,9 @@
 //! store for `store_map`; request logs written by the device's request log
 //! for `reqlog`; plans learned from those logs, and one for the files the
 //! `plan` target serves, for `plan`; small zips (stored entries as an APK
-//! holds them, a data descriptor, zip64 records) for `zip`. Run from the
+//! holds them, a data descriptor, zip64 records) for `zip`; a
+//! `store_map` input may also hold a map of store format 1, for the
+//! conversion. Run from the
 //! fuzz directory: `cargo run --example make-seeds` (stable is enough); it
 //! fills `corpus/`.
 
@@ -11,18 +13,20 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-use feedfs_device::store::reqlog::{current_path, RequestLog};
+use feedfs_device::store::reqlog::{current_path, RequestLog, Waited};
 use feedfs_device::store::{key_of, Store};
-use feedfs_host::prefetch::plan::{Plan, PlanFile, Step};
 use feedfs_host::logs::trace;
 use feedfs_host::prefetch::learn;
-use feedfs_protocol::message::{BlockRange, Encoding};
+use feedfs_host::prefetch::plan::{Plan, PlanFile, Step, PLAN_VERSION};
+use feedfs_protocol::message::{crc_table, Encoding};
 use feedfs_protocol::reqlog::Outcome;
 use feedfs_protocol::{
-    Entry, EntryKind, ErrorCode, FileId, ManifestBuilder, Message, Role, VERSION,
+    page_len, Entry, EntryKind, ErrorCode, FileId, ManifestBuilder, Message, Mtime, PageCrcs,
+    PageRange, Role, VERSION,
 };
 
-fn block(i: u64, len: usize) -> Vec<u8> {
+/// The content of page `i` (as the `store_map` target's data file holds it).
+fn page_bytes(i: u64, len: usize) -> Vec<u8> {
     (0..len).map(|k| (i as usize * 131 + k * 7) as u8).collect()
 }
 
@@ -54,57 +58,56 @@ fn logs_and_plans(logs: &Path, plans: &Path) {
         ("app/empty", EntryKind::File, 0),
         ("app/lib", EntryKind::Dir, 0),
         ("app/lib/libx.so", EntryKind::File, 70_000),
+        ("app/link", EntryKind::Symlink, 0),
     ];
     let mut total = 0;
     for (i, (path, kind, size)) in files.iter().enumerate() {
-        let (mode, bs) = match kind {
-            EntryKind::Dir => (0o755, 0),
-            EntryKind::File => (0o644, 4096),
+        let (mode, target) = match kind {
+            EntryKind::Dir => (0o755, ""),
+            EntryKind::File => (0o644, ""),
+            EntryKind::Symlink => (0o777, "base.apk"),
         };
-        b.push(
-            FileId(i as u32),
-            *kind,
-            path,
-            *size,
+        b.push(Entry {
+            id: Some(FileId(i as u32)),
+            kind: *kind,
+            path: path.to_string(),
+            size: *size,
             mode,
-            bs,
-            [i as u8; 16],
-        )
+            mtime: Mtime {
+                sec: 1_700_000_000 + i as i64,
+                nsec: 0,
+            },
+            identity: [i as u8; 16],
+            target: target.into(),
+        })
         .unwrap();
         total += size;
     }
     let manifest = b.finish(files.len() as u32, total).unwrap();
     let path = current_path(&scratch);
+    let waited = |file, first, last, outcome, demanded| Waited {
+        file: FileId(file),
+        first,
+        last,
+        since: Instant::now(),
+        pid: 4242,
+        outcome,
+        demanded,
+    };
     for mount in 0..2 {
         let log = RequestLog::start(&scratch, &manifest);
         log.link(true);
         log.served(FileId(1), 0, 0, 4096);
         log.waiting(FileId(6), 3, 5);
-        log.waited(FileId(6), 3, 5, Instant::now(), 4242, Outcome::Served, true);
+        log.waited(waited(6, 3, 5, Outcome::Served, true));
         log.served(FileId(6), 6, 9, 16384);
         log.served(FileId(3), 0, 0, 100);
         if mount == 1 {
             log.waiting(FileId(1), 2, 2);
-            log.waited(
-                FileId(1),
-                2,
-                2,
-                Instant::now(),
-                4243,
-                Outcome::TimedOut,
-                false,
-            );
+            log.waited(waited(1, 2, 2, Outcome::TimedOut, false));
             log.link(false);
-            log.waiting(FileId(6), 16, 16);
-            log.waited(
-                FileId(6),
-                16,
-                16,
-                Instant::now(),
-                4243,
-                Outcome::Failed,
-                true,
-            );
+            log.waiting(FileId(6), 16, 17);
+            log.waited(waited(6, 16, 17, Outcome::Failed, true));
         }
         log.close();
         drop(log);
@@ -122,18 +125,17 @@ fn logs_and_plans(logs: &Path, plans: &Path) {
     }
     let _ = fs::remove_dir_all(&scratch);
     // The plan target's own files, identities not recorded, so they match.
-    let file = |path: &str, size, block_size| PlanFile {
+    let file = |path: &str, size| PlanFile {
         path: path.into(),
         size,
-        block_size,
         identity: None,
     };
     let plan = Plan {
         files: vec![
-            file("app/lib/libx.so", 70_000, 4096),
-            file("app/base.apk", 10_000, 8192),
-            file("app/data/x", 100, 65536),
-            file("app/gone", 5, 4096),
+            file("app/lib/libx.so", 70_000),
+            file("app/base.apk", 10_000),
+            file("app/data/x", 100),
+            file("app/gone", 5),
         ],
         steps: [
             (0, 3, 2),
@@ -148,6 +150,7 @@ fn logs_and_plans(logs: &Path, plans: &Path) {
         .collect(),
         runs: 2,
         window: 4,
+        read_from: PLAN_VERSION,
     };
     let mut seed = vec![0];
     seed.extend(plan.encode());
@@ -268,23 +271,25 @@ fn zips(dir: &Path) {
         ("lib/arm64-v8a/libx.so", vec![5; 1500]),
         ("resources.arsc", vec![6; 100]),
     ];
-    for (name, bs, zip64, comment) in [
-        ("apk", 0u8, false, &b""[..]),
-        ("apk-64k", 4, false, &b"signed"[..]),
-        ("apk-zip64", 0, true, &b""[..]),
+    for (name, zip64, comment) in [
+        ("apk", false, &b""[..]),
+        ("apk-signed", false, &b"signed"[..]),
+        ("apk-zip64", true, &b""[..]),
     ] {
-        let mut seed = vec![bs];
-        seed.extend(zip(&apk, zip64, comment));
-        save(dir, name, &seed);
+        save(dir, name, &zip(&apk, zip64, comment));
     }
-    let mut seed = vec![0];
-    seed.extend(zip(&[], false, b""));
-    save(dir, "empty", &seed);
+    save(dir, "empty", &zip(&[], false, b""));
 }
 
 fn frames(dir: &Path) {
-    let text: Vec<u8> = b"feedfs ".iter().cycle().take(5000).copied().collect();
-    let lz4 = lz4_block(&text);
+    // Three pages of text and a short fourth one: 4096 * 3 + 904 bytes.
+    let text: Vec<u8> = b"feedfs ".iter().cycle().take(13_192).copied().collect();
+    let lz4 = lz4_flex::block::compress(&text[..8192]);
+    let crcs_of = |bytes: &[u8]| {
+        let crcs: Vec<u32> = bytes.chunks(4096).map(crc32fast::hash).collect();
+        crc_table(&crcs)
+    };
+    let (raw_crcs, lz4_crcs) = (crcs_of(&text[4096..]), crcs_of(&text[..8192]));
     let msgs = [
         Message::Hello {
             role: Role::Host,
@@ -297,56 +302,77 @@ fn frames(dir: &Path) {
             kind: EntryKind::Dir,
             size: 0,
             mode: 0o755,
-            block_size: 0,
+            mtime: Mtime {
+                sec: 1_700_000_000,
+                nsec: 5,
+            },
             identity: [0; 16],
             path: "a",
+            target: "",
         },
         Message::Entry {
             id: FileId(1),
             kind: EntryKind::File,
-            size: 5000,
+            size: text.len() as u64,
             mode: 0o644,
-            block_size: 4096,
+            mtime: Mtime {
+                sec: 1_700_000_001,
+                nsec: 999_999_999,
+            },
             identity: [1; 16],
             path: "a/b.bin",
+            target: "",
+        },
+        Message::Entry {
+            id: FileId(2),
+            kind: EntryKind::Symlink,
+            size: 0,
+            mode: 0o777,
+            mtime: Mtime { sec: -1, nsec: 0 },
+            identity: [0; 16],
+            path: "a/link",
+            target: "b.bin",
         },
         Message::ManifestEnd {
-            entries: 2,
-            total_bytes: 5000,
+            entries: 3,
+            total_bytes: text.len() as u64,
         },
         Message::Have {
             file: FileId(1),
-            ranges: vec![BlockRange { first: 0, count: 1 }],
+            ranges: vec![PageRange { first: 0, count: 1 }],
         },
         Message::HaveEnd { files: 1 },
         Message::Demand {
             file: FileId(1),
             first: 1,
-            count: 1,
+            count: 3,
         },
-        Message::Block {
+        Message::Run {
             file: FileId(1),
-            index: 1,
-            crc: crc32fast::hash(&text[4096..]),
+            first: 1,
+            count: 3,
             encoding: Encoding::Raw,
+            crcs: PageCrcs::new(&raw_crcs).expect("whole CRCs"),
             data: &text[4096..],
         },
-        Message::Block {
+        Message::Run {
             file: FileId(1),
-            index: 0,
-            crc: crc32fast::hash(&text[..4096]),
+            first: 0,
+            count: 2,
             encoding: Encoding::Lz4,
+            crcs: PageCrcs::new(&lz4_crcs).expect("whole CRCs"),
             data: &lz4,
         },
-        Message::Block {
+        Message::Run {
             file: FileId(1),
-            index: 1,
-            crc: crc32fast::hash(&[0; 5000 - 4096]),
+            first: 0,
+            count: 256,
             encoding: Encoding::Zero,
+            crcs: PageCrcs::default(),
             data: &[],
         },
-        Message::StreamDone { blocks_sent: 3 },
-        Message::Complete { blocks: 2 },
+        Message::StreamDone { pages_sent: 4 },
+        Message::Complete { pages: 4 },
         Message::Error {
             code: ErrorCode::NoSpace,
             text: "full",
@@ -363,51 +389,40 @@ fn frames(dir: &Path) {
     save(dir, "session", &session);
 }
 
-/// LZ4 of the first 4096 bytes, as the host would send them.
-fn lz4_block(text: &[u8]) -> Vec<u8> {
-    // A literal-only LZ4 block is valid LZ4: token 0xf0, length bytes, literals.
-    let lit = &text[..4096];
-    let mut out = vec![0xf0];
-    let mut left = lit.len() - 15;
-    while left >= 255 {
-        out.push(255);
-        left -= 255;
-    }
-    out.push(left as u8);
-    out.extend_from_slice(lit);
-    out
-}
-
 fn store(dir: &Path) {
     let scratch = std::env::temp_dir().join(format!("feedfs-seeds-{}", std::process::id()));
     let _ = fs::remove_dir_all(&scratch);
     let s = Store::open(&scratch).unwrap();
-    for (blocks, short, written) in [
+    let entry = |path: &str, size: u64, mode: u32, id: u32| Entry {
+        id: Some(FileId(id)),
+        kind: EntryKind::File,
+        path: path.into(),
+        size,
+        mode,
+        mtime: Mtime {
+            sec: 1_700_000_000,
+            nsec: 0,
+        },
+        identity: [7; 16],
+        target: String::new(),
+    };
+    let size_of = |pages: u8, short: u16| {
+        (u64::from(pages) * 4096).saturating_sub(if pages > 0 { u64::from(short) } else { 0 })
+    };
+    for (pages, short, written) in [
         (0u8, 0u16, vec![]),
         (1, 0, vec![0u64]),
         (3, 100, vec![0, 2]),
-        (9, 0, vec![1, 2, 3, 8]),
-        (32, 4095, (0..32).collect::<Vec<_>>()),
-        (17, 7, vec![16]),
+        (17, 0, vec![1, 2, 3, 16]),
+        (64, 4095, (0..64).collect::<Vec<_>>()),
+        (33, 7, vec![32]),
     ] {
-        let size = (u64::from(blocks) * 4096).saturating_sub(if blocks > 0 {
-            u64::from(short)
-        } else {
-            0
-        });
-        let e = Entry {
-            id: Some(FileId(0)),
-            kind: EntryKind::File,
-            path: "dir/file.bin".into(),
-            size,
-            mode: 0o644,
-            block_size: 4096,
-            identity: [7; 16],
-        };
+        let size = size_of(pages, short);
+        let e = entry("dir/file.bin", size, 0o644, 0);
         let f = s.open_file(&e).unwrap();
         for &i in &written {
-            let b = block(i, feedfs_protocol::block_len(size, 4096, i));
-            f.write_block(i, &b, crc32fast::hash(&b)).unwrap();
+            let b = page_bytes(i, page_len(size, i));
+            f.write_run(i, Some(&b), &[crc32fast::hash(&b)]).unwrap();
         }
         f.flush_map().unwrap();
         drop(f);
@@ -417,33 +432,56 @@ fn store(dir: &Path) {
                 .join(key_of(&e.path))
                 .with_extension("map"),
         )
-        .unwrap();
+        .unwrap_or_default();
         let [lo, hi] = short.to_le_bytes();
-        let mut seed = vec![0, blocks, lo, hi, 0];
+        let mut seed = vec![0, pages, lo, hi, 0];
         seed.extend_from_slice(&map);
-        save(dir, &format!("map-{blocks}-{}", written.len()), &seed);
-        // The same map with a damaged data block (flags bit 1, block index in bits 3..).
+        save(dir, &format!("map-{pages}-{}", written.len()), &seed);
+        // The same map with a damaged data page (flags bit 1, page index in bits 3..).
         if !written.is_empty() {
             seed[4] = 2 | ((written[0] as u8) << 3);
-            save(dir, &format!("map-{blocks}-{}-torn", written.len()), &seed);
+            save(dir, &format!("map-{pages}-{}-torn", written.len()), &seed);
         }
     }
+    // Maps of format 1 (flags bit 2; blocks of 4 KiB << bits 5..7): the
+    // target writes the header, the seed gives the bitmap (every block
+    // present) and the CRC table of the true content.
+    for (pages, short, shift) in [(16u8, 0u16, 0u8), (33, 100, 1), (64, 4095, 2)] {
+        let size = size_of(pages, short);
+        let bs = 4096u64 << shift;
+        let blocks = size.div_ceil(bs);
+        let content: Vec<u8> = (0..u64::from(pages))
+            .flat_map(|i| page_bytes(i, page_len(size, i)))
+            .collect();
+        let mut body = vec![0xffu8; (blocks.div_ceil(8).div_ceil(8) * 8) as usize];
+        body[blocks.div_ceil(8) as usize..].fill(0);
+        if blocks % 8 != 0 {
+            body[(blocks / 8) as usize] = (1 << (blocks % 8)) - 1;
+        }
+        for b in content.chunks(bs as usize) {
+            body.extend_from_slice(&crc32fast::hash(b).to_le_bytes());
+        }
+        let [lo, hi] = short.to_le_bytes();
+        let mut seed = vec![0, pages, lo, hi, 4 | (shift << 5)];
+        seed.extend_from_slice(&body);
+        save(dir, &format!("map-v1-{pages}-{}k", bs / 1024), &seed);
+    }
     let mut b = ManifestBuilder::new();
-    b.push(
-        FileId(0),
-        EntryKind::File,
-        "a/b.bin",
-        5000,
-        0o640,
-        4096,
-        [3; 16],
-    )
+    b.push(entry("a/b.bin", 5000, 0o640, 0)).unwrap();
+    b.push(Entry {
+        kind: EntryKind::Dir,
+        size: 0,
+        ..entry("a", 0, 0o700, 1)
+    })
     .unwrap();
-    b.push(FileId(1), EntryKind::Dir, "a", 0, 0o700, 0, [0; 16])
-        .unwrap();
-    b.push(FileId(2), EntryKind::File, "c", 0, 0o600, 65536, [4; 16])
-        .unwrap();
-    s.save_manifest(&b.finish(3, 5000).unwrap()).unwrap();
+    b.push(entry("c", 0, 0o600, 2)).unwrap();
+    b.push(Entry {
+        kind: EntryKind::Symlink,
+        target: "a/b.bin".into(),
+        ..entry("l", 0, 0o777, 3)
+    })
+    .unwrap();
+    s.save_manifest(&b.finish(4, 5000).unwrap()).unwrap();
     let mut seed = vec![1];
     seed.extend(fs::read(scratch.join("manifest")).unwrap());
     save(dir, "manifest", &seed);

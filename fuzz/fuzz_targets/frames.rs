@@ -4,18 +4,23 @@
 //! The input is a byte stream (the first two bytes choose how it is cut into
 //! reads). It is fed to the [`Decoder`] in those chunks; every frame it
 //! yields is parsed as a [`Message`]; an Entry or ManifestEnd goes to a
-//! [`ManifestBuilder`], a Block's data through `decode_block`. Checked
-//! invariants: nothing panics; the decoder never holds more than its fixed
-//! buffer; a message that parses emits a frame of exactly `buffer_len()`
-//! payload bytes and parses back to itself; LZ4 never decodes past the
-//! block's length.
+//! [`ManifestBuilder`], a Run's data (raw, LZ4 or a run of zeros) through
+//! `decode_run` and its pages against the Run's CRC table, as a receiver
+//! checks them. Checked invariants: nothing panics; the decoder never
+//! holds more than its fixed buffer; a message that parses emits a frame of
+//! exactly `buffer_len()` payload bytes and parses back to itself; a Run
+//! that parses has 1 to `MAX_RUN_PAGES` pages, a CRC for each unless it is
+//! a run of zeros (then no table and no data); its data never decodes past
+//! the run's length, and decodes to exactly that length when it decodes;
+//! the frame emitted without copying its data (`emit_split`) is the same
+//! frame.
 //! Frame checksums are bypassed under `cfg(fuzzing)` (see
 //! `protocol/src/frame/mod.rs`), so mutated frames reach the parser.
 #![no_main]
 
 use feedfs_protocol::decoder::CAPACITY;
 use feedfs_protocol::frame::Frame;
-use feedfs_protocol::message::decode_block;
+use feedfs_protocol::message::{decode_run, Encoding};
 use feedfs_protocol::{Decoder, ManifestBuilder, Message};
 use libfuzzer_sys::fuzz_target;
 
@@ -96,12 +101,58 @@ fn check_message(
             }
             *manifest = Some(ManifestBuilder::new());
         }
-        Message::Block { encoding, data, .. } => {
-            let expected = (data.len() * 3).min(feedfs_protocol::MAX_BLOCK_SIZE as usize);
-            if let Ok(block) = decode_block(encoding, data, expected, scratch) {
-                assert!(block.len() <= feedfs_protocol::MAX_BLOCK_SIZE as usize);
-            }
+        Message::Run {
+            count,
+            encoding,
+            crcs,
+            data,
+            ..
+        } => {
+            let mut split = Vec::new();
+            let tail = msg.emit_split(&mut split);
+            split.extend_from_slice(tail);
+            assert_eq!(split, emitted, "emit_split of {msg:?}");
+            check_run(count, encoding, crcs, data, scratch);
         }
         _ => {}
+    }
+}
+
+/// What a receiver does with a Run: decode its data to the run's length
+/// (whole pages here; a short last page when the raw data says so) and
+/// check each page against its CRC.
+fn check_run(
+    count: u32,
+    encoding: Encoding,
+    crcs: feedfs_protocol::PageCrcs,
+    data: &[u8],
+    scratch: &mut Vec<u8>,
+) {
+    let page = feedfs_protocol::PAGE_SIZE as usize;
+    assert!((1..=feedfs_protocol::MAX_RUN_PAGES).contains(&count));
+    match encoding {
+        Encoding::Zero => assert!(crcs.is_empty() && data.is_empty()),
+        Encoding::Raw | Encoding::Lz4 => assert_eq!(crcs.len(), count as usize),
+    }
+    let expected = match encoding {
+        Encoding::Raw => data.len(),
+        Encoding::Lz4 | Encoding::Zero => count as usize * page,
+    };
+    let Ok(pages) = decode_run(encoding, data, expected, scratch) else {
+        return;
+    };
+    assert_eq!(pages.len(), expected, "decoded length");
+    assert!(pages.len() <= feedfs_protocol::MAX_RUN_BYTES as usize);
+    let zeros = crc32fast::hash(&[0u8; 4096]);
+    for (i, bytes) in pages.chunks(page).enumerate() {
+        let crc = crc32fast::hash(bytes);
+        match encoding {
+            Encoding::Zero => assert_eq!(crc, zeros, "page {i} of a run of zeros"),
+            // A page whose CRC differs is dropped and demanded again, the
+            // rest of its run lands: the table reads the same either way.
+            Encoding::Raw | Encoding::Lz4 => {
+                assert_eq!(crcs.iter().nth(i), Some(crcs.get(i)), "CRC {i} of {crc:#x}")
+            }
+        }
     }
 }

@@ -4,12 +4,13 @@
 //! the last 4 bytes are replaced by the CRC of what precedes them, so
 //! mutated plans reach the field checks behind it. The rest is the plan.
 //!
-//! What runs: `Plan::decode`; for a plan it accepts, `encode`, `render`,
-//! and `resolve` against a served set of real files ([`TREE`], walked once
-//! in blocks of 4 KiB, 16 KiB and 64 KiB). Checked invariants: nothing
-//! panics; an accepted plan's steps name its files and lie within them; it
-//! encodes to bytes that decode to the same plan; every resolved range is a
-//! served file's, non-empty and inside it. The tree lives in a scratch
+//! What runs: `Plan::decode` (plans in pages, and those of version 1 in
+//! blocks, read in pages); for a plan it accepts, `encode`, `render`, and
+//! `resolve` against a served set of real files ([`TREE`] and a symbolic
+//! link, walked once). Checked invariants: nothing panics; an accepted
+//! plan's steps name its files and lie within their pages; it encodes to
+//! bytes that decode to the same plan (in pages); every resolved range is
+//! a served file's, non-empty and inside it. The tree lives in a scratch
 //! directory under /dev/shm (or the temp dir) named after the process.
 #![no_main]
 
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use feedfs_host::files::manifest::{walk, ServedSet};
-use feedfs_host::prefetch::plan::Plan;
+use feedfs_host::prefetch::plan::{Plan, PLAN_VERSION};
 use libfuzzer_sys::fuzz_target;
 
 /// The served files, under the top directory `app`: path and size.
@@ -29,8 +30,8 @@ pub const TREE: &[(&str, usize)] = &[
     ("app/empty", 0),
 ];
 
-fn served() -> &'static [ServedSet] {
-    static S: OnceLock<Vec<ServedSet>> = OnceLock::new();
+fn served() -> &'static ServedSet {
+    static S: OnceLock<ServedSet> = OnceLock::new();
     S.get_or_init(|| {
         let base = if std::path::Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
@@ -44,10 +45,8 @@ fn served() -> &'static [ServedSet] {
             fs::create_dir_all(p.parent().expect("a parent")).expect("scratch tree");
             fs::write(&p, vec![7u8; *size]).expect("scratch file");
         }
-        [4096, 16384, 65536]
-            .into_iter()
-            .map(|bs| walk(&[root.join("app")], bs).expect("the scratch tree walks"))
-            .collect()
+        std::os::unix::fs::symlink("base.apk", root.join("app/link")).expect("scratch link");
+        walk(&[root.join("app")]).expect("the scratch tree walks")
     })
 }
 
@@ -67,26 +66,29 @@ fuzz_target!(|data: &[u8]| {
     for s in &p.steps {
         let f = &p.files[s.file as usize];
         assert!(
-            s.count > 0 && s.first + s.count <= f.blocks(),
+            s.count > 0 && s.first + s.count <= f.pages(),
             "{s:?} of {f:?}"
         );
     }
     let bytes = p.encode();
+    let in_pages = Plan {
+        read_from: PLAN_VERSION,
+        ..p.clone()
+    };
     assert_eq!(
         Plan::decode(&bytes).as_ref(),
-        Ok(&p),
+        Ok(&in_pages),
         "an encoded plan decodes"
     );
     let _ = p.render();
-    for set in served() {
-        let (ranges, _warnings) = p.resolve(set);
-        for (id, first, count) in ranges {
-            let e = set.get(id).expect("a resolved range names a served file");
-            assert!(
-                count > 0 && first + count <= e.blocks(),
-                "{first}+{count} of {}",
-                e.path
-            );
-        }
+    let set = served();
+    let (ranges, _warnings) = p.resolve(set);
+    for (id, first, count) in ranges {
+        let e = set.get(id).expect("a resolved range names a served file");
+        assert!(
+            count > 0 && first + count <= e.pages(),
+            "{first}+{count} of {}",
+            e.path
+        );
     }
 });

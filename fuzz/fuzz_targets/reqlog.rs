@@ -6,14 +6,15 @@
 //! behind it. Byte 1 picks a record at which the log is also cut in two
 //! files (a rotated log and its successor) for `join`. The rest is the log.
 //!
-//! What runs: `reqlog::decode` on the whole and on both halves, `join`;
+//! What runs: `reqlog::decode` (format 2 in pages, and format 1 in
+//! blocks, given in pages) on the whole and on both halves, `join`;
 //! `Record::parse` on every record; then the host's `trace::read_log` on
 //! the log as a file, `Run::end_us`, and (when the log's events cover at
-//! most [`MAX_EXPANDED`] blocks, since both work block by block)
+//! most [`MAX_EXPANDED`] pages, since both work page by page)
 //! `summary::summarize` and `render`, `learn::learn`. Checked invariants:
 //! nothing panics; a record that parses emits 32 bytes that parse back to
 //! it; a decoded log only names announced files, with valid paths, and
-//! block ranges inside them; a learned plan encodes to bytes that
+//! page ranges inside them; a learned plan encodes to bytes that
 //! `Plan::decode` accepts and gives back the same plan. The log file lives
 //! in a scratch directory under /dev/shm (or the temp dir) named after the
 //! process.
@@ -29,7 +30,7 @@ use feedfs_host::prefetch::learn;
 use feedfs_protocol::reqlog::{self, Decoded, Event, Record, RECORD_LEN};
 use libfuzzer_sys::fuzz_target;
 
-/// Most blocks the log's events may cover for the block-by-block passes.
+/// Most pages the log's events may cover for the page-by-page passes.
 const MAX_EXPANDED: u64 = 1 << 12;
 
 fn scratch() -> &'static PathBuf {
@@ -123,11 +124,6 @@ fn check(d: &Decoded) {
             assert!(ids.insert(f.id), "{} listed twice", f.id);
             assert!(feedfs_protocol::manifest::check_path(&f.path).is_ok());
             assert!(f.size <= feedfs_protocol::manifest::MAX_FILE_SIZE);
-            assert!(f.block_size.is_power_of_two());
-            assert!(
-                (feedfs_protocol::MIN_BLOCK_SIZE..=feedfs_protocol::MAX_BLOCK_SIZE)
-                    .contains(&f.block_size)
-            );
         }
         for e in &m.events {
             let (file, range) = match *e {
@@ -142,7 +138,7 @@ fn check(d: &Decoded) {
             };
             assert!(file < m.files.len(), "event names file {file}");
             if let Some((first, count)) = range {
-                assert!(count > 0 && first + count <= m.files[file].blocks());
+                assert!(count > 0 && first + count <= m.files[file].pages());
             }
         }
     }

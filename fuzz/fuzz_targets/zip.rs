@@ -2,14 +2,13 @@
 //! order (`ziporder`), as `feedfs-host push` reads every file it serves
 //! without a plan.
 //!
-//! Input byte 0 picks the block size (4 KiB shifted left by byte 0 mod 9,
-//! up to 1 MiB); the rest is the file. What runs: `zip_order` over the
-//! bytes in memory, and `zip_blocks` over them as a real file. Checked
-//! invariants: nothing panics; no read goes past the end; a file that does
-//! not start with a zip signature gets no order; every byte range is
-//! ordered and inside the file, and the first runs to its end; both give
-//! an order for the same files; every block range is non-empty and inside
-//! the file's blocks. The file lives in a scratch directory under /dev/shm
+//! The input is the file. What runs: `zip_order` over the bytes in
+//! memory, and `zip_pages` over them as a real file. Checked invariants:
+//! nothing panics; no read goes past the end; a file that does not start
+//! with a zip signature gets no order; every byte range is ordered and
+//! inside the file, and the first runs to its end; both give an order for
+//! the same files; every page range is non-empty and inside the file's
+//! pages. The file lives in a scratch directory under /dev/shm
 //! (or the temp dir) named after the process.
 #![no_main]
 
@@ -18,7 +17,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use feedfs_host::prefetch::ziporder::{zip_blocks, zip_order};
+use feedfs_host::prefetch::ziporder::{zip_order, zip_pages};
 use libfuzzer_sys::fuzz_target;
 
 fn scratch() -> &'static PathBuf {
@@ -36,10 +35,7 @@ fn scratch() -> &'static PathBuf {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&bs, zip)) = data.split_first() else {
-        return;
-    };
-    let block_size = feedfs_protocol::MIN_BLOCK_SIZE << (bs % 9);
+    let zip = data;
     let size = zip.len() as u64;
 
     let mut read = |off: u64, buf: &mut [u8]| -> io::Result<()> {
@@ -70,17 +66,17 @@ fuzz_target!(|data: &[u8]| {
     let path = scratch();
     fs::write(path, zip).expect("scratch file");
     let file = File::open(path).expect("scratch file opens");
-    let blocks = zip_blocks(&file, size, block_size);
+    let pages = zip_pages(&file, size);
     assert_eq!(
-        blocks.is_some(),
+        pages.is_some(),
         order.is_some(),
         "the same answer from a file"
     );
-    let total = feedfs_protocol::block_count(size, block_size);
-    for (first, count) in blocks.into_iter().flatten() {
+    let total = feedfs_protocol::page_count(size);
+    for (first, count) in pages.into_iter().flatten() {
         assert!(
             count > 0 && first + count <= total,
-            "{first}+{count} of {total} blocks"
+            "{first}+{count} of {total} pages"
         );
     }
 });

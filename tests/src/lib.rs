@@ -1,6 +1,6 @@
 //! Helpers for the end-to-end tests: scratch directories that clean up
 //! their mounts, deterministic source trees, the real binaries, waits on
-//! conditions (never plain sleeps), and the host's record file.
+//! conditions (never plain sleeps), and the host's record file, in pages.
 //!
 //! The binaries are the ones `cargo test --workspace` builds next to the
 //! test executables (`target/<profile>/feedfs-host` and `feedfs-device`).
@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 pub mod peers;
 pub mod relay;
 pub mod watch;
+
+/// Bytes per page, the unit the store and the wire count in.
+pub const PAGE: u64 = feedfs_protocol::PAGE_SIZE as u64;
 
 /// Path of a workspace binary built by `cargo test --workspace`.
 pub fn bin(name: &str) -> PathBuf {
@@ -192,9 +195,11 @@ pub fn drop_cache(path: &Path) {
     assert_eq!(advised, Ok(()), "posix_fadvise");
 }
 
-/// Compare every file and directory below `src` with the same path below `dst`:
-/// kind, size, permission bits and every byte.
+/// Compare every file, directory and symbolic link below `src` with the
+/// same path below `dst`: kind, permission bits, a file's size, every byte
+/// and modification time (to the nanosecond), a link's target.
 pub fn assert_same_tree(src: &Path, dst: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
     let mut checked = 0;
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -207,10 +212,21 @@ pub fn assert_same_tree(src: &Path, dst: &Path) -> usize {
         };
         let (s, d) = (join(src), join(dst));
         let (sm, dm) = (
-            fs::metadata(&s).unwrap(),
-            fs::metadata(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())),
+            fs::symlink_metadata(&s).unwrap(),
+            fs::symlink_metadata(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())),
         );
-        assert_eq!(sm.is_dir(), dm.is_dir(), "kind of {}", rel.display());
+        let kind = |m: &fs::Metadata| (m.is_dir(), m.file_type().is_symlink());
+        assert_eq!(kind(&sm), kind(&dm), "kind of {}", rel.display());
+        if sm.file_type().is_symlink() {
+            assert_eq!(
+                fs::read_link(&s).unwrap(),
+                fs::read_link(&d).unwrap(),
+                "target of the link {}",
+                rel.display()
+            );
+            checked += 1;
+            continue;
+        }
         assert_eq!(
             sm.permissions().mode() & 0o777,
             dm.permissions().mode() & 0o777,
@@ -232,6 +248,12 @@ pub fn assert_same_tree(src: &Path, dst: &Path) -> usize {
             stack.extend(names.into_iter().map(|n| rel.join(n)));
         } else {
             assert_eq!(sm.len(), dm.len(), "size of {}", rel.display());
+            assert_eq!(
+                (sm.mtime(), sm.mtime_nsec()),
+                (dm.mtime(), dm.mtime_nsec()),
+                "modification time of {}",
+                rel.display()
+            );
             let (mut a, mut b) = (File::open(&s).unwrap(), File::open(&d).unwrap());
             let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
             let mut off = 0u64;
@@ -301,18 +323,18 @@ pub fn signal(pid: i32, sig: i32) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
 }
 
-/// One event of a host record file (`feedfs-host push --record`).
+/// One event of a host record file (`feedfs-host push --record`), in
+/// pages: a `sent` line is one Run, `count` pages from page `first`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordEvent {
     File {
         id: u32,
         size: u64,
-        block_size: u32,
         path: String,
     },
     Have {
         file: u32,
-        blocks: u64,
+        pages: u64,
     },
     Demand {
         t_us: u64,
@@ -323,46 +345,117 @@ pub enum RecordEvent {
     Sent {
         t_us: u64,
         file: u32,
-        index: u64,
+        first: u64,
+        count: u64,
         kind: String,
         stream_sent: u64,
     },
     Done {
         t_us: u64,
-        blocks_sent: u64,
+        pages_sent: u64,
     },
 }
 
-/// Parse a host record file.
+/// One page the host sent: (file id, page index, why it was sent, pages
+/// the stream had sent before its Run).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SentPage {
+    pub file: u32,
+    pub page: u64,
+    pub kind: String,
+    pub stream_sent: u64,
+}
+
+/// Every page of every Run the host sent, in the order it sent them.
+pub fn sent_pages(events: &[RecordEvent]) -> Vec<SentPage> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            RecordEvent::Sent {
+                file,
+                first,
+                count,
+                kind,
+                stream_sent,
+                ..
+            } => Some((*first..first + count).map(move |page| SentPage {
+                file: *file,
+                page,
+                kind: kind.clone(),
+                stream_sent: *stream_sent,
+            })),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Pages the device said it held, over all `have` lines.
+pub fn had_pages(events: &[RecordEvent]) -> u64 {
+    events
+        .iter()
+        .map(|e| match e {
+            RecordEvent::Have { pages, .. } => *pages,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Pages of all the files of a record.
+pub fn total_pages(events: &[RecordEvent]) -> u64 {
+    events
+        .iter()
+        .map(|e| match e {
+            RecordEvent::File { size, .. } => feedfs_protocol::page_count(*size),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// `(id, pages)` of the file recorded at `path`.
+pub fn record_file(events: &[RecordEvent], path: &str) -> (u32, u64) {
+    events
+        .iter()
+        .find_map(|e| match e {
+            RecordEvent::File { id, size, path: p } if p == path => {
+                Some((*id, feedfs_protocol::page_count(*size)))
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{path} not in the record"))
+}
+
+/// Parse a host record file. A `file` line may carry a unit after the
+/// size (`file ID SIZE [UNIT] PATH [IDENTITY]`, the unit being the page
+/// size), a `sent` line is `sent T FILE FIRST COUNT KIND STREAM_SENT` (a
+/// line without COUNT is one page).
 pub fn read_record(path: &Path) -> Vec<RecordEvent> {
     let text = fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let header = lines.next();
     assert!(
-        matches!(
-            header,
-            Some("# feedfs-host record v1" | "# feedfs-host record v2")
-        ),
+        header.is_some_and(|h| h.starts_with("# feedfs-host record v")),
         "record header {header:?}"
     );
+    let numeric = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
     lines
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
             let n = |i: usize| -> u64 {
-                f[i].parse()
-                    .unwrap_or_else(|_| panic!("bad number in {l:?}"))
+                f.get(i)
+                    .and_then(|w| w.parse().ok())
+                    .unwrap_or_else(|| panic!("bad number {i} in {l:?}"))
             };
             match f[0] {
                 "file" => RecordEvent::File {
                     id: n(1) as u32,
                     size: n(2),
-                    block_size: n(3) as u32,
-                    path: f[4].into(),
+                    path: f[if numeric(f[3]) { 4 } else { 3 }].into(),
                 },
                 "have" => RecordEvent::Have {
                     file: n(2) as u32,
-                    blocks: n(3),
+                    pages: n(3),
                 },
                 "demand" => RecordEvent::Demand {
                     t_us: n(1),
@@ -370,16 +463,21 @@ pub fn read_record(path: &Path) -> Vec<RecordEvent> {
                     first: n(3),
                     count: n(4),
                 },
-                "sent" => RecordEvent::Sent {
-                    t_us: n(1),
-                    file: n(2) as u32,
-                    index: n(3),
-                    kind: f[4].into(),
-                    stream_sent: n(5),
-                },
+                "sent" => {
+                    let counted = numeric(f[4]);
+                    let at = if counted { 5 } else { 4 };
+                    RecordEvent::Sent {
+                        t_us: n(1),
+                        file: n(2) as u32,
+                        first: n(3),
+                        count: if counted { n(4) } else { 1 },
+                        kind: f[at].into(),
+                        stream_sent: n(at + 1),
+                    }
+                }
                 "done" => RecordEvent::Done {
                     t_us: n(1),
-                    blocks_sent: n(2),
+                    pages_sent: n(2),
                 },
                 other => panic!("unknown record line {other:?}"),
             }

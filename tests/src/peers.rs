@@ -58,7 +58,7 @@ pub enum Read {
     Good,
     /// The read failed with EIO (allowed while the link is faulty or gone).
     Eio,
-    /// The read failed with ENOSPC (the store could not hold its block).
+    /// The read failed with ENOSPC (the store could not hold its page).
     NoSpace,
 }
 

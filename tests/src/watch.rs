@@ -40,9 +40,9 @@ pub fn log_file_index(log: &MountLog, path: &str) -> Option<usize> {
     log.files.iter().position(|f| f.path == path)
 }
 
-/// The `Wait` records of `log` for block `block` of file `file` (an index
+/// The `Wait` records of `log` for page `page` of file `file` (an index
 /// into `log.files`): (t_us when the read arrived, µs waited, outcome).
-pub fn waits_for(log: &MountLog, file: usize, block: u64) -> Vec<(u64, u64, reqlog::Outcome)> {
+pub fn waits_for(log: &MountLog, file: usize, page: u64) -> Vec<(u64, u64, reqlog::Outcome)> {
     log.events
         .iter()
         .filter_map(|e| match *e {
@@ -54,7 +54,7 @@ pub fn waits_for(log: &MountLog, file: usize, block: u64) -> Vec<(u64, u64, reql
                 wait_us,
                 outcome,
                 ..
-            } if f == file && (first..first + count).contains(&block) => {
+            } if f == file && (first..first + count).contains(&page) => {
                 Some((t_us, u64::from(wait_us), outcome))
             }
             _ => None,

@@ -17,7 +17,6 @@ use feedfs_tests::watch::{
 use feedfs_tests::*;
 
 const MIB: u64 = 1 << 20;
-const BLOCK: u64 = 64 * 1024;
 
 fn device(mnt: &Path, store: &Path) -> Child {
     Command::new(bin("feedfs-device"))
@@ -40,10 +39,10 @@ fn attach_cmd(store: &Path) -> String {
     )
 }
 
-/// What the device recorded of the read of `block` of big.bin (its request
+/// What the device recorded of the read of `page` of big.bin (its request
 /// log is written within a second): the read reached the daemon while no
 /// link was up, waited, and was served only after a new link came up.
-fn assert_parked_until_the_new_link(store: &Path, block: u64) {
+fn assert_parked_until_the_new_link(store: &Path, page: u64) {
     let mut seen = String::new();
     wait_for(
         "the device to log the parked read",
@@ -53,7 +52,7 @@ fn assert_parked_until_the_new_link(store: &Path, block: u64) {
                 return false;
             };
             let file = log_file_index(&log, "src/big.bin").expect("big.bin in the log");
-            let waits = waits_for(&log, file, block);
+            let waits = waits_for(&log, file, page);
             let links = link_changes(&log);
             seen = format!("waits {waits:?}, link changes {links:?}");
             !waits.is_empty() && links.iter().filter(|l| l.1).count() >= 2
@@ -63,7 +62,7 @@ fn assert_parked_until_the_new_link(store: &Path, block: u64) {
     let file = log_file_index(&log, "src/big.bin").unwrap();
     let links = link_changes(&log);
     let parked_at_link_down =
-        waits_for(&log, file, block)
+        waits_for(&log, file, page)
             .into_iter()
             .any(|(arrived, waited, outcome)| {
                 let down = links
@@ -78,7 +77,7 @@ fn assert_parked_until_the_new_link(store: &Path, block: u64) {
             });
     assert!(
         parked_at_link_down,
-        "the device must record the read of block {block} as arrived with the link down \
+        "the device must record the read of page {page} as arrived with the link down \
          and served after the next link came up: {seen}"
     );
 }
@@ -108,7 +107,7 @@ fn a_new_host_attaches_resumes_and_answers_a_parked_read() {
     signal(host1.id() as i32, libc::SIGKILL);
     host1.wait().unwrap();
 
-    // A read of a block that never came: it waits for the next link. The
+    // A read of a page that never came: it waits for the next link. The
     // test waits until the reader is asleep in that read (the file is opened
     // here, so the read is the reader's only system call on it).
     let parked = std::fs::File::open(&big).unwrap();
@@ -123,7 +122,7 @@ fn a_new_host_attaches_resumes_and_answers_a_parked_read() {
     });
     let tid = tid_rx.recv().unwrap();
     wait_for(
-        "the reader to sleep in its read of a missing block",
+        "the reader to sleep in its read of a missing page",
         Duration::from_secs(10),
         || reader.is_finished() || blocked_in_pread(tid, fd),
     );
@@ -132,7 +131,7 @@ fn a_new_host_attaches_resumes_and_answers_a_parked_read() {
         "the read must wait for a new link: {:?}",
         reader.join().unwrap()
     );
-    let parked_block = 30 * MIB / BLOCK;
+    let parked_page = 30 * MIB / PAGE;
 
     // Host 2 attaches to the running daemon through the store's socket.
     let record = s.root.join("record.tsv");
@@ -148,7 +147,7 @@ fn a_new_host_attaches_resumes_and_answers_a_parked_read() {
     let (got, waited) = reader.join().unwrap();
     assert_eq!(got.unwrap(), content(1, 30 * MIB, 4096));
     assert!(waited < Duration::from_secs(20), "waited {waited:?}");
-    assert_parked_until_the_new_link(&store, parked_block);
+    assert_parked_until_the_new_link(&store, parked_page);
 
     // Only one link feeds a store: a second attach is refused, clearly.
     let second = Command::new(bin("feedfs-device"))
@@ -170,29 +169,21 @@ fn a_new_host_attaches_resumes_and_answers_a_parked_read() {
     assert!(is_mounted(&mnt), "never unmounted");
     assert_same_tree(&src, &mnt.join("src"));
 
-    // It sent only what the device lacked, each block once.
+    // It sent only what the device lacked, each page once.
     let events = read_record(&record);
-    let had: u64 = events
+    let had = had_pages(&events);
+    let mut sent: Vec<(u32, u64)> = sent_pages(&events)
         .iter()
-        .filter_map(|e| match e {
-            RecordEvent::Have { blocks, .. } => Some(*blocks),
-            _ => None,
-        })
-        .sum();
-    let mut sent: Vec<(u32, u64)> = events
-        .iter()
-        .filter_map(|e| match e {
-            RecordEvent::Sent { file, index, .. } => Some((*file, *index)),
-            _ => None,
-        })
+        .map(|p| (p.file, p.page))
         .collect();
-    let total = 32 * MIB / BLOCK + 1;
-    assert!(had >= MIB / BLOCK, "the device reported {had} blocks");
+    let total = 32 * MIB / PAGE + 1;
+    assert_eq!(total, total_pages(&events));
+    assert!(had >= MIB / PAGE, "the device reported {had} pages");
     let n = sent.len();
     sent.sort();
     sent.dedup();
-    assert_eq!(sent.len(), n, "no block sent twice");
-    assert_eq!(n as u64, total - had, "exactly the missing blocks");
+    assert_eq!(sent.len(), n, "no page sent twice");
+    assert_eq!(n as u64, total - had, "exactly the missing pages");
 
     // A third host on the now complete store is told so at once: it sends
     // nothing and never has to say StreamDone a second time to hear it. It

@@ -1,8 +1,8 @@
 //! Crash consistency: the device daemon SIGKILLed at random points of a
 //! stream and restarted on the same store, and torn writes simulated on
 //! the store's files. After each kill `feedfs-device verify` must find no
-//! bad block and no block verified before may be lost; in the end every
-//! file is exact. A block marked present with wrong data, and a truncated
+//! bad page and no page verified before may be lost; in the end every
+//! file is exact. A page marked present with wrong data, and a truncated
 //! map, are detected, dropped and fetched again, never served.
 //! Seeded (`FEEDFS_CRASH_SEED`, default 1). These tests need /dev/fuse and
 //! the right to mount; they fail without.
@@ -20,7 +20,6 @@ use feedfs_tests::relay::Rng;
 use feedfs_tests::*;
 
 const MIB: u64 = 1 << 20;
-const BLOCK: u64 = 64 * 1024;
 const KILLS: usize = 20;
 
 /// A device and a host joined by two plain pipes.
@@ -40,7 +39,7 @@ fn start_pair(mnt: &Path, store: &Path, host_args: &[&str]) -> (Child, Child) {
     (device, host)
 }
 
-/// `feedfs-device verify --store DIR`: (exit code, per-file (present, blocks, bad)).
+/// `feedfs-device verify --store DIR`: (exit code, per-file (present, pages, bad)).
 fn verify(store: &Path) -> (i32, Vec<(u64, u64, u64)>, String) {
     let out = Command::new(bin("feedfs-device"))
         .args(["verify", "--store"])
@@ -50,7 +49,7 @@ fn verify(store: &Path) -> (i32, Vec<(u64, u64, u64)>, String) {
     let text = String::from_utf8(out.stdout).unwrap();
     let files = text
         .lines()
-        .filter(|l| l.contains("blocks present and good"))
+        .filter(|l| l.contains("pages present and good"))
         .map(|l| {
             let n: Vec<u64> = l
                 .rsplit(": ")
@@ -74,13 +73,13 @@ fn seed() -> u64 {
 }
 
 #[test]
-fn twenty_kills_lose_no_verified_block_and_the_content_ends_exact() {
+fn twenty_kills_lose_no_verified_page_and_the_content_ends_exact() {
     let seed = seed();
     let what = format!("crash seed {seed} (replay: FEEDFS_CRASH_SEED={seed})");
     let s = Scratch::new("crash");
     let src = s.root.join("src");
     write_file(&src.join("big.bin"), 32 * MIB, 31, 0o644);
-    write_file(&src.join("d/small.bin"), 3 * BLOCK + 5, 32, 0o600);
+    write_file(&src.join("d/small.bin"), 3 * PAGE + 5, 32, 0o600);
     let (mnt, store) = (s.dir("mnt"), s.dir("store"));
     let big = mnt.join("src/big.bin");
     let mut rng = Rng::new(seed);
@@ -94,7 +93,7 @@ fn twenty_kills_lose_no_verified_block_and_the_content_ends_exact() {
             Duration::from_secs(20),
             || is_mounted(&mnt),
         );
-        // A reader now and then, so some kills come right after a block was served.
+        // A reader now and then, so some kills come right after a page was served.
         if rng.below(2) == 0 {
             let offset = rng.below(32 * MIB - 4096);
             checked_read(
@@ -123,11 +122,13 @@ fn twenty_kills_lose_no_verified_block_and_the_content_ends_exact() {
         assert_eq!(bad, 0, "{what}: kill {kill}: {text}");
         assert!(
             present >= present_before,
-            "{what}: kill {kill} lost verified blocks: {present_before} before, {present} now"
+            "{what}: kill {kill} lost verified pages: {present_before} before, {present} now"
         );
         present_before = present;
     }
-    eprintln!("{what}: {KILLS} kills ({mid_stream} in mid-stream), {present_before} blocks kept, none bad");
+    eprintln!(
+        "{what}: {KILLS} kills ({mid_stream} in mid-stream), {present_before} pages kept, none bad"
+    );
     assert!(mid_stream > 0, "{what}: no kill came during the stream");
 
     // The last host completes the transfer; every byte is exact.
@@ -170,12 +171,13 @@ fn torn_writes_are_detected_dropped_and_fetched_again_never_served() {
     stop_device(device.id() as i32, &mnt);
     device.wait().unwrap();
 
-    // Torn writes: blocks 3 and 20 of a.bin marked present with wrong data;
-    // b.bin's map cut short.
+    // Torn writes: pages 3 and 400 of a.bin marked present with wrong data
+    // (far apart, so that no readahead of one reaches the other); b.bin's
+    // map cut short.
     let (a_data, _) = store_files(&store, a_size);
     let f = OpenOptions::new().write(true).open(&a_data).unwrap();
-    f.write_all_at(&[0xee; 100], 3 * BLOCK + 10).unwrap();
-    f.write_all_at(&[0x11; 1], 20 * BLOCK + BLOCK - 1).unwrap();
+    f.write_all_at(&[0xee; 100], 3 * PAGE + 10).unwrap();
+    f.write_all_at(&[0x11; 1], 400 * PAGE + PAGE - 1).unwrap();
     let (_, b_map) = store_files(&store, b_size);
     let len = fs::metadata(&b_map).unwrap().len();
     OpenOptions::new()
@@ -185,8 +187,8 @@ fn torn_writes_are_detected_dropped_and_fetched_again_never_served() {
         .set_len(len - 7)
         .unwrap();
 
-    // Offline, nothing bad is served: the torn block and all of b.bin fail
-    // with EIO; every other block of a.bin is good.
+    // Offline, nothing bad is served: the torn page and all of b.bin fail
+    // with EIO; the pages after it are good.
     let mut offline = device_command(&mnt, &store, "--offline")
         .stderr(Stdio::null())
         .spawn()
@@ -199,8 +201,8 @@ fn torn_writes_are_detected_dropped_and_fetched_again_never_served() {
     let read = |path: &Path, offset: u64, len: usize, seed: u64| {
         checked_read(path, offset, &content(seed, offset, len), limit, "torn").0
     };
-    assert_eq!(read(&a, 3 * BLOCK, 4096, 41), Read::Eio, "torn block 3");
-    assert_eq!(read(&a, 4 * BLOCK, BLOCK as usize, 41), Read::Good);
+    assert_eq!(read(&a, 3 * PAGE, 4096, 41), Read::Eio, "torn page 3");
+    assert_eq!(read(&a, 4 * PAGE, 16 * PAGE as usize, 41), Read::Good);
     let b = mnt.join("src/b.bin");
     assert_eq!(
         read(&b, 0, 4096, 42),
@@ -211,10 +213,10 @@ fn torn_writes_are_detected_dropped_and_fetched_again_never_served() {
     stop_device(offline.id() as i32, &mnt);
     offline.wait().unwrap();
 
-    // With a host: block 20 (never read yet) is caught when read, block 3
+    // With a host: page 400 (never read yet) is caught when read, page 3
     // was dropped already, b.bin starts afresh; all are sent again. The
     // stream is slowed to last several seconds, so the host is still there
-    // when block 20 is read: a bad block found after a host has left can
+    // when page 400 is read: a bad page found after a host has left can
     // only fail with EIO at the read timeout (nothing can send it).
     let record = s.root.join("record.tsv");
     let (mut device, mut host) = start_pair(
@@ -230,9 +232,9 @@ fn torn_writes_are_detected_dropped_and_fetched_again_never_served() {
     );
     wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
     assert_eq!(
-        read(&a, 20 * BLOCK, BLOCK as usize, 41),
+        read(&a, 400 * PAGE, PAGE as usize, 41),
         Read::Good,
-        "block 20 refetched"
+        "page 400 refetched"
     );
     assert!(wait_exit(&mut host, Duration::from_secs(60)).success());
     assert_same_tree(&src, &mnt.join("src"));
@@ -252,19 +254,17 @@ fn torn_writes_are_detected_dropped_and_fetched_again_never_served() {
     let (a_id, b_id) = (id_of("a.bin"), id_of("b.bin"));
     let mut a_sent: Vec<u64> = Vec::new();
     let mut b_sent = 0;
-    for e in &events {
-        if let RecordEvent::Sent { file, index, .. } = e {
-            if *file == a_id {
-                a_sent.push(*index);
-            } else if *file == b_id {
-                b_sent += 1;
-            }
+    for p in sent_pages(&events) {
+        if p.file == a_id {
+            a_sent.push(p.page);
+        } else if p.file == b_id {
+            b_sent += 1;
         }
     }
     a_sent.sort();
     a_sent.dedup();
-    assert_eq!(a_sent, vec![3, 20], "a.bin: exactly the torn blocks again");
-    assert_eq!(b_sent, b_size.div_ceil(BLOCK), "b.bin: every block again");
+    assert_eq!(a_sent, vec![3, 400], "a.bin: exactly the torn pages again");
+    assert_eq!(b_sent, b_size.div_ceil(PAGE), "b.bin: every page again");
     let (code, _, text) = verify(&store);
     assert_eq!(code, 0, "{text}");
 }

@@ -26,7 +26,7 @@ fn a_full_store_fails_reads_clearly_keeps_serving_and_the_host_reports_it() {
     write_file(&src.join("big.bin"), 16 * MIB, 51, 0o644);
     let (mnt, disk) = (s.dir("mnt"), s.dir("disk"));
     mount_tmpfs(&disk, 4 * MIB);
-    // Leave about 600 KiB free: room for a few blocks, not for the file.
+    // Leave about 600 KiB free: room for a few runs, not for the file.
     fs::write(
         disk.join("filler"),
         vec![1u8; (3 * MIB + 400 * 1024) as usize],
@@ -47,7 +47,7 @@ fn a_full_store_fails_reads_clearly_keeps_serving_and_the_host_reports_it() {
         let _ = std::io::Read::read_to_string(&mut device_err, &mut s);
         s
     });
-    // Demands only, so that the test decides which blocks arrive and when.
+    // Demands only, so that the test decides which pages arrive and when.
     let mut host = host_command(&["--no-stream", src.to_str().unwrap()])
         .stdin(Stdio::from(device.stdout.take().unwrap()))
         .stdout(Stdio::from(device.stdin.take().unwrap()))
@@ -61,7 +61,7 @@ fn a_full_store_fails_reads_clearly_keeps_serving_and_the_host_reports_it() {
     assert_eq!(
         checked_read(&big, 0, &first, limit, "full disk").0,
         Read::Good,
-        "block 0 fits"
+        "the first 64 KiB fit"
     );
 
     // Random reads across the file until the store is full: each one is
@@ -123,7 +123,7 @@ fn a_full_store_fails_reads_clearly_keeps_serving_and_the_host_reports_it() {
         limit,
         "full disk",
     );
-    assert_ne!(late, Read::Good, "a block that was never stored");
+    assert_ne!(late, Read::Good, "a page that was never stored");
     stop_device(device.id() as i32, &mnt);
     assert!(device.wait().unwrap().success());
     let log = device_log.join().unwrap();

@@ -125,7 +125,7 @@ fn attach_host(
             "{what}: the daemon kept refusing an attach after the cut"
         );
     };
-    let mut host = host_command(&["--block-size", "16K", "--rate", "6M", src.to_str().unwrap()])
+    let mut host = host_command(&["--run-size", "16K", "--rate", "6M", src.to_str().unwrap()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -166,7 +166,7 @@ fn run_seed(seed: u64, faults: Faults) -> SeedRun {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut host = host_command(&["--block-size", "16K", "--rate", "6M", src.to_str().unwrap()])
+    let mut host = host_command(&["--run-size", "16K", "--rate", "6M", src.to_str().unwrap()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -316,8 +316,8 @@ fn a_faulty_link_never_yields_a_wrong_byte_and_the_transfer_completes_after_it()
 }
 
 /// The host's frames that open a session: Hello and a one-file manifest.
-fn opening(size: u64, block_size: u32) -> Vec<u8> {
-    use feedfs_protocol::{EntryKind, FileId, Message, Role, VERSION};
+fn opening(size: u64) -> Vec<u8> {
+    use feedfs_protocol::{EntryKind, FileId, Message, Mtime, Role, VERSION};
     let mut frames = Message::Hello {
         role: Role::Host,
         min_version: VERSION,
@@ -330,9 +330,10 @@ fn opening(size: u64, block_size: u32) -> Vec<u8> {
         kind: EntryKind::File,
         size,
         mode: 0o644,
-        block_size,
+        mtime: Mtime::default(),
         identity: [5; 16],
         path: "f.bin",
+        target: "",
     }
     .emit(&mut frames);
     Message::ManifestEnd {
@@ -345,26 +346,30 @@ fn opening(size: u64, block_size: u32) -> Vec<u8> {
 
 #[test]
 fn a_frame_cut_short_before_an_idle_link_does_not_stall_the_device() {
-    use feedfs_protocol::{message::Encoding, FileId, Message, OwnedMessage};
+    use feedfs_protocol::message::{crc_table, Encoding};
+    use feedfs_protocol::{FileId, Message, OwnedMessage, PageCrcs};
     use feedfs_tests::peers::FakeHost;
     let s = Scratch::new("stall");
     let (mnt, store) = (s.dir("mnt"), s.dir("store"));
     let mut host = FakeHost::start(&mnt, &store, &[]);
-    assert!(host.send(&opening(2 * 65536, 65536)));
+    assert!(host.send(&opening(2 * 65536)));
     wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
-    // Block 0, cut after 100 bytes (a lost piece), then an idle host's
-    // StreamDone once in a while, as feedfs-host sends it.
+    // A run of pages 0 to 15, cut after 100 bytes (a lost piece), then an
+    // idle host's StreamDone once in a while, as feedfs-host sends it.
     let data = content(3, 0, 65536);
-    let block = Message::Block {
+    let crcs: Vec<u32> = data.chunks(PAGE as usize).map(crc32fast::hash).collect();
+    let table = crc_table(&crcs);
+    let run = Message::Run {
         file: FileId(0),
-        index: 0,
-        crc: crc32fast::hash(&data),
+        first: 0,
+        count: 16,
         encoding: Encoding::Raw,
+        crcs: PageCrcs::new(&table).expect("whole CRCs"),
         data: &data,
     }
     .to_frame();
-    assert!(host.send(&block[..100]));
-    let done = Message::StreamDone { blocks_sent: 2 }.to_frame();
+    assert!(host.send(&run[..100]));
+    let done = Message::StreamDone { pages_sent: 32 }.to_frame();
     let mut demanded = None;
     for _ in 0..40 {
         assert!(host.send(&done));
@@ -378,7 +383,7 @@ fn a_frame_cut_short_before_an_idle_link_does_not_stall_the_device() {
     }
     assert_eq!(
         demanded,
-        Some((0, 0, 2)),
+        Some((0, 0, 32)),
         "after the cut frame the device must see the StreamDones and demand what it lacks"
     );
     stop_device(host.device.id() as i32, &mnt);
@@ -396,7 +401,7 @@ fn a_read_the_host_never_answers_fails_once_within_the_read_timeout() {
     let s = Scratch::new("noanswer");
     let (mnt, store) = (s.dir("mnt"), s.dir("store"));
     let mut host = FakeHost::start(&mnt, &store, &["--read-timeout", "2s"]);
-    assert!(host.send(&opening(4 << 20, 65536)));
+    assert!(host.send(&opening(4 << 20)));
     wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
     let f = mnt.join("f.bin");
     for offset in [0, 1 << 20, (3 << 20) + 12_345] {
@@ -424,13 +429,13 @@ fn damaged_frames_before_a_hello_are_skipped_and_one_in_the_manifest_is_refused(
     let s = Scratch::new("prehello");
     let (mnt, store) = (s.dir("mnt"), s.dir("store"));
     let mut host = FakeHost::start(&mnt, &store, &[]);
-    let mut damaged = Message::StreamDone { blocks_sent: 1 }.to_frame();
+    let mut damaged = Message::StreamDone { pages_sent: 1 }.to_frame();
     damaged[feedfs_protocol::HEADER_LEN] ^= 0x10;
     let mut before = b"Welcome to the device\n".to_vec();
     before.extend_from_slice(&damaged);
-    before.extend_from_slice(&Message::StreamDone { blocks_sent: 7 }.to_frame());
+    before.extend_from_slice(&Message::StreamDone { pages_sent: 7 }.to_frame());
     assert!(host.send(&before));
-    assert!(host.send(&opening(65536, 65536)));
+    assert!(host.send(&opening(65536)));
     wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
     let mut said = Vec::new();
     while let Some(m) = host.next(Duration::from_secs(10)) {
@@ -461,7 +466,7 @@ fn damaged_frames_before_a_hello_are_skipped_and_one_in_the_manifest_is_refused(
     let s = Scratch::new("badentry");
     let (mnt, store) = (s.dir("mnt"), s.dir("store"));
     let mut host = FakeHost::start(&mnt, &store, &[]);
-    let mut frames = opening(65536, 65536);
+    let mut frames = opening(65536);
     let entry_at = Message::Hello {
         role: feedfs_protocol::Role::Host,
         min_version: feedfs_protocol::VERSION,

@@ -2,7 +2,7 @@
 //! mount --stdio` and sends what no honest host sends. Each bad manifest
 //! must be refused with an Error naming the problem, nothing may be mounted
 //! or written outside the store, and the daemon's peak memory stays within
-//! the caps (docs/protocol.md, section 4). Bad blocks after a good manifest
+//! the caps (docs/protocol.md, section 4). Bad runs after a good manifest
 //! are refused the same way while the mount keeps serving. The mount never
 //! shows setuid/setgid bits or special files, belongs to the daemon's user,
 //! and lets other users in only with --allow-other.
@@ -15,8 +15,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use feedfs_protocol::message::Encoding;
-use feedfs_protocol::{EntryKind, ErrorCode, FileId, Message, OwnedMessage, Role, VERSION};
+use feedfs_protocol::message::{crc_table, Encoding};
+use feedfs_protocol::{
+    EntryKind, ErrorCode, FileId, Message, Mtime, OwnedMessage, PageCrcs, Role, VERSION,
+};
 use feedfs_tests::peers::{stop_device, FakeHost};
 use feedfs_tests::*;
 
@@ -31,14 +33,46 @@ fn hello() -> Vec<u8> {
 }
 
 fn entry(out: &mut Vec<u8>, id: u32, kind: EntryKind, path: &str, size: u64, mode: u32) {
+    link(out, id, kind, path, size, mode, "");
+}
+
+/// An entry with a link target (which only a link may have).
+fn link(
+    out: &mut Vec<u8>,
+    id: u32,
+    kind: EntryKind,
+    path: &str,
+    size: u64,
+    mode: u32,
+    target: &str,
+) {
     Message::Entry {
         id: FileId(id),
         kind,
         size,
         mode,
-        block_size: 65536,
+        mtime: Mtime {
+            sec: 1_600_000_000,
+            nsec: 0,
+        },
         identity: [9; 16],
         path,
+        target,
+    }
+    .emit(out);
+}
+
+/// A Run of raw pages with the CRC of each page of `data`.
+fn run(out: &mut Vec<u8>, file: u32, first: u64, count: u32, data: &[u8]) {
+    let crcs: Vec<u32> = data.chunks(PAGE as usize).map(crc32fast::hash).collect();
+    let table = crc_table(&crcs);
+    Message::Run {
+        file: FileId(file),
+        first,
+        count,
+        encoding: Encoding::Raw,
+        crcs: PageCrcs::new(&table).expect("whole CRCs"),
+        data,
     }
     .emit(out);
 }
@@ -125,7 +159,7 @@ fn one_entry(kind: EntryKind, path: &str, size: u64) -> Vec<u8> {
 
 #[test]
 fn each_bad_manifest_is_refused_naming_the_problem_and_nothing_is_written() {
-    use EntryKind::{Dir, File};
+    use EntryKind::{Dir, File, Symlink};
     let m = ErrorCode::Manifest;
     let long = "n".repeat(256);
     let mut tried = 0;
@@ -187,29 +221,43 @@ fn each_bad_manifest_is_refused_naming_the_problem_and_nothing_is_written() {
     end(&mut f, 1, 10);
     refused("id-out-of-order", &f, m, "expected 0");
 
-    // A special file (kind 2, say a device node) does not even parse.
+    // Links that lead outside the mount, and a target on a file.
+    for (name, path, target) in [
+        ("link-absolute", "l", "/etc/passwd"),
+        ("link-up", "l", "../escape"),
+        ("link-up-deep", "a/b/l", "../../../escape"),
+        ("link-up-and-down", "a/l", "x/../../../escape"),
+    ] {
+        let mut f = hello();
+        link(&mut f, 0, Symlink, path, 0, 0o777, target);
+        end(&mut f, 1, 0);
+        refused(name, &f, m, "outside the mount");
+    }
+    let mut f = hello();
+    link(&mut f, 0, File, "f", 1, 0o644, "g");
+    end(&mut f, 1, 1);
+    refused("target-of-a-file", &f, m, "is not a link");
+    let mut f = hello();
+    link(&mut f, 0, Symlink, "l", 1, 0o777, "g");
+    end(&mut f, 1, 1);
+    refused("link-with-size", &f, m, "nonzero size");
+
+    // A special file (kind 3, say a device node) does not even parse.
     let mut f = one_entry(File, "node", 0);
     let at = hello().len() + 16 + 4;
-    f[at] = 2;
+    f[at] = 3;
     let start = hello().len();
-    let payload_end = start + 16 + 42 + 4;
+    let payload_end = start + 16 + feedfs_protocol::message::ENTRY_HEADER_LEN + 4;
     let crc = crc32fast::hash(&[&f[start..start + 12], &f[start + 16..payload_end]].concat());
     f[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
     refused("special-file", &f, ErrorCode::Protocol, "kind");
 
-    // A block before the manifest is over.
+    // A run before the manifest is over.
     let mut f = hello();
     entry(&mut f, 0, File, "a", 10, 0o644);
-    Message::Block {
-        file: FileId(0),
-        index: 0,
-        crc: crc32fast::hash(b"0123456789"),
-        encoding: Encoding::Raw,
-        data: b"0123456789",
-    }
-    .emit(&mut f);
-    refused("block-in-manifest", &f, m, "Block");
-    tried += 11;
+    run(&mut f, 0, 0, 1, b"0123456789");
+    refused("run-in-manifest", &f, m, "Run");
+    tried += 17;
     eprintln!("{tried} bad manifests refused; nothing mounted, nothing stored, nothing written outside the store");
 }
 
@@ -259,8 +307,9 @@ fn huge_manifests_are_refused_within_bounded_memory() {
     );
 }
 
-/// A daemon mounted with a good manifest: a file `f` of 100 000 bytes in
-/// 64 KiB blocks (ids: 0 the directory `d`, 1 the file `d/f`), mode 06755.
+/// A daemon mounted with a good manifest: a file `f` of 100 000 bytes, 24
+/// whole pages and one of 1696 bytes (ids: 0 the directory `d`, 1 the file
+/// `d/f`), mode 06755.
 fn mounted(s: &Scratch, extra: &[&str]) -> FakeHost {
     let (mnt, store) = (s.dir("mnt"), s.dir("store"));
     let mut host = FakeHost::start(&mnt, &store, extra);
@@ -273,52 +322,45 @@ fn mounted(s: &Scratch, extra: &[&str]) -> FakeHost {
     host
 }
 
+/// A Run that a good manifest makes wrong: (name, file, first, count,
+/// data, what the refusal says).
+type BadRun<'a> = (&'a str, u32, u64, u32, &'a [u8], &'a str);
+
 #[test]
-fn bad_blocks_are_refused_and_the_mount_keeps_serving() {
+fn bad_runs_are_refused_and_the_mount_keeps_serving() {
     let data = content(5, 0, 65536);
-    let good_crc = crc32fast::hash(&data);
-    let cases: [(&str, u32, u64, &[u8], &str); 5] = [
-        ("past-the-end", 1, 2, &data, "past its end"),
-        ("index-max", 1, u64::MAX, &data, "past its end"),
+    let page = content(5, 0, PAGE as usize);
+    let cases: [BadRun; 6] = [
+        ("past-the-end", 1, 25, 1, &page, "past its end"),
+        ("over-the-end", 1, 24, 2, &data[..8192], "past its end"),
+        ("first-max", 1, u64::MAX - 1, 1, &page, "past its end"),
         (
             "not-in-manifest",
             99,
             0,
-            &data,
+            1,
+            &page,
             "not a file of the manifest",
         ),
-        ("a-directory", 0, 0, &data, "not a file of the manifest"),
+        ("a-directory", 0, 0, 1, &page, "not a file of the manifest"),
         (
             "wrong-length",
             1,
-            0,
-            &data[..1000],
-            "has 1000 bytes, expected 65536",
+            24,
+            1,
+            &page,
+            "has 4096 bytes, expected 1696",
         ),
     ];
-    for (name, file, index, bytes, says) in cases {
-        let s = Scratch::new(&format!("badblock-{name}"));
+    for (name, file, first, count, bytes, says) in cases {
+        let s = Scratch::new(&format!("badrun-{name}"));
         let mut host = mounted(&s, &[]);
         let mnt = s.root.join("mnt");
         let before = outside_store(&s.root);
-        // A good block first: it must still be served afterwards.
+        // A good run first: it must still be served afterwards.
         let mut f = Vec::new();
-        Message::Block {
-            file: FileId(1),
-            index: 0,
-            crc: good_crc,
-            encoding: Encoding::Raw,
-            data: &data,
-        }
-        .emit(&mut f);
-        Message::Block {
-            file: FileId(file),
-            index,
-            crc: crc32fast::hash(bytes),
-            encoding: Encoding::Raw,
-            data: bytes,
-        }
-        .emit(&mut f);
+        run(&mut f, 1, 0, 16, &data);
+        run(&mut f, file, first, count, bytes);
         assert!(host.send(&f));
         let error = std::iter::from_fn(|| host.next(Duration::from_secs(10)))
             .find_map(|m| match m {
@@ -328,12 +370,12 @@ fn bad_blocks_are_refused_and_the_mount_keeps_serving() {
             .unwrap_or_else(|| panic!("{name}: no Error from the device"));
         assert_eq!(error.0, ErrorCode::Protocol, "{name}: {error:?}");
         assert!(error.1.contains(says), "{name}: {error:?}");
-        // Still mounted, still serving the good block, nothing new outside.
+        // Still mounted, still serving the good run, nothing new outside.
         assert!(is_mounted(&mnt), "{name}");
         assert_eq!(
             read_at(&mnt.join("d/f"), 0, 65536).unwrap(),
             data,
-            "{name}: block 0"
+            "{name}: pages 0 to 15"
         );
         assert_eq!(outside_store(&s.root), before, "{name}");
         let stored = fs::read_dir(s.root.join("store/files")).unwrap().count();

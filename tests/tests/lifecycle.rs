@@ -165,7 +165,7 @@ fn a_ctrl_c_on_the_push_does_not_reach_the_daemon() {
     assert_eq!(
         read_at(&f, 0, 4096).unwrap(),
         content(1, 0, 4096),
-        "a block sent before the Ctrl-C, from the daemon"
+        "a page sent before the Ctrl-C, from the daemon"
     );
     // A SIGINT sent to the daemon itself stops it.
     signal(pid, libc::SIGINT);
@@ -325,7 +325,7 @@ fn a_closed_stdout_ends_a_command_quietly() {
     let src = source(&s, 32 * MIB);
     let (mnt, store) = (s.dir("mnt"), s.dir("store"));
     let record = s.root.join("run.tsv");
-    // A slow push and a read of its last block: a demand, in both logs.
+    // A slow push and a read of its last page: a demand, in both logs.
     let mut host = push(
         &mnt,
         &store,

@@ -57,7 +57,7 @@ fn push(
         err.read_to_string(&mut s).unwrap();
         s
     });
-    let mut host = host_command(&["--block-size", "4K"])
+    let mut host = host_command(&["--run-size", "4K"])
         .arg(src)
         .stdin(Stdio::from(device.stdout.take().unwrap()))
         .stdout(Stdio::from(device.stdin.take().unwrap()))

@@ -1,6 +1,6 @@
-//! Learned prefetch end to end: a real mount logs the blocks a reader asked
-//! for, `feedfs-host plan` turns the log into a plan with those blocks first,
-//! and a push with the plan sends them before any other block. Needs
+//! Learned prefetch end to end: a real mount logs the pages a reader asked
+//! for, `feedfs-host plan` turns the log into a plan with those pages first,
+//! and a push with the plan sends them before any other page. Needs
 //! /dev/fuse and the right to mount; fails, never skips, without them.
 
 use std::fs::File;
@@ -12,9 +12,8 @@ use std::time::Duration;
 use feedfs_tests::*;
 
 const MIB: u64 = 1 << 20;
-const BLOCK: u64 = 64 * 1024;
-/// The blocks the reader reads, in this order.
-const READS: [u64; 4] = [900, 17, 450, 3];
+/// The pages the reader reads, in this order.
+const READS: [u64; 4] = [14_400, 272, 7_200, 48];
 
 fn device_cmd(mnt: &Path, store: &Path) -> String {
     format!(
@@ -39,7 +38,7 @@ fn host(args: &[&str]) -> Output {
     out
 }
 
-/// `(path, first block, count)` of each step of `plan --show`'s order.
+/// `(path, first page, count)` of each step of `plan --show`'s order.
 fn plan_steps(text: &str) -> Vec<(String, u64, u64)> {
     text.lines()
         .skip_while(|l| *l != "order:")
@@ -47,8 +46,8 @@ fn plan_steps(text: &str) -> Vec<(String, u64, u64)> {
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             let (first, count) = match f[3] {
-                "block" => (f[4].parse().unwrap(), 1),
-                "blocks" => {
+                "page" => (f[4].parse().unwrap(), 1),
+                "pages" => {
                     let (a, b) = f[4].split_once("..").unwrap();
                     let (a, b): (u64, u64) = (a.parse().unwrap(), b.parse().unwrap());
                     (a, b - a + 1)
@@ -61,14 +60,14 @@ fn plan_steps(text: &str) -> Vec<(String, u64, u64)> {
 }
 
 #[test]
-fn a_plan_learned_from_a_log_is_sent_before_any_other_block() {
+fn a_plan_learned_from_a_log_is_sent_before_any_other_page() {
     let s = Scratch::new("plan");
     let src = s.dir("src");
     write_file(&src.join("big.bin"), 64 * MIB, 11, 0o644);
     write_file(&src.join("other.bin"), 3 * MIB, 12, 0o644);
     let (mnt, store) = (s.dir("mnt"), s.dir("store"));
 
-    // 1. A slow push; a reader reads four scattered blocks, kernel readahead off.
+    // 1. A slow push; a reader reads four scattered pages, kernel readahead off.
     let mut push = Command::new(bin("feedfs-host"))
         .args(["push", "--rate", "16M", "--exec", &device_cmd(&mnt, &store)])
         .arg(&src)
@@ -81,10 +80,10 @@ fn a_plan_learned_from_a_log_is_sent_before_any_other_block() {
     let advised =
         nix::fcntl::posix_fadvise(&f, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM);
     assert_eq!(advised, Ok(()));
-    for b in READS {
+    for p in READS {
         let mut buf = [0u8; 4096];
-        f.read_exact_at(&mut buf, b * BLOCK + 100).unwrap();
-        assert_eq!(buf[..], content(11, b * BLOCK + 100, 4096)[..]);
+        f.read_exact_at(&mut buf, p * PAGE).unwrap();
+        assert_eq!(buf[..], content(11, p * PAGE, 4096)[..]);
     }
     drop(f);
     // Stopping the daemon writes its log out.
@@ -105,7 +104,7 @@ fn a_plan_learned_from_a_log_is_sent_before_any_other_block() {
     assert!(json.contains("\"running\": false"), "{json}");
     assert!(json.contains("\"path\": \"src/big.bin\""), "{json}");
 
-    // 2. The plan: exactly the logged blocks, in the order they were read.
+    // 2. The plan: exactly the logged pages, in the order they were read.
     let log = store.join("log/requests.log");
     let plan = s.root.join("app.plan");
     host(&[
@@ -120,11 +119,11 @@ fn a_plan_learned_from_a_log_is_sent_before_any_other_block() {
     let steps = plan_steps(&String::from_utf8_lossy(&shown.stdout));
     let expected: Vec<(String, u64, u64)> = READS
         .iter()
-        .map(|&b| ("src/big.bin".to_string(), b, 1))
+        .map(|&p| ("src/big.bin".to_string(), p, 1))
         .collect();
     assert_eq!(steps, expected);
 
-    // 3. A new device, pushed with the plan: those blocks go first.
+    // 3. A new device, pushed with the plan: those pages go first.
     let (mnt2, store2) = (s.dir("mnt2"), s.dir("store2"));
     let record = s.root.join("record.tsv");
     let status = Command::new(bin("feedfs-host"))
@@ -143,26 +142,21 @@ fn a_plan_learned_from_a_log_is_sent_before_any_other_block() {
             _ => None,
         })
         .unwrap();
-    let sent: Vec<(u32, u64, String)> = events
-        .iter()
-        .filter_map(|e| match e {
-            RecordEvent::Sent {
-                file, index, kind, ..
-            } => Some((*file, *index, kind.clone())),
-            _ => None,
-        })
+    let sent: Vec<(u32, u64, String)> = sent_pages(&events)
+        .into_iter()
+        .map(|p| (p.file, p.page, p.kind))
         .collect();
     let first: Vec<(u32, u64, String)> = READS
         .iter()
-        .map(|&b| (big_id, b, "plan".to_string()))
+        .map(|&p| (big_id, p, "plan".to_string()))
         .collect();
-    assert_eq!(sent[..4], first[..], "the planned blocks are sent first");
+    assert_eq!(sent[..4], first[..], "the planned pages are sent first");
     assert!(
         sent[4..].iter().all(|(_, _, kind)| kind == "stream"),
         "then only the stream"
     );
-    let blocks = (64 * MIB / BLOCK + 3 * MIB / BLOCK) as usize;
-    assert_eq!(sent.len(), blocks, "every block once");
+    let pages = (64 * MIB / PAGE + 3 * MIB / PAGE) as usize;
+    assert_eq!(sent.len(), pages, "every page once");
     assert_same_tree(&src, &mnt2.join("src"));
     let pid = device_pid(&store2);
     signal(pid, libc::SIGTERM);

@@ -1,6 +1,6 @@
 //! The store holds what the current manifest serves: push `f1 f2 f3`, stop,
 //! rename `f1` and delete `f3`, push again; the store files of `f1` and
-//! `f3` are gone, `f2` keeps its blocks (it is not sent again), and
+//! `f3` are gone, `f2` keeps its pages (it is not sent again), and
 //! `status` shows the store's size on disk. Needs /dev/fuse and the right
 //! to mount; fails without.
 

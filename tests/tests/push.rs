@@ -157,7 +157,9 @@ fn a_push_ends_with_one_summary_line_naming_what_was_left_out() {
     let src = s.root.join("src");
     write_file(&src.join("big"), 3 * MIB + 5, 21, 0o644);
     write_file(&src.join("d/small"), 10, 22, 0o644);
+    // A link inside the tree is served; one that leads out of it is not.
     std::os::unix::fs::symlink("big", src.join("link")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", src.join("outside")).unwrap();
     assert!(Command::new("mkfifo")
         .arg(src.join("fifo"))
         .status()
@@ -173,7 +175,7 @@ fn a_push_ends_with_one_summary_line_naming_what_was_left_out() {
     assert_eq!(summary.len(), 1, "{stderr}");
     assert!(
         summary[0].starts_with("feedfs-host: pushed 3 files, 6.0 MiB sent in ")
-            && summary[0].contains(" MiB/s), 0 blocks already on the device, ")
+            && summary[0].contains(" MiB/s), 0 pages already on the device, ")
             && summary[0].ends_with("; left out 1 symlink, 1 FIFO, 1 name not UTF-8"),
         "{stderr}"
     );
@@ -189,7 +191,11 @@ fn a_push_ends_with_one_summary_line_naming_what_was_left_out() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     served.sort();
-    assert_eq!(served, ["big", "d"]);
+    assert_eq!(served, ["big", "d", "link"]);
+    assert_eq!(
+        fs::read_link(mnt.join("src/link")).unwrap(),
+        Path::new("big")
+    );
     stop(device, &mnt);
 
     // Pushed again: everything was there already.
@@ -197,7 +203,7 @@ fn a_push_ends_with_one_summary_line_naming_what_was_left_out() {
     assert!(status.success(), "{status}: {stderr}");
     assert!(
         stderr.contains("pushed 3 files, 0 B sent in ")
-            && stderr.contains(" 99 blocks already on the device"),
+            && stderr.contains(" 1539 pages already on the device"),
         "{stderr}"
     );
     stop(device, &mnt);

@@ -1,6 +1,6 @@
 //! What goes over the link, end to end with the real binaries: frames
 //! leave the device in the order it sent them (a resume sends exactly the
-//! blocks the device lacks), and all-zero blocks cost a few bytes on the
+//! pages the device lacks), and all-zero pages cost a few bytes on the
 //! wire and no space in the store. These tests need /dev/fuse and the
 //! right to mount (root in CI); without them they fail, they never skip.
 
@@ -46,31 +46,25 @@ fn stop(store: &Path, mnt: &Path) {
     lock.unlock().unwrap();
 }
 
-/// Blocks the device reported holding, and the (file, index) of every block sent.
+/// Pages the device reported holding, and the (file, page) of every page sent.
 fn haves_and_sends(events: &[RecordEvent]) -> (u64, Vec<(u32, u64)>) {
-    let mut had = 0;
-    let mut sends = Vec::new();
-    for e in events {
-        match e {
-            RecordEvent::Have { blocks, .. } => had += blocks,
-            RecordEvent::Sent { file, index, .. } => sends.push((*file, *index)),
-            _ => {}
-        }
-    }
-    (had, sends)
+    let sends = sent_pages(events)
+        .iter()
+        .map(|p| (p.file, p.page))
+        .collect();
+    (had_pages(events), sends)
 }
 
 #[test]
-fn a_resume_with_thousands_of_separate_present_blocks_sends_only_the_missing_ones() {
+fn a_resume_with_thousands_of_separate_present_pages_sends_only_the_missing_ones() {
     let s = Scratch::new("order");
     let src = s.root.join("src");
-    const BS: u64 = 16 * 1024;
-    const BLOCKS: u64 = 2048;
-    write_file(&src.join("f.bin"), BLOCKS * BS, 21, 0o644);
+    const PAGES: u64 = 2048;
+    write_file(&src.join("f.bin"), PAGES * PAGE, 21, 0o644);
     let (mnt, store) = (s.dir("mnt"), s.dir("store"));
     let push = |record: &Path| {
         let status = Command::new(bin("feedfs-host"))
-            .args(["push", "--block-size", "16K", "--record"])
+            .args(["push", "--record"])
             .arg(record)
             .arg("--exec")
             .arg(device_exec(&mnt, &store))
@@ -82,15 +76,15 @@ fn a_resume_with_thousands_of_separate_present_blocks_sends_only_the_missing_one
     push(&s.root.join("first.tsv"));
     stop(&store, &mnt);
 
-    // Each round leaves every other block present: 1024 separate runs, a
+    // Each round leaves every other page present: 1024 separate runs, a
     // Have of 16 KiB (far over PIPE_BUF), then the stream at once.
     for round in 0..4 {
         let data = OpenOptions::new()
             .write(true)
             .open(data_file(&store))
             .unwrap();
-        for b in (1..BLOCKS).step_by(2) {
-            data.write_all_at(&[0xff; 16], b * BS + 100).unwrap();
+        for p in (1..PAGES).step_by(2) {
+            data.write_all_at(&[0xff; 16], p * PAGE + 100).unwrap();
         }
         drop(data);
         let verify = Command::new(bin("feedfs-device"))
@@ -101,7 +95,7 @@ fn a_resume_with_thousands_of_separate_present_blocks_sends_only_the_missing_one
         assert_eq!(
             verify.status.code(),
             Some(3),
-            "round {round}: verify drops the damaged blocks: {}{}",
+            "round {round}: verify drops the damaged pages: {}{}",
             String::from_utf8_lossy(&verify.stdout),
             String::from_utf8_lossy(&verify.stderr)
         );
@@ -109,18 +103,18 @@ fn a_resume_with_thousands_of_separate_present_blocks_sends_only_the_missing_one
         let record = s.root.join(format!("resume{round}.tsv"));
         push(&record);
         let (had, sends) = haves_and_sends(&read_record(&record));
-        assert_eq!(had, BLOCKS / 2, "round {round}: blocks the device reported");
+        assert_eq!(had, PAGES / 2, "round {round}: pages the device reported");
         let present: Vec<_> = sends.iter().filter(|(_, i)| i % 2 == 0).collect();
         assert!(
             present.is_empty(),
-            "round {round}: {} blocks the device held were sent again, first {:?}",
+            "round {round}: {} pages the device held were sent again, first {:?}",
             present.len(),
             &present[..present.len().min(5)]
         );
         assert_eq!(
             sends.len() as u64,
-            BLOCKS / 2,
-            "round {round}: blocks sent, exactly the missing ones"
+            PAGES / 2,
+            "round {round}: pages sent, exactly the missing ones"
         );
         assert_same_tree(&src.join("f.bin"), &mnt.join("f.bin"));
         stop(&store, &mnt);
@@ -136,7 +130,7 @@ fn allocated(dir: &Path) -> u64 {
 }
 
 #[test]
-fn a_sparse_image_costs_a_few_bytes_a_zero_block_and_stays_sparse_in_the_store() {
+fn a_sparse_image_costs_a_few_bytes_a_zero_run_and_stays_sparse_in_the_store() {
     let s = Scratch::new("zeros");
     let src = s.root.join("src");
     fs::create_dir_all(&src).unwrap();
@@ -182,10 +176,12 @@ fn a_sparse_image_costs_a_few_bytes_a_zero_block_and_stays_sparse_in_the_store()
     let status = wait_exit(&mut host, Duration::from_secs(60));
     assert!(status.success(), "push: {status}");
     let wire = relay.join().unwrap();
-    // 3200 blocks of 64 KiB: three with data, the others 36-byte frames
-    // without data; then the handshake, the manifest and the goodbye.
-    let (block, frame) = (64 * 1024, 16 + 20);
-    let bound = 3 * (block + frame) + (SIZE / block - 3) * frame + 4096;
+    // 51 200 pages: three with data, sent at worst in a run of the default
+    // run length (256 KiB) each with a CRC per page; the others in runs of
+    // zeros of at least that length, 36-byte frames without data or CRCs;
+    // then the handshake, the manifest and the goodbye.
+    let (run, frame) = (256 * 1024, 16 + 20);
+    let bound = 3 * (run + frame + 4 * run / PAGE) + (SIZE / run + 6) * frame + 4096;
     assert!(
         wire <= bound,
         "{wire} bytes on the wire for 3 bytes of data in 200 MiB, expected at most {bound}"
@@ -217,7 +213,7 @@ fn a_sparse_image_costs_a_few_bytes_a_zero_block_and_stays_sparse_in_the_store()
         ),
         (
             Some(0),
-            "disk.img: 3200 of 3200 blocks present and good, 0 bad\n".into()
+            "disk.img: 51200 of 51200 pages present and good, 0 bad\n".into()
         )
     );
 }
