@@ -373,9 +373,10 @@ fn a_frame_cut_short_before_an_idle_link_does_not_stall_the_device() {
     let mut demanded = None;
     for _ in 0..40 {
         assert!(host.send(&done));
-        if let Some(Ok(OwnedMessage::Demand { file, first, count, .. })) =
-            std::iter::from_fn(|| host.next(Duration::from_millis(250)))
-                .find(|m| matches!(m, Ok(OwnedMessage::Demand { .. })))
+        if let Some(Ok(OwnedMessage::Demand {
+            file, first, count, ..
+        })) = std::iter::from_fn(|| host.next(Duration::from_millis(250)))
+            .find(|m| matches!(m, Ok(OwnedMessage::Demand { .. })))
         {
             demanded = Some((file.0, first, count));
             break;

@@ -89,7 +89,9 @@ fn open_random(path: &Path) -> File {
 fn demands(host: &FakeHost, within: Duration) -> Vec<(u64, u64)> {
     std::iter::from_fn(|| host.next(within))
         .filter_map(|m| match m {
-            Ok(OwnedMessage::Demand { file, first, count, .. }) => {
+            Ok(OwnedMessage::Demand {
+                file, first, count, ..
+            }) => {
                 assert_eq!(file, FileId(0));
                 Some((first, u64::from(count)))
             }
