@@ -43,7 +43,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use feedfs_protocol::manifest::check_path;
+use feedfs_protocol::manifest::{check_path, check_target};
 use feedfs_protocol::warn::WarnLimit;
 use feedfs_protocol::{EntryKind, FileId, ManifestBuilder, ManifestError, Message, Mtime};
 use xxhash_rust::xxh3::Xxh3Default;
@@ -459,24 +459,13 @@ fn mtime_of(path: &Path, meta: &Metadata) -> Result<Mtime, WalkError> {
 
 /// Whether the link at `rel` (its first component the pushed tree's name)
 /// with this target resolves, from the link's directory, inside the pushed
-/// tree: relative, and never climbing above the tree's top.
+/// tree: relative, climbing (with leading `..` only) never above the
+/// tree's top, as the device checks it against the mount's root.
 fn inside_tree(rel: &str, target: &str) -> bool {
-    if target.is_empty() || target.starts_with('/') || target.contains('\0') {
-        return false;
-    }
-    // Depth of the link's directory below the tree's top.
-    let mut depth = rel.matches('/').count() - 1;
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => match depth.checked_sub(1) {
-                Some(d) => depth = d,
-                None => return false,
-            },
-            _ => depth += 1,
-        }
-    }
-    true
+    // The link's path below the pushed tree's top (`rel` starts with the
+    // top's own name): the device's own rule, from there.
+    let below_top = rel.split_once('/').map_or("", |(_, r)| r);
+    !below_top.is_empty() && check_target(below_top, target).is_ok()
 }
 
 /// The identity of an open file; see the module documentation.

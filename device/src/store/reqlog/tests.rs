@@ -129,3 +129,29 @@ fn a_damaged_log_is_started_afresh_and_a_torn_one_cut() {
     let d = decode(&fs::read(current_path(&dir)).unwrap()).unwrap();
     assert_eq!((d.torn_tail, d.mounts.len()), (0, 2));
 }
+
+#[test]
+fn a_log_of_the_older_format_is_kept_as_the_previous_file() {
+    let dir = tempdir("older");
+    fs::create_dir_all(dir.join("log")).unwrap();
+    // A format-1 log: its header, then one mount record.
+    let mut old = feedfs_protocol::reqlog::header().to_vec();
+    old[8] = 1;
+    old.extend_from_slice(
+        &feedfs_protocol::reqlog::Record::Mount {
+            unix_us: 5,
+            pid: 6,
+            files: 0,
+            continued: false,
+        }
+        .emit(),
+    );
+    fs::write(current_path(&dir), &old).unwrap();
+    drop(RequestLog::start(&dir, &manifest(10)));
+    // Kept whole, still readable; the current log starts afresh.
+    assert_eq!(fs::read(rotated_path(&dir)).unwrap(), old);
+    assert_eq!(decode(&old).unwrap().mounts[0].pid, 6);
+    let now = decode(&fs::read(current_path(&dir)).unwrap()).unwrap();
+    assert_eq!(now.mounts.len(), 1);
+    assert_ne!(now.mounts[0].pid, 6);
+}

@@ -97,8 +97,11 @@ pub(super) fn write_loop(shared: &Shared) {
 }
 
 impl LogWriter {
-    /// Open the current file for appending: a file with another header is
-    /// started afresh, a torn last record is cut off; then the mount record.
+    /// Open the current file for appending: a torn last record is cut off;
+    /// a file with another header is started afresh, and one of an older
+    /// format that `feedfs-host log` still reads (format 1, in blocks) is
+    /// first kept as `requests.1.log`, as a rotation would; then the mount
+    /// record.
     fn open(&mut self, shared: &Shared) -> io::Result<()> {
         let mut file = OpenOptions::new()
             .read(true)
@@ -107,9 +110,21 @@ impl LogWriter {
             .open(&self.path)?;
         let mut head = [0u8; RECORD_LEN];
         let len = file.metadata()?.len();
-        let good = len >= RECORD_LEN as u64
-            && file.read_exact(&mut head).is_ok()
-            && head == reqlog::header();
+        let read = len >= RECORD_LEN as u64 && file.read_exact(&mut head).is_ok();
+        let good = read && head == reqlog::header();
+        if read && !good && reqlog::decode(&head).is_ok() {
+            drop(file);
+            fs::rename(&self.path, rotated_path(&shared.dir))?;
+            log::info!(
+                "request log: kept the log of an older format as {}",
+                rotated_path(&shared.dir).display()
+            );
+            file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&self.path)?;
+        }
         if !good {
             file.set_len(0)?;
             file.write_all(&reqlog::header())?;
