@@ -362,7 +362,7 @@ mod tests {
         };
         assert_eq!(p.exec.as_deref(), Some("x"));
         assert_eq!(p.run_size, 256 << 10);
-        assert_eq!(p.readahead, 2 << 20);
+        assert_eq!(p.readahead, 8 << 20);
         assert_eq!(p.paths.len(), 2);
         let Command::Push(p) = parse(&["feedfs-host", "push", "--stdio", "--run-size", "1M", "a"])
             .unwrap()
