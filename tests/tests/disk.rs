@@ -64,13 +64,14 @@ fn a_full_store_fails_reads_clearly_keeps_serving_and_the_host_reports_it() {
         "the first 64 KiB fit"
     );
 
-    // Random reads across the file until the store is full: each one is
-    // good or fails with ENOSPC or EIO, never wrong and never late.
+    // Reads of 256 KiB (64 pages each, all demanded: a read waits only for
+    // the pages it needs) across the file until the store is full: each one
+    // is good or fails with ENOSPC or EIO, never wrong and never late.
     let mut failed = None;
     for k in 1..16u64 {
         let offset = k * MIB + 4096 * k;
-        let (outcome, _) =
-            checked_read(&big, offset, &content(51, offset, 4096), limit, "full disk");
+        let want = content(51, offset, 256 * 1024);
+        let (outcome, _) = checked_read(&big, offset, &want, limit, "full disk");
         if outcome != Read::Good {
             failed = Some((k, outcome));
             break;

@@ -121,7 +121,9 @@ impl<'a> Message<'a> {
                     return Err(c.bad("path length", len as u64));
                 }
                 let target_len = c.u16()? as usize;
-                if target_len > MAX_PATH_LEN || (target_len > 0) != (kind == EntryKind::Symlink) {
+                // Which kinds carry a target is the manifest's to check
+                // (`ManifestError::TargetOfNonLink`, `LinkOutside`).
+                if target_len > MAX_PATH_LEN {
                     return Err(c.bad("target length", target_len as u64));
                 }
                 let path = c.str(len, "path")?;
