@@ -100,25 +100,52 @@ fn demands(host: &FakeHost, within: Duration) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Send pages 0 to 15 as one run whose page `bad` fails its CRC (as `frame`
-/// makes it), then check: the others are served without a demand, `bad`
-/// alone is demanded, and once sent whole it is served.
-fn one_bad_page_in_a_run(name: &str, bad: u64, frame: Vec<u8>) {
+/// Send `frames`, then a StreamDone, and wait for the device's answer to
+/// it (a Complete, or the Demands of what it lacks): frames are handled in
+/// order, so by then the device has taken in every run before it, and a
+/// read that follows finds their pages landed. The Demands seen meanwhile.
+fn send_and_settle(host: &mut FakeHost, frames: &[u8]) -> Vec<(u64, u64)> {
+    let mut all = frames.to_vec();
+    Message::StreamDone { pages_sent: 0 }.emit(&mut all);
+    assert!(host.send(&all));
+    let mut seen = Vec::new();
+    loop {
+        match host.next(Duration::from_secs(10)) {
+            Some(Ok(OwnedMessage::Complete { .. })) => return seen,
+            Some(Ok(OwnedMessage::Demand {
+                file, first, count, ..
+            })) => {
+                assert_eq!(file, FileId(0));
+                seen.push((first, u64::from(count)));
+                // The answer to StreamDone: every page it lacks, in order,
+                // the last one the file's last page or before it.
+                if first + u64::from(count) >= 64 {
+                    return seen;
+                }
+            }
+            Some(_) => {}
+            None => panic!("no answer to StreamDone within 10 s"),
+        }
+    }
+}
+
+/// Send pages 0 to 15 (`data`) as one run whose page `bad` fails its CRC
+/// (as `frame` makes it), then check: the others are served without a
+/// demand, `bad` alone is demanded, and once sent whole it is served.
+fn one_bad_page_in_a_run(name: &str, bad: u64, frame: Vec<u8>, data: &[u8]) {
+    let page = |p: u64| &data[(p * PAGE) as usize..((p + 1) * PAGE) as usize];
     let s = Scratch::new(&format!("runs-{name}"));
     let mut host = mounted(&s);
     let mnt = s.root.join("mnt");
     let path = mnt.join("f.bin");
-    assert!(host.send(&frame));
+    let mut asked = send_and_settle(&mut host, &frame);
     // Each good page, read alone: served from the store at once.
     let f = open_random(&path);
     for p in (0..16).filter(|&p| p != bad) {
         let mut buf = vec![0u8; PAGE as usize];
         f.read_exact_at(&mut buf, p * PAGE)
             .unwrap_or_else(|e| panic!("{name}: page {p}: {e}"));
-        assert!(
-            buf == content(SEED, p * PAGE, PAGE as usize),
-            "{name}: page {p}"
-        );
+        assert!(buf == page(p), "{name}: page {p}");
     }
     // The bad page: a reader waits for it, and the device demands it (at
     // once on the bad CRC, or when the reader comes).
@@ -129,7 +156,6 @@ fn one_bad_page_in_a_run(name: &str, bad: u64, frame: Vec<u8>) {
         let _ = tx.send(());
         got
     });
-    let mut asked = Vec::new();
     wait_for(
         &format!("{name}: a demand of page {bad}"),
         Duration::from_secs(10),
@@ -149,16 +175,15 @@ fn one_bad_page_in_a_run(name: &str, bad: u64, frame: Vec<u8>) {
         rx.try_recv().is_err(),
         "{name}: the read of page {bad} returned before the page came"
     );
-    let good = content(SEED, bad * PAGE, PAGE as usize);
+    let good = page(bad).to_vec();
     assert!(host.send(&run_frame(bad, 1, Encoding::Raw, &table(&good), &good)));
     let got = reader
         .join()
         .unwrap()
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert!(got == good, "{name}: page {bad} after it was sent again");
-    assert_eq!(
-        read_at(&path, 0, 16 * PAGE as usize).unwrap(),
-        content(SEED, 0, 16 * PAGE as usize),
+    assert!(
+        read_at(&path, 0, 16 * PAGE as usize).unwrap() == data,
         "{name}: the whole run"
     );
     stop_device(host.device.id() as i32, &mnt);
@@ -176,22 +201,27 @@ fn a_damaged_page_inside_a_run_is_demanded_again_while_the_others_land() {
     let data_at = frame.len() - data.len();
     frame[data_at + 5 * PAGE as usize + 77] ^= 0x20;
     feedfs_protocol::frame::Frame::new_checked(&frame[..]).expect("the frame itself checks");
-    one_bad_page_in_a_run("raw", 5, frame);
+    one_bad_page_in_a_run("raw", 5, frame, &data);
 
-    // LZ4: the run's data decodes, but page 9's CRC in the table is not
-    // that of its bytes.
-    let packed = lz4_flex::block::compress(&data);
-    let mut crcs: Vec<u32> = data.chunks(PAGE as usize).map(crc32fast::hash).collect();
+    // LZ4 (of data that shrinks, as a sender sends only such runs LZ4):
+    // the run's data decodes, but page 9's CRC in the table is not that of
+    // its bytes.
+    let text: Vec<u8> = (0..16 * PAGE)
+        .map(|i| b"feedfs pages "[(i % 13) as usize] ^ (i / 4096) as u8)
+        .collect();
+    let packed = lz4_flex::block::compress(&text);
+    assert!(packed.len() < text.len() / 2);
+    let mut crcs: Vec<u32> = text.chunks(PAGE as usize).map(crc32fast::hash).collect();
     crcs[9] ^= 1;
     let frame = run_frame(0, 16, Encoding::Lz4, &crc_table(&crcs), &packed);
-    one_bad_page_in_a_run("lz4", 9, frame);
+    one_bad_page_in_a_run("lz4", 9, frame, &text);
 
     // The last page of a run, short data and all.
     let crcs = table(&data);
     let mut frame = run_frame(0, 16, Encoding::Raw, &crcs, &data);
     let last = frame.len() - 1;
     frame[last] ^= 0x01;
-    one_bad_page_in_a_run("raw-last", 15, frame);
+    one_bad_page_in_a_run("raw-last", 15, frame, &data);
 }
 
 #[test]
@@ -204,7 +234,7 @@ fn a_run_of_zeros_and_a_short_last_page_land_as_they_are() {
     let mut frames = run_frame(0, 64, Encoding::Zero, &[], &[]);
     let tail = content(SEED, 64 * PAGE, 1000);
     frames.extend(run_frame(64, 1, Encoding::Raw, &table(&tail), &tail));
-    assert!(host.send(&frames));
+    assert_eq!(send_and_settle(&mut host, &frames), [], "all landed");
     let f = open_random(&path);
     for p in [0, 31, 63] {
         let mut buf = vec![0xffu8; PAGE as usize];

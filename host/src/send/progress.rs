@@ -68,10 +68,10 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 /// The closing one-line summary:
-/// `pushed 3 files, 64.0 MiB sent in 1.2 s (53.3 MiB/s), 12 pages already held, 2 demands served`.
+/// `pushed 3 files, 64.0 MiB sent in 1.2 s (53.3 MiB/s), 12 pages already on the device, 2 demands served`.
 pub fn summary(o: &Outcome, elapsed: Duration) -> String {
     let mut text = format!(
-        "pushed {}, {} sent in {:.1} s ({:.1} MiB/s), {} already held, {} served",
+        "pushed {}, {} sent in {:.1} s ({:.1} MiB/s), {} already on the device, {} served",
         plural(o.files, "file", "files"),
         format_bytes(o.bytes_sent),
         elapsed.as_secs_f64(),
@@ -173,14 +173,14 @@ mod tests {
         };
         assert_eq!(
             summary(&o, Duration::from_millis(1500)),
-            "pushed 3 files, 3.0 MiB sent in 1.5 s (2.0 MiB/s), 12 pages already held, 1 demand served"
+            "pushed 3 files, 3.0 MiB sent in 1.5 s (2.0 MiB/s), 12 pages already on the device, 1 demand served"
         );
         o.files = 1;
         o.pages_had = 1;
         o.left_out = Some("left out 2 FIFOs".into());
         assert_eq!(
             summary(&o, Duration::from_secs(1)),
-            "pushed 1 file, 3.0 MiB sent in 1.0 s (3.0 MiB/s), 1 page already held, 1 demand served; left out 2 FIFOs"
+            "pushed 1 file, 3.0 MiB sent in 1.0 s (3.0 MiB/s), 1 page already on the device, 1 demand served; left out 2 FIFOs"
         );
         let none = Snapshot::default();
         assert_eq!(
