@@ -171,7 +171,10 @@ fn a_push_ends_with_one_summary_line_naming_what_was_left_out() {
 
     let (device, status, stderr) = push(&mnt, &store, &[src.to_str().unwrap()]);
     assert!(status.success(), "{status}: {stderr}");
-    let summary: Vec<&str> = stderr.lines().filter(|l| l.contains("pushed")).collect();
+    let summary: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("feedfs-host: pushed"))
+        .collect();
     assert_eq!(summary.len(), 1, "{stderr}");
     assert!(
         summary[0].starts_with("feedfs-host: pushed 3 files, 6.0 MiB sent in ")
