@@ -85,6 +85,38 @@ fn open_random(path: &Path) -> File {
     f
 }
 
+/// Pages of the store's files its map marks present, from `feedfs-device
+/// status --json` (up to a second behind the daemon, which writes its map
+/// in batches): how the test knows that a run has landed.
+fn present_pages(store: &Path) -> u64 {
+    let out = std::process::Command::new(bin("feedfs-device"))
+        .args(["status", "--json", "--store"])
+        .arg(store)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("\"present_pages\":")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Wait until the store holds `pages` pages.
+fn wait_landed(store: &Path, pages: u64, what: &str) {
+    wait_for(
+        &format!("{what}: {pages} pages in the store"),
+        Duration::from_secs(10),
+        || present_pages(store) == pages,
+    );
+}
+
 /// Every Demand the device sent so far, as page ranges of the file.
 fn demands(host: &FakeHost, within: Duration) -> Vec<(u64, u64)> {
     std::iter::from_fn(|| host.next(within))
@@ -99,14 +131,25 @@ fn demands(host: &FakeHost, within: Duration) -> Vec<(u64, u64)> {
 }
 
 /// Send pages 0 to 15 as one run whose page `bad` fails its CRC (as `frame`
-/// makes it), then check: the others are served without a demand, `bad`
-/// alone is demanded, and once sent whole it is served.
-fn one_bad_page_in_a_run(name: &str, bad: u64, frame: Vec<u8>) {
+/// makes it), then check: `bad` alone is demanded again, at once; the
+/// others land and are served without a demand; once `bad` is sent whole,
+/// a read of it waiting meanwhile is served.
+fn one_bad_page_in_a_run(name: &str, data: &[u8], bad: u64, frame: Vec<u8>) {
     let s = Scratch::new(&format!("runs-{name}"));
     let mut host = mounted(&s);
-    let mnt = s.root.join("mnt");
+    let (mnt, store) = (s.root.join("mnt"), s.root.join("store"));
     let path = mnt.join("f.bin");
     assert!(host.send(&frame));
+    let mut asked = Vec::new();
+    wait_for(
+        &format!("{name}: page {bad} demanded again"),
+        Duration::from_secs(10),
+        || {
+            asked.extend(demands(&host, Duration::from_millis(50)));
+            asked.iter().any(|&(a, n)| (a..a + n).contains(&bad))
+        },
+    );
+    wait_landed(&store, 15, name);
     // Each good page, read alone: served from the store at once.
     let f = open_random(&path);
     for p in (0..16).filter(|&p| p != bad) {
@@ -114,12 +157,11 @@ fn one_bad_page_in_a_run(name: &str, bad: u64, frame: Vec<u8>) {
         f.read_exact_at(&mut buf, p * PAGE)
             .unwrap_or_else(|e| panic!("{name}: page {p}: {e}"));
         assert!(
-            buf == content(SEED, p * PAGE, PAGE as usize),
+            buf == data[(p * PAGE) as usize..((p + 1) * PAGE) as usize],
             "{name}: page {p}"
         );
     }
-    // The bad page: a reader waits for it, and the device demands it (at
-    // once on the bad CRC, or when the reader comes).
+    // The bad page: a reader waits for it.
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut buf = vec![0u8; PAGE as usize];
@@ -127,15 +169,7 @@ fn one_bad_page_in_a_run(name: &str, bad: u64, frame: Vec<u8>) {
         let _ = tx.send(());
         got
     });
-    let mut asked = Vec::new();
-    wait_for(
-        &format!("{name}: a demand of page {bad}"),
-        Duration::from_secs(10),
-        || {
-            asked.extend(demands(&host, Duration::from_millis(50)));
-            asked.iter().any(|&(a, n)| (a..a + n).contains(&bad))
-        },
-    );
+    asked.extend(demands(&host, Duration::from_millis(200)));
     for &(a, n) in &asked {
         let wrongly: Vec<u64> = (a..a + n).filter(|&p| p < 16 && p != bad).collect();
         assert!(
@@ -147,7 +181,7 @@ fn one_bad_page_in_a_run(name: &str, bad: u64, frame: Vec<u8>) {
         rx.try_recv().is_err(),
         "{name}: the read of page {bad} returned before the page came"
     );
-    let good = content(SEED, bad * PAGE, PAGE as usize);
+    let good = data[(bad * PAGE) as usize..((bad + 1) * PAGE) as usize].to_vec();
     assert!(host.send(&run_frame(bad, 1, Encoding::Raw, &table(&good), &good)));
     let got = reader
         .join()
@@ -156,7 +190,7 @@ fn one_bad_page_in_a_run(name: &str, bad: u64, frame: Vec<u8>) {
     assert!(got == good, "{name}: page {bad} after it was sent again");
     assert_eq!(
         read_at(&path, 0, 16 * PAGE as usize).unwrap(),
-        content(SEED, 0, 16 * PAGE as usize),
+        data,
         "{name}: the whole run"
     );
     stop_device(host.device.id() as i32, &mnt);
@@ -174,35 +208,42 @@ fn a_damaged_page_inside_a_run_is_demanded_again_while_the_others_land() {
     let data_at = frame.len() - data.len();
     frame[data_at + 5 * PAGE as usize + 77] ^= 0x20;
     feedfs_protocol::frame::Frame::new_checked(&frame[..]).expect("the frame itself checks");
-    one_bad_page_in_a_run("raw", 5, frame);
+    one_bad_page_in_a_run("raw", &data, 5, frame);
 
-    // LZ4: the run's data decodes, but page 9's CRC in the table is not
-    // that of its bytes.
-    let packed = lz4_flex::block::compress(&data);
-    let mut crcs: Vec<u32> = data.chunks(PAGE as usize).map(crc32fast::hash).collect();
+    // LZ4 (of text, which compresses): the run's data decodes, but page 9's
+    // CRC in the table is not that of its bytes.
+    let mut text = Vec::new();
+    while text.len() < 16 * PAGE as usize {
+        text.extend_from_slice(format!("line {} of a compressible page\n", text.len()).as_bytes());
+    }
+    text.truncate(16 * PAGE as usize);
+    let packed = lz4_flex::block::compress(&text);
+    assert!(packed.len() < text.len());
+    let mut crcs: Vec<u32> = text.chunks(PAGE as usize).map(crc32fast::hash).collect();
     crcs[9] ^= 1;
     let frame = run_frame(0, 16, Encoding::Lz4, &crc_table(&crcs), &packed);
-    one_bad_page_in_a_run("lz4", 9, frame);
+    one_bad_page_in_a_run("lz4", &text, 9, frame);
 
     // The last page of a run, short data and all.
     let crcs = table(&data);
     let mut frame = run_frame(0, 16, Encoding::Raw, &crcs, &data);
     let last = frame.len() - 1;
     frame[last] ^= 0x01;
-    one_bad_page_in_a_run("raw-last", 15, frame);
+    one_bad_page_in_a_run("raw-last", &data, 15, frame);
 }
 
 #[test]
 fn a_run_of_zeros_and_a_short_last_page_land_as_they_are() {
     let s = Scratch::new("runs-zeros");
     let mut host = mounted(&s);
-    let mnt = s.root.join("mnt");
+    let (mnt, store) = (s.root.join("mnt"), s.root.join("store"));
     let path = mnt.join("f.bin");
     // Pages 0 to 63 as zeros (no table, no data), the short page 64 raw.
     let mut frames = run_frame(0, 64, Encoding::Zero, &[], &[]);
     let tail = content(SEED, 64 * PAGE, 1000);
     frames.extend(run_frame(64, 1, Encoding::Raw, &table(&tail), &tail));
     assert!(host.send(&frames));
+    wait_landed(&store, 65, "zeros");
     let f = open_random(&path);
     for p in [0, 31, 63] {
         let mut buf = vec![0xffu8; PAGE as usize];
