@@ -347,6 +347,9 @@ impl<R: Reply> Pending<R> {
             if !present(p) && self.landing.insert((file, p)) {
                 fresh.push(p);
             }
+            if self.waiters.is_empty() {
+                continue;
+            }
             for &rid in self.waiters.get(&(file, p)).into_iter().flatten() {
                 if self
                     .reads
@@ -380,7 +383,12 @@ impl<R: Reply> Pending<R> {
         for p in first..first.saturating_add(count) {
             let key = (file, p);
             self.landing.remove(&key);
-            self.expired.remove(&key);
+            if !self.expired.is_empty() {
+                self.expired.remove(&key);
+            }
+            if self.waiters.is_empty() {
+                continue;
+            }
             for rid in self.waiters.remove(&key).unwrap_or_default() {
                 let finished = self.reads.get_mut(&rid).is_some_and(|r| {
                     r.missing -= 1;

@@ -299,6 +299,16 @@ impl StoredFile {
         self.lock().present.get(page)
     }
 
+    /// Whether each of pages `first..first + count` is present, under one
+    /// lock (a run's landing asks for all its pages at once; a lock per
+    /// page made the link thread spin on the store writer's).
+    pub fn present_in(&self, first: u64, count: u64) -> Vec<bool> {
+        let st = self.lock();
+        (first..first.saturating_add(count))
+            .map(|p| st.present.get(p).unwrap_or(true))
+            .collect()
+    }
+
     /// Store pages `first..first + crcs.len()`, whose bytes are `data`
     /// (`None`: every byte zero) and which the caller has checked against
     /// `crcs`. Pages already present are left as they are; the others are

@@ -121,12 +121,16 @@ impl<R: Reply> Core<R> {
             .filter(|&p| good.get((p - first) as usize).copied().unwrap_or(false))
             .collect();
         let run_start = page_offset(first);
+        // One look at the map for the whole run, before the pending lock
+        // (never held with it). A page that lands meanwhile, from a copy
+        // of it already queued, is skipped by the store writer.
+        let present = file.present_in(first, count);
         let mut landings = Vec::new();
         for (a, n) in demand::runs(&good_pages) {
             let begun = self
                 .pending()
                 .table
-                .begin_landing(id, a, n, |p| file.is_present(p).unwrap_or(true));
+                .begin_landing(id, a, n, |p| present[(p - first) as usize]);
             for r in begun.early {
                 // Checked against their CRCs; the read lies within these pages.
                 self.ended(&r, Outcome::Served);
