@@ -85,6 +85,11 @@ impl InFlight {
         self.runs.len()
     }
 
+    /// Whether no run is on its way.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
     fn forget(&mut self, now: Instant) {
         while self
             .runs
@@ -121,7 +126,7 @@ mod tests {
             [(100, 164)]
         );
         assert_eq!(f.covered(t0 + IN_FLIGHT + 30 * MS, FileId(1), 0, 200), []);
-        assert_eq!(f.len(), 0);
+        assert!(f.is_empty());
     }
 
     #[test]
