@@ -347,21 +347,21 @@ impl<R: Reply> Core<R> {
     /// arrive in order, so what is missing at the stream's end was lost on
     /// the way: asked for `again`.
     pub fn demand_all_missing(&self) {
-        for (i, f) in self.files.iter().enumerate() {
-            let Some(f) = f else { continue };
-            // Both under the pending lock: the writer sets a page's bit
-            // before it takes this lock to drop it from those on their
-            // way, so no page is seen as neither present nor arriving.
-            let (demands, outbox) = {
-                let p = self.pending();
-                let demands = crate::serve::demand::again(
-                    p.table
-                        .missing_demands(FileId(i as u32), &f.missing_ranges()),
-                );
-                (demands, p.outbox.clone())
-            };
-            send_demands(outbox.as_ref(), &demands);
-        }
+        // All under the pending lock: the writer sets a page's bit before
+        // it takes this lock to drop it from those on their way, so no page
+        // is seen as neither present nor arriving. One pass over the pages
+        // on their way serves every file (a pass per file made a push of
+        // 100 000 small files take minutes at its end).
+        let (demands, outbox) = {
+            let p = self.pending();
+            let missing = self.files.iter().enumerate().filter_map(|(i, f)| {
+                let ranges = f.as_ref()?.missing_ranges();
+                (!ranges.is_empty()).then_some((FileId(i as u32), ranges))
+            });
+            let demands = crate::serve::demand::again(p.table.missing_demands(missing));
+            (demands, p.outbox.clone())
+        };
+        send_demands(outbox.as_ref(), &demands);
     }
 
     /// A new link starts: its host has not been told yet that every page

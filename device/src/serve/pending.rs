@@ -459,16 +459,24 @@ impl<R: Reply> Pending<R> {
         self.deadlines.first().map(|&(d, _)| d)
     }
 
-    /// Demands for the runs `missing` of `file` (pages not in the store),
-    /// leaving out the pages already on their way.
-    pub fn missing_demands(&self, file: FileId, missing: &[(u64, u64)]) -> Vec<Demand> {
-        let arriving: BTreeSet<u64> = self
-            .landing
-            .iter()
-            .filter(|(f, _)| *f == file)
-            .map(|&(_, p)| p)
-            .collect();
-        demand::for_runs_except(file, missing, &arriving)
+    /// Demands for the runs of pages `missing` of each file (pages not in
+    /// the store), leaving out the pages already on their way: one pass
+    /// over those, whatever the number of files.
+    pub fn missing_demands(
+        &self,
+        missing: impl IntoIterator<Item = (FileId, Vec<(u64, u64)>)>,
+    ) -> Vec<Demand> {
+        let mut arriving: HashMap<FileId, BTreeSet<u64>> = HashMap::new();
+        for &(f, p) in &self.landing {
+            arriving.entry(f).or_default().insert(p);
+        }
+        let none = BTreeSet::new();
+        missing
+            .into_iter()
+            .flat_map(|(file, runs)| {
+                demand::for_runs_except(file, &runs, arriving.get(&file).unwrap_or(&none))
+            })
+            .collect()
     }
 
     /// Take a read out of the table and its deadline out of the queue.

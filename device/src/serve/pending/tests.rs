@@ -377,10 +377,10 @@ fn demands_for_missing_runs_leave_out_pages_on_their_way() {
     w.begin(F, 2, 1);
     w.begin(G, 5, 1);
     assert_eq!(
-        w.table.missing_demands(F, &[(0, 4), (5, 1)]),
+        w.table.missing_demands([(F, vec![(0, 4), (5, 1)])]),
         vec![d(F, 0, 2), d(F, 3, 1), d(F, 5, 1)]
     );
-    assert_eq!(w.table.missing_demands(G, &[(5, 1)]), vec![]);
+    assert_eq!(w.table.missing_demands([(G, vec![(5, 1)])]), vec![]);
 }
 
 #[test]
