@@ -108,9 +108,11 @@ fn a_new_host_attaches_resumes_and_answers_a_parked_read() {
     host1.wait().unwrap();
     // The daemon sees the link end when it reads its end of the pipe; until
     // then a read would still be sent to the dead link's host.
-    wait_for("the device to see the link end", Duration::from_secs(10), || {
-        link_down(&store)
-    });
+    wait_for(
+        "the device to see the link end",
+        Duration::from_secs(10),
+        || link_down(&store),
+    );
 
     // A read of a page that never came: it waits for the next link. The
     // test waits until the reader is asleep in that read (the file is opened
