@@ -1,8 +1,11 @@
 //! A sans-IO frame decoder: feed it arbitrary chunks, take whole checked frames out.
 //!
 //! A USB read can hold half a frame or three; a pipe read anything in
-//! between. The decoder keeps one fixed buffer of [`CAPACITY`] bytes (one
-//! header plus the largest payload) and never allocates again. After a bad
+//! between. The decoder keeps one fixed buffer of [`CAPACITY`] bytes (two
+//! frames of the largest size) and never allocates again. It moves the
+//! bytes it holds to the front only when the space behind them is short
+//! ([`MIN_SPARE`], or less than the frame being assembled still needs), so
+//! a frame that arrives in many small reads is not moved once per read. After a bad
 //! frame it reports the error once and resynchronises on the next magic, so
 //! one damaged frame costs that frame only. Frame views it returns stay
 //! valid until the next call that adds bytes ([`Decoder::feed`],
@@ -10,8 +13,15 @@
 
 use crate::frame::{self, Frame, FrameError, Peek, HEADER_LEN, MAGIC, MAX_PAYLOAD};
 
-/// The decoder's fixed buffer size: one whole frame of the largest size.
-pub const CAPACITY: usize = HEADER_LEN + MAX_PAYLOAD as usize;
+/// The largest frame: a header and the largest payload.
+const MAX_FRAME: usize = HEADER_LEN + MAX_PAYLOAD as usize;
+
+/// The decoder's fixed buffer size: two whole frames of the largest size.
+pub const CAPACITY: usize = 2 * MAX_FRAME;
+
+/// The least free space [`Decoder::spare`] offers before it moves the held
+/// bytes to the front: one read of a full pipe.
+pub const MIN_SPARE: usize = 1 << 20;
 
 /// Where a decoded frame sits in the decoder's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +57,20 @@ impl Decoder {
         self.end - self.start
     }
 
+    /// Move the held bytes to the front when the space behind them is
+    /// shorter than [`MIN_SPARE`] or than the rest of the frame they start.
     fn compact(&mut self) {
-        if self.start > 0 {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            return;
+        }
+        let free = self.buf.len() - self.end;
+        let rest = match frame::peek(&self.buf[self.start..self.end]) {
+            Ok(Peek::NeedMore(n)) => n.saturating_sub(self.end - self.start),
+            _ => 0,
+        };
+        if self.start > 0 && (free < MIN_SPARE || free < rest) {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -56,7 +78,8 @@ impl Decoder {
     }
 
     /// Free space to read new bytes into; follow with [`Decoder::commit`].
-    /// Never empty while [`Decoder::next_frame`] returns `None`.
+    /// Never empty while [`Decoder::next_frame`] returns `None`, and always
+    /// room for the rest of the frame being assembled.
     pub fn spare(&mut self) -> &mut [u8] {
         self.compact();
         &mut self.buf[self.end..]
@@ -300,5 +323,53 @@ mod tests {
         d.feed(&stream);
         let got = drain(&mut d);
         assert_eq!(got, vec![Err(FrameError::UnknownType(0x7e)), Ok(vec![])]);
+    }
+
+    #[test]
+    fn large_runs_read_in_pipe_sized_pieces_always_find_room_and_arrive_whole() {
+        let pages = crate::MAX_RUN_PAGES as usize;
+        let mut stream = Vec::new();
+        let mut runs = Vec::new();
+        for i in 0..9u8 {
+            // Runs of every length up to the largest, so frames end at
+            // every kind of offset in the reads.
+            let count = 1 + (i as usize * 37) % pages;
+            let data = vec![i; count * crate::PAGE_SIZE as usize];
+            let table = crate::message::page_crcs(&data);
+            Message::Run {
+                file: FileId(0),
+                first: 0,
+                count: count as u32,
+                encoding: crate::message::Encoding::Raw,
+                crcs: crate::PageCrcs::new(&table).unwrap(),
+                data: &data,
+            }
+            .emit(&mut stream);
+            runs.push(data);
+        }
+        let mut d = Decoder::new();
+        let mut got = Vec::new();
+        for piece in stream.chunks(65_536 + 13) {
+            let mut piece = piece;
+            while !piece.is_empty() {
+                let room = d.spare().len();
+                assert!(room > 0);
+                if let Some((needed, available)) = d.partial() {
+                    assert!(room >= needed - available, "no room for the rest of a frame");
+                }
+                let n = d.feed(piece);
+                piece = &piece[n..];
+                while let Some(r) = d.next_frame() {
+                    let frame = d.frame(r.unwrap());
+                    let msg = Message::parse(frame).unwrap();
+                    let Message::Run { data, .. } = msg else {
+                        panic!("not a run: {msg:?}");
+                    };
+                    got.push(data.to_vec());
+                }
+            }
+        }
+        assert_eq!(got, runs);
+        assert_eq!(d.finish(), Ok(()));
     }
 }

@@ -434,12 +434,30 @@ impl StoredFile {
 
     /// Read `len` bytes at `offset` (clamped to the file's end).
     pub fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let end = self.f.size.min(offset.saturating_add(len as u64));
-        let mut buf = vec![0u8; end.saturating_sub(offset) as usize];
-        if !buf.is_empty() {
-            self.f.pair()?.data.read_exact_at(&mut buf, offset)?;
-        }
+        let mut buf = Vec::new();
+        let n = self.read_into(offset, len, &mut buf)?.len();
+        buf.truncate(n);
         Ok(buf)
+    }
+
+    /// Read `len` bytes at `offset` (clamped to the file's end) into `buf`,
+    /// which only grows, so a reader's buffer is zeroed once, not per read.
+    pub fn read_into<'b>(
+        &self,
+        offset: u64,
+        len: usize,
+        buf: &'b mut Vec<u8>,
+    ) -> io::Result<&'b [u8]> {
+        let end = self.f.size.min(offset.saturating_add(len as u64));
+        let n = end.saturating_sub(offset) as usize;
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        let out = &mut buf[..n];
+        if n > 0 {
+            self.f.pair()?.data.read_exact_at(out, offset)?;
+        }
+        Ok(out)
     }
 }
 

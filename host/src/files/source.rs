@@ -151,8 +151,13 @@ impl<'a> Source<'a> {
             let item = self.open.remove(pos);
             self.open.insert(0, item);
         }
-        self.buf.resize(len, 0);
-        let read = self.open[0].1.read_exact_at(&mut self.buf, offset);
+        // The buffer only grows (zeroed once), so a short demand between
+        // long runs does not zero the long runs' bytes again.
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
+        let buf = &mut self.buf[..len];
+        let read = self.open[0].1.read_exact_at(buf, offset);
         // Checked after the read too, and after a failed one: a file
         // rewritten in place while it is being pushed must not reach the
         // device as a mix of two versions, and one cut short is a change.
@@ -164,7 +169,7 @@ impl<'a> Source<'a> {
             });
         }
         read.map_err(io_err)?;
-        Ok(&self.buf)
+        Ok(&self.buf[..len])
     }
 }
 
