@@ -82,7 +82,7 @@ pub fn format_time(ns: i128) -> String {
 }
 
 /// The proleptic Gregorian date `days` after 1970-01-01.
-fn civil_date(days: i128) -> (i128, i128, i128) {
+pub(crate) fn civil_date(days: i128) -> (i128, i128, i128) {
     // Count from 0000-03-01, so that a leap day ends its year; eras of 400
     // years have 146 097 days.
     let z = days + 719_468;
