@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub mod peers;
 pub mod relay;
+pub mod s3s;
 pub mod watch;
 
 /// Bytes per page, the unit the store and the wire count in.
