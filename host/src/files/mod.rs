@@ -1,6 +1,11 @@
-//! What is served: [`manifest`] walks the given paths into checked manifest
-//! entries with identities, [`source`] reads runs of their pages and notices a file
-//! that changed under it.
+//! What is served: [`manifest`] walks the given paths and URLs into checked
+//! manifest entries with identities ([`stamp`]); [`source`] reads runs of
+//! their pages through one [`source::Backend`] per kind of source: local
+//! files and block devices ([`local`]), HTTP(S) URLs ([`http`]); each
+//! notices a file that changed under it.
 
+pub mod http;
+pub mod local;
 pub mod manifest;
 pub mod source;
+pub mod stamp;
