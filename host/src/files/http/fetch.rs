@@ -108,7 +108,8 @@ fn failure(shown: &str, e: ureq::Error) -> Failure {
             {
                 Failure::Fatal(HttpError::Tls { url, detail: inner }.into())
             }
-            _ => retry(io.kind().to_string()),
+            _ if is_dns(&io.to_string()) => Failure::Fatal(HttpError::Dns { url }.into()),
+            _ => retry(io.to_string()),
         },
         ureq::Error::Timeout(t) => retry(format!("timed out ({t})")),
         ureq::Error::ConnectionFailed => retry("the connection failed".into()),
@@ -133,6 +134,13 @@ fn failure(shown: &str, e: ureq::Error) -> Failure {
     }
 }
 
+/// Whether a resolver's message says the name does not resolve.
+fn is_dns(message: &str) -> bool {
+    ["lookup address", "Name or service not known", "No address associated", "nodename nor servname"]
+        .iter()
+        .any(|m| message.contains(m))
+}
+
 impl Client {
     /// GET `url` with a Range and the push's headers, and `If-Match` when given.
     fn get(
@@ -146,7 +154,9 @@ impl Client {
             .agent
             .get(url)
             .header("Range", format!("bytes={}-{}", range.0, range.1));
-        for (k, v) in &self.headers {
+        // A URL's own credentials win over an `Authorization` of --header.
+        let own = |k: &str| auth.is_some() && k.eq_ignore_ascii_case("authorization");
+        for (k, v) in self.headers.iter().filter(|(k, _)| !own(k)) {
             req = req.header(k, v);
         }
         if let Some(a) = auth {
@@ -185,6 +195,8 @@ impl Remote {
         let size = match (status, content_range(&headers)) {
             (206, Some((Some((0, 0)), Some(total)))) => total,
             (416, Some((None, Some(0)))) => 0,
+            // An empty object has no byte 0 to send: nginx answers 200, empty.
+            (200, _) if header(&headers, "content-length").as_deref() == Some("0") => 0,
             (200, _) => return Err(HttpError::RangeIgnored { url: shown }),
             (206 | 416, _) => {
                 return Err(HttpError::BadAnswer {
