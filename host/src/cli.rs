@@ -2,7 +2,8 @@
 //!
 //! `feedfs-host [-v|-q] [-s SERIAL] push (--exec CMD | --stdio | --usb
 //! [--wait]) [--run-size SIZE] [--readahead SIZE] [--rate RATE] [--compress
-//! WHEN] [--record FILE] [--plan PLAN] [--handshake-timeout TIME] PATH...`:
+//! WHEN] [--record FILE] [--plan PLAN] [--handshake-timeout TIME] [--header
+//! 'K: V']... [--cacert FILE] [--retry-for TIME] PATH|URL...`:
 //! exactly one link flag, at least one path, sizes and times in human units
 //! ([`feedfs_protocol::units`]). `devices [--json]` and `usb-check` look at
 //! USB devices; `log show|plot LOG` reads a host record or a device request
@@ -44,6 +45,11 @@ fn block_size_gone(_: &str) -> Result<String, String> {
 /// `push --handshake-timeout`: from 100ms to an hour.
 fn parse_handshake_timeout(s: &str) -> Result<Duration, UnitError> {
     parse_duration_in(s, Duration::from_millis(100)..=Duration::from_secs(3600))
+}
+
+/// `push --retry-for`: from a second to a day.
+fn parse_retry_for(s: &str) -> Result<Duration, UnitError> {
+    parse_duration_in(s, Duration::from_secs(1)..=Duration::from_secs(86_400))
 }
 
 /// `usb-check --duration`: long enough to see a rate, short enough to wait for.
@@ -138,7 +144,8 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve files and directories to a device until it holds all of them.
+    /// Serve files, directories, block devices and HTTP(S) URLs to a device
+    /// until it holds all of them.
     Push(PushArgs),
     /// List the feedfs devices attached over USB, one per line.
     ///
@@ -333,8 +340,29 @@ pub struct PushArgs {
     #[arg(long)]
     pub no_zip_order: bool,
 
-    /// Files and directories to serve; each is served under its own name.
-    #[arg(value_name = "PATH", required = true)]
+    /// Send this header with every HTTP(S) request, as 'Name: value'
+    /// (repeatable), e.g. 'Authorization: Bearer …'. Values never appear in
+    /// logs, the record, the progress line or errors.
+    #[arg(long = "header", short = 'H', value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// Trust the CA certificates of this PEM file for HTTPS instead of the
+    /// built-in roots (a private server's, or a self-signed certificate).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// How long to retry an HTTP(S) server that went away (refused, reset,
+    /// timed out, 5xx, a body cut short) before the push fails, from 1s to
+    /// 1d (units ms, s, m, h, d); meanwhile reads of missing pages wait, up
+    /// to the device's --read-timeout.
+    #[arg(long, value_name = "TIME", default_value = "60s", value_parser = parse_retry_for)]
+    pub retry_for: Duration,
+
+    /// What to serve, each under its own name: files, directories, block
+    /// devices (/dev/sdb, /dev/loop0: a read-only file of the device's
+    /// size) and http:// or https:// URLs (a file named by the URL's last
+    /// path segment, fetched by Range requests as the device needs it).
+    #[arg(value_name = "PATH|URL", required = true)]
     pub paths: Vec<PathBuf>,
 }
 

@@ -12,7 +12,18 @@ use feedfs_protocol::io::print_stdout;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_checked(std::env::args_os()).unwrap_or_else(|e| e.exit());
-    env_logger::Builder::from_env(Env::default().default_filter_or(cli.log_filter())).init();
+    let mut logs =
+        env_logger::Builder::from_env(Env::default().default_filter_or(cli.log_filter()));
+    // ureq shows request paths and queries at trace level: they may carry
+    // signatures, so its detail stops at debug.
+    let trace = cli.log_filter() == "trace"
+        || std::env::var("RUST_LOG").is_ok_and(|v| v.to_ascii_lowercase().contains("trace"));
+    if trace {
+        for module in ["ureq", "ureq_proto", "rustls"] {
+            logs.filter_module(module, log::LevelFilter::Debug);
+        }
+    }
+    logs.init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -17,7 +17,9 @@ use anyhow::{Context, Result};
 use feedfs_protocol::FileId;
 
 use crate::cli::PushArgs;
-use crate::files::manifest::{walk, ServedSet};
+use crate::files::http::ClientOptions;
+use crate::files::manifest::{walk_with, ServedSet};
+use crate::files::source::open;
 use crate::link::Link;
 use crate::logs::record::Recorder;
 use crate::prefetch::plan::PLAN_VERSION_BLOCKS;
@@ -63,10 +65,15 @@ fn first_ranges(args: &PushArgs, set: &ServedSet) -> Result<Vec<(FileId, u64, u6
         .files()
         .filter(|e| e.size >= ZIP_ORDER_MIN && !covered.contains(&e.id));
     for e in zips {
-        let Ok(file) = std::fs::File::open(&e.source) else {
+        let Ok(mut backend) = open(e) else {
             continue;
         };
-        if let Some(zip) = zip_pages(&file, e.size) {
+        let mut read = |off: u64, buf: &mut [u8]| {
+            backend
+                .read_exact_at(buf, off)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        };
+        if let Some(zip) = zip_pages(&mut read, e.size) {
             log::info!(
                 "{}: a zip; its directory and start-up entries go first",
                 e.path
@@ -81,7 +88,12 @@ fn first_ranges(args: &PushArgs, set: &ServedSet) -> Result<Vec<(FileId, u64, u6
 pub fn push(args: &PushArgs) -> Result<Summary> {
     let start = Instant::now();
     let stop = Stop::install().context("cannot set up signal handling")?;
-    let set = walk(&args.paths)?;
+    let http = ClientOptions {
+        headers: args.headers.clone(),
+        cacert: args.cacert.clone(),
+        retry_for: args.retry_for,
+    };
+    let set = walk_with(&args.paths, &http)?;
     log::info!(
         "serving {} entries, {} files, {} bytes",
         set.entries.len(),

@@ -11,6 +11,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod nginx;
 pub mod peers;
 pub mod relay;
 pub mod s3s;

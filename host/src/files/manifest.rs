@@ -1,7 +1,10 @@
-//! The served set: the walk from command-line paths to manifest entries, and
-//! each file's identity.
+//! The served set: the walk from command-line paths and URLs to manifest
+//! entries, and each file's identity.
 //!
-//! Each PATH's basename becomes a top-level entry; directories are walked
+//! A block device named on the command line is a read-only file of the
+//! device's size ([`crate::files::local`]); an HTTP(S) URL is a read-only
+//! file named by its last path segment ([`crate::files::http`]); each
+//! entry's [`Origin`] says which. Each PATH's basename becomes a top-level entry; directories are walked
 //! recursively in sorted byte order, each directory listed before its
 //! contents, so the same tree always gives the same manifest. Every entry
 //! carries its modification time. Symlinks named on the command line are
@@ -39,20 +42,18 @@
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::files::http::{self, Client, ClientOptions, HttpError, Remote};
+use crate::files::local;
 use feedfs_protocol::manifest::{check_path, check_target};
 use feedfs_protocol::warn::WarnLimit;
 use feedfs_protocol::{EntryKind, FileId, ManifestBuilder, ManifestError, Message, Mtime};
-use xxhash_rust::xxh3::Xxh3Default;
 
-/// How much of each end of a large file goes into its identity.
-pub const IDENTITY_EDGE: u64 = 64 * 1024;
-
-/// Largest file whose identity is a digest of its whole content.
-pub const FULL_DIGEST_MAX: u64 = 2 * IDENTITY_EDGE;
+pub use crate::files::stamp::{identity, Stamp, FULL_DIGEST_MAX, IDENTITY_EDGE};
 
 /// Why the served set could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -69,10 +70,12 @@ pub enum WalkError {
         first: PathBuf,
         second: PathBuf,
     },
-    #[error("{} is neither a regular file nor a directory", .0.display())]
+    #[error("{} is neither a regular file, a directory nor a block device", .0.display())]
     NotFileOrDir(PathBuf),
     #[error("{} is a feedfs store (it holds lock and files/); a store is never pushed: leave it out of the paths, or keep it outside the tree you push", .0.display())]
     Store(PathBuf),
+    #[error(transparent)]
+    Http(#[from] HttpError),
     #[error("{} cannot be served: {reason}", .path.display())]
     Refused {
         path: PathBuf,
@@ -107,6 +110,20 @@ pub struct ServedEntry {
     pub target: String,
     /// What the file looked like when the manifest was built.
     pub stamp: Stamp,
+    /// What kind of source the content comes from.
+    pub origin: Origin,
+}
+
+/// Where a served file's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// A file on this machine (and every directory and link).
+    #[default]
+    Local,
+    /// A block device on this machine, named on the command line.
+    BlockDevice,
+    /// An HTTP(S) URL, named on the command line.
+    Http(Arc<Remote>),
 }
 
 impl ServedEntry {
@@ -129,28 +146,6 @@ impl ServedEntry {
         match self.kind {
             EntryKind::File => feedfs_protocol::page_count(self.size),
             EntryKind::Dir | EntryKind::Symlink => 0,
-        }
-    }
-}
-
-/// The facts about a file that, if they change, mean it is no longer the file served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Stamp {
-    pub size: u64,
-    pub mtime_ns: i128,
-    /// The status-change time, which no call can set back.
-    pub ctime_ns: i128,
-    pub ino: u64,
-}
-
-impl Stamp {
-    pub fn of(meta: &Metadata) -> Self {
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Stamp {
-            size: meta.len(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-            ino: meta.ino(),
         }
     }
 }
@@ -256,15 +251,43 @@ impl ServedSet {
     }
 }
 
-/// Build the served set from command-line paths.
+/// Build the served set from command-line paths, none of them a URL.
 pub fn walk(paths: &[PathBuf]) -> Result<ServedSet, WalkError> {
+    walk_with(paths, &ClientOptions::default())
+}
+
+/// Build the served set from command-line paths and URLs, fetching
+/// with `options`.
+pub fn walk_with(paths: &[PathBuf], options: &ClientOptions) -> Result<ServedSet, WalkError> {
     let mut w = Walker {
         set: ServedSet::default(),
         builder: ManifestBuilder::new(),
         warnings: WarnLimit::new(20, Duration::from_secs(1)),
+        client: None,
     };
     let mut top: HashMap<String, &PathBuf> = HashMap::new();
     for path in paths {
+        if let Some(url) = path.to_str().filter(|p| http::is_url(p)) {
+            let client = match &w.client {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(Client::new(options)?);
+                    w.client = Some(c.clone());
+                    c
+                }
+            };
+            let remote = Remote::probe(&client, url)?;
+            let name = remote.name().to_string();
+            if let Some(first) = top.insert(name.clone(), path) {
+                return Err(WalkError::Duplicate {
+                    name,
+                    first: first.clone(),
+                    second: PathBuf::from(remote.shown()),
+                });
+            }
+            w.remote(remote)?;
+            continue;
+        }
         let name = top_name(path)?;
         if let Some(first) = top.insert(name.clone(), path) {
             return Err(WalkError::Duplicate {
@@ -278,6 +301,8 @@ pub fn walk(paths: &[PathBuf]) -> Result<ServedSet, WalkError> {
             w.dir(path, name, &meta)?;
         } else if meta.is_file() {
             w.file(path, name)?;
+        } else if local::is_block_device(&meta) {
+            w.block_device(path, name)?;
         } else {
             return Err(WalkError::NotFileOrDir(path.clone()));
         }
@@ -320,6 +345,8 @@ struct Walker {
     set: ServedSet,
     builder: ManifestBuilder,
     warnings: WarnLimit,
+    /// Made at the first URL, shared by all.
+    client: Option<Arc<Client>>,
 }
 
 /// Whether `dir` is a feedfs store: the daemon creates `lock` and `files/`
@@ -364,6 +391,7 @@ impl Walker {
             identity: [0; 16],
             target: String::new(),
             stamp: Stamp::default(),
+            origin: Origin::Local,
         })?;
         let mut children = Vec::new();
         for child in fs::read_dir(source).map_err(io_err(source))? {
@@ -418,6 +446,47 @@ impl Walker {
             identity,
             target: String::new(),
             stamp,
+            origin: Origin::Local,
+        })
+    }
+
+    fn block_device(&mut self, source: &Path, rel: String) -> Result<(), WalkError> {
+        let (file, stamp) = local::open_device(source).map_err(io_err(source))?;
+        let meta = file.metadata().map_err(io_err(source))?;
+        let identity = local::device_identity(&rel, &stamp, &file).map_err(io_err(source))?;
+        self.push(ServedEntry {
+            id: FileId(0),
+            kind: EntryKind::File,
+            path: rel,
+            source: source.to_path_buf(),
+            size: stamp.size,
+            // Read-only on the device, whatever the node's bits say.
+            mode: meta.mode() & 0o444,
+            mtime: mtime_of(source, &meta)?,
+            identity,
+            target: String::new(),
+            stamp,
+            origin: Origin::BlockDevice,
+        })
+    }
+
+    fn remote(&mut self, remote: Remote) -> Result<(), WalkError> {
+        let rel = remote.name().to_string();
+        self.push(ServedEntry {
+            id: FileId(0),
+            kind: EntryKind::File,
+            source: PathBuf::from(remote.shown()),
+            size: remote.size(),
+            mode: 0o444,
+            mtime: remote.mtime(),
+            identity: remote.identity(&rel),
+            target: String::new(),
+            stamp: Stamp {
+                size: remote.size(),
+                ..Stamp::default()
+            },
+            path: rel,
+            origin: Origin::Http(Arc::new(remote)),
         })
     }
 
@@ -447,6 +516,7 @@ impl Walker {
             identity: [0; 16],
             target: target.to_string(),
             stamp: Stamp::default(),
+            origin: Origin::Local,
         })?;
         Ok(true)
     }
@@ -466,30 +536,6 @@ fn inside_tree(rel: &str, target: &str) -> bool {
     // top's own name): the device's own rule, from there.
     let below_top = rel.split_once('/').map_or("", |(_, r)| r);
     !below_top.is_empty() && check_target(below_top, target).is_ok()
-}
-
-/// The identity of an open file; see the module documentation.
-pub fn identity(rel: &str, stamp: &Stamp, file: &File) -> io::Result<[u8; 16]> {
-    let mut h = Xxh3Default::new();
-    h.update(&(rel.len() as u64).to_le_bytes());
-    h.update(rel.as_bytes());
-    h.update(&stamp.size.to_le_bytes());
-    if stamp.size <= FULL_DIGEST_MAX {
-        let mut buf = vec![0u8; stamp.size as usize];
-        file.read_exact_at(&mut buf, 0)?;
-        h.update(&buf);
-        return Ok(h.digest128().to_le_bytes());
-    }
-    h.update(&stamp.mtime_ns.to_le_bytes());
-    h.update(&stamp.ctime_ns.to_le_bytes());
-    h.update(&stamp.ino.to_le_bytes());
-    let edge = IDENTITY_EDGE;
-    let mut buf = vec![0u8; edge as usize];
-    file.read_exact_at(&mut buf, 0)?;
-    h.update(&buf);
-    file.read_exact_at(&mut buf, stamp.size - edge)?;
-    h.update(&buf);
-    Ok(h.digest128().to_le_bytes())
 }
 
 #[cfg(test)]

@@ -1,7 +1,12 @@
-//! What is served: [`manifest`] walks the given paths into checked manifest
-//! entries with identities, [`source`] reads runs of their pages and notices a file
-//! that changed under it, [`s3`] builds the signed requests of S3 sources.
+//! What is served: [`manifest`] walks the given paths and URLs into checked
+//! manifest entries with identities ([`stamp`]); [`source`] reads runs of
+//! their pages through one [`source::Backend`] per kind of source: local
+//! files and block devices ([`local`]), HTTP(S) URLs ([`http`]) and S3
+//! objects ([`s3`], signed HTTP(S)); each notices a file that changed under it.
 
+pub mod http;
+pub mod local;
 pub mod manifest;
 pub mod s3;
 pub mod source;
+pub mod stamp;

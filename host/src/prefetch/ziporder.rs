@@ -17,9 +17,7 @@
 //! at), and entries are parsed only as far as the directory's bytes go.
 //! Malformed input gives no order or a partial one, never a panic.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 use feedfs_protocol::{page_count, PAGE_SHIFT};
@@ -219,11 +217,13 @@ fn first_entries(entries: &[ZipEntry], cd_offset: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// The zip order of a file on disk, in pages: ranges (first page, count)
+/// The zip order of a file, read with `read(offset, buf)`, in pages: ranges (first page, count)
 /// in order; `None` for anything that is not a zip or cannot be read.
-pub fn zip_pages(file: &File, size: u64) -> Option<Vec<(u64, u64)>> {
-    let mut read = |off: u64, buf: &mut [u8]| file.read_exact_at(buf, off);
-    let ranges = match zip_order(size, &mut read) {
+pub fn zip_pages(
+    read: &mut impl FnMut(u64, &mut [u8]) -> io::Result<()>,
+    size: u64,
+) -> Option<Vec<(u64, u64)>> {
+    let ranges = match zip_order(size, read) {
         Ok(r) => r?,
         Err(e) => {
             log::debug!("zip order: {e}");
@@ -245,6 +245,8 @@ pub fn zip_pages(file: &File, size: u64) -> Option<Vec<(u64, u64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
 
     /// A stored (uncompressed) zip of these entries, as zip tools write it.
     pub(crate) fn build_zip(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
@@ -377,10 +379,12 @@ mod tests {
         let dir = crate::testutil::TempDir::new("zip");
         let p = dir.write("x.apk", &zip);
         let f = File::open(&p).unwrap();
-        let pages = zip_pages(&f, zip.len() as u64).unwrap();
+        let mut read = |off: u64, buf: &mut [u8]| f.read_exact_at(buf, off);
+        let pages = zip_pages(&mut read, zip.len() as u64).unwrap();
         // End record and directory in the last page (2), classes.dex in page 2, then 0.
         assert_eq!(pages, vec![(2, 1), (2, 1), (2, 1), (0, 1)]);
         let f = File::open(dir.write("plain", &[7; 100])).unwrap();
-        assert_eq!(zip_pages(&f, 100), None);
+        let mut read = |off: u64, buf: &mut [u8]| f.read_exact_at(buf, off);
+        assert_eq!(zip_pages(&mut read, 100), None);
     }
 }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::testutil::TempDir;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 
 fn paths(set: &ServedSet) -> Vec<(u32, EntryKind, &str, u64)> {
     set.entries

@@ -153,7 +153,7 @@ pub fn canonical_query(query: &[(&str, &str)]) -> String {
 pub fn amz_date(now: SystemTime) -> String {
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i128;
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = crate::files::source::civil_date(days);
+    let (y, m, d) = crate::files::stamp::civil_date(days);
     format!(
         "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
         rest / 3600,
