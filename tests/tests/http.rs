@@ -201,12 +201,31 @@ fn nginx_stopped_mid_stream_and_started_again_the_push_completes() {
     wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
     std::thread::sleep(Duration::from_millis(700));
     nginx.stop();
+    // A reader of a missing page waits through the outage (the device's
+    // --read-timeout is 10 s) and gets the right bytes.
+    let page = mnt.join("big.img");
+    let reader = std::thread::spawn(move || {
+        let at = 23 * MIB;
+        checked_read(
+            &page,
+            at,
+            &content(71, at, 4096),
+            Duration::from_secs(10),
+            "in the outage",
+        )
+    });
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         host.try_wait().unwrap().is_none(),
         "the host gave up at once"
     );
     nginx.resume();
+    let (read, slowest) = reader.join().unwrap();
+    assert_eq!(read, Read::Good, "the read waited through the outage");
+    assert!(
+        slowest >= Duration::from_millis(1000),
+        "it did wait: {slowest:?}"
+    );
     let status = wait_exit(&mut host, Duration::from_secs(60));
     let stderr = host_err(&store);
     assert!(status.success(), "push: {status}: {stderr}");
