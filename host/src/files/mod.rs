@@ -1,5 +1,6 @@
 //! What is served: [`manifest`] walks the given paths and URLs into checked
-//! manifest entries with identities ([`stamp`]); [`source`] reads runs of
+//! manifest entries with identities ([`stamp`]), leaving out what it cannot
+//! serve ([`skip`]); [`source`] reads runs of
 //! their pages through one [`source::Backend`] per kind of source: local
 //! files and block devices ([`local`]), HTTP(S) URLs ([`http`]); each
 //! notices a file that changed under it.
@@ -7,5 +8,6 @@
 pub mod http;
 pub mod local;
 pub mod manifest;
+pub mod skip;
 pub mod source;
 pub mod stamp;
