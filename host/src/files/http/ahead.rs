@@ -153,3 +153,91 @@ impl Backend for Reader {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::files::http::double::Double;
+    use crate::files::http::{Client, ClientOptions, HttpError};
+
+    const RUN: usize = 64 * 1024;
+
+    fn reader(url: &str, retry_for: Duration) -> Reader {
+        let client = Arc::new(
+            Client::new(&ClientOptions {
+                retry_for,
+                ..ClientOptions::default()
+            })
+            .unwrap(),
+        );
+        Reader::new(Arc::new(Remote::probe(&client, url).unwrap()))
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 4096) as u8).collect()
+    }
+
+    /// Read the whole object run after run, as the stream does.
+    fn stream(r: &mut Reader, len: usize, wanted: &dyn Fn(u64, u64) -> bool) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        for (k, chunk) in out.chunks_mut(RUN).enumerate() {
+            r.read_exact_at(chunk, (k * RUN) as u64, wanted).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_stream_fetched_ahead_is_byte_exact_and_fetches_each_byte_once() {
+        let obj = data(10 * RUN + 1000);
+        let d = Double::start(obj.clone());
+        let mut r = reader(&d.url, Duration::from_secs(5));
+        assert_eq!(stream(&mut r, obj.len(), &|_, _| true), obj);
+        // The probe's byte, then every byte exactly once.
+        assert_eq!(d.sent.load(Ordering::SeqCst), obj.len() as u64 + 1);
+    }
+
+    #[test]
+    fn pages_not_wanted_are_never_fetched_ahead() {
+        let obj = data(8 * RUN);
+        let d = Double::start(obj.clone());
+        let mut r = reader(&d.url, Duration::from_secs(5));
+        // Runs 0, 1 and 2 are read; nothing past them is wanted.
+        let first_pages = (3 * RUN / 4096) as u64;
+        let wanted = |first: u64, count: u64| first + count <= first_pages;
+        let mut buf = vec![0u8; RUN];
+        for k in 0..3 {
+            r.read_exact_at(&mut buf, (k * RUN) as u64, &wanted)
+                .unwrap();
+            assert!(buf[..] == obj[k * RUN..(k + 1) * RUN]);
+        }
+        assert_eq!(d.sent.load(Ordering::SeqCst), 3 * RUN as u64 + 1);
+    }
+
+    #[test]
+    fn a_body_cut_short_is_retried_then_named() {
+        let obj = data(4 * RUN);
+        let d = Double::start(obj);
+        let mut r = reader(&d.url, Duration::from_secs(1));
+        d.short.store(true, Ordering::SeqCst);
+        let mut buf = vec![0u8; RUN];
+        let err = r.read_exact_at(&mut buf, 0, &|_, _| false).unwrap_err();
+        match &err {
+            SourceError::Http(HttpError::ShortBody {
+                expected,
+                got,
+                waited: Some(_),
+                ..
+            }) => assert_eq!((*expected, *got), (RUN as u64, RUN as u64 / 2)),
+            other => panic!("{other}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.contains("/obj.img: the body ended after 32768 of the 65536 bytes"),
+            "{text}"
+        );
+        assert!(text.contains("retried for"), "{text}");
+    }
+}

@@ -24,6 +24,8 @@
 //! put into words here rather than shown as they are.
 
 pub mod ahead;
+#[cfg(test)]
+mod double;
 mod fetch;
 pub mod url;
 
