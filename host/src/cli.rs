@@ -47,7 +47,7 @@ fn parse_handshake_timeout(s: &str) -> Result<Duration, UnitError> {
     parse_duration_in(s, Duration::from_millis(100)..=Duration::from_secs(3600))
 }
 
-/// `push --retry-for`: from a second to a day.
+/// `push --retry-for`: from a second to a day (24h).
 fn parse_retry_for(s: &str) -> Result<Duration, UnitError> {
     parse_duration_in(s, Duration::from_secs(1)..=Duration::from_secs(86_400))
 }
@@ -353,7 +353,7 @@ pub struct PushArgs {
 
     /// How long to retry an HTTP(S) server that went away (refused, reset,
     /// timed out, 5xx, a body cut short) before the push fails, from 1s to
-    /// 1d (units ms, s, m, h, d); meanwhile reads of missing pages wait, up
+    /// 24h (units ms, s, m, h); meanwhile reads of missing pages wait, up
     /// to the device's --read-timeout.
     #[arg(long, value_name = "TIME", default_value = "60s", value_parser = parse_retry_for)]
     pub retry_for: Duration,

@@ -19,7 +19,7 @@ use feedfs_protocol::FileId;
 use crate::cli::PushArgs;
 use crate::files::http::ClientOptions;
 use crate::files::manifest::{walk_with, ServedSet};
-use crate::files::source::open;
+use crate::files::source::{nothing_ahead, open};
 use crate::link::Link;
 use crate::logs::record::Recorder;
 use crate::prefetch::plan::PLAN_VERSION_BLOCKS;
@@ -70,7 +70,7 @@ fn first_ranges(args: &PushArgs, set: &ServedSet) -> Result<Vec<(FileId, u64, u6
         };
         let mut read = |off: u64, buf: &mut [u8]| {
             backend
-                .read_exact_at(buf, off)
+                .read_exact_at(buf, off, &nothing_ahead)
                 .map_err(|e| std::io::Error::other(e.to_string()))
         };
         if let Some(zip) = zip_pages(&mut read, e.size) {

@@ -52,7 +52,16 @@ fn help_explains_push() {
     let o = host(&["push", "--help"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for flag in ["--exec", "--stdio", "--run-size", "--readahead", "--record"] {
+    for flag in [
+        "--exec",
+        "--stdio",
+        "--run-size",
+        "--readahead",
+        "--record",
+        "--header",
+        "--cacert",
+        "--retry-for",
+    ] {
         assert!(out.contains(flag), "{flag} missing from {out}");
     }
     assert!(

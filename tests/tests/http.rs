@@ -21,7 +21,18 @@ const MIB: u64 = 1 << 20;
 /// A daemon on `mnt` and `store` and a host pushing `args` to it over
 /// pipes, the host's stderr in `store.host-err`.
 fn start_push(mnt: &Path, store: &Path, args: &[&str]) -> (Child, Child) {
+    start_push_with(mnt, store, &[], args)
+}
+
+/// [`start_push`] with more options for the daemon.
+fn start_push_with(
+    mnt: &Path,
+    store: &Path,
+    device_args: &[&str],
+    args: &[&str],
+) -> (Child, Child) {
     let mut device = device_command(mnt, store, "--stdio")
+        .args(device_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(File::create(store.with_extension("err")).unwrap())
@@ -190,12 +201,31 @@ fn nginx_stopped_mid_stream_and_started_again_the_push_completes() {
     wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
     std::thread::sleep(Duration::from_millis(700));
     nginx.stop();
+    // A reader of a missing page waits through the outage (the device's
+    // --read-timeout is 10 s) and gets the right bytes.
+    let page = mnt.join("big.img");
+    let reader = std::thread::spawn(move || {
+        let at = 23 * MIB;
+        checked_read(
+            &page,
+            at,
+            &content(71, at, 4096),
+            Duration::from_secs(10),
+            "in the outage",
+        )
+    });
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         host.try_wait().unwrap().is_none(),
         "the host gave up at once"
     );
     nginx.resume();
+    let (read, slowest) = reader.join().unwrap();
+    assert_eq!(read, Read::Good, "the read waited through the outage");
+    assert!(
+        slowest >= Duration::from_millis(1000),
+        "it did wait: {slowest:?}"
+    );
     let status = wait_exit(&mut host, Duration::from_secs(60));
     let stderr = host_err(&store);
     assert!(status.success(), "push: {status}: {stderr}");
@@ -215,7 +245,13 @@ fn an_object_changed_on_the_server_stops_the_push_with_no_mixed_content() {
     write_file(&img, 16 * MIB, 81, 0o644);
     let old = fs::read(&img).unwrap();
     let (mnt, store) = (s.dir("mnt"), s.dir("store"));
-    let (device, mut host) = start_push(&mnt, &store, &["--rate", "4M", &nginx.url("big.img")]);
+    // Missing pages fail after a second once the host is gone.
+    let (device, mut host) = start_push_with(
+        &mnt,
+        &store,
+        &["--read-timeout", "1s"],
+        &["--rate", "4M", &nginx.url("big.img")],
+    );
     wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
     std::thread::sleep(Duration::from_millis(500));
     // A new version, as a deploy writes it: a new file renamed over the old.
@@ -239,13 +275,13 @@ fn an_object_changed_on_the_server_stops_the_push_with_no_mixed_content() {
         "{stderr}"
     );
     // Whatever the device holds is the old version, never the new one.
-    for page in (0..16 * MIB / PAGE).step_by(97) {
+    for page in (0..16 * MIB / PAGE).step_by(401) {
         let at = page * PAGE;
         let (read, _) = checked_read(
             &mnt.join("big.img"),
             at,
             &old[at as usize..at as usize + 4096],
-            Duration::from_secs(60),
+            Duration::from_secs(5),
             "after the change",
         );
         assert!(matches!(read, Read::Good | Read::Eio));

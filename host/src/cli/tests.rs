@@ -178,3 +178,48 @@ fn log_and_plan_commands() {
     };
     assert_eq!(p.plan, Some(PathBuf::from("p")));
 }
+
+#[test]
+fn headers_repeat_and_sources_take_a_ca_and_a_retry_time() {
+    let parse = |args: &[&str]| Cli::parse_checked(args);
+    let Command::Push(p) = parse(&[
+        "feedfs-host",
+        "push",
+        "--stdio",
+        "-H",
+        "A: 1",
+        "--header",
+        "B: 2",
+        "--cacert",
+        "ca.pem",
+        "--retry-for",
+        "5m",
+        "https://h/a.img",
+    ])
+    .unwrap()
+    .command
+    else {
+        panic!("not a push")
+    };
+    assert_eq!(p.headers, ["A: 1", "B: 2"]);
+    assert_eq!(p.cacert, Some(PathBuf::from("ca.pem")));
+    assert_eq!(p.retry_for, Duration::from_secs(300));
+    assert_eq!(p.paths, [PathBuf::from("https://h/a.img")]);
+    let Command::Push(p) = parse(&["feedfs-host", "push", "--stdio", "a"])
+        .unwrap()
+        .command
+    else {
+        panic!("not a push")
+    };
+    assert_eq!(p.retry_for, Duration::from_secs(60), "the default");
+    assert!(parse(&[
+        "feedfs-host",
+        "push",
+        "--stdio",
+        "--retry-for",
+        "500ms",
+        "a"
+    ])
+    .is_err());
+    assert!(parse(&["feedfs-host", "push", "--stdio", "--retry-for", "25h", "a"]).is_err());
+}

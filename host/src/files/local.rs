@@ -58,7 +58,12 @@ impl LocalFile {
 }
 
 impl Backend for LocalFile {
-    fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> Result<(), SourceError> {
+    fn read_exact_at(
+        &mut self,
+        buf: &mut [u8],
+        offset: u64,
+        _wanted: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<(), SourceError> {
         let read = self.file.read_exact_at(buf, offset);
         // Checked after the read too, and after a failed one: a file
         // rewritten in place while it is being pushed must not reach the
@@ -98,7 +103,12 @@ impl BlockDevice {
 }
 
 impl Backend for BlockDevice {
-    fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> Result<(), SourceError> {
+    fn read_exact_at(
+        &mut self,
+        buf: &mut [u8],
+        offset: u64,
+        _wanted: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<(), SourceError> {
         let read = self.file.read_exact_at(buf, offset);
         let size = (&self.file)
             .seek(SeekFrom::End(0))

@@ -53,6 +53,7 @@ use feedfs_protocol::manifest::{check_path, check_target};
 use feedfs_protocol::warn::WarnLimit;
 use feedfs_protocol::{EntryKind, FileId, ManifestBuilder, ManifestError, Message, Mtime};
 
+pub use crate::files::skip::{escape_path, SkipReason};
 pub use crate::files::stamp::{identity, Stamp, FULL_DIGEST_MAX, IDENTITY_EDGE};
 
 /// Why the served set could not be built.
@@ -150,44 +151,6 @@ impl ServedEntry {
     }
 }
 
-/// Why something found in a pushed directory is not served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SkipReason {
-    Symlink,
-    Fifo,
-    Socket,
-    Device,
-    NonUtf8,
-}
-
-impl SkipReason {
-    /// `1 symlink`, `2 FIFOs`, `1 name not UTF-8`.
-    pub fn count(self, n: usize) -> String {
-        let (one, many) = match self {
-            SkipReason::Symlink => ("symlink", "symlinks"),
-            SkipReason::Fifo => ("FIFO", "FIFOs"),
-            SkipReason::Socket => ("socket", "sockets"),
-            SkipReason::Device => ("device file", "device files"),
-            SkipReason::NonUtf8 => ("name not UTF-8", "names not UTF-8"),
-        };
-        format!("{n} {}", if n == 1 { one } else { many })
-    }
-
-    fn warning(self) -> &'static str {
-        match self {
-            SkipReason::Symlink => {
-                "a symlink whose target is absolute or leads out of the pushed tree"
-            }
-            SkipReason::Fifo => "a FIFO",
-            SkipReason::Socket => "a socket",
-            SkipReason::Device => "a device file",
-            SkipReason::NonUtf8 => {
-                "its name is not UTF-8 (feedfs paths are UTF-8); rename it to serve it"
-            }
-        }
-    }
-}
-
 /// Every entry to serve, ids `0..n` in order, checked as the device will check them.
 #[derive(Debug, Clone, Default)]
 pub struct ServedSet {
@@ -209,26 +172,6 @@ impl ServedSet {
         }
         (!parts.is_empty()).then(|| format!("left out {}", parts.join(", ")))
     }
-}
-
-/// A path with control characters and bytes that are not UTF-8 escaped
-/// (`bad\xff`, `a\nb`), for messages.
-pub fn escape_path(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = String::new();
-    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() {
-                out.extend(c.escape_default());
-            } else {
-                out.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
 }
 
 impl ServedSet {

@@ -1,5 +1,6 @@
 //! What is served: [`manifest`] walks the given paths and URLs into checked
-//! manifest entries with identities ([`stamp`]); [`source`] reads runs of
+//! manifest entries with identities ([`stamp`]), leaving out what it cannot
+//! serve ([`skip`]); [`source`] reads runs of
 //! their pages through one [`source::Backend`] per kind of source: local
 //! files and block devices ([`local`]), HTTP(S) URLs ([`http`]) and S3
 //! objects ([`s3`], signed HTTP(S)); each notices a file that changed under it.
@@ -8,5 +9,6 @@ pub mod http;
 pub mod local;
 pub mod manifest;
 pub mod s3;
+pub mod skip;
 pub mod source;
 pub mod stamp;

@@ -46,8 +46,19 @@ pub enum SourceError {
 pub trait Backend {
     /// Fill `buf` with the file's bytes from `offset` (page-aligned),
     /// exactly, or say why not; a file that is no longer the one announced
-    /// is [`SourceError::Changed`].
-    fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> Result<(), SourceError>;
+    /// is [`SourceError::Changed`]. A source that fetches ahead may fetch
+    /// the pages `(first, count)` for which `wanted` is true, and no others.
+    fn read_exact_at(
+        &mut self,
+        buf: &mut [u8],
+        offset: u64,
+        wanted: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<(), SourceError>;
+}
+
+/// For reads that want nothing fetched ahead.
+pub fn nothing_ahead(_first: u64, _count: u64) -> bool {
+    false
 }
 
 /// Open the backend of a file entry, checking that it is still the file announced.
@@ -55,7 +66,7 @@ pub fn open(entry: &ServedEntry) -> Result<Box<dyn Backend>, SourceError> {
     Ok(match &entry.origin {
         Origin::Local => Box::new(crate::files::local::LocalFile::open(entry)?),
         Origin::BlockDevice => Box::new(crate::files::local::BlockDevice::open(entry)?),
-        Origin::Http(remote) => Box::new(remote.clone()),
+        Origin::Http(remote) => Box::new(crate::files::http::ahead::Reader::new(remote.clone())),
     })
 }
 
@@ -77,8 +88,16 @@ impl<'a> Source<'a> {
     }
 
     /// The bytes of the `count` pages of `file` from page `first`, read
-    /// with one read of exactly those bytes (the last page may be short).
-    pub fn read_run(&mut self, file: FileId, first: u64, count: u32) -> Result<&[u8], SourceError> {
+    /// with one read of exactly those bytes (the last page may be short);
+    /// `wanted(first, count)` says which pages of `file` may be fetched
+    /// ahead ([`Backend::read_exact_at`]).
+    pub fn read_run(
+        &mut self,
+        file: FileId,
+        first: u64,
+        count: u32,
+        wanted: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<&[u8], SourceError> {
         let entry = self
             .set
             .get(file)
@@ -107,7 +126,7 @@ impl<'a> Source<'a> {
         }
         self.open[0]
             .1
-            .read_exact_at(&mut self.buf[..len], page_offset(first))?;
+            .read_exact_at(&mut self.buf[..len], page_offset(first), wanted)?;
         Ok(&self.buf[..len])
     }
 }
@@ -118,6 +137,17 @@ mod tests {
     use crate::files::manifest::walk;
     use crate::testutil::TempDir;
 
+    impl Source<'_> {
+        fn read_run_now(
+            &mut self,
+            file: FileId,
+            first: u64,
+            count: u32,
+        ) -> Result<&[u8], SourceError> {
+            self.read_run(file, first, count, &nothing_ahead)
+        }
+    }
+
     #[test]
     fn runs_of_pages_and_the_short_last_one() {
         let t = TempDir::new("source");
@@ -125,13 +155,13 @@ mod tests {
         let p = t.write("f", &data);
         let set = walk(&[p]).unwrap();
         let mut s = Source::new(&set);
-        assert_eq!(s.read_run(FileId(0), 0, 1).unwrap(), &data[..4096]);
-        assert_eq!(s.read_run(FileId(0), 2, 1).unwrap(), &data[8192..]);
-        assert_eq!(s.read_run(FileId(0), 1, 1).unwrap(), &data[4096..8192]);
-        assert_eq!(s.read_run(FileId(0), 0, 3).unwrap(), &data[..]);
-        assert_eq!(s.read_run(FileId(0), 1, 2).unwrap(), &data[4096..]);
+        assert_eq!(s.read_run_now(FileId(0), 0, 1).unwrap(), &data[..4096]);
+        assert_eq!(s.read_run_now(FileId(0), 2, 1).unwrap(), &data[8192..]);
+        assert_eq!(s.read_run_now(FileId(0), 1, 1).unwrap(), &data[4096..8192]);
+        assert_eq!(s.read_run_now(FileId(0), 0, 3).unwrap(), &data[..]);
+        assert_eq!(s.read_run_now(FileId(0), 1, 2).unwrap(), &data[4096..]);
         assert!(matches!(
-            s.read_run(FileId(1), 0, 1),
+            s.read_run_now(FileId(1), 0, 1),
             Err(SourceError::NotAFile(_))
         ));
     }
@@ -142,7 +172,7 @@ mod tests {
         let p = t.write("f", b"before");
         let set = walk(std::slice::from_ref(&p)).unwrap();
         std::fs::write(&p, b"after, longer").unwrap();
-        let err = Source::new(&set).read_run(FileId(0), 0, 1).unwrap_err();
+        let err = Source::new(&set).read_run_now(FileId(0), 0, 1).unwrap_err();
         assert!(matches!(err, SourceError::Changed { .. }), "{err}");
         assert!(
             err.to_string()
@@ -157,13 +187,13 @@ mod tests {
         let p = t.write("f", &[1u8; 10_000]);
         let set = walk(std::slice::from_ref(&p)).unwrap();
         let mut s = Source::new(&set);
-        assert!(s.read_run(FileId(0), 0, 1).is_ok());
+        assert!(s.read_run_now(FileId(0), 0, 1).is_ok());
         // Same inode and size, new content and mtime: the file is already open.
         let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         std::os::unix::fs::FileExt::write_all_at(&f, &[2u8; 4096], 4096).unwrap();
         f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
             .unwrap();
-        let err = s.read_run(FileId(0), 1, 1).unwrap_err();
+        let err = s.read_run_now(FileId(0), 1, 1).unwrap_err();
         assert!(matches!(err, SourceError::Changed { .. }), "{err}");
         assert!(err.to_string().contains("it was modified at "), "{err}");
     }
@@ -174,14 +204,14 @@ mod tests {
         let p = t.write("f", &[1u8; 10_000]);
         let set = walk(std::slice::from_ref(&p)).unwrap();
         let mut s = Source::new(&set);
-        assert!(s.read_run(FileId(0), 0, 1).is_ok());
+        assert!(s.read_run_now(FileId(0), 0, 1).is_ok());
         std::fs::OpenOptions::new()
             .write(true)
             .open(&p)
             .unwrap()
             .set_len(5000)
             .unwrap();
-        let text = s.read_run(FileId(0), 2, 1).unwrap_err().to_string();
+        let text = s.read_run_now(FileId(0), 2, 1).unwrap_err().to_string();
         assert!(
             text.contains("its size went from 10000 to 5000 bytes"),
             "{text}"

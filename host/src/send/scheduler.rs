@@ -432,6 +432,17 @@ impl Scheduler {
         Some((f.lacks.count(), last))
     }
 
+    /// Whether every page of `[first, first + count)` of `file` is one the
+    /// device lacks and none has been sent: what a source may fetch ahead
+    /// of the stream without fetching a page for nothing.
+    pub fn unsent(&self, file: FileId, first: u64, count: u64) -> bool {
+        let Some(Some(f)) = self.files.get(file.0 as usize) else {
+            return false;
+        };
+        let end = first.saturating_add(count);
+        count > 0 && end <= f.pages && (first..end).all(|i| f.lacks.get(i) && !f.sent.get(i))
+    }
+
     /// What the scheduler has done so far.
     pub fn counters(&self) -> Counters {
         self.counters

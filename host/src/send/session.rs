@@ -307,7 +307,9 @@ impl<'a> Session<'a> {
             kind,
         } = pick;
         let t0 = Instant::now();
-        let data = self.source.read_run(file, first, count)?;
+        let machine = &self.machine;
+        let wanted = |first, count| machine.unsent(file, first, count);
+        let data = self.source.read_run(file, first, count, &wanted)?;
         let parts = split(data, first, &mut self.crcs);
         // Reading and hashing, shared among the data parts by their bytes.
         let prepared = t0.elapsed();

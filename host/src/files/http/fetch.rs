@@ -13,7 +13,7 @@ use ureq::{Body, ResponseExt};
 
 use super::url::Url;
 use super::{Client, HttpError, Remote};
-use crate::files::source::{Backend, SourceError};
+use crate::files::source::SourceError;
 
 /// First and longest pause between retries.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
@@ -136,9 +136,14 @@ fn failure(shown: &str, e: ureq::Error) -> Failure {
 
 /// Whether a resolver's message says the name does not resolve.
 fn is_dns(message: &str) -> bool {
-    ["lookup address", "Name or service not known", "No address associated", "nodename nor servname"]
-        .iter()
-        .any(|m| message.contains(m))
+    [
+        "lookup address",
+        "Name or service not known",
+        "No address associated",
+        "nodename nor servname",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 impl Client {
@@ -230,6 +235,11 @@ impl Remote {
         })
     }
 
+    /// One Range request for exactly `buf` at `offset`, tried once.
+    pub(super) fn attempt_once(&self, buf: &mut [u8], offset: u64) -> bool {
+        self.attempt(buf, offset).is_ok()
+    }
+
     /// One Range request for exactly `buf` at `offset`.
     fn attempt(&self, buf: &mut [u8], offset: u64) -> Result<(), Failure> {
         let url = || self.shown.clone();
@@ -310,8 +320,10 @@ impl Remote {
     }
 }
 
-impl Backend for Arc<Remote> {
-    fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> Result<(), SourceError> {
+impl Remote {
+    /// Fill `buf` from `offset` with one Range request, retried as the
+    /// module documentation says.
+    pub(super) fn read_retrying(&self, buf: &mut [u8], offset: u64) -> Result<(), SourceError> {
         if buf.is_empty() {
             return Ok(());
         }

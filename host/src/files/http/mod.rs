@@ -16,12 +16,16 @@
 //! retried with backoff (100 ms doubling to 2 s) for `--retry-for`; 401,
 //! 403, 404, 410, 416, a server that ignores Range, a TLS or DNS failure
 //! are errors at once. Connections are kept alive and pooled by one
-//! [`ureq::Agent`] shared by all URLs of the push.
+//! [`ureq::Agent`] shared by all URLs of the push; the stream's next runs
+//! are fetched ahead on several of them at once ([`ahead`]).
 //!
 //! Secrets stay out of every message: URLs are shown by [`url::Url::shown`],
 //! header values (`--header`) are never printed, and ureq's own errors are
 //! put into words here rather than shown as they are.
 
+pub mod ahead;
+#[cfg(test)]
+mod double;
 mod fetch;
 pub mod url;
 

@@ -69,6 +69,24 @@ fn no_stream_before_have_end_then_one_run_per_file() {
 }
 
 #[test]
+fn only_pages_the_device_lacks_and_nothing_sent_may_be_fetched_ahead() {
+    let mut s = Scheduler::new(&[(FileId(0), 100)], 0);
+    s.on_have(FileId(0), &[r(10, 5)]).unwrap();
+    s.on_have_end();
+    assert!(s.unsent(FileId(0), 0, 10));
+    assert!(
+        !s.unsent(FileId(0), 5, 10),
+        "pages 10..15 are on the device"
+    );
+    assert_eq!(s.pick_next(L, later()), pick(0, 0, 10, Kind::Stream));
+    assert!(!s.unsent(FileId(0), 0, 1), "sent");
+    assert!(s.unsent(FileId(0), 15, 85));
+    assert!(!s.unsent(FileId(0), 15, 86), "past the end");
+    assert!(!s.unsent(FileId(0), 15, 0), "nothing");
+    assert!(!s.unsent(FileId(1), 0, 1), "not a file");
+}
+
+#[test]
 fn a_demand_of_one_page_is_a_run_of_one_page() {
     let mut s = Scheduler::new(&[(FileId(0), 1000)], 64);
     s.on_have_end();

@@ -195,6 +195,11 @@ impl<'a> Machine<'a> {
     }
 
     /// Whether the device's Hello has been accepted.
+    /// See [`Scheduler::unsent`].
+    pub fn unsent(&self, file: FileId, first: u64, count: u64) -> bool {
+        self.sched.unsent(file, first, count)
+    }
+
     pub fn said_hello(&self) -> bool {
         self.phase == Phase::Connected
     }
