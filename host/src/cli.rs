@@ -144,9 +144,9 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve files, directories, block devices and HTTP(S) URLs to a device
+    /// Serve files, directories, block devices, HTTP(S) URLs and S3 objects to a device
     /// until it holds all of them.
-    Push(PushArgs),
+    Push(Box<PushArgs>),
     /// List the feedfs devices attached over USB, one per line.
     ///
     /// Serial, bus, address and speed, tab-separated. Prints nothing when
@@ -358,10 +358,25 @@ pub struct PushArgs {
     #[arg(long, value_name = "TIME", default_value = "60s", value_parser = parse_retry_for)]
     pub retry_for: Duration,
 
+    /// The S3-compatible store s3:// URLs are fetched from, such as
+    /// http://127.0.0.1:9000 (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL,
+    /// else Amazon S3 in the region). Credentials and region come from the
+    /// AWS_* variables or the profile files, as for the AWS tools.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Address S3 buckets as ENDPOINT/BUCKET/KEY rather than
+    /// BUCKET.ENDPOINT/KEY (always so for an endpoint at an IP address or
+    /// localhost).
+    #[arg(long)]
+    pub path_style: bool,
+
     /// What to serve, each under its own name: files, directories, block
     /// devices (/dev/sdb, /dev/loop0: a read-only file of the device's
-    /// size) and http:// or https:// URLs (a file named by the URL's last
-    /// path segment, fetched by Range requests as the device needs it).
+    /// size), http:// or https:// URLs (a file named by the URL's last
+    /// path segment, fetched by Range requests as the device needs it),
+    /// s3://BUCKET/KEY (an object, likewise) and s3://BUCKET/PREFIX/ (the
+    /// objects under it, as a directory named by the prefix's last part).
     #[arg(value_name = "PATH|URL", required = true)]
     pub paths: Vec<PathBuf>,
 }

@@ -92,6 +92,8 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
         headers: args.headers.clone(),
         cacert: args.cacert.clone(),
         retry_for: args.retry_for,
+        endpoint_url: args.endpoint_url.clone(),
+        path_style: args.path_style,
     };
     let set = walk_with(&args.paths, &http)?;
     log::info!(

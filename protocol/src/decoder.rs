@@ -355,7 +355,10 @@ mod tests {
                 let room = d.spare().len();
                 assert!(room > 0);
                 if let Some((needed, available)) = d.partial() {
-                    assert!(room >= needed - available, "no room for the rest of a frame");
+                    assert!(
+                        room >= needed - available,
+                        "no room for the rest of a frame"
+                    );
                 }
                 let n = d.feed(piece);
                 piece = &piece[n..];

@@ -15,6 +15,7 @@ pub mod nginx;
 pub mod peers;
 pub mod relay;
 pub mod s3s;
+pub mod sourced;
 pub mod watch;
 
 /// Bytes per page, the unit the store and the wire count in.

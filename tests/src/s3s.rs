@@ -24,7 +24,9 @@ pub struct S3Server {
 }
 
 fn s3s_bin() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let candidates = [
         home.join(".cargo/bin/s3s-fs"),
         PathBuf::from("/usr/local/bin/s3s-fs"),

@@ -8,82 +8,15 @@
 //! Needs root, /dev/fuse, nginx and openssl; fails, never skips, without.
 
 use std::fs::{self, File};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use feedfs_tests::nginx::{Nginx, TOKEN};
-use feedfs_tests::peers::{checked_read, device_command, stop_device, wait_exit, Read};
+use feedfs_tests::peers::{checked_read, stop_device, wait_exit, Read};
+use feedfs_tests::sourced::*;
 use feedfs_tests::*;
 
 const MIB: u64 = 1 << 20;
-
-/// A daemon on `mnt` and `store` and a host pushing `args` to it over
-/// pipes, the host's stderr in `store.host-err`.
-fn start_push(mnt: &Path, store: &Path, args: &[&str]) -> (Child, Child) {
-    start_push_with(mnt, store, &[], args)
-}
-
-/// [`start_push`] with more options for the daemon.
-fn start_push_with(
-    mnt: &Path,
-    store: &Path,
-    device_args: &[&str],
-    args: &[&str],
-) -> (Child, Child) {
-    let mut device = device_command(mnt, store, "--stdio")
-        .args(device_args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(File::create(store.with_extension("err")).unwrap())
-        .spawn()
-        .unwrap();
-    let host = Command::new(bin("feedfs-host"))
-        .args(["push", "--stdio"])
-        .args(args)
-        .stdin(Stdio::from(device.stdout.take().unwrap()))
-        .stdout(Stdio::from(device.stdin.take().unwrap()))
-        .stderr(File::create(store.with_extension("host-err")).unwrap())
-        .spawn()
-        .unwrap();
-    (device, host)
-}
-
-fn host_err(store: &Path) -> String {
-    fs::read_to_string(store.with_extension("host-err")).unwrap_or_default()
-}
-
-/// Run one push to its end: the daemon (left serving), status and stderr.
-fn push(mnt: &Path, store: &Path, args: &[&str]) -> (Child, ExitStatus, String) {
-    let (device, mut host) = start_push(mnt, store, args);
-    let status = wait_exit(&mut host, Duration::from_secs(120));
-    (device, status, host_err(store))
-}
-
-fn stop(mut device: Child, mnt: &Path) {
-    stop_device(device.id() as i32, mnt);
-    device.wait().unwrap();
-}
-
-/// `feedfs-host push --stdio ARGS` with nothing on the other end: for
-/// errors found before the link is used.
-fn host_alone(args: &[&str]) -> (ExitStatus, String) {
-    let out = Command::new(bin("feedfs-host"))
-        .args(["push", "--stdio"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn same(a: &Path, b: &Path) -> bool {
-    fs::read(a).unwrap() == fs::read(b).unwrap()
-}
 
 #[test]
 fn urls_over_http_and_https_are_byte_exact_and_secrets_stay_hidden() {
@@ -249,8 +182,11 @@ fn an_object_changed_on_the_server_stops_the_push_with_no_mixed_content() {
     let (device, mut host) = start_push_with(
         &mnt,
         &store,
-        &["--read-timeout", "1s"],
-        &["--rate", "4M", &nginx.url("big.img")],
+        PushArgs {
+            device: &["--read-timeout", "1s"],
+            host: &["--rate", "4M", &nginx.url("big.img")],
+            ..PushArgs::default()
+        },
     );
     wait_for("the mount", Duration::from_secs(20), || is_mounted(&mnt));
     std::thread::sleep(Duration::from_millis(500));

@@ -427,13 +427,15 @@ fn serve(file: &StoredFile, read: &ReadAt, reply: impl Reply) {
         /// buffer, kept from read to read.
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    BUF.with_borrow_mut(|buf| match file.read_into(read.offset, read.size as usize, buf) {
-        Ok(bytes) => reply.data(bytes),
-        Err(e) => {
-            log::error!("store read at {} failed: {e}", read.offset);
-            reply.error(Errno::EIO);
-        }
-    })
+    BUF.with_borrow_mut(
+        |buf| match file.read_into(read.offset, read.size as usize, buf) {
+            Ok(bytes) => reply.data(bytes),
+            Err(e) => {
+                log::error!("store read at {} failed: {e}", read.offset);
+                reply.error(Errno::EIO);
+            }
+        },
+    )
 }
 
 /// Shared handle used by the FUSE adapter, the link thread and the reaper.

@@ -210,15 +210,13 @@ pub fn walk_with(paths: &[PathBuf], options: &ClientOptions) -> Result<ServedSet
     };
     let mut top: HashMap<String, &PathBuf> = HashMap::new();
     for path in paths {
+        if let Some(arg) = path.to_str().filter(|p| p.starts_with("s3://")) {
+            let client = w.client(options)?;
+            w.s3(&client, options, arg, &mut top, path)?;
+            continue;
+        }
         if let Some(url) = path.to_str().filter(|p| http::is_url(p)) {
-            let client = match &w.client {
-                Some(c) => c.clone(),
-                None => {
-                    let c = Arc::new(Client::new(options)?);
-                    w.client = Some(c.clone());
-                    c
-                }
-            };
+            let client = w.client(options)?;
             let remote = Remote::probe(&client, url)?;
             let name = remote.name().to_string();
             if let Some(first) = top.insert(name.clone(), path) {
@@ -413,8 +411,22 @@ impl Walker {
         })
     }
 
+    /// The HTTP client, made at the first URL and shared by all.
+    fn client(&mut self, options: &ClientOptions) -> Result<Arc<Client>, WalkError> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(Client::new(options)?);
+        self.client = Some(c.clone());
+        Ok(c)
+    }
+
     fn remote(&mut self, remote: Remote) -> Result<(), WalkError> {
         let rel = remote.name().to_string();
+        self.remote_at(remote, rel)
+    }
+
+    fn remote_at(&mut self, remote: Remote, rel: String) -> Result<(), WalkError> {
         self.push(ServedEntry {
             id: FileId(0),
             kind: EntryKind::File,
@@ -481,5 +493,6 @@ fn inside_tree(rel: &str, target: &str) -> bool {
     !below_top.is_empty() && check_target(below_top, target).is_ok()
 }
 
+mod s3walk;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,8 @@ pub enum SkipReason {
     Socket,
     Device,
     NonUtf8,
+    /// An S3 key with an empty, `.` or `..` part after its prefix.
+    KeyNotAPath,
 }
 
 impl SkipReason {
@@ -22,6 +24,7 @@ impl SkipReason {
             SkipReason::Socket => ("socket", "sockets"),
             SkipReason::Device => ("device file", "device files"),
             SkipReason::NonUtf8 => ("name not UTF-8", "names not UTF-8"),
+            SkipReason::KeyNotAPath => ("S3 key not a path", "S3 keys not paths"),
         };
         format!("{n} {}", if n == 1 { one } else { many })
     }
@@ -37,6 +40,9 @@ impl SkipReason {
             SkipReason::Device => "a device file",
             SkipReason::NonUtf8 => {
                 "its name is not UTF-8 (feedfs paths are UTF-8); rename it to serve it"
+            }
+            SkipReason::KeyNotAPath => {
+                "its key has an empty, '.' or '..' part after the prefix, which no file path can have"
             }
         }
     }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ureq::http::{HeaderMap, Response};
 use ureq::{Body, ResponseExt};
 
+use super::s3::S3Object;
 use super::url::Url;
 use super::{Client, HttpError, Remote};
 use crate::files::source::SourceError;
@@ -76,6 +77,17 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
 }
 
 /// ureq's error in words, without the URL (it may hold secrets).
+/// A failed request as an error, whether it could be retried or not.
+pub(super) fn request_error(shown: &str, e: ureq::Error) -> HttpError {
+    match failure(shown, e) {
+        Failure::Retry(e) | Failure::Fatal(SourceError::Http(e)) => e,
+        Failure::Fatal(other) => HttpError::BadAnswer {
+            url: shown.to_string(),
+            detail: other.to_string(),
+        },
+    }
+}
+
 fn failure(shown: &str, e: ureq::Error) -> Failure {
     let url = shown.to_string();
     let retry = |detail: String| {
@@ -154,11 +166,16 @@ impl Client {
         auth: Option<&str>,
         range: (u64, u64),
         if_match: Option<&str>,
+        s3: Option<&S3Object>,
     ) -> Result<Response<Body>, ureq::Error> {
-        let mut req = self
-            .agent
-            .get(url)
-            .header("Range", format!("bytes={}-{}", range.0, range.1));
+        let range = format!("bytes={}-{}", range.0, range.1);
+        let mut req = self.agent.get(url).header("Range", &range);
+        if let Some(object) = s3 {
+            // Signed for exactly this request: its Range and If-Match too.
+            for (k, v) in object.signed_headers(&range, if_match) {
+                req = req.header(k, v);
+            }
+        }
         // A URL's own credentials win over an `Authorization` of --header.
         let own = |k: &str| auth.is_some() && k.eq_ignore_ascii_case("authorization");
         for (k, v) in self.headers.iter().filter(|(k, _)| !own(k)) {
@@ -181,7 +198,26 @@ impl Remote {
             HttpError::NoName(Url::parse(&format!("{url}x")).map_or("the URL".into(), |u| u.shown))
         })?;
         let auth = parsed.basic_auth();
-        let shown = parsed.shown.clone();
+        Remote::probe_as(
+            client,
+            parsed.request,
+            auth,
+            parsed.shown,
+            parsed.name,
+            None,
+        )
+    }
+
+    /// The probe of what `request` names, shown as `shown` and served as
+    /// `name`; with `s3`, each request is signed for that object.
+    pub(super) fn probe_as(
+        client: &Arc<Client>,
+        request: String,
+        auth: Option<String>,
+        shown: String,
+        name: String,
+        s3: Option<Arc<S3Object>>,
+    ) -> Result<Remote, HttpError> {
         let fatal = |f: Failure| match f {
             Failure::Retry(e) => e,
             Failure::Fatal(SourceError::Http(e)) => e,
@@ -191,10 +227,14 @@ impl Remote {
             },
         };
         let resp = client
-            .get(&parsed.request, auth.as_deref(), (0, 0), None)
+            .get(&request, auth.as_deref(), (0, 0), None, s3.as_deref())
             .map_err(|e| fatal(failure(&shown, e)))?;
         let status = resp.status().as_u16();
-        let request = resp.get_uri().to_string();
+        let request = match s3 {
+            // Signed for its own host: a redirect elsewhere is not followed later.
+            Some(_) => request,
+            None => resp.get_uri().to_string(),
+        };
         let headers = resp.headers().clone();
         drop(resp.into_body().into_reader().read(&mut [0u8; 2]));
         let size = match (status, content_range(&headers)) {
@@ -221,10 +261,11 @@ impl Remote {
             request,
             auth,
             shown,
-            name: parsed.name,
+            name,
             size,
             etag,
             last_modified,
+            s3,
         })
     }
 
@@ -247,7 +288,13 @@ impl Remote {
         let strong = self.etag.as_deref().filter(|t| !t.starts_with("W/"));
         let resp = self
             .client
-            .get(&self.request, self.auth.as_deref(), (offset, last), strong)
+            .get(
+                &self.request,
+                self.auth.as_deref(),
+                (offset, last),
+                strong,
+                self.s3.as_deref(),
+            )
             .map_err(|e| failure(&self.shown, e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers();

@@ -27,6 +27,7 @@ pub mod ahead;
 #[cfg(test)]
 mod double;
 mod fetch;
+pub mod s3;
 pub mod url;
 
 use std::fmt;
@@ -72,6 +73,8 @@ pub enum HttpError {
     BadAnswer { url: String, detail: String },
     #[error("--header {0:?}: {1}; give it as 'Name: value'")]
     BadHeader(String, &'static str),
+    #[error("S3: {0}")]
+    S3(String),
     #[error("--cacert {}: {detail}", .path.display())]
     CaFile { path: PathBuf, detail: String },
 }
@@ -108,6 +111,10 @@ pub struct ClientOptions {
     pub cacert: Option<PathBuf>,
     /// How long to retry a server that went away before giving up.
     pub retry_for: Duration,
+    /// `--endpoint-url`: the S3-compatible store `s3://` URLs are fetched from.
+    pub endpoint_url: Option<String>,
+    /// `--path-style`: address S3 buckets as `host/bucket/key`.
+    pub path_style: bool,
 }
 
 impl Default for ClientOptions {
@@ -116,6 +123,8 @@ impl Default for ClientOptions {
             headers: Vec::new(),
             cacert: None,
             retry_for: Duration::from_secs(60),
+            endpoint_url: None,
+            path_style: false,
         }
     }
 }
@@ -215,6 +224,8 @@ pub struct Remote {
     size: u64,
     etag: Option<String>,
     last_modified: Option<String>,
+    /// For an S3 object: what each request is signed for.
+    s3: Option<Arc<s3::S3Object>>,
 }
 
 impl fmt::Debug for Remote {
