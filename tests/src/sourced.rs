@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use crate::bin;
-use crate::peers::{device_command, stop_device, wait_exit};
+use crate::peers::{checked_read, device_command, stop_device, wait_exit, Read};
 
 /// What a push is given: arguments for the daemon, environment and
 /// arguments for the host.
@@ -108,4 +108,22 @@ pub fn host_alone(args: &[&str]) -> (ExitStatus, String) {
 /// Whether two files hold the same bytes.
 pub fn same(a: &Path, b: &Path) -> bool {
     fs::read(a).unwrap() == fs::read(b).unwrap()
+}
+
+/// After a push stopped on a changed source: every `step`th page of
+/// `file` reads as `old` (the version announced) or fails (EIO), never
+/// anything else, each within `timeout`.
+pub fn only_old_or_eio(file: &Path, old: &[u8], step: usize, timeout: Duration) {
+    let pages = old.len() as u64 / crate::PAGE;
+    for page in (0..pages).step_by(step) {
+        let at = page * crate::PAGE;
+        let (read, _) = checked_read(
+            file,
+            at,
+            &old[at as usize..at as usize + 4096],
+            timeout,
+            "after the change",
+        );
+        assert!(matches!(read, Read::Good | Read::Eio), "page {page}: {read:?}");
+    }
 }

@@ -269,18 +269,8 @@ fn device_runs(name: &str, bytes: &[u8]) -> Result<Vec<Run>, TraceError> {
 /// A wall-clock time in µs since 1970 as `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn unix_time(us: u64) -> String {
     let secs = us / 1_000_000;
-    let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::files::stamp::civil_date(i128::from(secs / 86_400));
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
         rem / 3600,
