@@ -124,6 +124,9 @@ pub fn only_old_or_eio(file: &Path, old: &[u8], step: usize, timeout: Duration) 
             timeout,
             "after the change",
         );
-        assert!(matches!(read, Read::Good | Read::Eio), "page {page}: {read:?}");
+        assert!(
+            matches!(read, Read::Good | Read::Eio),
+            "page {page}: {read:?}"
+        );
     }
 }
