@@ -140,7 +140,7 @@ impl Ffs {
             }
         };
         Ok(LinkIo {
-            input: Box::new(bulk_in(transfers)),
+            input: Box::new(bulk_in(transfers, self.enabled.clone())),
             output,
             zlp_packet: Some(packet),
             name: format!("USB ({} bytes per packet)", packet),
@@ -303,16 +303,40 @@ fn read_transfers(mut ep: File) -> anyhow::Result<Transfers> {
 /// host going away is the end of the link.
 pub type BulkIn = TransferReader<Box<dyn FnMut(&mut Vec<u8>) -> io::Result<usize> + Send>>;
 
-fn bulk_in(transfers: Transfers) -> BulkIn {
+/// How often a link with no transfer arriving looks whether the host is
+/// still there.
+const HOST_POLL: Duration = Duration::from_millis(200);
+
+impl Transfers {
+    /// The next transfer. The host going away (`ep0` says the endpoints
+    /// are disabled) ends the wait even when no read of `ep1` was under way
+    /// to fail: a read started after the host left waits for the next host.
+    fn next(&self, enabled: &(Mutex<bool>, Condvar)) -> io::Result<Vec<u8>> {
+        let full = self.full.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match full.recv_timeout(HOST_POLL) {
+                Ok(got) => return got,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if !*enabled.0.lock().unwrap_or_else(|p| p.into_inner()) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::ConnectionAborted,
+                            "the USB host went away (the endpoints were disabled)",
+                        ));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(io::Error::other("the USB reader stopped"))
+                }
+            }
+        }
+    }
+}
+
+fn bulk_in(transfers: Transfers, enabled: Arc<(Mutex<bool>, Condvar)>) -> BulkIn {
     TransferReader::new(
         TRANSFER_SIZE,
         Box::new(move |buf: &mut Vec<u8>| {
-            let next = transfers
-                .full
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .recv()
-                .map_err(|_| io::Error::other("the USB reader stopped"))??;
+            let next = transfers.next(&enabled)?;
             // The filled buffer becomes the reader's; the old one goes back.
             let _ = transfers.empty.send(std::mem::replace(buf, next));
             Ok(buf.len())
@@ -322,6 +346,47 @@ fn bulk_in(transfers: Transfers) -> BulkIn {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::time::Instant;
+
+    fn link(enabled: bool) -> (mpsc::SyncSender<io::Result<Vec<u8>>>, BulkIn) {
+        let (tx, full) = mpsc::sync_channel(READ_AHEAD);
+        let (empty, _recycled) = mpsc::channel();
+        let transfers = Transfers {
+            full: Arc::new(Mutex::new(full)),
+            empty,
+        };
+        let state = Arc::new((Mutex::new(enabled), Condvar::new()));
+        (tx, bulk_in(transfers, state))
+    }
+
+    #[test]
+    fn a_host_that_left_ends_the_link_even_with_no_read_under_way() {
+        let (tx, mut input) = link(false);
+        tx.send(Ok(b"last".to_vec())).unwrap();
+        let mut buf = [0u8; 8];
+        // What had arrived is still read, then the link ends.
+        assert_eq!(input.read(&mut buf).unwrap(), 4);
+        let t = Instant::now();
+        let e = input.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn an_idle_link_to_a_host_still_there_goes_on_waiting() {
+        let (tx, mut input) = link(true);
+        let sender = thread::spawn(move || {
+            thread::sleep(3 * HOST_POLL);
+            tx.send(Ok(b"late".to_vec())).unwrap();
+        });
+        let mut buf = [0u8; 8];
+        assert_eq!(input.read(&mut buf).unwrap(), 4);
+        assert_eq!(&buf[..4], b"late");
+        sender.join().unwrap();
+    }
+
     #[test]
     fn the_endpoint_ioctl_number_is_the_kernel_headers_one() {
         // _IOR('g', 130, 9 bytes): read (2 << 30), size 9, type 'g', number 130.
