@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::Xxh3Default;
 
-use crate::files::manifest::ServedEntry;
-use crate::files::source::{Backend, SourceError};
+use crate::files::backend::{Backend, SourceError};
 use crate::files::stamp::{describe_change, Stamp, IDENTITY_EDGE};
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SourceError + '_ {
@@ -40,12 +39,13 @@ pub struct LocalFile {
 }
 
 impl LocalFile {
-    pub fn open(entry: &ServedEntry) -> Result<Self, SourceError> {
-        let file = File::open(&entry.source).map_err(io_err(&entry.source))?;
+    /// Open `path`, promised as `stamp` in the manifest.
+    pub fn open(path: &Path, stamp: &Stamp) -> Result<Self, SourceError> {
+        let file = File::open(path).map_err(io_err(path))?;
         let f = LocalFile {
             file,
-            path: entry.source.clone(),
-            stamp: entry.stamp,
+            path: path.to_path_buf(),
+            stamp: *stamp,
         };
         f.check()?;
         Ok(f)
@@ -91,12 +91,13 @@ pub struct BlockDevice {
 }
 
 impl BlockDevice {
-    pub fn open(entry: &ServedEntry) -> Result<Self, SourceError> {
-        let (file, stamp) = open_device(&entry.source).map_err(io_err(&entry.source))?;
-        changed(&entry.source, &entry.stamp, &stamp)?;
+    /// Open the device at `path`, promised as `was` in the manifest.
+    pub fn open(path: &Path, was: &Stamp) -> Result<Self, SourceError> {
+        let (file, stamp) = open_device(path).map_err(io_err(path))?;
+        changed(path, was, &stamp)?;
         Ok(BlockDevice {
             file,
-            path: entry.source.clone(),
+            path: path.to_path_buf(),
             stamp,
         })
     }

@@ -5,6 +5,7 @@
 //! files and block devices ([`local`]), HTTP(S) URLs ([`http`]) and S3
 //! objects ([`s3`], signed HTTP(S)); each notices a file that changed under it.
 
+pub mod backend;
 pub mod http;
 pub mod local;
 pub mod manifest;

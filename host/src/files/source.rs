@@ -3,7 +3,7 @@
 //!
 //! A served file's size, identity and mtime are settled when the manifest
 //! is built ([`crate::files::manifest`]); what the sender needs after that
-//! is a [`Backend`]: "read exactly these bytes" and "is it still the file
+//! is a [`Backend`] ([`crate::files::backend`]): "read exactly these bytes" and "is it still the file
 //! announced", the latter as a typed [`SourceError::Changed`] that says in
 //! words what changed. The kinds are a local file or block device
 //! ([`crate::files::local`]) and an HTTP(S) URL ([`crate::files::http`]).
@@ -13,60 +13,22 @@
 //! each read and after a failed read: a file cut short while being read is
 //! a change, not an I/O error.
 
-use std::io;
-use std::path::PathBuf;
-
 use feedfs_protocol::{page_offset, run_len, FileId};
 
-use crate::files::http::HttpError;
+pub use crate::files::backend::{nothing_ahead, Backend, SourceError};
+use crate::files::http::ahead::Reader;
+use crate::files::local::{BlockDevice, LocalFile};
 use crate::files::manifest::{Origin, ServedEntry, ServedSet};
 
 /// Most files kept open at once.
 const OPEN_FILES: usize = 8;
 
-/// Why a run could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("cannot read {}: {error}", .path.display())]
-    Io { path: PathBuf, error: io::Error },
-    #[error("{} changed while it was being pushed: {change}; the device keeps serving the files of this push as they were announced and refuses a changed set, so stop the daemon on the device (SIGTERM, or umount its mount point), then push again", .path.display())]
-    Changed {
-        /// The file's path, or a URL without its secrets.
-        path: PathBuf,
-        /// What changed, in words ([`crate::files::stamp::describe_change`]).
-        change: String,
-    },
-    #[error(transparent)]
-    Http(#[from] HttpError),
-    #[error("file id {0} is not a file of the manifest")]
-    NotAFile(FileId),
-}
-
-/// One opened served file, of whatever kind.
-pub trait Backend {
-    /// Fill `buf` with the file's bytes from `offset` (page-aligned),
-    /// exactly, or say why not; a file that is no longer the one announced
-    /// is [`SourceError::Changed`]. A source that fetches ahead may fetch
-    /// the pages `(first, count)` for which `wanted` is true, and no others.
-    fn read_exact_at(
-        &mut self,
-        buf: &mut [u8],
-        offset: u64,
-        wanted: &dyn Fn(u64, u64) -> bool,
-    ) -> Result<(), SourceError>;
-}
-
-/// For reads that want nothing fetched ahead.
-pub fn nothing_ahead(_first: u64, _count: u64) -> bool {
-    false
-}
-
 /// Open the backend of a file entry, checking that it is still the file announced.
 pub fn open(entry: &ServedEntry) -> Result<Box<dyn Backend>, SourceError> {
     Ok(match &entry.origin {
-        Origin::Local => Box::new(crate::files::local::LocalFile::open(entry)?),
-        Origin::BlockDevice => Box::new(crate::files::local::BlockDevice::open(entry)?),
-        Origin::Http(remote) => Box::new(crate::files::http::ahead::Reader::new(remote.clone())),
+        Origin::Local => Box::new(LocalFile::open(&entry.source, &entry.stamp)?),
+        Origin::BlockDevice => Box::new(BlockDevice::open(&entry.source, &entry.stamp)?),
+        Origin::Http(remote) => Box::new(Reader::new(remote.clone())),
     })
 }
 

@@ -23,7 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 
 use super::Remote;
-use crate::files::source::{Backend, SourceError};
+use crate::files::backend::{Backend, SourceError};
 
 /// Bytes per page.
 const PAGE: u64 = feedfs_protocol::PAGE_SIZE as u64;

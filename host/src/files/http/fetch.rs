@@ -11,10 +11,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ureq::http::{HeaderMap, Response};
 use ureq::{Body, ResponseExt};
 
-use super::s3::S3Object;
+use super::error::HttpError;
 use super::url::Url;
-use super::{Client, HttpError, Remote};
-use crate::files::source::SourceError;
+use super::{Client, Remote};
+use crate::files::backend::SourceError;
+use crate::files::s3::{Object as S3Object, Signed};
 
 /// First and longest pause between retries.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
@@ -78,7 +79,7 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
 
 /// ureq's error in words, without the URL (it may hold secrets).
 /// A failed request as an error, whether it could be retried or not.
-pub(super) fn request_error(shown: &str, e: ureq::Error) -> HttpError {
+fn request_error(shown: &str, e: ureq::Error) -> HttpError {
     match failure(shown, e) {
         Failure::Retry(e) | Failure::Fatal(SourceError::Http(e)) => e,
         Failure::Fatal(other) => HttpError::BadAnswer {
@@ -159,6 +160,19 @@ fn is_dns(message: &str) -> bool {
 }
 
 impl Client {
+    /// Send `signed` (a GET and its headers), shown as `shown` in errors.
+    pub(super) fn get_signed(
+        &self,
+        shown: &str,
+        signed: &Signed,
+    ) -> Result<Response<Body>, HttpError> {
+        let mut req = self.agent.get(&signed.url);
+        for (k, v) in &signed.headers {
+            req = req.header(k, v);
+        }
+        req.call().map_err(|e| request_error(shown, e))
+    }
+
     /// GET `url` with a Range and the push's headers, and `If-Match` when given.
     fn get(
         &self,

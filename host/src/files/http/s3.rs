@@ -1,5 +1,6 @@
 //! S3 objects over the HTTP client: an object is probed and read like any
-//! URL, each request signed for exactly what it asks ([`S3Object`]); a
+//! URL, each request signed for exactly what it asks
+//! ([`crate::files::s3::Object`]); a
 //! prefix is listed page by page. The pure parts (signing, credentials,
 //! the listing's XML) are [`crate::files::s3`]'s.
 
@@ -7,36 +8,13 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{Client, ClientOptions, HttpError, Remote};
+use super::error::HttpError;
+use super::{Client, ClientOptions, Remote};
 use crate::files::s3::list::{self, Listed};
-use crate::files::s3::{creds, Bucket, Endpoint, S3Url};
+use crate::files::s3::{creds, Bucket, Endpoint, Object, S3Url};
 
 /// Largest listing page read (S3 sends at most 1000 keys a page, far less).
 const MAX_LISTING: u64 = 64 << 20;
-
-/// One object, and the bucket that signs requests for it.
-#[derive(Debug)]
-pub struct S3Object {
-    bucket: Arc<Bucket>,
-    key: String,
-}
-
-impl S3Object {
-    /// The signing headers of a GET of this object with `range` (and
-    /// `if_match`), which the caller sends itself.
-    pub fn signed_headers(&self, range: &str, if_match: Option<&str>) -> Vec<(String, String)> {
-        let mut own = vec![("range", range)];
-        if let Some(tag) = if_match {
-            own.push(("if-match", tag));
-        }
-        let signed = self.bucket.get(&self.key, &own, SystemTime::now());
-        signed
-            .headers
-            .into_iter()
-            .filter(|(k, _)| k != "range" && k != "if-match")
-            .collect()
-    }
-}
 
 /// The bucket of `url`, at the endpoint of `options` (or of
 /// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`), with the credentials and
@@ -66,10 +44,7 @@ pub fn probe(
     key: &str,
     name: &str,
 ) -> Result<Remote, HttpError> {
-    let object = Arc::new(S3Object {
-        bucket: bucket.clone(),
-        key: key.to_string(),
-    });
+    let object = Arc::new(Object::new(bucket.clone(), key));
     let request = bucket.get(key, &[], SystemTime::now()).url;
     Remote::probe_as(
         client,
@@ -92,13 +67,7 @@ pub fn list_prefix(
     let mut token: Option<String> = None;
     loop {
         let signed = bucket.list(prefix, token.as_deref(), SystemTime::now());
-        let mut req = client.agent.get(&signed.url);
-        for (k, v) in &signed.headers {
-            req = req.header(k, v);
-        }
-        let resp = req
-            .call()
-            .map_err(|e| super::fetch::request_error(&url, e))?;
+        let resp = client.get_signed(&url, &signed)?;
         let status = resp.status().as_u16();
         if status != 200 {
             return Err(HttpError::Status { url, status });

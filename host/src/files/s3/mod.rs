@@ -5,12 +5,13 @@
 //! find them ([`creds`]); a prefix is listed with `ListObjectsV2` ([`list`]).
 //!
 //! This module builds requests (URL and signed headers); sending them is
-//! the HTTP client's.
+//! the HTTP client's ([`crate::files::http::s3`]).
 
 pub mod creds;
 pub mod list;
 pub mod sigv4;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use creds::Credentials;
@@ -194,6 +195,37 @@ impl Bucket {
         }
         // The bucket itself: an empty key.
         self.request("GET", "", &query, &[], now)
+    }
+}
+
+/// One object, and the bucket that signs requests for it.
+#[derive(Debug)]
+pub struct Object {
+    bucket: Arc<Bucket>,
+    key: String,
+}
+
+impl Object {
+    pub fn new(bucket: Arc<Bucket>, key: &str) -> Object {
+        Object {
+            bucket,
+            key: key.to_string(),
+        }
+    }
+
+    /// The signing headers of a GET of this object with `range` (and
+    /// `if_match`), which the caller sends itself.
+    pub fn signed_headers(&self, range: &str, if_match: Option<&str>) -> Vec<(String, String)> {
+        let mut own = vec![("range", range)];
+        if let Some(tag) = if_match {
+            own.push(("if-match", tag));
+        }
+        let signed = self.bucket.get(&self.key, &own, SystemTime::now());
+        signed
+            .headers
+            .into_iter()
+            .filter(|(k, _)| k != "range" && k != "if-match")
+            .collect()
     }
 }
 
