@@ -201,6 +201,12 @@ struct MountArgs {
     /// wastes less of it.
     #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_kernel_readahead)]
     kernel_readahead: u32,
+    /// Served files take writes in place (pwrite, mmap, fsync), kept in the
+    /// store as the device's own pages; the host never sees them. Sizes stay
+    /// fixed, and entries cannot be created, removed or renamed. See
+    /// `feedfs-device overlay`.
+    #[arg(long)]
+    writable: bool,
 }
 
 fn main() -> ExitCode {
@@ -308,6 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             read_timeout: a.read_timeout,
             allow_other: a.allow_other,
             kernel_readahead_kb: a.kernel_readahead,
+            writable: a.writable,
         })
         .map(|()| ExitCode::SUCCESS),
     }

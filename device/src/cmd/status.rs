@@ -357,6 +357,7 @@ mod tests {
                 pid,
                 outcome,
                 demanded: true,
+                write: false,
             });
         }
         log.close();

@@ -63,6 +63,8 @@ pub struct MountOptions {
     pub link: Link,
     /// The kernel's readahead on the mount, in KiB (see [`READ_AHEAD_KB`]).
     pub kernel_readahead_kb: u32,
+    /// Served files take writes, kept as the device's own pages.
+    pub writable: bool,
 }
 
 /// Ignore SIGHUP, so the daemon outlives the terminal or pty it was
@@ -253,13 +255,13 @@ fn main_loop(
     let result = loop {
         match events.recv() {
             Ok(Event::Manifest(core)) => {
-                let fs = FeedFs::new(core.clone(), {
+                let fs = FeedFs::new(core.clone(), opts.writable, {
                     let tx = events_tx.clone();
                     move || {
                         let _ = tx.send(Event::Unmounted);
                     }
                 });
-                match fuser::spawn_mount(fs, &opts.mountpoint, &mount_config(opts.allow_other)) {
+                match fuser::spawn_mount(fs, &opts.mountpoint, &mount_config(opts)) {
                     Ok(s) => {
                         log::info!(
                             "mounted {} entries ({} bytes) at {}",
@@ -393,10 +395,14 @@ fn raise_readahead(mountpoint: &std::path::Path, kb: u32) {
     }
 }
 
-fn mount_config(allow_other: bool) -> Config {
+fn mount_config(opts: &MountOptions) -> Config {
     let mut c = Config::default();
     c.mount_options = vec![
-        MountOption::RO,
+        if opts.writable {
+            MountOption::RW
+        } else {
+            MountOption::RO
+        },
         MountOption::FSName("feedfs".into()),
         MountOption::Subtype("feedfs".into()),
         MountOption::NoSuid,
@@ -404,7 +410,7 @@ fn mount_config(allow_other: bool) -> Config {
         MountOption::NoAtime,
         MountOption::DefaultPermissions,
     ];
-    c.acl = if allow_other {
+    c.acl = if opts.allow_other {
         SessionACL::All
     } else {
         SessionACL::Owner

@@ -44,8 +44,10 @@ mod land;
 mod maps;
 #[cfg(test)]
 mod tests;
+mod write;
 
 pub use land::{CheckedRun, LandError, Landing};
+pub use write::{Waiter, WriteReply};
 
 /// A FUSE read is answered through fuser.
 impl Reply for ReplyData {
@@ -79,11 +81,12 @@ pub struct Core<R = ReplyData> {
     /// Stored copy of each host id that is a file.
     files: Vec<Option<StoredFile>>,
     total_pages: u64,
-    present_pages: AtomicU64,
+    /// Shared with writes that wait (they count the pages they make present).
+    present_pages: Arc<AtomicU64>,
     complete_sent: AtomicBool,
     /// The reaper is to sync the store at its next look.
     sync_wanted: AtomicBool,
-    pending: Mutex<Shared<R>>,
+    pending: Mutex<Shared<Waiter<R>>>,
     wake_reaper: Condvar,
     log: RequestLog,
 }
@@ -120,7 +123,7 @@ impl<R: Reply> Core<R> {
             manifest,
             files,
             total_pages,
-            present_pages: AtomicU64::new(present),
+            present_pages: Arc::new(AtomicU64::new(present)),
             complete_sent: AtomicBool::new(false),
             sync_wanted: AtomicBool::new(false),
             pending: Mutex::new(Shared {
@@ -157,7 +160,7 @@ impl<R: Reply> Core<R> {
             .sum()
     }
 
-    fn pending(&self) -> MutexGuard<'_, Shared<R>> {
+    fn pending(&self) -> MutexGuard<'_, Shared<Waiter<R>>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -234,6 +237,10 @@ impl<R: Reply> Core<R> {
             reply.error(Errno::EISDIR);
             return;
         };
+        if self.held(id).is_some() {
+            reply.error(Errno::EIO);
+            return;
+        }
         let Some(read) = ReadAt::new(id, offset, size, pid, file.size()) else {
             reply.data(&[]);
             return;
@@ -247,11 +254,22 @@ impl<R: Reply> Core<R> {
             }
         };
         self.lost(scan.dropped);
+        if file.torn_in(read.first, read.last) {
+            log::error!("read of a torn page of {}: EIO", self.path_of(id));
+            reply.error(Errno::EIO);
+            return;
+        }
         if scan.missing == 0 {
             self.log_served(file, &read);
             return serve(file, &read, reply);
         }
-        self.park(file, read, reply);
+        self.park(file, read, Waiter::Read(reply));
+    }
+
+    /// Why file `id` is not served (the store holds writes to another
+    /// version of it), if it is not.
+    pub fn held(&self, id: FileId) -> Option<&str> {
+        self.file(id)?.held()
     }
 
     /// Pages that were present have been dropped (they failed their
@@ -264,7 +282,7 @@ impl<R: Reply> Core<R> {
         }
     }
 
-    fn park(&self, file: &StoredFile, read: ReadAt, reply: R) {
+    fn park(&self, file: &StoredFile, read: ReadAt, reply: Waiter<R>) {
         let (parked, outbox) = {
             let mut p = self.pending();
             // Presence is re-checked under the pending lock: a page may have landed since.
@@ -313,7 +331,7 @@ impl<R: Reply> Core<R> {
     }
 
     /// Record a parked read that has ended.
-    fn ended(&self, r: &Taken<R>, outcome: Outcome) {
+    fn ended(&self, r: &Taken<Waiter<R>>, outcome: Outcome) {
         self.log.waited(Waited {
             file: r.read.file,
             first: r.read.first,
@@ -322,6 +340,7 @@ impl<R: Reply> Core<R> {
             pid: r.read.pid,
             outcome,
             demanded: r.demanded,
+            write: r.reply.is_write(),
         });
     }
 

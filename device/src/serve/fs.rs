@@ -1,5 +1,6 @@
-//! The FUSE adapter: a read-only tree built from the manifest, reads handed
-//! to [`Core`](crate::serve::core::Core).
+//! The FUSE adapter: a fixed tree built from the manifest, reads (and, on a
+//! `--writable` mount, writes and fsyncs) handed to
+//! [`Core`](crate::serve::core::Core).
 //!
 //! It never blocks a worker thread on the link: a read of missing pages
 //! is parked in the core with its reply. Content is immutable for the
@@ -9,7 +10,9 @@
 //! too), so they stay the same across restarts; the root, which has no
 //! entry, shows the newest of them. A symbolic link is served as one, with
 //! its target. Every call that would change the tree answers EROFS, and
-//! every ioctl ENOTTY.
+//! every ioctl ENOTTY. On a writable mount a served file takes writes in
+//! place but keeps its size: a truncate or an extension answers EPERM or
+//! EFBIG.
 
 use std::ffi::OsStr;
 use std::time::{Duration, SystemTime};
@@ -51,10 +54,16 @@ pub struct FeedFs {
     /// Tells the daemon the FUSE session ended.
     on_unmount: Box<dyn Fn() + Send + Sync>,
     opens: Opens,
+    /// Served files take writes (`mount --writable`).
+    writable: bool,
 }
 
 impl FeedFs {
-    pub fn new(core: SharedCore, on_unmount: impl Fn() + Send + Sync + 'static) -> FeedFs {
+    pub fn new(
+        core: SharedCore,
+        writable: bool,
+        on_unmount: impl Fn() + Send + Sync + 'static,
+    ) -> FeedFs {
         let newest = core
             .manifest()
             .entries()
@@ -108,6 +117,7 @@ impl FeedFs {
             gid,
             on_unmount: Box::new(on_unmount),
             opens: Opens::default(),
+            writable,
         }
     }
 
@@ -190,11 +200,19 @@ impl Filesystem for FeedFs {
             // The kernel follows links before it opens: not reached.
             EntryKind::Symlink => return reply.error(Errno::ELOOP),
         }
-        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+        let writing = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        if writing && !self.writable {
             return reply.error(Errno::EROFS);
         }
-        match n.id.and_then(|id| self.core.file(id)) {
-            Some(file) => self.opens.open(ino.0, file, reply),
+        let Some(id) = n.id else {
+            return reply.error(Errno::ENOENT);
+        };
+        if let Some(why) = self.core.held(id) {
+            log::warn!("open of {} refused: {why}", self.core.path_of(id));
+            return reply.error(Errno::EIO);
+        }
+        match self.core.file(id) {
+            Some(file) => self.opens.open(ino.0, file, !self.writable, reply),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -285,6 +303,23 @@ impl Filesystem for FeedFs {
         );
     }
 
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.node(ino).and_then(|n| n.id) {
+            Some(id) => match self.core.fsync(id) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            },
+            None => reply.ok(),
+        }
+    }
+
     fn flush(
         &self,
         _req: &Request,
@@ -352,11 +387,11 @@ impl Filesystem for FeedFs {
     fn setattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
         _atime: Option<TimeOrNow>,
         _mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
@@ -367,22 +402,42 @@ impl Filesystem for FeedFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        reply.error(Errno::EROFS);
+        let Some(n) = self.node(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        // A writable mount answers a truncate to the same size (as
+        // `open(O_TRUNC)` of an empty file sends) and refuses any other:
+        // sizes are fixed. Mode, owner and times stay the host's.
+        match size {
+            _ if !self.writable || mode.is_some() || uid.is_some() || gid.is_some() => {
+                reply.error(Errno::EROFS)
+            }
+            Some(s) if s != n.size => reply.error(Errno::EPERM),
+            _ => reply.attr(&TTL, &self.attr(ino.0, n)),
+        }
     }
 
     fn write(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
+        offset: u64,
+        data: &[u8],
         _write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        reply.error(Errno::EROFS);
+        if !self.writable {
+            return reply.error(Errno::EROFS);
+        }
+        match self.node(ino).and_then(|n| n.id) {
+            Some(id) => self
+                .core
+                .write(id, offset, data, req.pid(), Box::new(reply)),
+            None => reply.error(Errno::EISDIR),
+        }
     }
 
     fn create(

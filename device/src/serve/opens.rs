@@ -49,11 +49,14 @@ impl Opens {
         self.enabled.load(Ordering::Relaxed)
     }
 
-    /// Answer an open of inode `ino`, whose stored copy is `file`.
-    pub fn open(&self, ino: u64, file: &StoredFile, reply: ReplyOpen) {
+    /// Answer an open of inode `ino`, whose stored copy is `file`;
+    /// `passthrough` may be used for it (not on a writable mount: the
+    /// daemon must see every write).
+    pub fn open(&self, ino: u64, file: &StoredFile, passthrough: bool, reply: ReplyOpen) {
         let mut all = self.by_inode.lock().unwrap_or_else(|p| p.into_inner());
         let e = all.entry(ino).or_default();
-        if self.passthrough_enabled()
+        if passthrough
+            && self.passthrough_enabled()
             && e.through_daemon == 0
             && file.size() > 0
             && file.all_verified()

@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use feedfs_protocol::{page_len, page_offset, run_len};
 
 use super::file::{StoredFile, GROUP_PAGES};
+use super::writes::{Before, Slot};
 
 /// What looking at a range of pages found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,13 +83,51 @@ impl StoredFile {
         let mut data = vec![0u8; run_len(self.f.size, lo, hi - lo + 1)];
         pair.data.read_exact_at(&mut data, page_offset(lo))?;
         let crcs = self.f.layout.read_crcs(&pair.map, lo, hi - lo + 1)?;
-        let bad: Vec<u64> = present
-            .into_iter()
-            .filter(|&p| {
+        let mut writes = self.f.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let written = |p: u64| {
+            writes
+                .as_ref()
+                .is_some_and(|w| w.written.get(p).unwrap_or(false))
+        };
+        let slots = match writes.as_ref() {
+            Some(w) if present.iter().any(|&p| written(p)) => w.read_slots(lo, hi - lo + 1)?,
+            _ => Vec::new(),
+        };
+        let verdicts: Vec<(u64, Verdict)> = present
+            .iter()
+            .map(|&p| {
                 let from = (page_offset(p) - page_offset(lo)) as usize;
-                let page = &data[from..from + page_len(self.f.size, p)];
-                crc32fast::hash(page) != crcs[(p - lo) as usize]
+                let crc = crc32fast::hash(&data[from..from + page_len(self.f.size, p)]);
+                let i = (p - lo) as usize;
+                let v = if written(p) {
+                    judge_written(crc, slots[i])
+                } else if crc == crcs[i] {
+                    Verdict::Good
+                } else {
+                    Verdict::Drop
+                };
+                (p, v)
             })
+            .collect();
+        let bad: Vec<u64> = verdicts
+            .iter()
+            .filter(|(_, v)| matches!(v, Verdict::Drop | Verdict::Unwritten { keep: false }))
+            .map(|&(p, _)| p)
+            .collect();
+        if let Some(w) = writes.as_mut() {
+            for &(p, v) in &verdicts {
+                match v {
+                    Verdict::Unwritten { .. } => w.mark(p, p, false)?,
+                    Verdict::Older(slot) => w.write_slots(p, &[slot])?,
+                    _ => {}
+                }
+            }
+        }
+        drop(writes);
+        let torn: Vec<u64> = verdicts
+            .iter()
+            .filter(|(_, v)| *v == Verdict::Torn)
+            .map(|&(p, _)| p)
             .collect();
         {
             let mut st = self.f.lock();
@@ -97,7 +136,17 @@ impl StoredFile {
                 // Its cleared bit goes to the map with the pending entries.
                 st.mark_dirty(p, p);
             }
+            st.torn.extend(&torn);
             let _ = st.checked.set(g, true);
+        }
+        if !torn.is_empty() {
+            log::error!(
+                "store: {} written pages of {} match neither what was written nor what they \
+                 replaced (torn by a crash: {torn:?}); reads of them fail with EIO until they \
+                 are written whole again or the file's writes are discarded",
+                torn.len(),
+                self.f.data_path.display()
+            );
         }
         if !bad.is_empty() {
             log::warn!(
@@ -111,5 +160,45 @@ impl StoredFile {
             }
         }
         Ok(bad)
+    }
+}
+
+/// What checking a present page found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Its bytes are what its record says.
+    Good,
+    /// A page of the host's that does not match: dropped, fetched again.
+    Drop,
+    /// A written page whose write never landed: it is the host's page it
+    /// was (`keep`: present and good), or a missing page again.
+    Unwritten { keep: bool },
+    /// A written page whose last write never landed over an earlier one:
+    /// the earlier one stays, with this slot.
+    Older(Slot),
+    /// A written page that matches neither: torn.
+    Torn,
+}
+
+/// Judge a written page whose bytes have CRC `crc` by its slot: as
+/// written, as it was before the last write, or torn. The host's content
+/// can be fetched again, so a torn write over it leaves the host's page
+/// (missing until it lands); only a torn write over the device's own
+/// content is lost, and reported.
+fn judge_written(crc: u32, slot: Slot) -> Verdict {
+    if crc == slot.crc {
+        return Verdict::Good;
+    }
+    match slot.before {
+        Before::Host => Verdict::Unwritten {
+            keep: crc == slot.before_crc,
+        },
+        Before::Missing => Verdict::Unwritten { keep: false },
+        Before::Own if crc == slot.before_crc => Verdict::Older(Slot {
+            crc,
+            before_crc: crc,
+            before: Before::Own,
+        }),
+        Before::Own => Verdict::Torn,
     }
 }

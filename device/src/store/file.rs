@@ -25,6 +25,7 @@ use super::bitmap::{Bitmap, OutOfRange};
 use super::holes::{holds_data, punch_hole};
 use super::layout::{header_for, MapLayout};
 use super::open::{DataFile, OpenFiles, Pair};
+use super::writes::{writes_path, Writes, WritesHeader};
 
 /// Pages landed between two writes of a map file's bits (16 MiB of data).
 /// Writing the bits with every run made the link thread wait on the map's
@@ -54,6 +55,9 @@ pub struct StoredFile {
     pub(super) f: Arc<MapFile>,
     /// How opening found the map.
     pub(super) opened: Opened,
+    /// Why this file is not served (the device holds writes to another
+    /// version of it), in words.
+    pub(super) held: Option<String>,
 }
 
 /// What opening a stored file found.
@@ -83,6 +87,13 @@ pub(super) struct MapFile {
     pub(super) map_writer: Mutex<()>,
     /// Held while a group is checked, so only one checker drops pages.
     pub(super) checking: Mutex<()>,
+    /// Held while pages' data is written (a landing run, a write), so a
+    /// run never lands over a page written meanwhile.
+    pub(super) io: Mutex<()>,
+    /// What a writes file of this file must say (size, identity, path).
+    pub(super) own: WritesHeader,
+    /// Its written pages, once it has any (see [`super::writes`]).
+    pub(super) writes: Mutex<Option<Writes>>,
 }
 
 /// Present pages, and which groups were checked in this daemon's life.
@@ -97,6 +108,10 @@ pub(super) struct MapState {
     pub(super) data_unsynced: bool,
     /// CRCs or bits were written to the map file since it was last synced.
     pub(super) map_unsynced: bool,
+    /// Written pages whose bytes match neither what was written nor what
+    /// they replaced (a write cut by a power failure): read as EIO until
+    /// written whole again or discarded.
+    pub(super) torn: std::collections::BTreeSet<u64>,
 }
 
 impl MapState {
@@ -108,6 +123,7 @@ impl MapState {
             dirty_count: 0,
             data_unsynced: false,
             map_unsynced: false,
+            torn: Default::default(),
         }
     }
 
@@ -118,6 +134,14 @@ impl MapState {
             None => (first, last),
         });
         self.dirty_count += last - first + 1;
+    }
+
+    /// The state of a file that is not served: every page counts as
+    /// present, so none is asked for and none lands.
+    pub(super) fn held(pages: u64) -> MapState {
+        let mut st = MapState::new(pages);
+        st.present = Bitmap::full(pages);
+        st
     }
 
     /// Every group that holds a present page is unchecked (a map just read
@@ -153,23 +177,96 @@ impl StoredFile {
             state: Mutex::new(MapState::new(pages)),
             map_writer: Mutex::new(()),
             checking: Mutex::new(()),
+            io: Mutex::new(()),
+            own: WritesHeader {
+                size: entry.size,
+                identity: entry.identity,
+                path: entry.path.clone(),
+            },
+            writes: Mutex::new(None),
         };
         let mut opened = Opened::Kept;
+        let mut held = None;
         if pages > 0 {
             // Otherwise nothing to store: no files, no descriptors.
-            opened = sf.open_checked(entry)?;
+            match sf.open_writes() {
+                Ok(writes) => {
+                    let keep_data = writes.is_some();
+                    opened = sf.open_checked(entry, keep_data)?;
+                    if let Some(w) = writes {
+                        sf.add_written(w);
+                    }
+                }
+                Err(why) => {
+                    // Nothing of it is touched: the store keeps the old
+                    // version's pages and writes until the user decides.
+                    log::warn!("store: {:?} is not served: {why}", entry.path);
+                    *sf.state.get_mut().expect("fresh mutex") = MapState::held(pages);
+                    held = Some(why);
+                }
+            }
         }
         Ok(StoredFile {
             f: Arc::new(sf),
             opened,
+            held,
         })
     }
 }
 
 impl MapFile {
+    /// This file's writes, if it has any: an error (in words, with what to
+    /// do) when they cannot be read or were made over another version of
+    /// the file than the one served now.
+    fn open_writes(&self) -> Result<Option<Writes>, String> {
+        let path = writes_path(&self.data_path);
+        let what = |why: String| {
+            format!(
+                "its writes file {} cannot be used ({why}); the written pages stay in the \
+                 store until `feedfs-device overlay --store DIR discard {path:?}` drops them",
+                path.display(),
+                path = self.own.path
+            )
+        };
+        let Some(w) = Writes::open(&path).map_err(what)? else {
+            return Ok(None);
+        };
+        if w.header != self.own {
+            return Err(format!(
+                "the host serves another version of it (its {}), and the device holds {} \
+                 bytes written to the old one; export them (`feedfs-device overlay --store \
+                 DIR export {path:?} -o FILE`) or discard them (`feedfs-device overlay \
+                 --store DIR discard {path:?}`), then mount again",
+                if w.header.size != self.own.size {
+                    "size"
+                } else {
+                    "identity"
+                },
+                w.written_bytes(),
+                path = self.own.path
+            ));
+        }
+        Ok(Some(w))
+    }
+
+    /// Add the written pages of `w` to the present ones: they are served
+    /// from the data file, never fetched, and checked, like any page an
+    /// earlier daemon stored, before they are served.
+    fn add_written(&mut self, w: Writes) {
+        let st = self.state.get_mut().expect("fresh mutex");
+        let mut from = 0;
+        while let Some(p) = w.written.next(from, true) {
+            let _ = st.present.set(p, true);
+            from = p + 1;
+        }
+        st.uncheck_present_groups();
+        *self.writes.get_mut().expect("fresh mutex") = Some(w);
+    }
+
     /// Open the pair of a file with pages: keep a map that matches `entry`,
-    /// convert one of format 1 written for it, reset anything else.
-    fn open_checked(&mut self, entry: &Entry) -> anyhow::Result<Opened> {
+    /// convert one of format 1 written for it, reset anything else (its
+    /// data too unless `keep_data`: the file has written pages).
+    fn open_checked(&mut self, entry: &Entry, keep_data: bool) -> anyhow::Result<Opened> {
         let pair = self.open_pair().map_err(|e| {
             anyhow::anyhow!("cannot open store file {}: {e}", self.data_path.display())
         })?;
@@ -181,7 +278,7 @@ impl MapFile {
                 Err(pair) => {
                     // One line per file: a count goes to info (see `Core::new`).
                     log::debug!("store: {:?}: {reason}; starting it afresh", entry.path);
-                    (self.reset(&header, pair)?, Opened::Afresh)
+                    (self.reset(&header, pair, keep_data)?, Opened::Afresh)
                 }
             },
         };
@@ -248,6 +345,12 @@ impl StoredFile {
     /// How opening found the map (kept, started afresh, converted).
     pub fn opened(&self) -> Opened {
         self.opened
+    }
+
+    /// Why this file is not served (the store holds writes to another
+    /// version of it), if it is not.
+    pub fn held(&self) -> Option<&str> {
+        self.held.as_deref()
     }
 
     /// Whether every page is present and every group was checked in this
@@ -332,6 +435,9 @@ impl StoredFile {
                 ),
             ));
         }
+        // Under the io lock, so a page written meanwhile is present here:
+        // left out, never landed over.
+        let _io = self.f.io.lock().unwrap_or_else(|p| p.into_inner());
         let absent: Vec<(u64, u64)> = {
             let st = self.lock();
             let mut runs: Vec<(u64, u64)> = Vec::new();

@@ -35,6 +35,7 @@ mod space;
 mod tests;
 #[cfg(test)]
 mod tests_v1;
+pub mod writes;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -50,6 +51,7 @@ pub use file::{zero_crc, Opened, StoredFile, GROUP_PAGES, MAP_BATCH};
 pub use layout::{present_on_disk, MAP_MAGIC, MAP_VERSION};
 pub use open::{raise_open_file_limit, DataFile, OPEN_FILES};
 pub use space::{disk_usage, free_space};
+pub use writes::{WriteError, WriteTarget};
 
 use open::OpenFiles;
 

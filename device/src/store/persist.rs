@@ -89,12 +89,26 @@ impl MapFile {
         Ok(())
     }
 
-    /// Drop everything and write an empty map with the right header.
-    pub(super) fn reset(&mut self, header: &[u8], old: Pair) -> anyhow::Result<Pair> {
+    /// Drop everything and write an empty map with the right header; the
+    /// data file too, unless `keep_data` (it holds written pages, which
+    /// are not the map's).
+    pub(super) fn reset(
+        &mut self,
+        header: &[u8],
+        old: Pair,
+        keep_data: bool,
+    ) -> anyhow::Result<Pair> {
         // The map first, so that a crash during the reset leaves no map that
         // trusts the old data.
         let map = recreate(&self.map_path, old.map, self.layout.total)?;
-        let data = recreate(&self.data_path, old.data, self.size)?;
+        let data = if keep_data {
+            if old.data.metadata()?.len() != self.size {
+                old.data.set_len(self.size)?;
+            }
+            old.data
+        } else {
+            recreate(&self.data_path, old.data, self.size)?
+        };
         map.write_all_at(header, 0)
             .with_context(|| format!("cannot write store file {}", self.map_path.display()))?;
         *self.state.get_mut().expect("fresh mutex") = MapState::new(self.pages);
@@ -190,8 +204,10 @@ impl StoredFile {
     }
 
     /// Write what the map gained in memory to the map file and make this
-    /// file's data and map durable (see [`MapFile::write_map`]).
+    /// file's data and map durable (see [`MapFile::write_map`]), and its
+    /// writes (see [`StoredFile::sync_writes`]).
     pub fn sync_map(&self) -> io::Result<()> {
-        self.f.write_map(true)
+        self.f.write_map(true)?;
+        self.sync_writes()
     }
 }

@@ -197,6 +197,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
                 pid,
                 outcome,
                 demanded,
+                write,
             } => {
                 let i = lookup(file).map_err(invalid)?;
                 let (first, count) =
@@ -210,6 +211,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
                     pid,
                     outcome,
                     demanded,
+                    write,
                 }
             }
             Record::Touch {

@@ -34,6 +34,7 @@ fn sample() -> Vec<Record> {
         pid: 77,
         outcome: Outcome::Served,
         demanded: true,
+        write: false,
     });
     r.push(Record::Touch {
         t_us: 200,
@@ -61,6 +62,7 @@ fn fixed_vectors() {
         pid: 0x1234,
         outcome: Outcome::TimedOut,
         demanded: true,
+        write: false,
     };
     let bytes = wait.emit();
     assert_eq!(

@@ -1,0 +1,229 @@
+//! How a write lands in a stored file: the pages it covers in part are
+//! merged with their content, each page's slot goes to the writes file
+//! first, then its bit, then its data, and the pages become present (the
+//! device's own: never fetched, never landed over).
+//!
+//! Invariant: a write runs under the file's `io` lock, as a landing run
+//! does, so a run that arrives after a page was written leaves it alone.
+
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use feedfs_protocol::{page_len, page_offset, pages_of, run_len};
+
+use super::{writes_path, Before, Slot, Writes};
+use crate::store::file::{MapFile, StoredFile};
+
+/// Why a write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// It would change the file's size, which stays fixed.
+    #[error("a write past the end of the file (sizes are fixed)")]
+    PastEnd,
+    /// It covers part of a page whose content was lost (torn).
+    #[error("page {page} was torn by a crash: write it whole, or discard the file's writes")]
+    Torn { page: u64 },
+    /// It covers part of a page that is not present and was not given.
+    #[error("page {page} is missing")]
+    Missing { page: u64 },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A stored file, for a write that waited for its pages (held by the
+/// waiting write, so it can land from whichever thread brings them).
+#[derive(Clone)]
+pub struct WriteTarget(pub(in crate::store) Arc<MapFile>);
+
+impl WriteTarget {
+    /// See [`StoredFile::write`].
+    pub fn write(
+        &self,
+        offset: u64,
+        data: &[u8],
+        base: Option<(u64, &[u8])>,
+    ) -> Result<u64, WriteError> {
+        self.0.write(offset, data, base)
+    }
+}
+
+impl StoredFile {
+    /// This file, for a write that waits for pages.
+    pub fn write_target(&self) -> WriteTarget {
+        WriteTarget(self.f.clone())
+    }
+
+    /// The pages a write of `len` bytes at `offset` covers only in part and
+    /// that are not present: it must wait for them. `(first, count)`.
+    pub fn write_needs(&self, offset: u64, len: u64) -> Option<(u64, u64)> {
+        let partial = self.f.partial_pages(offset, len);
+        let st = self.f.lock();
+        let missing: Vec<u64> = partial
+            .into_iter()
+            .filter(|&p| !st.present.get(p).unwrap_or(true))
+            .collect();
+        Some((*missing.first()?, missing.last()? - missing.first()? + 1))
+    }
+
+    /// Write `data` at `offset`. Pages it covers in part keep the rest of
+    /// their content: read from the store where present, else taken from
+    /// `base` (bytes at `base.0`, as a read that waited for them got them).
+    /// Returns how many pages became present.
+    pub fn write(
+        &self,
+        offset: u64,
+        data: &[u8],
+        base: Option<(u64, &[u8])>,
+    ) -> Result<u64, WriteError> {
+        self.f.write(offset, data, base)
+    }
+
+    /// Make this file's written data and its marks durable (fsync).
+    pub fn sync_writes(&self) -> io::Result<()> {
+        let mut writes = self.f.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(w) = writes.as_mut().filter(|w| w.unsynced) else {
+            return Ok(());
+        };
+        // Every write marks its file unsynced before its data goes out.
+        self.f.pair()?.data.sync_data()?;
+        w.sync()
+    }
+
+    /// Bytes of this file written on the device.
+    pub fn written_bytes(&self) -> u64 {
+        let writes = self.f.writes.lock().unwrap_or_else(|p| p.into_inner());
+        writes.as_ref().map_or(0, Writes::written_bytes)
+    }
+
+    /// Whether any of pages `first..=last` was torn by a crash.
+    pub fn torn_in(&self, first: u64, last: u64) -> bool {
+        self.f.lock().torn.range(first..=last).next().is_some()
+    }
+}
+
+impl MapFile {
+    /// The first and last pages of a write of `len` bytes at `offset`,
+    /// where it does not cover the whole page.
+    fn partial_pages(&self, offset: u64, len: u64) -> Vec<u64> {
+        if len == 0 {
+            return Vec::new();
+        }
+        let (first, count) = pages_of(offset, len);
+        let end = offset + len;
+        let whole = |p: u64| {
+            offset <= page_offset(p) && end >= page_offset(p) + page_len(self.size, p) as u64
+        };
+        let mut out: Vec<u64> = [first, first + count - 1]
+            .into_iter()
+            .filter(|&p| !whole(p))
+            .collect();
+        out.dedup();
+        out
+    }
+
+    fn write(
+        &self,
+        offset: u64,
+        data: &[u8],
+        base: Option<(u64, &[u8])>,
+    ) -> Result<u64, WriteError> {
+        let len = data.len() as u64;
+        if len == 0 {
+            return Ok(0);
+        }
+        if offset.checked_add(len).is_none_or(|end| end > self.size) {
+            return Err(WriteError::PastEnd);
+        }
+        let (first, count) = pages_of(offset, len);
+        let last = first + count - 1;
+        let start = page_offset(first);
+        let _io = self.io.lock().unwrap_or_else(|p| p.into_inner());
+        let mut writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        if writes.is_none() {
+            *writes = Some(Writes::create(
+                &writes_path(&self.data_path),
+                self.own.clone(),
+            )?);
+        }
+        let w = writes.as_mut().expect("created above");
+        let pair = self.pair()?;
+        let (present, was_written): (Vec<bool>, Vec<bool>) = {
+            let st = self.lock();
+            for p in self.partial_pages(offset, len) {
+                if st.torn.contains(&p) {
+                    return Err(WriteError::Torn { page: p });
+                }
+            }
+            (first..=last)
+                .map(|p| {
+                    (
+                        st.present.get(p).unwrap_or(false),
+                        w.written.get(p).unwrap_or(false),
+                    )
+                })
+                .unzip()
+        };
+        let mut buf = vec![0u8; run_len(self.size, first, count)];
+        for p in self.partial_pages(offset, len) {
+            let from = (page_offset(p) - start) as usize;
+            let page = &mut buf[from..from + page_len(self.size, p)];
+            if present[(p - first) as usize] {
+                pair.data.read_exact_at(page, page_offset(p))?;
+            } else {
+                let (at, bytes) = base.ok_or(WriteError::Missing { page: p })?;
+                let off = page_offset(p).checked_sub(at).map(|o| o as usize);
+                match off.and_then(|o| bytes.get(o..o + page.len())) {
+                    Some(b) => page.copy_from_slice(b),
+                    None => return Err(WriteError::Missing { page: p }),
+                }
+            }
+        }
+        let at = (offset - start) as usize;
+        buf[at..at + data.len()].copy_from_slice(data);
+        let own = if was_written.contains(&true) {
+            w.read_slots(first, count)?
+        } else {
+            Vec::new()
+        };
+        let host = if present.iter().zip(&was_written).any(|(&p, &o)| p && !o) {
+            self.layout.read_crcs(&pair.map, first, count)?
+        } else {
+            Vec::new()
+        };
+        let slots: Vec<Slot> = (0..count as usize)
+            .map(|i| {
+                let from = (page_offset(first + i as u64) - start) as usize;
+                let crc = crc32fast::hash(&buf[from..from + page_len(self.size, first + i as u64)]);
+                let (before_crc, before) = if was_written[i] {
+                    (own[i].crc, Before::Own)
+                } else if present[i] {
+                    (host[i], Before::Host)
+                } else {
+                    (0, Before::Missing)
+                };
+                Slot {
+                    crc,
+                    before_crc,
+                    before,
+                }
+            })
+            .collect();
+        // The order a crash relies on: slots, bits, data.
+        w.write_slots(first, &slots)?;
+        if was_written.contains(&false) {
+            w.mark(first, last, true)?;
+        }
+        pair.data.write_all_at(&buf, start)?;
+        let mut st = self.lock();
+        let mut fresh = 0;
+        for p in first..=last {
+            if !st.present.set(p, true).unwrap_or(true) {
+                fresh += 1;
+            }
+            st.torn.remove(&p);
+        }
+        st.data_unsynced = true;
+        Ok(fresh)
+    }
+}
