@@ -76,8 +76,35 @@ impl Cli {
 }
 
 #[derive(Subcommand)]
+enum OverlayAction {
+    /// Every file with writes: its path, bytes written, size, and whether
+    /// the host serves it (`served`), serves another version of it
+    /// (`held`: not served until its writes are exported or discarded) or
+    /// no longer serves it (`not served`).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write FILE as the device sees it (the host's pages with the
+    /// device's writes over them) to OUT. Fails, naming the missing byte
+    /// ranges, when the store lacks some of its pages.
+    Export {
+        /// The file's path in the mount.
+        file: String,
+        #[arg(short, long, value_name = "OUT")]
+        out: PathBuf,
+    },
+    /// Drop FILE's writes: its written pages are fetched from the host again.
+    Discard {
+        /// The file's path in the mount.
+        file: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
-    /// Mount the host's files at MOUNTPOINT, read-only, as soon as the manifest arrives.
+    /// Mount the host's files at MOUNTPOINT (read-only unless --writable) as soon as the manifest arrives.
     ///
     /// Pages land in the store; a read waits only for the pages it needs that
     /// are not there yet (at most --read-timeout, then EIO). The daemon stays mounted when the
@@ -111,6 +138,17 @@ enum Command {
         /// The store directory.
         #[arg(long, value_name = "DIR", env = "FEEDFS_STORE")]
         store: PathBuf,
+    },
+    /// The files written on the device (`mount --writable`): list them,
+    /// export one as the device sees it, or discard its writes.
+    ///
+    /// `export` and `discard` refuse while a daemon runs on the store.
+    Overlay {
+        /// The store directory.
+        #[arg(long, value_name = "DIR", env = "FEEDFS_STORE")]
+        store: PathBuf,
+        #[command(subcommand)]
+        action: OverlayAction,
     },
     /// Show what a store holds and how long its readers waited.
     ///
@@ -252,6 +290,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(3)
             })
+        }
+        Command::Overlay { store, action } => {
+            use feedfs_device::cmd::overlay;
+            match action {
+                OverlayAction::List { json } => {
+                    let files = overlay::list(&store)?;
+                    let text = if json {
+                        serde_json::to_string_pretty(&files)? + "\n"
+                    } else {
+                        files
+                            .iter()
+                            .map(|f| {
+                                format!(
+                                    "{}\t{} written of {}\t{}\n",
+                                    f.path, f.written, f.size, f.state
+                                )
+                            })
+                            .collect()
+                    };
+                    print_stdout(|out| out.write_all(text.as_bytes()))?;
+                }
+                OverlayAction::Export { file, out } => {
+                    let n = overlay::export(&store, &file, &out)?;
+                    eprintln!(
+                        "feedfs-device: exported {file} ({n} bytes) to {}",
+                        out.display()
+                    );
+                }
+                OverlayAction::Discard { file } => {
+                    let n = overlay::discard(&store, &file)?;
+                    eprintln!(
+                        "feedfs-device: discarded {n} bytes written to {file}; the host sends those pages again"
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Attach { store, stdio: _ } => {
             feedfs_device::daemon::attach::attach_stdio(&store).map(|()| ExitCode::SUCCESS)

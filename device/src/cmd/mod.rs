@@ -1,7 +1,9 @@
 //! The commands run beside a daemon, from outside it: [`status`] reports on
-//! a store, [`verify`] re-checks its pages, [`usbcheck`] is the device half
+//! a store, [`verify`] re-checks its pages, [`overlay`] handles the files
+//! written on the device, [`usbcheck`] is the device half
 //! of the host's link check.
 
+pub mod overlay;
 pub mod status;
 pub mod usbcheck;
 pub mod verify;

@@ -18,6 +18,7 @@ use feedfs_protocol::{page_len, EntryKind, FileId, PAGE_SIZE};
 use serde::Serialize;
 
 use crate::store::reqlog::{current_path, rotated_path, state_path, STATE_HEADER};
+use crate::store::writes::{writes_path, Writes};
 use crate::store::{disk_usage, present_on_disk, read_manifest};
 
 /// One served file.
@@ -37,6 +38,12 @@ pub struct FileStatus {
     pub timed_out: u64,
     /// Reads served at once from present pages (last mount, as last logged).
     pub served_at_once: u64,
+    /// Bytes written on the device (`mount --writable`).
+    pub written_bytes: u64,
+    /// The writes were made over another version of the file than the one
+    /// the host serves now: it is not served until they are exported or
+    /// discarded (`feedfs-device overlay`).
+    pub held: bool,
 }
 
 /// The daemon that uses (or last used) the store.
@@ -136,6 +143,19 @@ pub fn status(dir: &Path) -> anyhow::Result<Status> {
             }
         }
         waits.sort_unstable();
+        let key = crate::store::key_of(&e.path);
+        let writes = writes_path(&dir.join("files").join(key).with_extension("data"));
+        let (written_bytes, held) = match Writes::open(&writes) {
+            Ok(Some(w)) => (
+                w.written_bytes(),
+                w.header.identity != e.identity || w.header.size != e.size,
+            ),
+            Ok(None) => (0, false),
+            Err(why) => {
+                notes.push(format!("the writes of {} cannot be read: {why}", e.path));
+                (0, true)
+            }
+        };
         files.push(FileStatus {
             path: e.path.clone(),
             size: e.size,
@@ -148,6 +168,8 @@ pub fn status(dir: &Path) -> anyhow::Result<Status> {
             failed,
             timed_out,
             served_at_once,
+            written_bytes,
+            held,
         });
     }
     let disk_bytes =
@@ -298,6 +320,12 @@ pub fn render_text(s: &Status) -> String {
             ms(f.median_wait_us),
             ms(f.p99_wait_us)
         );
+        if f.written_bytes > 0 {
+            out += &format!("  ({} written)", human_bytes(f.written_bytes));
+        }
+        if f.held {
+            out += "  (held: written over another version; see `feedfs-device overlay list`)";
+        }
         if f.failed + f.timed_out > 0 {
             out += &format!(
                 "  ({} failed, {} {})",

@@ -148,15 +148,43 @@ impl Store {
     pub fn prune(&self, m: &Manifest) -> anyhow::Result<(u64, u64)> {
         use std::collections::HashSet;
         use std::os::unix::fs::MetadataExt;
-        let keep: HashSet<String> = m
+        let mut keep: HashSet<String> = m
             .files()
             .filter(|e| e.size > 0)
             .flat_map(|e| {
                 let key = key_of(&e.path);
-                [format!("{key}.data"), format!("{key}.map")]
+                [
+                    format!("{key}.data"),
+                    format!("{key}.map"),
+                    format!("{key}.writes"),
+                ]
             })
             .collect();
         let files = self.dir.join("files");
+        // A file written on the device is never removed with its pages,
+        // even when the host no longer serves it: `overlay` lists it, and
+        // exports or discards it.
+        let written = fs::read_dir(&files)
+            .with_context(|| format!("cannot list {}", files.display()))?
+            .filter_map(|item| {
+                let name = item.ok()?.file_name().into_string().ok()?;
+                Some(name.strip_suffix(".writes")?.to_string())
+            });
+        let mut orphans = 0;
+        for key in written {
+            if keep.insert(format!("{key}.writes")) {
+                orphans += 1;
+                keep.insert(format!("{key}.data"));
+                keep.insert(format!("{key}.map"));
+            }
+        }
+        if orphans > 0 {
+            log::warn!(
+                "store: {orphans} files written on the device are no longer served by the \
+                 host; they stay in the store (see `feedfs-device overlay --store {} list`)",
+                self.dir.display()
+            );
+        }
         let list =
             fs::read_dir(&files).with_context(|| format!("cannot list {}", files.display()))?;
         let (mut count, mut bytes) = (0, 0);

@@ -29,6 +29,7 @@
 //! detected).
 
 mod apply;
+mod discard;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
