@@ -1,0 +1,336 @@
+//! Writable mounts (`feedfs-device mount --writable`) end to end, through
+//! a real FUSE mount fed over pipes: writes made while the file still
+//! streams (whole pages over missing ones, parts of missing pages that
+//! wait for them, rewrites) checked byte for byte against a model, after
+//! fsync and SIGKILL, after a restart with a host and offline, through
+//! `overlay export`; the host's original never changes; fixed sizes and a
+//! fixed tree; a host serving another version of a written file. These
+//! tests need /dev/fuse and the right to mount; they fail without.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use feedfs_tests::peers::{device_command, host_command, stop_device, wait_exit};
+use feedfs_tests::relay::Rng;
+use feedfs_tests::*;
+
+const MIB: u64 = 1 << 20;
+const SIZE: u64 = 24 * MIB;
+const SEED: u64 = 41;
+
+/// A writable device and a host joined by two pipes.
+fn start_pair(mnt: &Path, store: &Path, host_args: &[&str]) -> (Child, Child) {
+    let mut device = device_command(mnt, store, "--stdio")
+        .arg("--writable")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let host = host_command(host_args)
+        .stdin(Stdio::from(device.stdout.take().unwrap()))
+        .stdout(Stdio::from(device.stdin.take().unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the mount", Duration::from_secs(20), || is_mounted(mnt));
+    (device, host)
+}
+
+fn overlay(store: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin("feedfs-device"))
+        .args(["overlay", "--store"])
+        .arg(store)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The whole of `path`, read through the mount.
+fn whole(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+        panic!("{what}: first wrong byte at {i} (page {})", i / 4096);
+    }
+}
+
+/// Random writes and reads of `img` while it streams: whole pages,
+/// unaligned spans that cover parts of missing pages, rewrites; every
+/// read checked against `model`, which the writes update.
+fn scribble(img: &Path, model: &mut [u8], rng: &mut Rng, ops: usize) -> usize {
+    let f = OpenOptions::new().read(true).write(true).open(img).unwrap();
+    let mut writes = 0;
+    for i in 0..ops {
+        match rng.below(3) {
+            0 => {
+                let page = rng.below(SIZE / 4096);
+                let data = content(1000 + i as u64, 0, 4096);
+                f.write_all_at(&data, page * 4096).unwrap();
+                model[(page * 4096) as usize..][..4096].copy_from_slice(&data);
+                writes += 1;
+            }
+            1 => {
+                let len = 1 + rng.below(10_000) as usize;
+                let at = rng.below(SIZE - len as u64);
+                let data = content(2000 + i as u64, 0, len);
+                f.write_all_at(&data, at).unwrap();
+                model[at as usize..][..len].copy_from_slice(&data);
+                writes += 1;
+            }
+            _ => {
+                let at = rng.below(SIZE - 4096);
+                let mut buf = vec![0u8; 4096];
+                f.read_exact_at(&mut buf, at).unwrap();
+                assert_same(
+                    &buf,
+                    &model[at as usize..][..4096],
+                    &format!("read {i} at {at}"),
+                );
+            }
+        }
+    }
+    f.sync_all().unwrap();
+    writes
+}
+
+#[test]
+fn writes_during_the_stream_survive_a_kill_after_fsync_and_never_reach_the_host() {
+    let s = Scratch::new("writable");
+    let src = s.root.join("src");
+    write_file(&src.join("img"), SIZE, SEED, 0o644);
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let img = mnt.join("src/img");
+    let mut model = content(SEED, 0, SIZE as usize);
+    let mut rng = Rng::new(7);
+
+    // A slow stream: most writes land before their pages arrive.
+    let (mut device, mut host) = start_pair(&mnt, &store, &["--rate", "3M", src.to_str().unwrap()]);
+    let writes = scribble(&img, &mut model, &mut rng, 400);
+    assert!(
+        host.try_wait().unwrap().is_none(),
+        "the stream ended before the writes did"
+    );
+    signal(device.id() as i32, libc::SIGKILL);
+    device.wait().unwrap();
+    wait_exit(&mut host, Duration::from_secs(20));
+    detach(&mnt);
+
+    // Again with a host: the missing pages arrive, the written ones stay.
+    let (device, mut host) = start_pair(&mnt, &store, &[src.to_str().unwrap()]);
+    assert!(
+        wait_exit(&mut host, Duration::from_secs(60)).success(),
+        "second push"
+    );
+    assert_same(&whole(&img), &model, "after SIGKILL and a push");
+    scribble(&img, &mut model, &mut rng, 100);
+    stop_device(device.id() as i32, &mnt);
+
+    // Offline: everything is in the store.
+    let mut offline = device_command(&mnt, &store, "--offline")
+        .arg("--writable")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the offline mount", Duration::from_secs(20), || {
+        is_mounted(&mnt)
+    });
+    assert_same(&whole(&img), &model, "offline");
+    stop_device(offline.id() as i32, &mnt);
+    offline.wait().unwrap();
+
+    let exported = s.root.join("exported.img");
+    let out = overlay(
+        &store,
+        &["export", "src/img", "-o", exported.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same(&fs::read(&exported).unwrap(), &model, "exported");
+    let list = String::from_utf8(overlay(&store, &["list"]).stdout).unwrap();
+    assert!(
+        list.starts_with("src/img\t") && list.contains("served"),
+        "{list}"
+    );
+
+    assert_same(
+        &fs::read(src.join("img")).unwrap(),
+        &content(SEED, 0, SIZE as usize),
+        "the host's original",
+    );
+    eprintln!("{writes} writes during the stream, all kept");
+}
+
+#[test]
+fn sizes_and_the_tree_are_fixed_and_a_read_only_mount_refuses_writes() {
+    let s = Scratch::new("writable-fixed");
+    let src = s.root.join("src");
+    write_file(&src.join("f"), 3 * 4096 + 100, 5, 0o644);
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let f = mnt.join("src/f");
+    let (device, mut host) = start_pair(&mnt, &store, &[src.to_str().unwrap()]);
+    assert!(wait_exit(&mut host, Duration::from_secs(30)).success());
+    let file = OpenOptions::new().write(true).open(&f).unwrap();
+    let errno = |r: std::io::Result<()>| r.unwrap_err().raw_os_error();
+    assert_eq!(errno(file.set_len(10)), Some(libc::EPERM), "truncate");
+    assert_eq!(
+        errno(file.set_len(1 << 20)),
+        Some(libc::EPERM),
+        "extension by truncate"
+    );
+    assert_eq!(
+        errno(file.write_all_at(b"xy", 3 * 4096 + 99)),
+        Some(libc::EFBIG),
+        "write past the end"
+    );
+    file.write_all_at(b"z", 3 * 4096 + 99).unwrap();
+    assert_eq!(fs::metadata(&f).unwrap().len(), 3 * 4096 + 100);
+    assert_eq!(
+        errno(File::create(mnt.join("src/new")).map(drop)),
+        Some(libc::EROFS),
+        "create"
+    );
+    assert_eq!(
+        errno(fs::rename(&f, mnt.join("src/g"))),
+        Some(libc::EROFS),
+        "rename"
+    );
+    assert_eq!(errno(fs::remove_file(&f)), Some(libc::EROFS), "unlink");
+    stop_device(device.id() as i32, &mnt);
+
+    // Without --writable: no open for writing at all.
+    let mut ro = device_command(&mnt, &store, "--offline")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the offline mount", Duration::from_secs(20), || {
+        is_mounted(&mnt)
+    });
+    let err = OpenOptions::new().write(true).open(&f).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    // The write made before is served read-only too.
+    assert_eq!(read_at(&f, 3 * 4096 + 99, 1).unwrap(), b"z");
+    stop_device(ro.id() as i32, &mnt);
+    ro.wait().unwrap();
+}
+
+#[test]
+fn a_host_serving_another_version_of_a_written_file_is_refused_until_export_or_discard() {
+    let s = Scratch::new("writable-held");
+    let src = s.root.join("src");
+    write_file(&src.join("img"), 2 * MIB, 8, 0o644);
+    write_file(&src.join("other"), 100_000, 9, 0o644);
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let img = mnt.join("src/img");
+    let (device, mut host) = start_pair(&mnt, &store, &[src.to_str().unwrap()]);
+    assert!(wait_exit(&mut host, Duration::from_secs(30)).success());
+    let mut v1 = content(8, 0, 2 * MIB as usize);
+    let f = OpenOptions::new().write(true).open(&img).unwrap();
+    f.write_all_at(b"written on the device", 5000).unwrap();
+    v1[5000..5021].copy_from_slice(b"written on the device");
+    f.sync_all().unwrap();
+    drop(f);
+    stop_device(device.id() as i32, &mnt);
+
+    // The host's file changes; the next push serves the new version.
+    write_file(&src.join("img"), 2 * MIB, 10, 0o644);
+    let (device, mut host) = start_pair(&mnt, &store, &[src.to_str().unwrap()]);
+    assert!(wait_exit(&mut host, Duration::from_secs(30)).success());
+    let err = File::open(&img).unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::EIO),
+        "a held file must not open"
+    );
+    assert_eq!(
+        whole(&mnt.join("src/other")),
+        content(9, 0, 100_000),
+        "other files are served"
+    );
+    let status = Command::new(bin("feedfs-device"))
+        .args(["status", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("held"), "{status}");
+    stop_device(device.id() as i32, &mnt);
+
+    let list = String::from_utf8(overlay(&store, &["list"]).stdout).unwrap();
+    assert!(
+        list.contains("src/img\t4096 written") && list.contains("held"),
+        "{list}"
+    );
+    let old = s.root.join("v1.img");
+    let out = overlay(&store, &["export", "src/img", "-o", old.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same(
+        &fs::read(&old).unwrap(),
+        &v1,
+        "the old version with its writes",
+    );
+    let out = overlay(&store, &["discard", "src/img"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Discarded: the new version is served, byte for byte.
+    let (device, mut host) = start_pair(&mnt, &store, &[src.to_str().unwrap()]);
+    assert!(wait_exit(&mut host, Duration::from_secs(30)).success());
+    assert_same(
+        &whole(&img),
+        &content(10, 0, 2 * MIB as usize),
+        "the new version",
+    );
+    stop_device(device.id() as i32, &mnt);
+}
+
+#[test]
+fn export_names_the_missing_ranges_when_the_store_lacks_pages() {
+    let s = Scratch::new("writable-export");
+    let src = s.root.join("src");
+    write_file(&src.join("img"), 8 * MIB, 12, 0o644);
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let (mut device, mut host) = start_pair(&mnt, &store, &["--no-stream", src.to_str().unwrap()]);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(mnt.join("src/img"))
+        .unwrap();
+    f.write_all_at(&[7u8; 8192], 4096).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    signal(device.id() as i32, libc::SIGTERM);
+    device.wait().unwrap();
+    wait_exit(&mut host, Duration::from_secs(20));
+    let out = overlay(
+        &store,
+        &[
+            "export",
+            "src/img",
+            "-o",
+            s.root.join("x").to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("bytes 0..4096, 12288..8388608"), "{err}");
+    assert!(
+        !s.root.join("x").exists(),
+        "a failed export must leave no file"
+    );
+}
