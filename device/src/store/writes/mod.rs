@@ -30,6 +30,8 @@
 
 mod apply;
 mod discard;
+#[cfg(test)]
+mod tests;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
