@@ -110,7 +110,15 @@ fn every_subcommand_has_its_own_line_and_description() {
     let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["mount", "attach", "verify", "status", "usb-check", "help"],
+        [
+            "mount",
+            "attach",
+            "verify",
+            "overlay",
+            "status",
+            "usb-check",
+            "help"
+        ],
         "{help}"
     );
     for (name, desc) in &listed {

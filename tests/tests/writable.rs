@@ -100,6 +100,46 @@ fn scribble(img: &Path, model: &mut [u8], rng: &mut Rng, ops: usize) -> usize {
     writes
 }
 
+/// Write `data` at `at` of `path` through a shared writable mapping, then
+/// msync it, as a program that maps its data file does.
+fn mmap_write(path: &Path, model: &mut [u8], at: u64, data: &[u8]) {
+    use std::os::fd::AsRawFd;
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let len = SIZE as usize;
+    // SAFETY: a fresh shared mapping of the whole file, written within its
+    // bounds and unmapped before `f` is dropped.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(
+            p,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        let bytes = std::slice::from_raw_parts_mut(p as *mut u8, len);
+        bytes[at as usize..][..data.len()].copy_from_slice(data);
+        assert_eq!(
+            libc::msync(p, len, libc::MS_SYNC),
+            0,
+            "msync: {}",
+            std::io::Error::last_os_error()
+        );
+        libc::munmap(p, len);
+    }
+    model[at as usize..][..data.len()].copy_from_slice(data);
+}
+
 #[test]
 fn writes_during_the_stream_survive_a_kill_after_fsync_and_never_reach_the_host() {
     let s = Scratch::new("writable");
@@ -130,6 +170,7 @@ fn writes_during_the_stream_survive_a_kill_after_fsync_and_never_reach_the_host(
     );
     assert_same(&whole(&img), &model, "after SIGKILL and a push");
     scribble(&img, &mut model, &mut rng, 100);
+    mmap_write(&img, &mut model, 3 * MIB + 100, b"through a shared mapping");
     stop_device(device.id() as i32, &mnt);
 
     // Offline: everything is in the store.
@@ -180,7 +221,10 @@ fn sizes_and_the_tree_are_fixed_and_a_read_only_mount_refuses_writes() {
     let (device, mut host) = start_pair(&mnt, &store, &[src.to_str().unwrap()]);
     assert!(wait_exit(&mut host, Duration::from_secs(30)).success());
     let file = OpenOptions::new().write(true).open(&f).unwrap();
-    let errno = |r: std::io::Result<()>| r.unwrap_err().raw_os_error();
+    let errno = |r: std::io::Result<()>| match r {
+        Ok(()) => None,
+        Err(e) => e.raw_os_error(),
+    };
     assert_eq!(errno(file.set_len(10)), Some(libc::EPERM), "truncate");
     assert_eq!(
         errno(file.set_len(1 << 20)),
