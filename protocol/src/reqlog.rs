@@ -95,7 +95,6 @@ mod kind {
 /// Flag bits of a `Wait` record (byte 1): bits 0-1 are the outcome.
 const WAIT_OUTCOME: u8 = 0b11;
 const WAIT_DEMANDED: u8 = 0b100;
-const WAIT_WRITE: u8 = 0b1000;
 
 /// One 32-byte record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,9 +136,6 @@ pub enum Record {
         outcome: Outcome,
         /// This read asked the host itself (others joined a request already made).
         demanded: bool,
-        /// A write that waited for the pages it covers only in part (a
-        /// read otherwise).
-        write: bool,
     },
     /// Pages read for the first time in this mount, served at once because
     /// they were present.
@@ -234,7 +230,6 @@ impl Record {
                     outcome: Outcome::try_from(flags & WAIT_OUTCOME)
                         .map_err(|v| bad("outcome", v.into()))?,
                     demanded: flags & WAIT_DEMANDED != 0,
-                    write: flags & WAIT_WRITE != 0,
                 }
             }
             kind::TOUCH => Record::Touch {
@@ -302,12 +297,9 @@ impl Record {
                 pid,
                 outcome,
                 demanded,
-                write,
             } => {
                 b[0] = kind::WAIT;
-                b[1] = outcome.code()
-                    | if demanded { WAIT_DEMANDED } else { 0 }
-                    | if write { WAIT_WRITE } else { 0 };
+                b[1] = outcome.code() | if demanded { WAIT_DEMANDED } else { 0 };
                 LE::write_u16(&mut b[2..4], count);
                 LE::write_u32(&mut b[4..8], file.0);
                 LE::write_u64(&mut b[8..16], t_us);

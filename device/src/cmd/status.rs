@@ -385,7 +385,6 @@ mod tests {
                 pid,
                 outcome,
                 demanded: true,
-                write: false,
             });
         }
         log.close();

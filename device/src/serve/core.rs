@@ -340,7 +340,6 @@ impl<R: Reply> Core<R> {
             pid: r.read.pid,
             outcome,
             demanded: r.demanded,
-            write: r.reply.is_write(),
         });
     }
 

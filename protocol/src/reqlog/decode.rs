@@ -197,7 +197,6 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
                 pid,
                 outcome,
                 demanded,
-                write,
             } => {
                 let i = lookup(file).map_err(invalid)?;
                 let (first, count) =
@@ -211,7 +210,6 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, LogError> {
                     pid,
                     outcome,
                     demanded,
-                    write,
                 }
             }
             Record::Touch {

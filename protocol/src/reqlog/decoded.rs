@@ -38,8 +38,6 @@ pub enum Event {
         pid: u32,
         outcome: Outcome,
         demanded: bool,
-        /// A write that waited for the pages it covers in part.
-        write: bool,
     },
     Touch {
         t_us: u64,

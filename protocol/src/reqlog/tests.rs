@@ -34,7 +34,6 @@ fn sample() -> Vec<Record> {
         pid: 77,
         outcome: Outcome::Served,
         demanded: true,
-        write: false,
     });
     r.push(Record::Touch {
         t_us: 200,
@@ -62,7 +61,6 @@ fn fixed_vectors() {
         pid: 0x1234,
         outcome: Outcome::TimedOut,
         demanded: true,
-        write: false,
     };
     let bytes = wait.emit();
     assert_eq!(

@@ -39,13 +39,6 @@ pub enum Waiter<R> {
     Write(Box<ParkedWrite>),
 }
 
-impl<R> Waiter<R> {
-    /// Whether it is a write (for the request log).
-    pub fn is_write(&self) -> bool {
-        matches!(self, Waiter::Write(_))
-    }
-}
-
 impl<R: Reply> Reply for Waiter<R> {
     fn data(self, bytes: &[u8]) {
         match self {

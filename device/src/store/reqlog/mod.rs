@@ -108,8 +108,6 @@ pub struct Waited {
     pub pid: u32,
     pub outcome: Outcome,
     pub demanded: bool,
-    /// A write that waited for the pages it covers in part.
-    pub write: bool,
 }
 
 impl RequestLog {
@@ -244,7 +242,6 @@ impl RequestLog {
             pid,
             outcome,
             demanded,
-            write,
         } = w;
         let t_us = micros(since.saturating_duration_since(self.shared.start));
         let wait_us = micros(since.elapsed()).min(u64::from(u32::MAX)) as u32;
@@ -257,7 +254,6 @@ impl RequestLog {
             pid,
             outcome,
             demanded,
-            write,
         });
     }
 

@@ -40,7 +40,6 @@ fn reads_become_records_and_first_touches_coalesce() {
         pid: 99,
         outcome: Outcome::Served,
         demanded: true,
-        write: false,
     });
     log.served(FileId(1), 40, 41, 8192); // only 41 is new
     log.served(FileId(1), 99, 99, 4096);

@@ -131,7 +131,6 @@ fn a_wait_ending_past_the_last_microsecond_ends_the_run_there() {
         pid: 3,
         outcome: Outcome::Served,
         demanded: true,
-        write: false,
     });
     let mut log = header().to_vec();
     for r in &recs {
