@@ -148,9 +148,10 @@ impl MapFile {
         }
         let w = writes.as_mut().expect("created above");
         let pair = self.pair()?;
+        let partial = self.partial_pages(offset, len);
         let (present, was_written): (Vec<bool>, Vec<bool>) = {
             let st = self.lock();
-            for p in self.partial_pages(offset, len) {
+            for &p in &partial {
                 if st.torn.contains(&p) {
                     return Err(WriteError::Torn { page: p });
                 }
@@ -164,8 +165,13 @@ impl MapFile {
                 })
                 .unzip()
         };
-        let mut buf = vec![0u8; run_len(self.size, first, count)];
-        for p in self.partial_pages(offset, len) {
+        // A write of whole pages is its own content: no copy.
+        let mut merged = Vec::new();
+        if !partial.is_empty() {
+            merged = vec![0u8; run_len(self.size, first, count)];
+        }
+        let buf = &mut merged;
+        for &p in &partial {
             let from = (page_offset(p) - start) as usize;
             let page = &mut buf[from..from + page_len(self.size, p)];
             if present[(p - first) as usize] {
@@ -179,8 +185,13 @@ impl MapFile {
                 }
             }
         }
-        let at = (offset - start) as usize;
-        buf[at..at + data.len()].copy_from_slice(data);
+        let buf: &[u8] = if partial.is_empty() {
+            data
+        } else {
+            let at = (offset - start) as usize;
+            buf[at..at + data.len()].copy_from_slice(data);
+            buf
+        };
         let own = if was_written.contains(&true) {
             w.read_slots(first, count)?
         } else {
@@ -214,7 +225,7 @@ impl MapFile {
         if was_written.contains(&false) {
             w.mark(first, last, true)?;
         }
-        pair.data.write_all_at(&buf, start)?;
+        pair.data.write_all_at(buf, start)?;
         let mut st = self.lock();
         let mut fresh = 0;
         for p in first..=last {
