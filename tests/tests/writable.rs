@@ -378,3 +378,43 @@ fn export_names_the_missing_ranges_when_the_store_lacks_pages() {
         "a failed export must leave no file"
     );
 }
+
+#[test]
+fn a_write_the_full_store_cannot_hold_fails_with_enospc_and_loses_nothing_written() {
+    let s = Scratch::new("writable-full");
+    let src = s.root.join("src");
+    write_file(&src.join("img"), 16 * MIB, 13, 0o644);
+    let (mnt, disk) = (s.dir("mnt"), s.dir("disk"));
+    mount_tmpfs(&disk, 4 * MIB);
+    let store = disk.join("store");
+    let (mut device, mut host) = start_pair(&mnt, &store, &["--no-stream", src.to_str().unwrap()]);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(mnt.join("src/img"))
+        .unwrap();
+    let mut written = Vec::new();
+    let err = (0..16u64)
+        .find_map(|i| {
+            let data = content(500 + i, 0, MIB as usize);
+            match f.write_all_at(&data, i * MIB) {
+                Ok(()) => {
+                    written.push((i, data));
+                    None
+                }
+                Err(e) => Some(e),
+            }
+        })
+        .expect("16 MiB of writes cannot fit a 4 MiB store");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert!(!written.is_empty(), "some writes fit");
+    for (i, data) in &written {
+        let mut back = vec![0u8; MIB as usize];
+        f.read_exact_at(&mut back, i * MIB).unwrap();
+        assert_same(&back, data, &format!("MiB {i} after the disk filled"));
+    }
+    drop(f);
+    signal(device.id() as i32, libc::SIGTERM);
+    device.wait().unwrap();
+    wait_exit(&mut host, Duration::from_secs(20));
+}

@@ -76,6 +76,7 @@ impl ParkedWrite {
             }
             Err(e) => {
                 log::error!("write at {} failed: {e}", self.offset);
+                self.present_pages.fetch_sub(e.dropped(), Ordering::Relaxed);
                 self.reply.error(errno_of(&e));
             }
         }
@@ -86,7 +87,9 @@ impl ParkedWrite {
 fn errno_of(e: &WriteError) -> Errno {
     match e {
         WriteError::PastEnd => Errno::EFBIG,
-        WriteError::Torn { .. } | WriteError::Missing { .. } | WriteError::Io(_) => Errno::EIO,
+        // The store's disk is full: the writer is told so.
+        e if e.io().and_then(std::io::Error::raw_os_error) == Some(libc::ENOSPC) => Errno::ENOSPC,
+        _ => Errno::EIO,
     }
 }
 
@@ -137,6 +140,7 @@ impl<R: Reply> Core<R> {
                 }
                 Err(e) => {
                     log::error!("write to {} at {offset} failed: {e}", self.path_of(id));
+                    self.lost(e.dropped());
                     reply.error(errno_of(&e))
                 }
             };

@@ -29,6 +29,29 @@ pub enum WriteError {
     Missing { page: u64 },
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// Its data could not be written (a full disk): what the span holds is
+    /// unknown, so the host's pages in it were dropped (`dropped`, fetched
+    /// again) and the device's own ones are torn.
+    #[error("{source}")]
+    Data { source: io::Error, dropped: u64 },
+}
+
+impl WriteError {
+    /// The I/O error under it, if any.
+    pub fn io(&self) -> Option<&io::Error> {
+        match self {
+            WriteError::Io(e) | WriteError::Data { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Pages that were present and are not any more.
+    pub fn dropped(&self) -> u64 {
+        match self {
+            WriteError::Data { dropped, .. } => *dropped,
+            _ => 0,
+        }
+    }
 }
 
 /// A stored file, for a write that waited for its pages (held by the
@@ -225,7 +248,10 @@ impl MapFile {
         if was_written.contains(&false) {
             w.mark(first, last, true)?;
         }
-        pair.data.write_all_at(buf, start)?;
+        if let Err(source) = pair.data.write_all_at(buf, start) {
+            let dropped = self.undo(w, first, &present, &was_written);
+            return Err(WriteError::Data { source, dropped });
+        }
         let mut st = self.lock();
         let mut fresh = 0;
         for p in first..=last {
@@ -236,5 +262,33 @@ impl MapFile {
         }
         st.data_unsynced = true;
         Ok(fresh)
+    }
+
+    /// A write's data failed: pages of the span that were the device's own
+    /// are torn, the others become missing (the host's are fetched again)
+    /// and lose their written bit. Returns how many present pages became
+    /// missing.
+    fn undo(&self, w: &mut Writes, first: u64, present: &[bool], was_written: &[bool]) -> u64 {
+        let last = first + present.len() as u64 - 1;
+        let mut st = self.lock();
+        let mut dropped = 0;
+        for (i, p) in (first..=last).enumerate() {
+            if was_written[i] {
+                st.torn.insert(p);
+            } else {
+                let _ = w.written.set(p, false);
+                if present[i] {
+                    let _ = st.present.set(p, false);
+                    st.mark_dirty(p, p);
+                    dropped += 1;
+                }
+            }
+        }
+        drop(st);
+        if let Err(e) = w.write_bits(first, last) {
+            // Their slots say what they should hold: a reopen drops them.
+            log::warn!("store: cannot clear the bits of a failed write: {e}");
+        }
+        dropped
     }
 }
