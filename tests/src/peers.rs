@@ -3,7 +3,7 @@
 //! exits, and reads through the mount checked against the source.
 
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use feedfs_protocol::{Message, OwnedMessage, ParseError};
@@ -15,6 +15,32 @@ pub fn device_command(mnt: &Path, store: &Path, link: &str) -> Command {
     let mut c = Command::new(bin("feedfs-device"));
     c.arg("mount").arg(mnt).arg("--store").arg(store).arg(link);
     c
+}
+
+/// A device daemon (`feedfs-device mount MNT --store STORE --stdio` and
+/// `device_args`) and a host (`feedfs-host push --stdio` and `host_args`)
+/// joined by two plain pipes, their stderr dropped. Returns (device, host)
+/// at once, before the mount is up.
+pub fn pipe_pair(
+    mnt: &Path,
+    store: &Path,
+    device_args: &[&str],
+    host_args: &[&str],
+) -> (Child, Child) {
+    let mut device = device_command(mnt, store, "--stdio")
+        .args(device_args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let host = host_command(host_args)
+        .stdin(Stdio::from(device.stdout.take().unwrap()))
+        .stdout(Stdio::from(device.stdin.take().unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (device, host)
 }
 
 /// `feedfs-host push --stdio ARGS...`, ready to spawn.

@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use feedfs_tests::peers::{
-    checked_read, device_command, host_command, stop_device, wait_exit, Read,
-};
+use feedfs_tests::peers::{checked_read, device_command, pipe_pair, stop_device, wait_exit, Read};
 use feedfs_tests::relay::Rng;
 use feedfs_tests::*;
 
@@ -24,19 +22,7 @@ const KILLS: usize = 20;
 
 /// A device and a host joined by two plain pipes.
 fn start_pair(mnt: &Path, store: &Path, host_args: &[&str]) -> (Child, Child) {
-    let mut device = device_command(mnt, store, "--stdio")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let host = host_command(host_args)
-        .stdin(Stdio::from(device.stdout.take().unwrap()))
-        .stdout(Stdio::from(device.stdin.take().unwrap()))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (device, host)
+    pipe_pair(mnt, store, &[], host_args)
 }
 
 /// `feedfs-device verify --store DIR`: (exit code, per-file (present, pages, bad)).

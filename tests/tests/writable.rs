@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use feedfs_tests::peers::{device_command, host_command, stop_device, wait_exit};
+use feedfs_tests::peers::{device_command, pipe_pair, stop_device, wait_exit};
 use feedfs_tests::relay::Rng;
 use feedfs_tests::*;
 
@@ -23,19 +23,7 @@ const SEED: u64 = 41;
 
 /// A writable device and a host joined by two pipes.
 fn start_pair(mnt: &Path, store: &Path, host_args: &[&str]) -> (Child, Child) {
-    let mut device = device_command(mnt, store, "--stdio")
-        .arg("--writable")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let host = host_command(host_args)
-        .stdin(Stdio::from(device.stdout.take().unwrap()))
-        .stdout(Stdio::from(device.stdin.take().unwrap()))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (device, host) = pipe_pair(mnt, store, &["--writable"], host_args);
     wait_for("the mount", Duration::from_secs(20), || is_mounted(mnt));
     (device, host)
 }
