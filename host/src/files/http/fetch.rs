@@ -77,7 +77,37 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(days * 86_400 + h * 3600 + m * 60 + sec))
 }
 
-/// ureq's error in words, without the URL (it may hold secrets).
+/// `t` as an HTTP date (IMF-fixdate, whole seconds): the form servers
+/// send in `Last-Modified`.
+pub fn format_http_date(t: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i128;
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = crate::files::stamp::civil_date(days);
+    format!(
+        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// Whether an answer's `name` header (`etag`, `last-modified`) says the
+/// version `was` found: the same ETag; the same Last-Modified, as text or
+/// as the same second (a date taken from a listing is written by us).
+fn same_version(name: &str, was: &str, now: Option<&str>) -> bool {
+    let Some(now) = now else { return false };
+    now == was
+        || (name == "last-modified"
+            && parse_http_date(now).is_some()
+            && parse_http_date(now) == parse_http_date(was))
+}
+
 /// A failed request as an error, whether it could be retried or not.
 fn request_error(shown: &str, e: ureq::Error) -> HttpError {
     match failure(shown, e) {
@@ -340,10 +370,10 @@ impl Remote {
             return Err(self.changed(format!("its size went from {} to {now} bytes", self.size)));
         }
         for (name, was) in [("etag", &self.etag), ("last-modified", &self.last_modified)] {
+            let Some(was) = was else { continue };
             let now = header(headers, name);
-            if was.is_some() && now != *was {
+            if !same_version(name, was, now.as_deref()) {
                 let now = now.unwrap_or_else(|| "none".into());
-                let was = was.as_deref().unwrap_or_default();
                 return Err(self.changed(format!("its {name} went from {was} to {now}")));
             }
         }
@@ -470,5 +500,38 @@ mod tests {
         let t = parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT").unwrap();
         assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 951_782_400);
         assert_eq!(parse_http_date("yesterday"), None);
+    }
+
+    #[test]
+    fn http_dates_are_written_as_servers_write_them() {
+        let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(format_http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+        let t = UNIX_EPOCH + Duration::from_millis(951_782_400_999);
+        assert_eq!(format_http_date(t), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(
+            format_http_date(UNIX_EPOCH),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+    }
+
+    #[test]
+    fn a_version_is_the_same_etag_or_the_same_second() {
+        let date = "Wed, 02 Dec 2026 06:49:03 GMT";
+        assert!(same_version("etag", "\"a\"", Some("\"a\"")));
+        assert!(!same_version("etag", "\"a\"", Some("\"b\"")));
+        assert!(!same_version("etag", "\"a\"", None));
+        assert!(same_version("last-modified", date, Some(date)));
+        // The same second, written without the day's name.
+        assert!(same_version(
+            "last-modified",
+            date,
+            Some("x 02 Dec 2026 06:49:03 GMT")
+        ));
+        assert!(!same_version(
+            "last-modified",
+            date,
+            Some("Wed, 02 Dec 2026 06:49:04 GMT")
+        ));
+        assert!(!same_version("last-modified", "garbage", Some("other")));
     }
 }
