@@ -25,6 +25,7 @@
 //! put into words here rather than shown as they are.
 
 pub mod ahead;
+mod date;
 #[cfg(test)]
 mod double;
 pub mod error;
@@ -45,8 +46,8 @@ use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConne
 use ureq::Agent;
 use xxhash_rust::xxh3::Xxh3Default;
 
+pub use date::parse_http_date;
 pub use error::HttpError;
-pub use fetch::parse_http_date;
 pub use url::is_url;
 
 /// How to fetch: `--header`, `--cacert`, `--retry-for`.

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::SystemTime;
 
+use super::date::format_http_date;
 use super::error::HttpError;
-use super::fetch::format_http_date;
 use super::{Client, ClientOptions, Remote};
 use crate::files::s3::list::{self, Listed};
 use crate::files::s3::{creds, Bucket, Endpoint, Object, S3Url};
