@@ -1,6 +1,6 @@
 //! Test double: a tiny HTTP/1.1 server on 127.0.0.1 that answers Range
 //! requests from bytes in memory with an ETag, keeps connections alive,
-//! counts the body bytes it sends, and can cut every body short (a fault
+//! counts the requests and the body bytes it sends, and can cut every body short (a fault
 //! the real nginx of the end-to-end tests cannot be made to show).
 
 use std::io::{BufRead, BufReader, Write};
@@ -14,6 +14,8 @@ pub struct Double {
     pub url: String,
     /// Body bytes sent so far.
     pub sent: Arc<AtomicU64>,
+    /// Requests answered so far.
+    pub requests: Arc<AtomicU64>,
     /// Send half of each body, then close the connection.
     pub short: Arc<AtomicBool>,
 }
@@ -23,20 +25,26 @@ impl Double {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/obj.img", listener.local_addr().unwrap());
         let sent = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(AtomicU64::new(0));
         let short = Arc::new(AtomicBool::new(false));
         let data = Arc::new(data);
-        let (s, f) = (sent.clone(), short.clone());
+        let (s, q, f) = (sent.clone(), requests.clone(), short.clone());
         thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (data, s, f) = (data.clone(), s.clone(), f.clone());
-                thread::spawn(move || serve(conn, &data, &s, &f));
+                let (data, s, q, f) = (data.clone(), s.clone(), q.clone(), f.clone());
+                thread::spawn(move || serve(conn, &data, &s, &q, &f));
             }
         });
-        Double { url, sent, short }
+        Double {
+            url,
+            sent,
+            requests,
+            short,
+        }
     }
 }
 
-fn serve(conn: TcpStream, data: &[u8], sent: &AtomicU64, short: &AtomicBool) {
+fn serve(conn: TcpStream, data: &[u8], sent: &AtomicU64, requests: &AtomicU64, short: &AtomicBool) {
     let mut out = conn.try_clone().unwrap();
     let mut lines = BufReader::new(conn);
     loop {
@@ -55,6 +63,7 @@ fn serve(conn: TcpStream, data: &[u8], sent: &AtomicU64, short: &AtomicBool) {
                 range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()));
             }
         }
+        requests.fetch_add(1, Ordering::SeqCst);
         let (a, b) = range.unwrap_or((0, data.len() - 1));
         let b = b.min(data.len() - 1);
         let body = &data[a..=b];

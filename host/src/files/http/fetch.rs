@@ -6,11 +6,12 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ureq::http::{HeaderMap, Response};
 use ureq::{Body, ResponseExt};
 
+use super::date::parse_http_date;
 use super::error::HttpError;
 use super::url::Url;
 use super::{Client, Remote};
@@ -54,30 +55,17 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`, the form servers send).
-pub fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let mut it = s.split_whitespace().skip(1);
-    let day: u64 = it.next()?.parse().ok()?;
-    let month = it.next()?;
-    let year: i64 = it.next()?.parse().ok()?;
-    let mut hms = it.next()?.split(':').map(|p| p.parse::<u64>().ok());
-    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|&n| n == month)? as i64 + 1;
-    // Days since 1970 of a proleptic Gregorian date (years from March).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
-    Some(UNIX_EPOCH + Duration::from_secs(days * 86_400 + h * 3600 + m * 60 + sec))
+/// Whether an answer's `name` header (`etag`, `last-modified`) says the
+/// version `was` found: the same ETag; the same Last-Modified, as text or
+/// as the same second (a date taken from a listing is written by us).
+fn same_version(name: &str, was: &str, now: Option<&str>) -> bool {
+    let Some(now) = now else { return false };
+    now == was
+        || (name == "last-modified"
+            && parse_http_date(now).is_some()
+            && parse_http_date(now) == parse_http_date(was))
 }
 
-/// ureq's error in words, without the URL (it may hold secrets).
 /// A failed request as an error, whether it could be retried or not.
 fn request_error(shown: &str, e: ureq::Error) -> HttpError {
     match failure(shown, e) {
@@ -340,10 +328,10 @@ impl Remote {
             return Err(self.changed(format!("its size went from {} to {now} bytes", self.size)));
         }
         for (name, was) in [("etag", &self.etag), ("last-modified", &self.last_modified)] {
+            let Some(was) = was else { continue };
             let now = header(headers, name);
-            if was.is_some() && now != *was {
+            if !same_version(name, was, now.as_deref()) {
                 let now = now.unwrap_or_else(|| "none".into());
-                let was = was.as_deref().unwrap_or_default();
                 return Err(self.changed(format!("its {name} went from {was} to {now}")));
             }
         }
@@ -464,11 +452,23 @@ mod tests {
     }
 
     #[test]
-    fn http_dates_are_read_as_utc() {
-        let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 784_111_777);
-        let t = parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 951_782_400);
-        assert_eq!(parse_http_date("yesterday"), None);
+    fn a_version_is_the_same_etag_or_the_same_second() {
+        let date = "Wed, 02 Dec 2026 06:49:03 GMT";
+        assert!(same_version("etag", "\"a\"", Some("\"a\"")));
+        assert!(!same_version("etag", "\"a\"", Some("\"b\"")));
+        assert!(!same_version("etag", "\"a\"", None));
+        assert!(same_version("last-modified", date, Some(date)));
+        // The same second, written without the day's name.
+        assert!(same_version(
+            "last-modified",
+            date,
+            Some("x 02 Dec 2026 06:49:03 GMT")
+        ));
+        assert!(!same_version(
+            "last-modified",
+            date,
+            Some("Wed, 02 Dec 2026 06:49:04 GMT")
+        ));
+        assert!(!same_version("last-modified", "garbage", Some("other")));
     }
 }

@@ -16,19 +16,22 @@
 //! retried with backoff (100 ms doubling to 2 s) for `--retry-for`; 401,
 //! 403, 404, 410, 416, a server that ignores Range, a TLS or DNS failure
 //! are errors at once. Connections are kept alive and pooled by one
-//! [`ureq::Agent`] shared by all URLs of the push; the stream's next runs
-//! are fetched ahead on several of them at once ([`ahead`]).
+//! [`ureq::Agent`] shared by all URLs of the push, acknowledging what they
+//! receive at once ([`tcp`]); the stream's next runs are fetched ahead on
+//! several of them at once ([`ahead`]).
 //!
 //! Secrets stay out of every message: URLs are shown by [`url::Url::shown`],
 //! header values (`--header`) are never printed, and ureq's own errors are
 //! put into words here rather than shown as they are.
 
 pub mod ahead;
+mod date;
 #[cfg(test)]
 mod double;
 pub mod error;
 mod fetch;
 pub mod s3;
+mod tcp;
 pub mod url;
 
 use std::fmt;
@@ -38,11 +41,13 @@ use std::time::Duration;
 
 use feedfs_protocol::Mtime;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector};
 use ureq::Agent;
 use xxhash_rust::xxh3::Xxh3Default;
 
+pub use date::parse_http_date;
 pub use error::HttpError;
-pub use fetch::parse_http_date;
 pub use url::is_url;
 
 /// How to fetch: `--header`, `--cacert`, `--retry-for`.
@@ -136,7 +141,7 @@ impl Client {
             }
             tls = tls.root_certs(RootCerts::new_with_certs(&certs));
         }
-        let agent: Agent = Agent::config_builder()
+        let config = Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(10)
             .user_agent(format!("feedfs-host/{}", env!("CARGO_PKG_VERSION")))
@@ -145,8 +150,13 @@ impl Client {
             .timeout_recv_response(Some(Duration::from_secs(30)))
             .timeout_recv_body(Some(Duration::from_secs(60)))
             .max_idle_connections_per_host(16)
-            .build()
-            .into();
+            .build();
+        // ureq's default chain with our TCP step ([`tcp`]); no SOCKS proxy.
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(tcp::QuickAckConnector)
+                .chain(RustlsConnector::default());
+        let agent = Agent::with_parts(config, connector, DefaultResolver::default());
         Ok(Client {
             agent,
             headers,

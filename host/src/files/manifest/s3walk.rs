@@ -1,7 +1,9 @@
 //! `s3://` arguments in the walk: an object is a file named by its key's
 //! last part; a prefix is a directory named by the prefix's last part (the
 //! bucket's name for a whole bucket) holding every object under it, with
-//! a directory for each `/`-separated part of their keys.
+//! a directory for each `/`-separated part of their keys. The objects'
+//! versions come from the listing, or from probes run side by side
+//! ([`crate::files::http::s3::objects`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use feedfs_protocol::{EntryKind, FileId, Mtime};
 
 use super::{Origin, ServedEntry, SkipReason, Stamp, WalkError, Walker};
 use crate::files::http::{s3 as fetch, Client, ClientOptions, HttpError};
+use crate::files::s3::list::Listed;
 use crate::files::s3::S3Url;
 
 impl Walker {
@@ -48,10 +51,10 @@ impl Walker {
             .filter_map(|o| o.last_modified)
             .max()
             .unwrap_or(UNIX_EPOCH);
-        let mut dirs: HashSet<String> = HashSet::new();
-        self.s3_dir(arg, &name, newest)?;
-        dirs.insert(name.clone());
-        for object in objects {
+        // The objects served, with their key's parts; then their versions,
+        // from the listing or probed in parallel; then the entries, in key order.
+        let mut served: Vec<(&Listed, Vec<&str>)> = Vec::new();
+        for object in &objects {
             let Some(rest) = object.key.strip_prefix(&url.key) else {
                 continue;
             };
@@ -70,6 +73,17 @@ impl Walker {
                 );
                 continue;
             }
+            served.push((object, parts));
+        }
+        let named: Vec<(&Listed, &str)> = served
+            .iter()
+            .map(|(o, parts)| (*o, parts[parts.len() - 1]))
+            .collect();
+        let remotes = fetch::objects(client, &bucket, &named)?;
+        let mut dirs: HashSet<String> = HashSet::new();
+        self.s3_dir(arg, &name, newest)?;
+        dirs.insert(name.clone());
+        for ((_, parts), remote) in served.iter().zip(remotes) {
             let mut rel = name.clone();
             for part in &parts[..parts.len() - 1] {
                 rel = format!("{rel}/{part}");
@@ -78,7 +92,6 @@ impl Walker {
                 }
             }
             rel = format!("{rel}/{}", parts[parts.len() - 1]);
-            let remote = fetch::probe(client, &bucket, &object.key, parts[parts.len() - 1])?;
             self.remote_at(remote, rel)?;
         }
         Ok(())
