@@ -406,3 +406,73 @@ fn a_write_the_full_store_cannot_hold_fails_with_enospc_and_loses_nothing_writte
     device.wait().unwrap();
     wait_exit(&mut host, Duration::from_secs(20));
 }
+
+#[test]
+fn two_thousand_written_files_fit_ulimit_1024() {
+    use std::os::unix::process::CommandExt;
+    const FILES: u64 = 2000;
+    let s = Scratch::new("writable-many");
+    let src = s.root.join("src");
+    for i in 0..FILES {
+        write_file(&src.join(format!("d{}/f{i}", i / 500)), 8192, i, 0o644);
+    }
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let limited = |cmd: &mut Command| {
+        // SAFETY: the closure runs between fork and exec and only calls
+        // setrlimit, which is async-signal-safe and allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::resource::setrlimit(
+                    nix::sys::resource::Resource::RLIMIT_NOFILE,
+                    1024,
+                    1024,
+                )?;
+                Ok(())
+            });
+        }
+    };
+    let mut device = device_command(&mnt, &store, "--stdio");
+    device
+        .arg("--writable")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    limited(&mut device);
+    let mut device = device.spawn().unwrap();
+    let mut host = feedfs_tests::peers::host_command(&[src.to_str().unwrap()])
+        .stdin(Stdio::from(device.stdout.take().unwrap()))
+        .stdout(Stdio::from(device.stdin.take().unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_exit(&mut host, Duration::from_secs(120)).success());
+    let path = |i: u64| mnt.join(format!("src/d{}/f{i}", i / 500));
+    for i in 0..FILES {
+        let f = OpenOptions::new().write(true).open(path(i)).unwrap();
+        f.write_all_at(&i.to_le_bytes(), 100).unwrap();
+    }
+    let fds = fs::read_dir(format!("/proc/{}/fd", device.id()))
+        .unwrap()
+        .count();
+    assert!(fds < 1024, "{fds} descriptors open in the daemon");
+    let check = || {
+        for i in (0..FILES).step_by(7) {
+            let mut want = content(i, 0, 8192);
+            want[100..108].copy_from_slice(&i.to_le_bytes());
+            assert_same(&whole(&path(i)), &want, &format!("file {i}"));
+        }
+    };
+    check();
+    stop_device(device.id() as i32, &mnt);
+    device.wait().unwrap();
+    let mut offline = device_command(&mnt, &store, "--offline");
+    offline.stderr(Stdio::null());
+    limited(&mut offline);
+    let mut offline = offline.spawn().unwrap();
+    wait_for("the offline mount", Duration::from_secs(60), || {
+        is_mounted(&mnt)
+    });
+    check();
+    stop_device(offline.id() as i32, &mnt);
+    offline.wait().unwrap();
+}

@@ -90,7 +90,9 @@ impl StoredFile {
                 .is_some_and(|w| w.written.get(p).unwrap_or(false))
         };
         let slots = match writes.as_ref() {
-            Some(w) if present.iter().any(|&p| written(p)) => w.read_slots(lo, hi - lo + 1)?,
+            Some(w) if present.iter().any(|&p| written(p)) => {
+                w.read_slots(pair.writes()?, lo, hi - lo + 1)?
+            }
             _ => Vec::new(),
         };
         let verdicts: Vec<(u64, Verdict)> = present
@@ -117,8 +119,8 @@ impl StoredFile {
         if let Some(w) = writes.as_mut() {
             for &(p, v) in &verdicts {
                 match v {
-                    Verdict::Unwritten { .. } => w.mark(p, p, false)?,
-                    Verdict::Older(slot) => w.write_slots(p, &[slot])?,
+                    Verdict::Unwritten { .. } => w.mark(pair.writes()?, p, p, false)?,
+                    Verdict::Older(slot) => w.write_slots(pair.writes()?, p, &[slot])?,
                     _ => {}
                 }
             }

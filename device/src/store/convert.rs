@@ -76,6 +76,7 @@ impl MapFile {
             Pair {
                 data: pair.data,
                 map,
+                writes: pair.writes,
             },
             dropped,
         ))

@@ -295,9 +295,19 @@ impl MapFile {
                 .truncate(false)
                 .open(p)
         };
+        let writes = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(writes_path(&self.data_path))
+        {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
         Ok(Pair {
             data: rw(&self.data_path)?,
             map: rw(&self.map_path)?,
+            writes,
         })
     }
 

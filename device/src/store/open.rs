@@ -1,6 +1,6 @@
-//! The store files open at once: a bounded set of (data, map) descriptor
-//! pairs, the least recently used closed first, and the process's limit on
-//! open descriptors.
+//! The store files open at once: a bounded set of (data, map, and for a
+//! file written on the device its writes file) descriptors, the least
+//! recently used closed first, and the process's limit on open descriptors.
 //!
 //! Invariant: at most `cap` pairs are kept open; a caller holding a pair
 //! (an `Arc`) keeps it usable even if it is closed meanwhile, so the
@@ -34,10 +34,21 @@ pub fn raise_open_file_limit() {
     }
 }
 
-/// A served file's two store files, open.
+/// A served file's store files, open: its data and map, and its writes
+/// file if it has one.
 pub(super) struct Pair {
     pub(super) data: File,
     pub(super) map: File,
+    pub(super) writes: Option<File>,
+}
+
+impl Pair {
+    /// The writes file, which the caller knows exists.
+    pub(super) fn writes(&self) -> io::Result<&File> {
+        self.writes
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the writes file is not open"))
+    }
 }
 
 /// The served files whose store files are open, at most `cap` of them; the

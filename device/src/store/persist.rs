@@ -112,7 +112,11 @@ impl MapFile {
         map.write_all_at(header, 0)
             .with_context(|| format!("cannot write store file {}", self.map_path.display()))?;
         *self.state.get_mut().expect("fresh mutex") = MapState::new(self.pages);
-        Ok(Pair { data, map })
+        Ok(Pair {
+            data,
+            map,
+            writes: old.writes,
+        })
     }
 
     /// Write the bits set or cleared since the last write to the map file.

@@ -171,7 +171,14 @@ fn a_map_that_cannot_be_written_does_not_lose_a_stored_page() {
     // Writes to the map fail from now on (as on a full disk).
     let data = OpenOptions::new().write(true).open(&f.f.data_path).unwrap();
     let map = File::open(&f.f.map_path).unwrap();
-    f.f.open.put(f.f.slot, Pair { data, map });
+    f.f.open.put(
+        f.f.slot,
+        Pair {
+            data,
+            map,
+            writes: None,
+        },
+    );
     assert!(
         put_err(&f, 0),
         "the CRCs cannot be written: the run is not stored"
@@ -240,6 +247,7 @@ fn the_least_recently_used_pair_is_closed_first() {
         Ok(Pair {
             data: File::open("/dev/null")?,
             map: File::open("/dev/null")?,
+            writes: None,
         })
     };
     let open = OpenFiles::new(3);

@@ -109,8 +109,9 @@ impl StoredFile {
             return Ok(());
         };
         // Every write marks its file unsynced before its data goes out.
-        self.f.pair()?.data.sync_data()?;
-        w.sync()
+        let pair = self.f.pair()?;
+        pair.data.sync_data()?;
+        w.sync(pair.writes()?)
     }
 
     /// Bytes of this file written on the device.
@@ -168,9 +169,12 @@ impl MapFile {
                 &writes_path(&self.data_path),
                 self.own.clone(),
             )?);
+            // Opened again, with the new file.
+            self.open.close(self.slot);
         }
         let w = writes.as_mut().expect("created above");
         let pair = self.pair()?;
+        let wf = pair.writes()?;
         let partial = self.partial_pages(offset, len);
         let (present, was_written): (Vec<bool>, Vec<bool>) = {
             let st = self.lock();
@@ -216,7 +220,7 @@ impl MapFile {
             buf
         };
         let own = if was_written.contains(&true) {
-            w.read_slots(first, count)?
+            w.read_slots(wf, first, count)?
         } else {
             Vec::new()
         };
@@ -244,12 +248,12 @@ impl MapFile {
             })
             .collect();
         // The order a crash relies on: slots, bits, data.
-        w.write_slots(first, &slots)?;
+        w.write_slots(wf, first, &slots)?;
         if was_written.contains(&false) {
-            w.mark(first, last, true)?;
+            w.mark(wf, first, last, true)?;
         }
         if let Err(source) = pair.data.write_all_at(buf, start) {
-            let dropped = self.undo(w, first, &present, &was_written);
+            let dropped = self.undo(w, wf, first, &present, &was_written);
             return Err(WriteError::Data { source, dropped });
         }
         let mut st = self.lock();
@@ -268,7 +272,14 @@ impl MapFile {
     /// are torn, the others become missing (the host's are fetched again)
     /// and lose their written bit. Returns how many present pages became
     /// missing.
-    fn undo(&self, w: &mut Writes, first: u64, present: &[bool], was_written: &[bool]) -> u64 {
+    fn undo(
+        &self,
+        w: &mut Writes,
+        wf: &std::fs::File,
+        first: u64,
+        present: &[bool],
+        was_written: &[bool],
+    ) -> u64 {
         let last = first + present.len() as u64 - 1;
         let mut st = self.lock();
         let mut dropped = 0;
@@ -285,7 +296,7 @@ impl MapFile {
             }
         }
         drop(st);
-        if let Err(e) = w.write_bits(first, last) {
+        if let Err(e) = w.write_bits(wf, first, last) {
             // Their slots say what they should hold: a reopen drops them.
             log::warn!("store: cannot clear the bits of a failed write: {e}");
         }

@@ -44,7 +44,9 @@ impl StoredFile {
             }
         }
         let path = w.path().to_path_buf();
-        drop(w);
+        drop((w, pair));
+        // Closed with the pair, so no descriptor keeps the removed file.
+        self.f.open.close(self.f.slot);
         fs::remove_file(&path)?;
         if let Some(dir) = path.parent() {
             fs::File::open(dir)?.sync_all()?;

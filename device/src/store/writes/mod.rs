@@ -181,10 +181,11 @@ impl Layout {
     }
 }
 
-/// An open writes file and its written pages in memory.
+/// A writes file's header and written pages, in memory. Its descriptor is
+/// the caller's (the store keeps it with the file's data and map, bounded
+/// like them); each method that reads or writes takes it.
 pub struct Writes {
     path: PathBuf,
-    file: File,
     layout: Layout,
     pub header: WritesHeader,
     pub written: Bitmap,
@@ -218,7 +219,6 @@ impl Writes {
         let written = Bitmap::from_bytes(&bits, header.pages());
         Ok(Some(Writes {
             path: path.to_path_buf(),
-            file,
             layout,
             header,
             written,
@@ -245,10 +245,10 @@ impl Writes {
         if let Some(dir) = path.parent() {
             File::open(dir)?.sync_all()?;
         }
+        drop(file);
         let pages = header.pages();
         Ok(Writes {
             path: path.to_path_buf(),
-            file,
             layout,
             header,
             written: Bitmap::new(pages),
@@ -260,49 +260,46 @@ impl Writes {
         &self.path
     }
 
-    /// Slots of pages `first..first + count`.
-    pub fn read_slots(&self, first: u64, count: u64) -> io::Result<Vec<Slot>> {
+    /// Slots of pages `first..first + count`, read from `file`.
+    pub fn read_slots(&self, file: &File, first: u64, count: u64) -> io::Result<Vec<Slot>> {
         let mut raw = vec![0u8; (SLOT_LEN * count) as usize];
-        self.file
-            .read_exact_at(&mut raw, self.layout.slots_off + SLOT_LEN * first)?;
+        file.read_exact_at(&mut raw, self.layout.slots_off + SLOT_LEN * first)?;
         Ok(raw
             .chunks_exact(SLOT_LEN as usize)
             .map(Slot::decode)
             .collect())
     }
 
-    /// Write the slots of pages `first..first + slots.len()`.
-    pub fn write_slots(&mut self, first: u64, slots: &[Slot]) -> io::Result<()> {
+    /// Write the slots of pages `first..first + slots.len()` to `file`.
+    pub fn write_slots(&mut self, file: &File, first: u64, slots: &[Slot]) -> io::Result<()> {
         let mut raw = vec![0u8; SLOT_LEN as usize * slots.len()];
         for (s, b) in slots.iter().zip(raw.chunks_exact_mut(SLOT_LEN as usize)) {
             s.encode(b);
         }
         self.unsynced = true;
-        self.file
-            .write_all_at(&raw, self.layout.slots_off + SLOT_LEN * first)
+        file.write_all_at(&raw, self.layout.slots_off + SLOT_LEN * first)
     }
 
     /// Set (or clear) the bits of pages `first..=last` in memory and write
-    /// the bytes of the bitmap that hold them.
-    pub fn mark(&mut self, first: u64, last: u64, written: bool) -> io::Result<()> {
+    /// the bytes of the bitmap that hold them to `file`.
+    pub fn mark(&mut self, file: &File, first: u64, last: u64, written: bool) -> io::Result<()> {
         for p in first..=last {
             let _ = self.written.set(p, written);
         }
-        self.write_bits(first, last)
+        self.write_bits(file, first, last)
     }
 
-    /// Write the bytes of the bitmap that hold pages `first..=last`.
-    pub fn write_bits(&mut self, first: u64, last: u64) -> io::Result<()> {
+    /// Write the bytes of the bitmap that hold pages `first..=last` to `file`.
+    pub fn write_bits(&mut self, file: &File, first: u64, last: u64) -> io::Result<()> {
         let bytes = self.written.bytes(first / 8, last / 8 - first / 8 + 1);
         self.unsynced = true;
-        self.file
-            .write_all_at(&bytes, self.layout.bitmap_off + first / 8)
+        file.write_all_at(&bytes, self.layout.bitmap_off + first / 8)
     }
 
-    /// Make everything written so far durable.
-    pub fn sync(&mut self) -> io::Result<()> {
+    /// Make everything written to `file` so far durable.
+    pub fn sync(&mut self, file: &File) -> io::Result<()> {
         if std::mem::take(&mut self.unsynced) {
-            if let Err(e) = self.file.sync_data() {
+            if let Err(e) = file.sync_data() {
                 self.unsynced = true;
                 return Err(e);
             }

@@ -68,9 +68,11 @@ fn crash_after_the_slot(dir: &std::path::Path, e: &feedfs_protocol::Entry, slot:
         .join("files")
         .join(super::super::key_of(&e.path))
         .with_extension("data");
-    let mut w = Writes::open(&writes_path(&data)).unwrap().unwrap();
-    w.write_slots(1, &[slot]).unwrap();
-    w.mark(1, 1, true).unwrap();
+    let path = writes_path(&data);
+    let mut w = Writes::open(&path).unwrap().unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    w.write_slots(&file, 1, &[slot]).unwrap();
+    w.mark(&file, 1, 1, true).unwrap();
 }
 
 #[test]
