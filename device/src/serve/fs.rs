@@ -17,7 +17,7 @@
 use std::ffi::OsStr;
 use std::time::{Duration, SystemTime};
 
-use feedfs_protocol::{EntryKind, FileId};
+use feedfs_protocol::EntryKind;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags, IoctlFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -27,30 +27,14 @@ use fuser::{
 
 use crate::serve::core::SharedCore;
 use crate::serve::opens::Opens;
+use crate::serve::tree::{Node, Tree};
 
 /// Attributes never change while mounted.
 const TTL: Duration = Duration::from_secs(24 * 3600);
 
-struct Node {
-    /// The host's id, for files and listed directories.
-    id: Option<FileId>,
-    kind: EntryKind,
-    size: u64,
-    mode: u32,
-    mtime: SystemTime,
-    /// A symbolic link's target (empty for other kinds).
-    target: String,
-    parent: u64,
-    /// Children sorted by name: (name, inode).
-    children: Vec<(String, u64)>,
-}
-
 pub struct FeedFs {
     core: SharedCore,
-    /// Inode `i` is `nodes[i - 1]`; inode 1 is the root.
-    nodes: Vec<Node>,
-    uid: u32,
-    gid: u32,
+    tree: Tree,
     /// Tells the daemon the FUSE session ended.
     on_unmount: Box<dyn Fn() + Send + Sync>,
     opens: Opens,
@@ -64,57 +48,9 @@ impl FeedFs {
         writable: bool,
         on_unmount: impl Fn() + Send + Sync + 'static,
     ) -> FeedFs {
-        let newest = core
-            .manifest()
-            .entries()
-            .iter()
-            .map(|e| e.mtime)
-            .max()
-            .unwrap_or_default();
-        let mut nodes = vec![Node {
-            id: None,
-            kind: EntryKind::Dir,
-            size: 0,
-            mode: 0o755,
-            mtime: newest.to_system_time(),
-            target: String::new(),
-            parent: 1,
-            children: Vec::new(),
-        }];
-        let mut ino_of_path: std::collections::HashMap<&str, u64> = Default::default();
-        ino_of_path.insert("", 1);
-        for e in core.manifest().entries() {
-            let ino = nodes.len() as u64 + 1;
-            // Parents come before children in the manifest.
-            let parent = ino_of_path.get(e.parent()).copied().unwrap_or(1);
-            nodes[(parent - 1) as usize]
-                .children
-                .push((e.name().to_string(), ino));
-            ino_of_path.insert(e.path.as_str(), ino);
-            nodes.push(Node {
-                id: e.id,
-                kind: e.kind,
-                size: e.size,
-                mode: e.mode,
-                mtime: e.mtime.to_system_time(),
-                target: e.target.clone(),
-                parent,
-                children: Vec::new(),
-            });
-        }
-        drop(ino_of_path);
-        for n in &mut nodes {
-            n.children.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        let (uid, gid) = (
-            nix::unistd::geteuid().as_raw(),
-            nix::unistd::getegid().as_raw(),
-        );
         FeedFs {
+            tree: Tree::new(core.manifest()),
             core,
-            nodes,
-            uid,
-            gid,
             on_unmount: Box::new(on_unmount),
             opens: Opens::default(),
             writable,
@@ -122,32 +58,11 @@ impl FeedFs {
     }
 
     fn node(&self, ino: INodeNo) -> Option<&Node> {
-        self.nodes.get((ino.0 as usize).checked_sub(1)?)
+        self.tree.node(ino)
     }
 
     fn attr(&self, ino: u64, n: &Node) -> FileAttr {
-        let (kind, nlink, size) = match n.kind {
-            EntryKind::File => (FileType::RegularFile, 1, n.size),
-            EntryKind::Dir => (FileType::Directory, 2, 0),
-            EntryKind::Symlink => (FileType::Symlink, 1, n.target.len() as u64),
-        };
-        FileAttr {
-            ino: INodeNo(ino),
-            size,
-            blocks: size.div_ceil(512),
-            atime: n.mtime,
-            mtime: n.mtime,
-            ctime: n.mtime,
-            crtime: n.mtime,
-            kind,
-            perm: n.mode as u16,
-            nlink,
-            uid: self.uid,
-            gid: self.gid,
-            rdev: 0,
-            blksize: 65536,
-            flags: 0,
-        }
+        self.tree.attr(ino, n)
     }
 }
 
@@ -166,8 +81,10 @@ impl Filesystem for FeedFs {
         match p.children.binary_search_by(|c| c.0.as_str().cmp(name)) {
             Ok(i) => {
                 let ino = p.children[i].1;
-                let n = &self.nodes[(ino - 1) as usize];
-                reply.entry(&TTL, &self.attr(ino, n), Generation(0));
+                match self.tree.node(INodeNo(ino)) {
+                    Some(n) => reply.entry(&TTL, &self.attr(ino, n), Generation(0)),
+                    None => reply.error(Errno::ENOENT),
+                }
             }
             Err(_) => reply.error(Errno::ENOENT),
         }
@@ -277,7 +194,11 @@ impl Filesystem for FeedFs {
             .enumerate()
             .skip(offset as usize)
         {
-            let kind = match self.nodes[(*child - 1) as usize].kind {
+            let kind = match self
+                .tree
+                .node(INodeNo(*child))
+                .map_or(EntryKind::File, |c| c.kind)
+            {
                 EntryKind::File => FileType::RegularFile,
                 EntryKind::Dir => FileType::Directory,
                 EntryKind::Symlink => FileType::Symlink,
@@ -295,7 +216,7 @@ impl Filesystem for FeedFs {
             bytes.div_ceil(4096),
             0,
             0,
-            self.nodes.len() as u64,
+            self.tree.inodes(),
             0,
             4096,
             255,

@@ -8,7 +8,9 @@
 //! wire ever becomes a path on the device.
 //!
 //! This module owns the store directory: its lock, the saved manifest and
-//! pruning. One served file's copy is [`file`], the checks of what an
+//! pruning. One served file's copy is [`file`], how a run from the host
+//! lands in it [`land`], the pages written on the device (`--writable`)
+//! [`writes`], the checks of what an
 //! earlier daemon stored [`check`], its map's format [`layout`], how the
 //! map reaches the disk [`persist`] and how a map of store format 1 is
 //! converted [`convert`]; the descriptors open at once are bounded by
@@ -26,6 +28,7 @@ mod check;
 mod convert;
 mod file;
 mod holes;
+mod land;
 mod layout;
 mod open;
 mod persist;
