@@ -45,7 +45,11 @@ fn sha256(path: &Path) -> String {
         .arg(path)
         .output()
         .expect("sha256sum (coreutils) runs");
-    assert!(out.status.success(), "sha256sum {}: {out:?}", path.display());
+    assert!(
+        out.status.success(),
+        "sha256sum {}: {out:?}",
+        path.display()
+    );
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
@@ -130,7 +134,7 @@ fn push(mnt: &Path, store: &Path, image: &Path, args: &[&str], log: &Path) -> Ch
 /// Wait for the image to be served at its full size.
 fn wait_served(mnt: &Path, served: &Path, size: u64, what: &str) {
     wait_for(what, Duration::from_secs(30), || {
-        is_mounted(mnt) && fs::metadata(served).map(|m| m.len()) == Ok(size)
+        is_mounted(mnt) && fs::metadata(served).is_ok_and(|m| m.len() == size)
     });
 }
 
