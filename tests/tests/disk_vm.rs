@@ -131,11 +131,21 @@ fn push(mnt: &Path, store: &Path, image: &Path, args: &[&str], log: &Path) -> Ch
         .unwrap()
 }
 
-/// Wait for the image to be served at its full size.
-fn wait_served(mnt: &Path, served: &Path, size: u64, what: &str) {
+/// Wait for the image to be served at its full size; fail at once, with
+/// the logs, if `starter` (the push or the daemon) exits first.
+fn wait_served(served: &Path, size: u64, what: &str, starter: &mut Child, logs: &[PathBuf]) {
+    let mnt = served.parent().unwrap();
+    let ready = || is_mounted(mnt) && fs::metadata(served).is_ok_and(|m| m.len() == size);
+    let mut exited = None;
     wait_for(what, Duration::from_secs(30), || {
-        is_mounted(mnt) && fs::metadata(served).is_ok_and(|m| m.len() == size)
+        exited = starter.try_wait().unwrap();
+        ready() || exited.is_some()
     });
+    assert!(
+        ready(),
+        "{what}: its starter exited first ({exited:?})\n{}",
+        tails(logs)
+    );
 }
 
 /// SIGKILL the daemon using `store` and detach the dead mount it leaves.
@@ -177,7 +187,13 @@ fn qemu_boots_read_write_from_an_image_on_a_writable_mount_while_it_streams() {
         &["--rate", RATE, "--compress", "none"],
         &host_log,
     );
-    wait_served(&mnt, &served, size, "the image on the writable mount");
+    wait_served(
+        &served,
+        size,
+        "the image on the writable mount",
+        &mut host,
+        &logs,
+    );
     assert!(
         host.try_wait().unwrap().is_none(),
         "the push ended before the first boot: nothing streamed during it (lower RATE)\n{}",
@@ -200,7 +216,11 @@ fn qemu_boots_read_write_from_an_image_on_a_writable_mount_while_it_streams() {
         "the second push did not finish the image\n{}",
         tails(&logs)
     );
-    wait_served(&mnt, &served, size, "the image after the second push");
+    assert!(
+        is_mounted(&mnt) && fs::metadata(&served).is_ok_and(|m| m.len() == size),
+        "the image is not served after the second push\n{}",
+        tails(&logs)
+    );
     let t_host = boot("feedfs-check-host", &served, "--check", &logs);
 
     // 3. SIGKILL again; offline, a boot checks.
@@ -213,8 +233,14 @@ fn qemu_boots_read_write_from_an_image_on_a_writable_mount_while_it_streams() {
         .stderr(File::create(&offline_log).unwrap())
         .spawn()
         .unwrap();
-    wait_served(&mnt, &served, size, "the image on the offline mount");
     let logs = [offline_log, store.join("log/daemon.log")];
+    wait_served(
+        &served,
+        size,
+        "the image on the offline mount",
+        &mut offline,
+        &logs,
+    );
     let t_offline = boot("feedfs-check-offline", &served, "--check", &logs);
     stop_device(offline.id() as i32, &mnt);
     assert!(offline.wait().unwrap().success(), "{}", tails(&logs));
