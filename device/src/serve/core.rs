@@ -254,11 +254,6 @@ impl<R: Reply> Core<R> {
             }
         };
         self.lost(scan.dropped);
-        if file.torn_in(read.first, read.last) {
-            log::error!("read of a torn page of {}: EIO", self.path_of(id));
-            reply.error(Errno::EIO);
-            return;
-        }
         if scan.missing == 0 {
             self.log_served(file, &read);
             return serve(file, &read, reply);
@@ -298,7 +293,11 @@ impl<R: Reply> Core<R> {
         match parked {
             Park::Ready(read, reply) => {
                 self.log_served(file, &read);
+                let span = reply.writes_pages();
                 serve(file, &read, reply);
+                if let Some(span) = span {
+                    self.written(file, read.file, span);
+                }
             }
             Park::NoLink(_, reply) => {
                 log::debug!(
@@ -438,8 +437,12 @@ fn log_opened(files: &[Option<StoredFile>]) {
     }
 }
 
-/// Answer a read from the store.
+/// Answer a read from the store (EIO if it needs a torn page).
 fn serve(file: &StoredFile, read: &ReadAt, reply: impl Reply) {
+    if file.torn_in(read.first, read.last) {
+        log::error!("read at {} needs a torn page: EIO", read.offset);
+        return reply.error(Errno::EIO);
+    }
     thread_local! {
         /// Each thread that answers reads from the store reads into its own
         /// buffer, kept from read to read.

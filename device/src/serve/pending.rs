@@ -328,9 +328,10 @@ impl<R: Reply> Pending<R> {
     }
 
     /// Pages `first..first + count` were checked and are on their way to
-    /// the store: the reads that lie wholly within them are handed back, to
-    /// be answered from their bytes now; the others keep waiting for them
-    /// to be stored. Also returned: the runs of these pages that were
+    /// the store: the reads that lie wholly within them and need none of
+    /// the `present` ones are handed back, to be answered from their bytes
+    /// now; the others keep waiting for them to be stored. (A present page
+    /// may hold other bytes than the host's: one written on the device.) Also returned: the runs of these pages that were
     /// neither `present` nor on their way already (the others are
     /// duplicates: drop them).
     pub fn begin_landing(
@@ -354,7 +355,7 @@ impl<R: Reply> Pending<R> {
                 if self
                     .reads
                     .get(&rid)
-                    .is_some_and(|r| r.read.within(first, end))
+                    .is_some_and(|r| r.read.within(first, end) && !r.read.pages().any(&present))
                 {
                     within.push(rid);
                 }

@@ -183,24 +183,25 @@ enum Verdict {
 }
 
 /// Judge a written page whose bytes have CRC `crc` by its slot: as
-/// written, as it was before the last write, or torn. The host's content
-/// can be fetched again, so a torn write over it leaves the host's page
-/// (missing until it lands); only a torn write over the device's own
-/// content is lost, and reported.
+/// written (the slot's CRC), as it was before the last write (the CRC of
+/// what it replaced: the host's page, a missing page's bytes, an earlier
+/// write), or torn: bytes that match neither, which a crash can leave only
+/// when the disk reordered the writes (a power cut), and which may hide an
+/// earlier write that was synced. Torn is reported, never guessed at.
 fn judge_written(crc: u32, slot: Slot) -> Verdict {
     if crc == slot.crc {
         return Verdict::Good;
     }
+    if crc != slot.before_crc {
+        return Verdict::Torn;
+    }
     match slot.before {
-        Before::Host => Verdict::Unwritten {
-            keep: crc == slot.before_crc,
-        },
+        Before::Host => Verdict::Unwritten { keep: true },
         Before::Missing => Verdict::Unwritten { keep: false },
-        Before::Own if crc == slot.before_crc => Verdict::Older(Slot {
+        Before::Own => Verdict::Older(Slot {
             crc,
             before_crc: crc,
             before: Before::Own,
         }),
-        Before::Own => Verdict::Torn,
     }
 }

@@ -11,7 +11,7 @@ use feedfs_protocol::reqlog::Outcome;
 use feedfs_protocol::{page_offset, run_len, FileId};
 use fuser::Errno;
 
-use super::{serve, Core};
+use super::Core;
 use crate::serve::demand;
 use crate::serve::pending::Reply;
 
@@ -134,9 +134,13 @@ impl<R: Reply> Core<R> {
             for r in begun.early {
                 // Checked against their CRCs; the read lies within these pages.
                 self.ended(&r, Outcome::Served);
+                let span = r.reply.writes_pages();
                 match data {
                     Some(d) => r.reply.data(r.read.slice(run_start, d)),
                     None => r.reply.data(&vec![0; r.read.bytes(file.size()) as usize]),
+                }
+                if let Some(span) = span {
+                    self.written(file, id, span);
                 }
             }
             for (f, c) in begun.fresh {
@@ -197,10 +201,7 @@ impl<R: Reply> Core<R> {
                 log::warn!("store: cannot write the page map: {e}");
             }
         }
-        for r in done {
-            self.ended(&r, Outcome::Served);
-            serve(file, &r.read, r.reply);
-        }
+        self.serve_all(file, done);
         self.maybe_complete();
         Ok(())
     }

@@ -11,10 +11,12 @@ use std::sync::Arc;
 use feedfs_protocol::{page_offset, run_len, FileId};
 use fuser::{Errno, ReplyWrite};
 
-use crate::serve::pending::{ReadAt, Reply};
+use crate::serve::pending::{ReadAt, Reply, Taken};
+use crate::store::StoredFile;
 use crate::store::{WriteError, WriteTarget};
+use feedfs_protocol::reqlog::Outcome;
 
-use super::Core;
+use super::{serve, Core};
 
 /// How a write is answered: fuser's `ReplyWrite`, or a test's double.
 pub trait WriteReply: Send {
@@ -37,6 +39,17 @@ impl WriteReply for ReplyWrite {
 pub enum Waiter<R> {
     Read(R),
     Write(Box<ParkedWrite>),
+}
+
+impl<R> Waiter<R> {
+    /// The pages a write makes present once it is answered: `(first,
+    /// count)`; `None` for a read.
+    pub fn writes_pages(&self) -> Option<(u64, u64)> {
+        match self {
+            Waiter::Read(_) => None,
+            Waiter::Write(w) => Some(feedfs_protocol::pages_of(w.offset, w.data.len() as u64)),
+        }
+    }
 }
 
 impl<R: Reply> Reply for Waiter<R> {
@@ -133,10 +146,11 @@ impl<R: Reply> Core<R> {
             return match file.write(offset, data, None) {
                 Ok(fresh) => {
                     self.present_pages.fetch_add(fresh, Ordering::Relaxed);
+                    reply.written(data.len() as u32);
                     if fresh > 0 {
+                        self.written(file, id, (first, count));
                         self.maybe_complete();
                     }
-                    reply.written(data.len() as u32)
                 }
                 Err(e) => {
                     log::error!("write to {} at {offset} failed: {e}", self.path_of(id));
@@ -159,6 +173,50 @@ impl<R: Reply> Core<R> {
             present_pages: self.present_pages.clone(),
         };
         self.park(file, read, Waiter::Write(Box::new(parked)));
+    }
+
+    /// Pages `first..first + count` of file `id` became present by a write:
+    /// reads (and writes) parked for them are answered from the store now,
+    /// since no run will land them.
+    pub(super) fn written(&self, file: &StoredFile, id: FileId, (first, count): (u64, u64)) {
+        let done = self.landed_by_write(file, id, first, count);
+        self.serve_all(file, done);
+    }
+
+    /// Hand the table the pages of `first..first + count` a write made
+    /// present (a write that failed made none: they stay waited for), and
+    /// take back the reads they complete.
+    fn landed_by_write(
+        &self,
+        file: &StoredFile,
+        id: FileId,
+        first: u64,
+        count: u64,
+    ) -> Vec<Taken<Waiter<R>>> {
+        let present = file.present_in(first, count);
+        let pages: Vec<u64> = (first..first + count)
+            .filter(|&p| present[(p - first) as usize])
+            .collect();
+        let mut p = self.pending();
+        crate::serve::demand::runs(&pages)
+            .into_iter()
+            .flat_map(|(a, n)| p.table.landed(id, a, n))
+            .collect()
+    }
+
+    /// Answer parked reads and writes from the store, and what the writes
+    /// among them complete in turn.
+    pub(super) fn serve_all(&self, file: &StoredFile, done: Vec<Taken<Waiter<R>>>) {
+        let mut todo = done;
+        while let Some(r) = todo.pop() {
+            let span = r.reply.writes_pages();
+            self.ended(&r, Outcome::Served);
+            let id = r.read.file;
+            serve(file, &r.read, r.reply);
+            if let Some((first, count)) = span {
+                todo.extend(self.landed_by_write(file, id, first, count));
+            }
+        }
     }
 
     /// Make the writes to file `id` durable (fsync, fdatasync).

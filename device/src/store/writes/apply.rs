@@ -229,6 +229,16 @@ impl MapFile {
         } else {
             Vec::new()
         };
+        // What a missing page's bytes in the data file are now (a hole, or
+        // a dropped page's): a crash before the data lands leaves them, and
+        // a reopen tells that from a torn write by their CRC.
+        let old = if present.contains(&false) {
+            let mut old = vec![0u8; run_len(self.size, first, count)];
+            pair.data.read_exact_at(&mut old, start)?;
+            old
+        } else {
+            Vec::new()
+        };
         let slots: Vec<Slot> = (0..count as usize)
             .map(|i| {
                 let from = (page_offset(first + i as u64) - start) as usize;
@@ -238,7 +248,10 @@ impl MapFile {
                 } else if present[i] {
                     (host[i], Before::Host)
                 } else {
-                    (0, Before::Missing)
+                    (
+                        crc32fast::hash(&old[from..from + page_len(self.size, first + i as u64)]),
+                        Before::Missing,
+                    )
                 };
                 Slot {
                     crc,

@@ -283,10 +283,17 @@ impl Writes {
     /// Set (or clear) the bits of pages `first..=last` in memory and write
     /// the bytes of the bitmap that hold them to `file`.
     pub fn mark(&mut self, file: &File, first: u64, last: u64, written: bool) -> io::Result<()> {
-        for p in first..=last {
-            let _ = self.written.set(p, written);
+        let was: Vec<bool> = (first..=last)
+            .map(|p| self.written.set(p, written).unwrap_or(written))
+            .collect();
+        let wrote = self.write_bits(file, first, last);
+        if wrote.is_err() {
+            // Not on the disk: nor in memory, so the next write tries again.
+            for (p, w) in (first..=last).zip(was) {
+                let _ = self.written.set(p, w);
+            }
         }
-        self.write_bits(file, first, last)
+        wrote
     }
 
     /// Write the bytes of the bitmap that hold pages `first..=last` to `file`.
