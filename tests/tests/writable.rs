@@ -476,3 +476,51 @@ fn two_thousand_written_files_fit_ulimit_1024() {
     stop_device(offline.id() as i32, &mnt);
     offline.wait().unwrap();
 }
+
+#[test]
+fn a_damaged_writes_file_holds_its_file_until_discard_drops_it() {
+    let s = Scratch::new("writable-damaged");
+    let src = s.root.join("src");
+    write_file(&src.join("img"), MIB, 14, 0o644);
+    let (mnt, store) = (s.dir("mnt"), s.dir("store"));
+    let img = mnt.join("src/img");
+    let (device, mut host) = start_pair(&mnt, &store, &[src.to_str().unwrap()]);
+    assert!(wait_exit(&mut host, Duration::from_secs(30)).success());
+    let f = OpenOptions::new().write(true).open(&img).unwrap();
+    f.write_all_at(b"mine", 10).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    stop_device(device.id() as i32, &mnt);
+    let writes = fs::read_dir(store.join("files"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "writes"))
+        .unwrap();
+    let mut bytes = fs::read(&writes).unwrap();
+    bytes[0] ^= 0xff;
+    fs::write(&writes, bytes).unwrap();
+
+    let (device, mut host) = start_pair(&mnt, &store, &[src.to_str().unwrap()]);
+    assert!(wait_exit(&mut host, Duration::from_secs(30)).success());
+    assert_eq!(
+        File::open(&img).unwrap_err().raw_os_error(),
+        Some(libc::EIO)
+    );
+    stop_device(device.id() as i32, &mnt);
+    let list = String::from_utf8(overlay(&store, &["list"]).stdout).unwrap();
+    assert!(list.contains("damaged"), "{list}");
+    let out = overlay(&store, &["discard", "src/img"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (device, mut host) = start_pair(&mnt, &store, &[src.to_str().unwrap()]);
+    assert!(wait_exit(&mut host, Duration::from_secs(30)).success());
+    assert_same(
+        &whole(&img),
+        &content(14, 0, MIB as usize),
+        "the host's file again",
+    );
+    stop_device(device.id() as i32, &mnt);
+}

@@ -28,8 +28,10 @@ pub struct Written {
     pub size: u64,
     /// Bytes written on the device.
     pub written: u64,
-    /// `served`, `held` (the host serves another version of the file) or
-    /// `not served` (the host no longer serves it).
+    /// `served`, `held` (the host serves another version of the file),
+    /// `not served` (the host no longer serves it) or `damaged` (its writes
+    /// file cannot be read: `path` is then the store file's name, and
+    /// `discard` of the served path it belonged to drops it).
     pub state: &'static str,
 }
 
@@ -44,9 +46,24 @@ pub fn list(dir: &Path) -> anyhow::Result<Vec<Written>> {
         if path.extension().is_none_or(|e| e != "writes") {
             continue;
         }
-        let w = Writes::open(&path)
-            .map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?
-            .context("vanished")?;
+        let w = match Writes::open(&path) {
+            Ok(Some(w)) => w,
+            Ok(None) => continue,
+            Err(why) => {
+                log::warn!("{}: {why}", path.display());
+                out.push(Written {
+                    path: path
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                    size: 0,
+                    written: 0,
+                    state: "damaged",
+                });
+                continue;
+            }
+        };
         let served = manifest
             .as_ref()
             .and_then(|m| served_entry(m, &w.header.path));
@@ -182,8 +199,17 @@ pub fn discard(dir: &Path, path: &str) -> anyhow::Result<u64> {
         .join("files")
         .join(key_of(path))
         .with_extension("data");
-    if !writes_path(&data).exists() {
+    let writes = writes_path(&data);
+    if !writes.exists() {
         bail!("{path:?} has no writes in store {}", dir.display());
+    }
+    if let Err(why) = Writes::open(&writes) {
+        // Which pages it marks is unknown: the file starts afresh.
+        log::warn!("the writes of {path:?} cannot be read ({why}); dropping the file's pages");
+        for f in [writes, data.with_extension("map")] {
+            fs::remove_file(&f).with_context(|| format!("cannot remove {}", f.display()))?;
+        }
+        return Ok(0);
     }
     open_stored(&store, path)?
         .discard_writes()

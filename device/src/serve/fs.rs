@@ -129,6 +129,16 @@ impl Filesystem for FeedFs {
             return reply.error(Errno::EIO);
         }
         match self.core.file(id) {
+            Some(file) if writing => match file.prepare_writes() {
+                Ok(()) => self.opens.open(ino.0, file, false, reply),
+                Err(e) => {
+                    log::error!(
+                        "cannot make the writes file of {}: {e}",
+                        self.core.path_of(id)
+                    );
+                    reply.error(Errno::EIO)
+                }
+            },
             Some(file) => self.opens.open(ino.0, file, !self.writable, reply),
             None => reply.error(Errno::ENOENT),
         }

@@ -14,6 +14,10 @@
 //! its CRC, or landed, in this daemon's life, and a page is served only
 //! from a checked group. How the map reaches the disk is [`super::persist`].
 //! A page written on the device is present too, and never landed over.
+//!
+//! Lock order within a file: `io` (pages' data being written), then
+//! `checking`, then `writes`, then `map_writer`, then `state`; none of them
+//! is held while the core's pending lock is taken.
 
 use std::fs::OpenOptions;
 use std::io;
@@ -232,6 +236,11 @@ impl MapFile {
         let Some(w) = Writes::open(&path).map_err(what)? else {
             return Ok(None);
         };
+        if w.header != self.own && w.written.count() == 0 {
+            // Made by an open for writing that wrote nothing: nothing to keep.
+            let _ = std::fs::remove_file(&path);
+            return Ok(None);
+        }
         if w.header != self.own {
             return Err(format!(
                 "the host serves another version of it (its {}), and the device holds {} \
@@ -369,7 +378,7 @@ impl StoredFile {
     /// passthrough).
     pub fn all_verified(&self) -> bool {
         let st = self.lock();
-        st.present.is_full() && st.checked.is_full()
+        st.present.is_full() && st.checked.is_full() && st.torn.is_empty()
     }
 
     /// The backing data file (for kernel passthrough of a verified file).

@@ -72,6 +72,13 @@ impl WriteTarget {
 }
 
 impl StoredFile {
+    /// Make this file's writes file now if it has none (an open for
+    /// writing does, so the first write, which may land on the link's
+    /// thread, never waits for its creation and syncs).
+    pub fn prepare_writes(&self) -> io::Result<()> {
+        self.f.prepare_writes()
+    }
+
     /// This file, for a write that waits for pages.
     pub fn write_target(&self) -> WriteTarget {
         WriteTarget(self.f.clone())
@@ -127,6 +134,19 @@ impl StoredFile {
 }
 
 impl MapFile {
+    fn prepare_writes(&self) -> io::Result<()> {
+        let mut writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        if writes.is_none() {
+            *writes = Some(Writes::create(
+                &writes_path(&self.data_path),
+                self.own.clone(),
+            )?);
+            // Opened again, with the new file.
+            self.open.close(self.slot);
+        }
+        Ok(())
+    }
+
     /// The first and last pages of a write of `len` bytes at `offset`,
     /// where it does not cover the whole page.
     fn partial_pages(&self, offset: u64, len: u64) -> Vec<u64> {
@@ -163,16 +183,9 @@ impl MapFile {
         let last = first + count - 1;
         let start = page_offset(first);
         let _io = self.io.lock().unwrap_or_else(|p| p.into_inner());
+        self.prepare_writes()?;
         let mut writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-        if writes.is_none() {
-            *writes = Some(Writes::create(
-                &writes_path(&self.data_path),
-                self.own.clone(),
-            )?);
-            // Opened again, with the new file.
-            self.open.close(self.slot);
-        }
-        let w = writes.as_mut().expect("created above");
+        let w = writes.as_mut().expect("prepared above");
         let pair = self.pair()?;
         let wf = pair.writes()?;
         let partial = self.partial_pages(offset, len);
