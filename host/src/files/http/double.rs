@@ -75,10 +75,12 @@ fn serve(conn: TcpStream, data: &[u8], sent: &AtomicU64, requests: &AtomicU64, s
         );
         let cut = short.load(Ordering::SeqCst);
         let body = if cut { &body[..body.len() / 2] } else { body };
+        // Counted before it goes out: a client may have read it all, and its
+        // test looked at the count, before a write returns here.
+        sent.fetch_add(body.len() as u64, Ordering::SeqCst);
         if out.write_all(head.as_bytes()).is_err() || out.write_all(body).is_err() {
             return;
         }
-        sent.fetch_add(body.len() as u64, Ordering::SeqCst);
         if cut {
             return;
         }
