@@ -37,6 +37,16 @@ fn overlay(store: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `feedfs-device overlay ARGS`, which must succeed.
+fn overlay_ok(store: &Path, args: &[&str]) {
+    let out = overlay(store, args);
+    assert!(
+        out.status.success(),
+        "overlay {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The whole of `path`, read through the mount.
 fn whole(path: &Path) -> Vec<u8> {
     fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
@@ -303,23 +313,13 @@ fn a_host_serving_another_version_of_a_written_file_is_refused_until_export_or_d
         "{list}"
     );
     let old = s.root.join("v1.img");
-    let out = overlay(&store, &["export", "src/img", "-o", old.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    overlay_ok(&store, &["export", "src/img", "-o", old.to_str().unwrap()]);
     assert_same(
         &fs::read(&old).unwrap(),
         &v1,
         "the old version with its writes",
     );
-    let out = overlay(&store, &["discard", "src/img"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    overlay_ok(&store, &["discard", "src/img"]);
 
     // Discarded: the new version is served, byte for byte.
     let (device, mut host) = start_pair(&mnt, &store, &[src.to_str().unwrap()]);
@@ -509,12 +509,7 @@ fn a_damaged_writes_file_holds_its_file_until_discard_drops_it() {
     stop_device(device.id() as i32, &mnt);
     let list = String::from_utf8(overlay(&store, &["list"]).stdout).unwrap();
     assert!(list.contains("damaged"), "{list}");
-    let out = overlay(&store, &["discard", "src/img"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    overlay_ok(&store, &["discard", "src/img"]);
     let (device, mut host) = start_pair(&mnt, &store, &[src.to_str().unwrap()]);
     assert!(wait_exit(&mut host, Duration::from_secs(30)).success());
     assert_same(
