@@ -66,6 +66,20 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The first value given twice.
+fn repeated(values: &[String]) -> Option<&str> {
+    values
+        .iter()
+        .enumerate()
+        .find(|(i, v)| values[..*i].contains(v))
+        .map(|(_, v)| v.as_str())
+}
+
+/// `push --cache`: none (0) to 64 GiB.
+fn parse_cache(s: &str) -> Result<u64, UnitError> {
+    parse_size_in(s, 0..=64 << 30)
+}
+
 /// What `--help` ends with: logging and the exit statuses.
 const AFTER_HELP: &str = "\
 Logs go to stderr: warnings by default, -v for info, -vv for debug, -q for
@@ -95,15 +109,17 @@ pub struct Cli {
     pub quiet: u8,
 
     /// The USB device to use, by serial number (see `feedfs-host devices`);
-    /// needed when several are attached. For push --usb and usb-check.
+    /// needed when several are attached. For push --usb (repeatable: one
+    /// session per device) and usb-check.
     #[arg(
         short,
         long,
         global = true,
         value_name = "SERIAL",
-        env = "FEEDFS_SERIAL"
+        env = "FEEDFS_SERIAL",
+        action = ArgAction::Append
     )]
-    pub serial: Option<String>,
+    pub serial: Vec<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -113,7 +129,8 @@ impl Cli {
     /// Parse `args` (the program name first), with the checks clap cannot
     /// express: `--serial` given on the command line to a push over a pipe
     /// is an error (from `FEEDFS_SERIAL` it is not: the variable is meant
-    /// to be left set), and the push gets the serial.
+    /// to be left set), and the push gets the serials; `usb-check` takes
+    /// one device.
     pub fn parse_checked<I, T>(args: I) -> Result<Cli, clap::Error>
     where
         I: IntoIterator<Item = T>,
@@ -122,16 +139,46 @@ impl Cli {
         let matches = Cli::command().try_get_matches_from(args)?;
         let mut cli = Cli::from_arg_matches(&matches)?;
         let serial_typed = matches.value_source("serial") == Some(ValueSource::CommandLine);
-        if let Command::Push(p) = &mut cli.command {
-            if serial_typed && !p.usb {
-                return Err(Cli::command().error(
-                    ErrorKind::ArgumentConflict,
-                    "--serial names a USB device: use it with --usb, not with --exec or --stdio",
-                ));
+        let conflict = |text: &str| Cli::command().error(ErrorKind::ArgumentConflict, text);
+        match &mut cli.command {
+            Command::Push(p) => {
+                if serial_typed && !p.usb {
+                    return Err(conflict(
+                        "--serial names a USB device: use it with --usb, not with --exec or --stdio",
+                    ));
+                }
+                // clap's `requires` takes the flag's default for presence.
+                if p.all && !p.usb {
+                    return Err(conflict("--all picks USB devices: use it with --usb"));
+                }
+                if !p.serials.is_empty() && p.exec.is_empty() {
+                    return Err(conflict(
+                        "--serials fills {serial} in an --exec command: give one",
+                    ));
+                }
+                if p.usb && !p.all {
+                    p.serial = cli.serial.clone();
+                } else if serial_typed {
+                    return Err(conflict(
+                        "--all serves every feedfs device: leave out --serial, or name the \
+                         devices with --serial alone",
+                    ));
+                }
+                if let Some(dup) = repeated(&p.serial).or_else(|| repeated(&p.serials)) {
+                    return Err(conflict(&format!("the serial {dup} is given twice")));
+                }
             }
-            p.serial = cli.serial.clone();
+            Command::UsbCheck { .. } if cli.serial.len() > 1 => {
+                return Err(conflict("usb-check checks one device: give --serial once"));
+            }
+            _ => {}
         }
         Ok(cli)
+    }
+
+    /// The one USB device named, if any (for usb-check).
+    pub fn one_serial(&self) -> Option<&str> {
+        self.serial.first().map(String::as_str)
     }
 
     /// The log filter when RUST_LOG is not set: warnings, moved by -v and -q.
@@ -253,8 +300,16 @@ pub struct PlanArgs {
 pub struct PushArgs {
     /// Start the device side with `sh -c CMD` and talk over its stdin and
     /// stdout (its stderr shows here). It is left running after the push.
-    #[arg(long, value_name = "CMD", conflicts_with = "wait")]
-    pub exec: Option<String>,
+    /// Repeat it to feed several devices at once, one command each, or
+    /// give one command with `{serial}` in it and --serials.
+    #[arg(long, value_name = "CMD", conflicts_with = "wait", action = ArgAction::Append)]
+    pub exec: Vec<String>,
+
+    /// With one --exec whose command holds `{serial}`: run it once per
+    /// serial in this comma-separated list, `{serial}` replaced (for adb:
+    /// --exec 'adb -s {serial} shell …' --serials A,B,C).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "exec")]
+    pub serials: Vec<String>,
 
     /// Talk over this process's own stdin and stdout (stdout then carries
     /// frames only; messages go to stderr).
@@ -266,16 +321,33 @@ pub struct PushArgs {
     #[arg(long)]
     pub usb: bool,
 
-    /// With --usb: the device's serial number, from the global `-s/--serial`
-    /// (or `FEEDFS_SERIAL`); set by [`Cli::parse_checked`].
+    /// With --usb: the devices' serial numbers, from the global
+    /// `-s/--serial` (or `FEEDFS_SERIAL`); set by [`Cli::parse_checked`].
     #[arg(skip)]
-    pub serial: Option<String>,
+    pub serial: Vec<String>,
+
+    /// With --usb: feed every attached feedfs device, each in a session
+    /// of its own; with --wait also those that appear later, until
+    /// SIGINT or SIGTERM.
+    #[arg(long, requires = "usb")]
+    pub all: bool,
 
     /// With --usb: wait for the device to appear, and when it goes away
     /// (unplugged, restarted) wait for it to come back and resume, sending
     /// only what it still lacks.
     #[arg(long)]
     pub wait: bool,
+
+    /// With several devices: bytes of the page cache their sessions share,
+    /// so each page is read from its source about once while the devices
+    /// stream within this much of each other (units K, M, G; 0: no cache).
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_cache)]
+    pub cache: u64,
+
+    /// Print a JSON summary of every device on stdout at the end
+    /// (not with --stdio, whose stdout is the link).
+    #[arg(long, conflicts_with = "stdio")]
+    pub json: bool,
 
     /// Most bytes one frame of the background stream carries (its run of
     /// pages): whole 4 KiB pages from 4K to 1M (units K, M). Under --rate a
@@ -318,6 +390,8 @@ pub struct PushArgs {
     pub no_stream: bool,
 
     /// Write a tab-separated log of every demand and every run sent to FILE.
+    /// With several devices FILE must hold `{device}`, replaced by each
+    /// device's name (its serial, or its number from 1).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 

@@ -5,6 +5,8 @@
 //! Folders by role:
 //! - [`files`]: what is served: paths turned into checked manifest entries
 //!   with identities, and the runs of pages read from them;
+//! - [`fleet`]: the devices of a push, a session each, their progress rows
+//!   and their summaries;
 //! - [`link`]: the pipe or the USB device, and the USB link check;
 //! - [`send`]: the protocol session (a sans-IO state machine and the loop
 //!   that moves its bytes), the scheduler (a pure state machine)
@@ -20,6 +22,7 @@
 
 pub mod cli;
 pub mod files;
+pub mod fleet;
 pub mod link;
 pub mod logs;
 pub mod prefetch;

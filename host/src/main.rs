@@ -45,7 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Push(args) => feedfs_host::push(&args).map(|_| ()),
         Command::Devices { json } => devices(json),
         Command::UsbCheck { duration } => {
-            let report = feedfs_host::link::usbcheck::check(cli.serial.as_deref(), duration)?;
+            let report = feedfs_host::link::usbcheck::check(cli.one_serial(), duration)?;
             anyhow::ensure!(report.failures == 0, "{} checks failed", report.failures);
             Ok(())
         }

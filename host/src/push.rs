@@ -1,31 +1,42 @@
-//! The `push` command from start to finish: walk the paths, open the record
-//! file and the link, run the session, and explain a failure.
+//! The `push` command from start to finish: walk the paths, learn what to
+//! stream first, and feed the devices ([`crate::fleet`]); then explain
+//! how each ended.
 //!
-//! Everything the device would refuse is refused before the link is opened.
-//! A broken link with `--exec` is explained with the device command's exit
-//! status when it has exited; a successful push leaves the command running.
-//! With `--usb --wait` a broken link is a device that went away: the push
-//! waits for it and resumes. A successful push ends with one summary line
-//! on stderr, terminal or not; SIGINT, SIGTERM and SIGHUP end it cleanly
-//! ([`crate::send::stop`]).
+//! Everything the device would refuse is refused before a link is opened.
+//! One device keeps its progress line, its one summary line on stderr
+//! (terminal or not) and its error as the push's: a broken link with
+//! `--exec` is explained with the device command's exit status when it has
+//! exited; a successful push leaves the command running. With `--usb
+//! --wait` a broken link is a device that went away: the push waits for it
+//! and resumes. Several devices get a row each on a terminal, a line each
+//! as they finish and one closing line; the push fails when any did.
+//! SIGINT, SIGTERM and SIGHUP end it cleanly ([`crate::send::stop`]).
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use feedfs_protocol::io::print_stdout;
 use feedfs_protocol::FileId;
 
 use crate::cli::PushArgs;
 use crate::files::http::ClientOptions;
 use crate::files::manifest::{walk_with, ServedSet};
+use crate::files::shared::SharedSource;
 use crate::files::source::{nothing_ahead, open};
-use crate::link::Link;
-use crate::logs::record::Recorder;
+use crate::fleet::board::Board;
+use crate::fleet::report::{closing, json, outcome, Fed, Served};
+use crate::fleet::targets::{record_path, several, targets, usb, Device, Targets};
+use crate::fleet::Fleet;
 use crate::prefetch::plan::PLAN_VERSION_BLOCKS;
 use crate::prefetch::ziporder::zip_pages;
-use crate::send::progress::{Outcome, Progress};
-use crate::send::session::{Options, Session, Summary};
+use crate::send::progress::Progress;
+use crate::send::session::{Options, SessionError};
 use crate::send::stop::Stop;
 
 /// Smallest file looked at for a zip order.
@@ -84,10 +95,17 @@ fn first_ranges(args: &PushArgs, set: &ServedSet) -> Result<Vec<(FileId, u64, u6
     Ok(ranges)
 }
 
-/// Run `feedfs-host push`; `Ok` only when the device reported `Complete`.
-pub fn push(args: &PushArgs) -> Result<Summary> {
+/// Run `feedfs-host push`: `Ok` only when every device reported `Complete`.
+pub fn push(args: &PushArgs) -> Result<Vec<Fed>> {
     let start = Instant::now();
     let stop = Stop::install().context("cannot set up signal handling")?;
+    let targets = targets(args)?;
+    let several = several(&targets);
+    if several && args.record.is_some() {
+        // Refused before anything starts, not once per device.
+        let path = args.record.as_deref().unwrap_or(Path::new(""));
+        record_path(path, &usb("x"), true)?;
+    }
     let http = ClientOptions {
         headers: args.headers.clone(),
         cacert: args.cacert.clone(),
@@ -102,20 +120,7 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
         set.files().count(),
         set.total_bytes
     );
-    let mut record = match &args.record {
-        Some(path) => Recorder::create(path)
-            .with_context(|| format!("cannot create the record file {}", path.display()))?,
-        None => Recorder::disabled(),
-    };
-    for e in set.files() {
-        record
-            .file(e.id, e.size, &e.path, &e.identity)
-            .context("cannot write the record file")?;
-    }
-    record.flush().context("cannot write the record file")?;
     let plan = first_ranges(args, &set)?;
-
-    let mut progress = Progress::new(std::io::stderr().is_terminal(), start);
     let options = Options {
         readahead: feedfs_protocol::page_count(args.readahead),
         run_size: args.run_size,
@@ -124,57 +129,97 @@ pub fn push(args: &PushArgs) -> Result<Summary> {
         compress: args.compress,
         handshake_timeout: args.handshake_timeout,
     };
-    // With --usb --wait, a device that goes away is waited for and the
-    // transfer resumes: the device's Have tells what it still lacks.
-    loop {
-        let Link {
-            read,
-            write,
-            mut peer,
-        } = open_link(args)?;
-        let result = Session::new(&set, options, &mut record, &mut progress, start)
-            .with_plan(&plan)
-            .context("the plan does not fit the files served")?
-            .with_stop(&stop)
-            .run(read, write);
-        progress.clear();
-        if let Err(e) = record.flush() {
-            log::warn!("could not finish the record file: {e}");
+    let shared = SharedSource::new(args.cache);
+    let stopping = Arc::new(AtomicI32::new(0));
+    let fleet = Fleet {
+        args,
+        set: &set,
+        plan: &plan,
+        options,
+        stop: &stop,
+        start,
+        shared: (several && args.cache > 0).then_some(&shared),
+        stopping: stopping.clone(),
+    };
+    let served = Served {
+        files: set.files().count() as u64,
+        left_out: set.left_out(),
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let all = match targets {
+        Targets::Listed(devices) if devices.len() == 1 => {
+            return one(&fleet, &devices[0], terminal, &served);
         }
-        return match result {
-            Ok(summary) => {
-                let outcome = Outcome {
-                    files: set.files().count() as u64,
-                    bytes_sent: summary.bytes_sent,
-                    pages_had: summary.pages_had,
-                    demands: summary.counters.demands,
-                    left_out: set.left_out(),
-                };
-                progress.finish(Instant::now(), &outcome);
-                Ok(summary)
-            }
-            Err(e) if e.is_link() && args.wait => {
-                eprintln!("feedfs-host: the device went away ({e}); waiting for it to come back");
-                continue;
-            }
-            Err(e) if e.is_link() => match peer.describe_end() {
-                Some(end) => Err(anyhow::Error::new(e).context(end)),
-                None => Err(e.into()),
-            },
-            Err(e) => Err(e.into()),
-        };
+        targets => {
+            // Signals stop the waits for devices too; the sessions hear them.
+            let _stopping = stop.attach(move |sig| {
+                stopping.store(sig, Ordering::SeqCst);
+                true
+            });
+            let board = Board::new(terminal, start);
+            let all = match targets {
+                Targets::Listed(devices) => fleet.feed_listed(&devices, &board, &served),
+                Targets::EveryUsb => fleet.feed_every_usb(&board, &served)?,
+            };
+            board.clear();
+            all
+        }
+    };
+    let source_bytes = match fleet.shared {
+        Some(shared) => shared.bytes_read(),
+        None => all
+            .iter()
+            .filter_map(|f| f.result.as_ref().ok())
+            .map(|s| s.source_bytes)
+            .sum(),
+    };
+    eprintln!("feedfs-host: {}", closing(&all, source_bytes));
+    print_json(args, &all, source_bytes, &served)?;
+    let failed = all.iter().filter(|f| f.result.is_err()).count();
+    match (failed, fleet.stopping.load(Ordering::SeqCst)) {
+        (0, _) => Ok(all),
+        (_, 0) => anyhow::bail!("{failed} of {} devices did not complete", all.len()),
+        (_, sig) => Err(
+            anyhow::Error::new(SessionError::Interrupted(sig)).context(format!(
+                "{failed} of {} devices did not complete",
+                all.len()
+            )),
+        ),
     }
 }
 
-fn open_link(args: &PushArgs) -> Result<Link> {
-    Ok(match (&args.exec, args.stdio, args.usb) {
-        (Some(cmd), _, _) => {
-            Link::exec(cmd).with_context(|| format!("cannot start the device command {cmd:?}"))?
+/// Push to one device: its progress line, its summary line, its error
+/// as the push's.
+fn one(fleet: &Fleet, device: &Device, terminal: bool, served: &Served) -> Result<Vec<Fed>> {
+    let mut record = fleet.record(device, false)?;
+    let mut progress = Progress::new(terminal, fleet.start);
+    // What the device waits for, said once each time it changes.
+    let said = RefCell::new(String::new());
+    let status = |text: &str| {
+        if *said.borrow() != text {
+            eprintln!("feedfs-host: {text}");
+            *said.borrow_mut() = text.to_string();
         }
-        (None, true, _) => Link::stdio().context("cannot use stdin and stdout as the link")?,
-        (None, false, true) => {
-            Link::usb(args.serial.as_deref(), args.wait).context("cannot open the USB link")?
-        }
-        (None, false, false) => anyhow::bail!("no link given: use --exec CMD, --stdio or --usb"),
-    })
+    };
+    let result = fleet.feed(device, &mut record, &mut progress, &status);
+    let fed = Fed {
+        device: device.clone(),
+        result: result.as_ref().map(|s| *s).map_err(|e| format!("{e:#}")),
+        elapsed: fleet.start.elapsed(),
+    };
+    if let Ok(summary) = &fed.result {
+        progress.finish(Instant::now(), &outcome(summary, served));
+    }
+    let source_bytes = fed.result.as_ref().map_or(0, |s| s.source_bytes);
+    print_json(fleet.args, std::slice::from_ref(&fed), source_bytes, served)?;
+    result.map(|_| vec![fed])
+}
+
+/// With `--json`: the summary of every device on stdout.
+fn print_json(args: &PushArgs, all: &[Fed], source_bytes: u64, served: &Served) -> Result<()> {
+    if !args.json {
+        return Ok(());
+    }
+    let text = serde_json::to_string_pretty(&json(all, source_bytes, served))?;
+    print_stdout(|out| writeln!(out, "{text}")).context("cannot write the JSON summary")
 }

@@ -20,7 +20,7 @@ fn exactly_one_link() {
     else {
         panic!("not a push")
     };
-    assert_eq!(p.exec.as_deref(), Some("x"));
+    assert_eq!(p.exec, ["x"]);
     assert_eq!(p.run_size, 256 << 10);
     assert_eq!(p.readahead, 8 << 20);
     assert_eq!(p.paths.len(), 2);
@@ -52,7 +52,7 @@ fn exactly_one_link() {
     else {
         panic!("not a push")
     };
-    assert!(p.usb && p.wait && p.serial.is_none());
+    assert!(p.usb && p.wait && p.serial.is_empty());
     assert!(parse(&["feedfs-host", "push", "--usb", "--stdio", "a"]).is_err());
     assert!(parse(&["feedfs-host", "push", "--stdio", "--wait", "a"]).is_err());
     assert!(parse(&["feedfs-host", "push", "--exec", "x", "--serial", "s", "a"]).is_err());
@@ -70,10 +70,10 @@ fn serial_is_global() {
         let Command::Push(p) = parse(args).unwrap().command else {
             panic!("not a push")
         };
-        assert_eq!(p.serial.as_deref(), Some("abc"), "{args:?}");
+        assert_eq!(p.serial, ["abc"], "{args:?}");
     }
     let cli = parse(&["feedfs-host", "usb-check", "--serial", "abc"]).unwrap();
-    assert_eq!(cli.serial.as_deref(), Some("abc"));
+    assert_eq!(cli.one_serial(), Some("abc"));
     let Command::UsbCheck { duration } = cli.command else {
         panic!("not usb-check")
     };
@@ -222,4 +222,72 @@ fn headers_repeat_and_sources_take_a_ca_and_a_retry_time() {
     ])
     .is_err());
     assert!(parse(&["feedfs-host", "push", "--stdio", "--retry-for", "25h", "a"]).is_err());
+}
+
+#[test]
+fn several_devices() {
+    let parse = |args: &[&str]| Cli::parse_checked(args);
+    let push = |args: &[&str]| match parse(args).unwrap().command {
+        Command::Push(p) => p,
+        _ => panic!("not a push"),
+    };
+    let p = push(&["feedfs-host", "push", "--exec", "a", "--exec", "b", "x"]);
+    assert_eq!(p.exec, ["a", "b"]);
+    let p = push(&[
+        "feedfs-host",
+        "push",
+        "--exec",
+        "adb -s {serial} shell",
+        "--serials",
+        "A,B",
+        "x",
+    ]);
+    assert_eq!(p.serials, ["A", "B"]);
+    assert_eq!(p.cache, 256 << 20);
+    let p = push(&[
+        "feedfs-host",
+        "-s",
+        "A",
+        "-s",
+        "B",
+        "push",
+        "--usb",
+        "--wait",
+        "x",
+    ]);
+    assert_eq!(p.serial, ["A", "B"]);
+    let p = push(&[
+        "feedfs-host",
+        "push",
+        "--usb",
+        "--all",
+        "--cache",
+        "0",
+        "--json",
+        "x",
+    ]);
+    assert!(p.all && p.serial.is_empty() && p.cache == 0 && p.json);
+    let err = |args: &[&str]| parse(args).unwrap_err().to_string();
+    assert!(
+        err(&["feedfs-host", "-s", "A", "-s", "A", "push", "--usb", "x"])
+            .contains("the serial A is given twice")
+    );
+    assert!(err(&[
+        "feedfs-host",
+        "push",
+        "--exec",
+        "{serial}",
+        "--serials",
+        "A,A",
+        "x"
+    ])
+    .contains("given twice"));
+    assert!(
+        err(&["feedfs-host", "-s", "A", "push", "--usb", "--all", "x"])
+            .contains("--all serves every")
+    );
+    assert!(err(&["feedfs-host", "push", "--exec", "a", "--all", "x"]).contains("--usb"));
+    assert!(err(&["feedfs-host", "push", "--stdio", "--serials", "A", "x"]).contains("--exec"));
+    assert!(err(&["feedfs-host", "push", "--stdio", "--json", "x"]).contains("--json"));
+    assert!(err(&["feedfs-host", "-s", "A", "-s", "B", "usb-check"]).contains("one device"));
 }

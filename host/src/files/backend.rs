@@ -27,8 +27,9 @@ pub enum SourceError {
     NotAFile(FileId),
 }
 
-/// One opened served file, of whatever kind.
-pub trait Backend {
+/// One opened served file, of whatever kind; sent between the sessions
+/// of several devices ([`crate::files::shared`]).
+pub trait Backend: Send {
     /// Fill `buf` with the file's bytes from `offset` (page-aligned),
     /// exactly, or say why not; a file that is no longer the one announced
     /// is [`SourceError::Changed`]. A source that fetches ahead may fetch

@@ -9,7 +9,8 @@
 //! ([`crate::files::local`]) and an HTTP(S) URL ([`crate::files::http`]).
 //!
 //! [`Source`] keeps a few backends open (the stream goes file by file,
-//! demands jump around). Each checks its file when it is opened, after
+//! demands jump around), or reads through a [`SharedSource`] that the
+//! sessions of several devices share. Each checks its file when it is opened, after
 //! each read and after a failed read: a file cut short while being read is
 //! a change, not an I/O error.
 
@@ -19,6 +20,7 @@ pub use crate::files::backend::{nothing_ahead, Backend, SourceError};
 use crate::files::http::ahead::Reader;
 use crate::files::local::{BlockDevice, LocalFile};
 use crate::files::manifest::{Origin, ServedEntry, ServedSet};
+use crate::files::shared::SharedSource;
 
 /// Most files kept open at once.
 const OPEN_FILES: usize = 8;
@@ -37,7 +39,10 @@ pub struct Source<'a> {
     set: &'a ServedSet,
     /// Most recently used first.
     open: Vec<(FileId, Box<dyn Backend>)>,
+    shared: Option<&'a SharedSource>,
     buf: Vec<u8>,
+    /// Bytes this source read from the files (not from a shared cache).
+    read: u64,
 }
 
 impl<'a> Source<'a> {
@@ -45,8 +50,24 @@ impl<'a> Source<'a> {
         Source {
             set,
             open: Vec::with_capacity(OPEN_FILES),
+            shared: None,
             buf: Vec::new(),
+            read: 0,
         }
+    }
+
+    /// Read through `shared` (its backends and cache) instead of backends of its own.
+    pub fn shared(set: &'a ServedSet, shared: &'a SharedSource) -> Self {
+        Source {
+            shared: Some(shared),
+            ..Source::new(set)
+        }
+    }
+
+    /// Bytes read from the files so far by this source (those a shared
+    /// cache held are not counted).
+    pub fn bytes_read(&self) -> u64 {
+        self.read
     }
 
     /// The bytes of the `count` pages of `file` from page `first`, read
@@ -66,6 +87,15 @@ impl<'a> Source<'a> {
             .filter(|e| e.kind == feedfs_protocol::EntryKind::File)
             .ok_or(SourceError::NotAFile(file))?;
         let len = run_len(entry.size, first, u64::from(count));
+        // The buffer only grows (zeroed once), so a short demand between
+        // long runs does not zero the long runs' bytes again.
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
+        if let Some(shared) = self.shared {
+            self.read += shared.read_run(entry, first, &mut self.buf[..len], wanted)?;
+            return Ok(&self.buf[..len]);
+        }
         let pos = match self.open.iter().position(|(id, _)| *id == file) {
             Some(p) => p,
             None => {
@@ -81,14 +111,10 @@ impl<'a> Source<'a> {
             let item = self.open.remove(pos);
             self.open.insert(0, item);
         }
-        // The buffer only grows (zeroed once), so a short demand between
-        // long runs does not zero the long runs' bytes again.
-        if self.buf.len() < len {
-            self.buf.resize(len, 0);
-        }
         self.open[0]
             .1
             .read_exact_at(&mut self.buf[..len], page_offset(first), wanted)?;
+        self.read += len as u64;
         Ok(&self.buf[..len])
     }
 }

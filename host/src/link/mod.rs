@@ -79,9 +79,9 @@ impl Link {
     }
 
     /// Talk to the feedfs device with `serial`, or the only one attached;
-    /// with `wait`, wait until there is one.
-    pub fn usb(serial: Option<&str>, wait: bool) -> io::Result<Link> {
-        let mut waiting = false;
+    /// with `wait`, look again until there is one: `wait` hears why each
+    /// look failed, and says whether to go on looking.
+    pub fn usb(serial: Option<&str>, wait: Option<&dyn Fn(&str) -> bool>) -> io::Result<Link> {
         loop {
             // A fresh context each look: a device list cached across a
             // re-enumeration can hold a device seen before it was configured.
@@ -111,10 +111,9 @@ impl Link {
                     });
                 }
                 // A device that is just (dis)appearing: look again.
-                Err(e) if wait && e.kind() != io::ErrorKind::PermissionDenied => {
-                    if !waiting {
-                        eprintln!("feedfs-host: waiting for a feedfs device on USB ({e})");
-                        waiting = true;
+                Err(e) if wait.is_some() && e.kind() != io::ErrorKind::PermissionDenied => {
+                    if !wait.is_some_and(|go_on| go_on(&e.to_string())) {
+                        return Err(io::Error::new(io::ErrorKind::Interrupted, e.to_string()));
                     }
                     std::thread::sleep(Duration::from_millis(200));
                 }

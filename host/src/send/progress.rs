@@ -86,6 +86,25 @@ pub fn summary(o: &Outcome, elapsed: Duration) -> String {
     text
 }
 
+/// Where a session shows its progress: the one line of a push to one
+/// device ([`Progress`]), or its row among several
+/// ([`crate::fleet::board`]).
+pub trait Show: Send {
+    /// New figures; redrawn when due.
+    fn update(&mut self, now: Instant, s: &Snapshot);
+    /// Take what is drawn off the terminal (before a message).
+    fn clear(&mut self);
+}
+
+impl Show for Progress {
+    fn update(&mut self, now: Instant, s: &Snapshot) {
+        Progress::update(self, now, s)
+    }
+    fn clear(&mut self) {
+        Progress::clear(self)
+    }
+}
+
 /// Draws the progress line when enabled.
 pub struct Progress {
     enabled: bool,

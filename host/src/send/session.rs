@@ -44,11 +44,12 @@ pub use machine::PREAMBLE_MAX;
 pub use reader::{quote, Event, Preamble};
 
 use crate::files::manifest::ServedSet;
+use crate::files::shared::SharedSource;
 use crate::files::source::Source;
 use crate::logs::record::Recorder;
 use crate::send::compress::{Compressor, Mode, Policy};
 use crate::send::pages::split;
-use crate::send::progress::Progress;
+use crate::send::progress::Show;
 use crate::send::scheduler::{Counters, Pick};
 use crate::send::stop::Stop;
 use machine::{Entry, Machine, Step};
@@ -83,6 +84,9 @@ pub struct Summary {
     pub device_pages: u64,
     /// Pages the device said it held before any was sent.
     pub pages_had: u64,
+    /// Bytes this session read from the sources (a shared cache's pages
+    /// not counted).
+    pub source_bytes: u64,
 }
 
 /// One session; see the module documentation.
@@ -95,7 +99,7 @@ pub struct Session<'a> {
     crcs: Vec<u32>,
     table: Vec<u8>,
     record: &'a mut Recorder,
-    progress: &'a mut Progress,
+    progress: &'a mut dyn Show,
     handshake_timeout: Duration,
     preamble: Arc<Mutex<Preamble>>,
     stop: Option<&'a Stop>,
@@ -107,7 +111,7 @@ impl<'a> Session<'a> {
         set: &'a ServedSet,
         options: Options,
         record: &'a mut Recorder,
-        progress: &'a mut Progress,
+        progress: &'a mut dyn Show,
         start: Instant,
     ) -> Self {
         Session {
@@ -123,6 +127,12 @@ impl<'a> Session<'a> {
             preamble: Arc::default(),
             stop: None,
         }
+    }
+
+    /// Read the files through `shared`, with other devices' sessions.
+    pub fn with_shared(mut self, shared: &'a SharedSource) -> Self {
+        self.source = Source::shared(self.set, shared);
+        self
     }
 
     /// Stop with [`SessionError::Interrupted`] when `stop` sees a signal.
@@ -188,7 +198,10 @@ impl<'a> Session<'a> {
         if let Err(e) = w.send(&Message::Goodbye).and_then(|()| w.flush()) {
             log::debug!("could not say goodbye: {e}");
         }
-        let summary = self.machine.finish(Instant::now());
+        let summary = Summary {
+            source_bytes: self.source.bytes_read(),
+            ..self.machine.finish(Instant::now())
+        };
         self.write_entries()?;
         self.record.flush().map_err(SessionError::Record)?;
         self.progress.clear();

@@ -1,7 +1,9 @@
 //! Stopping a push on SIGINT, SIGTERM or SIGHUP.
 //!
-//! A thread waits for the three signals. While a session runs, a signal
-//! is handed to it (the session puts it on its own channel): the session says
+//! A thread waits for the three signals. While sessions run, a signal
+//! is handed to each (a session puts it on its own channel; a push to
+//! several devices also attaches itself, to stop waiting for devices):
+//! each session says
 //! `Goodbye` to the device and returns, and the push flushes its record,
 //! clears its progress line and exits with 128 + the signal's number (130,
 //! 143, 129). Outside a session (walking the paths, waiting for a USB
@@ -38,18 +40,21 @@ pub fn signal_name(signal: i32) -> String {
     }
 }
 
-/// Where signals go: the running session, if any.
+/// Who signals go to now, each with the number of its attachment.
+type Attachments = Arc<Mutex<(u64, Vec<(u64, Deliver)>)>>;
+
+/// Where signals go: the running sessions, if any.
 pub struct Stop {
-    session: Arc<Mutex<Option<Deliver>>>,
+    sessions: Attachments,
 }
 
-/// While alive, signals go to one session.
-pub struct Attached<'a>(&'a Stop);
+/// While alive, signals go to one session (among others).
+pub struct Attached<'a>(&'a Stop, u64);
 
 impl Drop for Attached<'_> {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.0.session.lock() {
-            *s = None;
+        if let Ok(mut s) = self.0.sessions.lock() {
+            s.1.retain(|(n, _)| *n != self.1);
         }
     }
 }
@@ -58,36 +63,43 @@ impl Stop {
     /// Take over SIGINT, SIGTERM and SIGHUP for the rest of the process.
     pub fn install() -> io::Result<Stop> {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-        let session: Arc<Mutex<Option<Deliver>>> = Arc::default();
-        let to = session.clone();
+        let sessions: Attachments = Arc::default();
+        let to = sessions.clone();
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
                 let mut pending = false;
                 for sig in signals.forever() {
-                    let deliver = to.lock().ok().and_then(|s| s.clone());
-                    match deliver {
-                        Some(deliver) if !pending && deliver(sig) => {
-                            pending = true;
-                            std::thread::spawn(move || {
-                                std::thread::sleep(GRACE);
-                                std::process::exit(exit_status(sig).into());
-                            });
-                        }
-                        _ => std::process::exit(exit_status(sig).into()),
+                    let deliver: Vec<Deliver> = to
+                        .lock()
+                        .map(|s| s.1.iter().map(|(_, d)| d.clone()).collect())
+                        .unwrap_or_default();
+                    // Every session hears it (no short cut).
+                    let took = deliver.iter().fold(false, |took, d| d(sig) | took);
+                    if !took || pending {
+                        std::process::exit(exit_status(sig).into());
                     }
+                    pending = true;
+                    std::thread::spawn(move || {
+                        std::thread::sleep(GRACE);
+                        std::process::exit(exit_status(sig).into());
+                    });
                 }
             })?;
-        Ok(Stop { session })
+        Ok(Stop { sessions })
     }
 
     /// Hand signals to `deliver` (a session's) until the guard is
     /// dropped; `deliver` says whether the session took the signal.
     pub fn attach(&self, deliver: impl Fn(i32) -> bool + Send + Sync + 'static) -> Attached<'_> {
-        if let Ok(mut s) = self.session.lock() {
-            *s = Some(Arc::new(deliver));
-        }
-        Attached(self)
+        let mut s = self
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.0 += 1;
+        let n = s.0;
+        s.1.push((n, Arc::new(deliver)));
+        Attached(self, n)
     }
 }
 

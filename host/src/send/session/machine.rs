@@ -338,6 +338,7 @@ impl<'a> Machine<'a> {
             bytes_sent: self.bytes_sent,
             device_pages: self.complete.unwrap_or(0),
             pages_had: self.pages_had,
+            source_bytes: 0,
         }
     }
 

@@ -15,6 +15,7 @@ use feedfs_protocol::{ErrorCode, MessageType, PageRange, PAGE_SIZE, VERSION};
 use super::*;
 use crate::files::manifest::walk;
 use crate::logs::record::tests::Shared;
+use crate::send::progress::Progress;
 use crate::testutil::TempDir;
 
 /// The device end of a socket pair, driven by a test script on its own thread.

@@ -1,0 +1,285 @@
+//! Feeding the devices of a push: one session per device, each with its
+//! own link, scheduler, record and progress, on a thread of its own when
+//! there are several, all reading the files through one
+//! [`SharedSource`] so each page is read from its source about once.
+//!
+//! A device that fails (its link cut, its daemon killed, its disk full)
+//! ends its own session only; the others go on, and the push's result
+//! names it. With `--wait` a device that goes away is waited for and its
+//! session started again, sending only what it still lacks. With
+//! `--usb --all` the attached devices are looked for every
+//! [`LOOK_INTERVAL`], and with `--wait` the push serves the ones that
+//! appear later until a signal stops it ([`Fleet::feed_every_usb`]). A
+//! device that holds everything is not fed again while it stays attached.
+
+pub mod board;
+pub mod report;
+pub mod targets;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::thread::{Scope, ScopedJoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use feedfs_protocol::FileId;
+
+use crate::cli::PushArgs;
+use crate::files::manifest::ServedSet;
+use crate::files::shared::SharedSource;
+use crate::link::Link;
+use crate::logs::record::Recorder;
+use crate::send::progress::Show;
+use crate::send::session::{Options, Session, SessionError, Summary};
+use crate::send::stop::Stop;
+use board::Board;
+use report::{device_line, Fed, Served};
+use targets::{record_path, usb, Device, Reach};
+
+/// How often `--usb --all` looks for devices.
+pub const LOOK_INTERVAL: Duration = Duration::from_millis(300);
+
+/// What every device's session of a push shares.
+pub struct Fleet<'a> {
+    pub args: &'a PushArgs,
+    pub set: &'a ServedSet,
+    pub plan: &'a [(FileId, u64, u64)],
+    pub options: Options,
+    pub stop: &'a Stop,
+    pub start: Instant,
+    /// Several devices' shared source; `None` for one device.
+    pub shared: Option<&'a SharedSource>,
+    /// The signal that is stopping the push, or 0.
+    pub stopping: Arc<AtomicI32>,
+}
+
+impl Fleet<'_> {
+    fn stopped(&self) -> Option<i32> {
+        match self.stopping.load(Ordering::SeqCst) {
+            0 => None,
+            sig => Some(sig),
+        }
+    }
+
+    /// The device's record file, with a line per file served.
+    pub fn record(&self, device: &Device, several: bool) -> Result<Recorder> {
+        let Some(path) = &self.args.record else {
+            return Ok(Recorder::disabled());
+        };
+        let path = record_path(path, device, several)?;
+        let mut record = Recorder::create(&path)
+            .with_context(|| format!("cannot create the record file {}", path.display()))?;
+        for e in self.set.files() {
+            record
+                .file(e.id, e.size, &e.path, &e.identity)
+                .context("cannot write the record file")?;
+        }
+        record.flush().context("cannot write the record file")?;
+        Ok(record)
+    }
+
+    /// Open the link to `device`; with `--wait`, a USB device is waited
+    /// for (`status` hears why) until the push stops.
+    fn open(&self, device: &Device, status: &dyn Fn(&str)) -> Result<Link> {
+        Ok(match &device.reach {
+            Reach::Exec(cmd) => Link::exec(cmd)
+                .with_context(|| format!("cannot start the device command {cmd:?}"))?,
+            Reach::Stdio => Link::stdio().context("cannot use stdin and stdout as the link")?,
+            Reach::Usb(serial) => {
+                let waiting = |why: &str| {
+                    status(&format!("waiting for the device ({why})"));
+                    self.stopped().is_none()
+                };
+                let wait = self.args.wait.then_some(&waiting as &dyn Fn(&str) -> bool);
+                match (Link::usb(serial.as_deref(), wait), self.stopped()) {
+                    (Ok(link), _) => link,
+                    (Err(_), Some(sig)) => return Err(SessionError::Interrupted(sig).into()),
+                    (Err(e), None) => {
+                        return Err(anyhow::Error::new(e).context("cannot open the USB link"))
+                    }
+                }
+            }
+        })
+    }
+
+    /// Feed one device until it holds everything; with `--wait`, a device
+    /// that goes away is waited for and fed again. `status` hears what the
+    /// device is waiting for.
+    pub fn feed(
+        &self,
+        device: &Device,
+        record: &mut Recorder,
+        show: &mut dyn Show,
+        status: &dyn Fn(&str),
+    ) -> Result<Summary> {
+        loop {
+            let Link {
+                read,
+                write,
+                mut peer,
+            } = self.open(device, status)?;
+            let mut session = Session::new(self.set, self.options, record, show, self.start)
+                .with_plan(self.plan)
+                .context("the plan does not fit the files served")?
+                .with_stop(self.stop);
+            if let Some(shared) = self.shared {
+                session = session.with_shared(shared);
+            }
+            let result = session.run(read, write);
+            show.clear();
+            if let Err(e) = record.flush() {
+                log::warn!("could not finish the record file: {e}");
+            }
+            return match result {
+                Ok(summary) => Ok(summary),
+                Err(e) if e.is_link() && self.args.wait && self.stopped().is_none() => {
+                    status(&format!(
+                        "the device went away ({e}); waiting for it to come back"
+                    ));
+                    continue;
+                }
+                Err(e) if e.is_link() => match peer.describe_end() {
+                    Some(end) => Err(anyhow::Error::new(e).context(end)),
+                    None => Err(e.into()),
+                },
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+
+    /// Feed one of several devices, its progress a row of `board`.
+    fn feed_one(&self, device: &Device, board: &Board, served: &Served) -> Fed {
+        let label = device.label();
+        let row = board.row(&label, "starting");
+        let result = self.record(device, true).and_then(|mut record| {
+            let mut show = row.clone();
+            self.feed(device, &mut record, &mut show, &|text| row.set(text))
+        });
+        let fed = Fed {
+            device: device.clone(),
+            result: result.map_err(|e| format!("{e:#}")),
+            elapsed: self.start.elapsed(),
+        };
+        row.set(match fed.result {
+            Ok(_) => "holds everything",
+            Err(_) => "failed",
+        });
+        board.say(&device_line(&fed, served));
+        fed
+    }
+
+    /// Feed these devices at once.
+    pub fn feed_listed(&self, devices: &[Device], board: &Board, served: &Served) -> Vec<Fed> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = devices
+                .iter()
+                .map(|d| self.spawn(s, d.clone(), board, served))
+                .collect();
+            handles.into_iter().map(join).collect()
+        })
+    }
+
+    fn spawn<'s, 'e>(
+        &'s self,
+        s: &'s Scope<'s, 'e>,
+        device: Device,
+        board: &'s Board,
+        served: &'s Served,
+    ) -> ScopedJoinHandle<'s, Fed> {
+        s.spawn(move || self.feed_one(&device, board, served))
+    }
+
+    /// Feed every feedfs device on USB: those attached now, and with
+    /// `--wait` those that appear later, until the push is stopped.
+    pub fn feed_every_usb(&self, board: &Board, served: &Served) -> Result<Vec<Fed>> {
+        let mut results: Vec<Fed> = Vec::new();
+        std::thread::scope(|s| -> Result<()> {
+            let mut running: Vec<(String, ScopedJoinHandle<'_, Fed>)> = Vec::new();
+            // Devices that hold everything and are still attached.
+            let mut held: HashSet<String> = HashSet::new();
+            let mut warned: HashSet<(u8, u8)> = HashSet::new();
+            let mut first = true;
+            loop {
+                let present = self.look(&mut warned);
+                if first && present.is_empty() && !self.args.wait {
+                    anyhow::bail!(
+                        "no feedfs device is attached (is feedfs-device running with --usb-ffs \
+                         or --usb-gadget? --wait waits for them)"
+                    );
+                }
+                if first && present.is_empty() {
+                    board.say("waiting for feedfs devices on USB");
+                }
+                first = false;
+                held.retain(|serial| present.contains(serial));
+                for serial in &present {
+                    if !held.contains(serial) && !running.iter().any(|(s, _)| s == serial) {
+                        let handle = self.spawn(s, usb(serial), board, served);
+                        running.push((serial.clone(), handle));
+                    }
+                }
+                let (done, still): (Vec<_>, Vec<_>) =
+                    running.into_iter().partition(|(_, h)| h.is_finished());
+                running = still;
+                for (serial, handle) in done {
+                    let fed = join(handle);
+                    if fed.result.is_ok() {
+                        held.insert(serial.clone());
+                    }
+                    results.retain(|f| f.device.name != serial);
+                    results.push(fed);
+                }
+                if !self.args.wait && running.is_empty() {
+                    return Ok(());
+                }
+                if self.args.wait && self.stopped().is_some() {
+                    break;
+                }
+                std::thread::sleep(LOOK_INTERVAL);
+            }
+            for (serial, handle) in running {
+                results.retain(|f| f.device.name != serial);
+                results.push(join(handle));
+            }
+            Ok(())
+        })?;
+        Ok(results)
+    }
+
+    /// The serials of the feedfs devices attached now; a device without
+    /// one cannot be told apart from the others and is left out (said once).
+    fn look(&self, warned: &mut HashSet<(u8, u8)>) -> Vec<String> {
+        let found = crate::link::usb::context()
+            .and_then(|ctx| {
+                crate::link::usb::find(&ctx).map_err(|e| std::io::Error::other(format!("USB: {e}")))
+            })
+            .unwrap_or_else(|e| {
+                log::debug!("cannot look for USB devices: {e}");
+                Vec::new()
+            });
+        let mut serials = Vec::new();
+        for f in found {
+            match f.serial {
+                Some(serial) if !serial.is_empty() => serials.push(serial),
+                _ => {
+                    if warned.insert((f.bus, f.address)) {
+                        log::warn!(
+                            "{}: no serial number, so --all cannot tell it from the others; \
+                             left out",
+                            f.describe()
+                        );
+                    }
+                }
+            }
+        }
+        serials
+    }
+}
+
+/// A device thread's result; one that panicked failed.
+fn join(handle: ScopedJoinHandle<'_, Fed>) -> Fed {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
