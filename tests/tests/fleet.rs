@@ -319,3 +319,86 @@ fn several_devices_need_a_record_each() {
     assert!(err.contains("put {device} in the --record path"), "{err}");
     assert!(!s.root.join("rec.tsv").exists());
 }
+
+#[test]
+fn four_devices_from_one_url_cost_the_server_one_copy() {
+    let s = Scratch::new("fleet-http");
+    let nginx = feedfs_tests::nginx::Nginx::start(&s.dir("nginx"));
+    const SIZE: u64 = 24 * MIB + 1234;
+    write_file(&nginx.www().join("disk.img"), SIZE, 71, 0o644);
+    let root = s.dir("devices");
+    let mut args: Vec<String> = Vec::new();
+    for i in 1..=4 {
+        args.push("--exec".into());
+        args.push(device_cmd(&root, &i.to_string()));
+    }
+    args.extend(["--rate".into(), "8M".into(), nginx.url("disk.img")]);
+    let mut host = start_host(&args);
+    // A demand far ahead of the stream on one device is served at once.
+    let file = root.join("m2/disk.img");
+    wait_for("the file on device 2", Duration::from_secs(30), || {
+        fs::metadata(&file).is_ok_and(|m| m.len() == SIZE)
+    });
+    let at = 20 * MIB + 3 * PAGE;
+    let t0 = Instant::now();
+    assert!(read_at(&file, at, 4096).unwrap() == content(71, at, 4096));
+    let demand = t0.elapsed();
+    let status = wait_exit(&mut host, Duration::from_secs(60));
+    let mut err = String::new();
+    host.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    for i in 1..=4 {
+        let got = fs::read(root.join(format!("m{i}/disk.img"))).unwrap();
+        assert!(
+            got == content(71, 0, SIZE as usize),
+            "device {i} holds other bytes"
+        );
+    }
+    // nginx's own count of the body bytes it sent, for four devices.
+    let sent = nginx.bytes_sent();
+    assert!(
+        sent >= SIZE && sent <= SIZE * 11 / 10,
+        "nginx sent {sent} bytes for a {SIZE}-byte file to four devices"
+    );
+    assert!(demand < Duration::from_secs(2), "a demand took {demand:?}");
+    eprintln!("nginx sent {sent} bytes for {SIZE}; a demand ahead of the stream took {demand:?}");
+    stop_all_named(&root, &["1", "2", "3", "4"]);
+}
+
+#[test]
+fn a_device_whose_disk_fills_fails_alone() {
+    let s = Scratch::new("fleet-full");
+    let src = source(&s, 16 * MIB);
+    let root = s.dir("devices");
+    let commands: Vec<String> = (1..=3).map(|i| device_cmd(&root, &i.to_string())).collect();
+    // Device 2's store is a 4 MiB tmpfs: it cannot hold the 16 MiB file.
+    let full = root.join("s2");
+    fs::create_dir_all(&full).unwrap();
+    mount_tmpfs(&full, 4 * MIB);
+    let mut args: Vec<String> = Vec::new();
+    for c in commands {
+        args.push("--exec".into());
+        args.push(c);
+    }
+    args.push(src.display().to_string());
+    let out = start_host(&args).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("device 2: failed: ") && err.contains("NoSpace"),
+        "{err}"
+    );
+    for i in [1, 3] {
+        assert!(
+            err.contains(&format!("device {i}: pushed 6 files")),
+            "{err}"
+        );
+        assert_same_tree(&src, &root.join(format!("m{i}/src")));
+    }
+    assert!(err.contains("2 of 3 devices hold everything"), "{err}");
+    stop_all_named(&root, &["1", "2", "3"]);
+}

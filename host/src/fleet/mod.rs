@@ -10,7 +10,8 @@
 //! `--usb --all` the attached devices are looked for every
 //! [`LOOK_INTERVAL`], and with `--wait` the push serves the ones that
 //! appear later until a signal stops it ([`Fleet::feed_every_usb`]). A
-//! device that holds everything is not fed again while it stays attached.
+//! device whose session ended (it holds everything, or it failed for a
+//! reason other than going away) is not fed again while it stays attached.
 
 pub mod board;
 pub mod report;
@@ -196,44 +197,46 @@ impl Fleet<'_> {
         let mut results: Vec<Fed> = Vec::new();
         std::thread::scope(|s| -> Result<()> {
             let mut running: Vec<(String, ScopedJoinHandle<'_, Fed>)> = Vec::new();
-            // Devices that hold everything and are still attached.
-            let mut held: HashSet<String> = HashSet::new();
+            // Devices whose session ended (done or failed) and that are
+            // still attached: fed again only once they left and came back.
+            let mut finished: HashSet<String> = HashSet::new();
             let mut warned: HashSet<(u8, u8)> = HashSet::new();
             let mut first = true;
             loop {
-                let present = self.look(&mut warned);
-                if first && present.is_empty() && !self.args.wait {
-                    anyhow::bail!(
-                        "no feedfs device is attached (is feedfs-device running with --usb-ffs \
-                         or --usb-gadget? --wait waits for them)"
-                    );
-                }
-                if first && present.is_empty() {
-                    board.say("waiting for feedfs devices on USB");
-                }
-                first = false;
-                held.retain(|serial| present.contains(serial));
-                for serial in &present {
-                    if !held.contains(serial) && !running.iter().any(|(s, _)| s == serial) {
-                        let handle = self.spawn(s, usb(serial), board, served);
-                        running.push((serial.clone(), handle));
+                // Without --wait, the devices attached at the start only.
+                if first || self.args.wait {
+                    let present = self.look(&mut warned);
+                    if first && present.is_empty() {
+                        if !self.args.wait {
+                            anyhow::bail!(
+                                "no feedfs device is attached (is feedfs-device running with \
+                                 --usb-ffs or --usb-gadget? --wait waits for them)"
+                            );
+                        }
+                        board.say("waiting for feedfs devices on USB");
+                    }
+                    finished.retain(|serial| present.contains(serial));
+                    for serial in &present {
+                        if !finished.contains(serial) && !running.iter().any(|(s, _)| s == serial) {
+                            running
+                                .push((serial.clone(), self.spawn(s, usb(serial), board, served)));
+                        }
                     }
                 }
+                first = false;
                 let (done, still): (Vec<_>, Vec<_>) =
                     running.into_iter().partition(|(_, h)| h.is_finished());
                 running = still;
                 for (serial, handle) in done {
-                    let fed = join(handle);
-                    if fed.result.is_ok() {
-                        held.insert(serial.clone());
-                    }
+                    finished.insert(serial.clone());
                     results.retain(|f| f.device.name != serial);
-                    results.push(fed);
+                    results.push(join(handle));
                 }
-                if !self.args.wait && running.is_empty() {
-                    return Ok(());
-                }
-                if self.args.wait && self.stopped().is_some() {
+                let over = match self.args.wait {
+                    true => self.stopped().is_some(),
+                    false => running.is_empty(),
+                };
+                if over {
                     break;
                 }
                 std::thread::sleep(LOOK_INTERVAL);
