@@ -208,18 +208,8 @@ fn a_template_fills_each_serial_and_a_bad_device_fails_alone() {
     for serial in ["alpha", "beta"] {
         device_cmd(&root, serial);
     }
-    let template = device_cmd(&root, "{serial}");
     let t0 = Instant::now();
-    let out = start_host(&[
-        "--exec".into(),
-        template,
-        "--serials".into(),
-        "alpha,beta".into(),
-        "--json".into(),
-        src.display().to_string(),
-    ])
-    .wait_with_output()
-    .unwrap();
+    let out = templated(&root, &src, &["--json"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     for serial in ["alpha", "beta"] {
@@ -232,32 +222,17 @@ fn a_template_fills_each_serial_and_a_bad_device_fails_alone() {
     assert_eq!(json["devices"][1]["name"], "beta");
     eprintln!("two devices in {:?}", t0.elapsed());
 
-    // Run twice in a row: the stores hold everything, nothing is sent.
-    let again = start_host(&[
-        "--exec".into(),
-        device_cmd(&root, "{serial}"),
-        "--serials".into(),
-        "alpha,beta".into(),
-        src.display().to_string(),
-    ]);
-    let again = again.wait_with_output().unwrap();
+    // Run twice in a row: the daemons of the first run still hold their
+    // stores, and say so; stopped, new daemons find everything there.
+    let again = templated(&root, &src, &[]);
     let err = String::from_utf8_lossy(&again.stderr);
-    // The daemons of the first run still hold their stores.
     assert!(!again.status.success(), "{err}");
     assert!(
         err.contains("alpha: failed: ") && err.contains("beta: failed: "),
         "{err}"
     );
     stop_all_named(&root, &["alpha", "beta"]);
-    let again = start_host(&[
-        "--exec".into(),
-        device_cmd(&root, "{serial}"),
-        "--serials".into(),
-        "alpha,beta".into(),
-        src.display().to_string(),
-    ])
-    .wait_with_output()
-    .unwrap();
+    let again = templated(&root, &src, &[]);
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{err}");
     assert!(err.contains("alpha: pushed 6 files, 0 B sent"), "{err}");
@@ -282,6 +257,19 @@ fn a_template_fills_each_serial_and_a_bad_device_fails_alone() {
     assert!(err.contains("1 of 2 devices hold everything; "), "{err}");
     assert_same_tree(&src, &root.join("mgamma/src"));
     stop_all_named(&root, &["alpha", "beta", "gamma"]);
+}
+
+/// One push to devices `alpha` and `beta` through one `{serial}` template.
+fn templated(root: &Path, src: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "--exec".to_string(),
+        device_cmd(root, "{serial}"),
+        "--serials".into(),
+        "alpha,beta".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.push(src.display().to_string());
+    start_host(&args).wait_with_output().unwrap()
 }
 
 /// Stop the daemons of the named stores below `root`.
