@@ -18,8 +18,8 @@ use feedfs_protocol::{page_offset, FileId, PAGE_SIZE};
 
 use crate::files::backend::{Backend, SourceError};
 use crate::files::cache::{lock, PageCache, SLAB_PAGES};
+use crate::files::kinds::open;
 use crate::files::manifest::ServedEntry;
-use crate::files::source::open;
 
 /// Most files kept open at once.
 const OPEN_FILES: usize = 16;

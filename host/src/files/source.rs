@@ -17,22 +17,12 @@
 use feedfs_protocol::{page_offset, run_len, FileId};
 
 pub use crate::files::backend::{nothing_ahead, Backend, SourceError};
-use crate::files::http::ahead::Reader;
-use crate::files::local::{BlockDevice, LocalFile};
-use crate::files::manifest::{Origin, ServedEntry, ServedSet};
+pub use crate::files::kinds::open;
+use crate::files::manifest::ServedSet;
 use crate::files::shared::SharedSource;
 
 /// Most files kept open at once.
 const OPEN_FILES: usize = 8;
-
-/// Open the backend of a file entry, checking that it is still the file announced.
-pub fn open(entry: &ServedEntry) -> Result<Box<dyn Backend>, SourceError> {
-    Ok(match &entry.origin {
-        Origin::Local => Box::new(LocalFile::open(&entry.source, &entry.stamp)?),
-        Origin::BlockDevice => Box::new(BlockDevice::open(&entry.source, &entry.stamp)?),
-        Origin::Http(remote) => Box::new(Reader::new(remote.clone())),
-    })
-}
 
 /// Reads runs of pages of the files of a served set.
 pub struct Source<'a> {
