@@ -95,7 +95,7 @@ impl SharedSource {
         let count = out.len().div_ceil(PAGE) as u64;
         let last = first + count - 1;
         let keys = (first / SLAB_PAGES..=last / SLAB_PAGES).map(|n| (entry.id, n));
-        let slabs = self.cache.slabs(keys);
+        let slabs = self.cache.slabs(entry.size, keys);
         let mut held: Vec<_> = slabs.iter().map(lock).collect();
         let base = first / SLAB_PAGES;
         let len_all = out.len();
