@@ -112,48 +112,68 @@ impl PageCache {
     }
 
     /// The slabs `keys` (in ascending order) of a file of `size` bytes,
-    /// made where missing and marked as just used, dropping the least
-    /// recently used others while the cache is over its size.
+    /// made where missing and marked as just used; room is made by
+    /// dropping the least recently used others (never one of `keys`).
     pub fn slabs(&self, size: u64, keys: impl IntoIterator<Item = SlabKey>) -> Vec<Shared> {
         let mut s = self.slabs.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = Vec::new();
-        let mut ours = 0;
+        let ours_from = s.tick + 1;
         for key in keys {
             s.tick += 1;
             let tick = s.tick;
             let slab = match s.by_key.get_mut(&key) {
-                Some((slab, used, bytes)) => {
+                Some((slab, used, _)) => {
                     let old = std::mem::replace(used, tick);
                     let slab = slab.clone();
-                    ours += *bytes;
                     s.by_use.remove(&old);
                     slab
                 }
                 None => {
                     let start = key.1 * SLAB_BYTES as u64;
                     let bytes = size.saturating_sub(start).min(SLAB_BYTES as u64) as usize;
-                    let slab = Arc::new(Mutex::new(Slab::new(bytes)));
+                    let reused = self.make_room(&mut s, bytes, ours_from);
+                    let slab = Arc::new(Mutex::new(reused.unwrap_or_else(|| Slab::new(bytes))));
                     s.by_key.insert(key, (slab.clone(), tick, bytes));
                     s.bytes += bytes;
-                    ours += bytes;
                     slab
                 }
             };
             s.by_use.insert(tick, key);
             out.push(slab);
         }
-        // The run's own slabs stay, whatever the size.
-        while s.bytes > self.most.max(ours) {
+        out
+    }
+
+    /// Drop the least recently used slabs used before tick `ours_from`
+    /// until `bytes` more fit; the buffer of one of `bytes` that nobody
+    /// holds any more comes back, emptied, to be used again (so a cache
+    /// that is full allocates nothing, and the memory it frees does not
+    /// pile up in the allocator's per-thread pools).
+    fn make_room(&self, s: &mut Slabs, bytes: usize, ours_from: u64) -> Option<Slab> {
+        let mut reused = None;
+        while s.bytes + bytes > self.most {
+            match s.by_use.first_key_value() {
+                Some((&tick, _)) if tick < ours_from => {}
+                _ => break,
+            }
             let Some((_, key)) = s.by_use.pop_first() else {
                 break;
             };
-            if let Some((_, _, bytes)) = s.by_key.remove(&key) {
-                s.bytes -= bytes;
-            }
+            let Some((slab, _, size)) = s.by_key.remove(&key) else {
+                continue;
+            };
+            s.bytes -= size;
             self.dropped
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if reused.is_none() && size == bytes {
+                if let Ok(slab) = Arc::try_unwrap(slab) {
+                    let mut slab = slab.into_inner().unwrap_or_else(PoisonError::into_inner);
+                    slab.present = 0;
+                    reused = Some(slab);
+                }
+            }
         }
-        out
+        reused
     }
 
     /// Bytes of the slabs held now.
@@ -247,6 +267,20 @@ mod tests {
         // The next run drops what the last one left.
         cache.slabs(BIG, [(FileId(2), 0)]);
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_full_cache_uses_a_dropped_slab_again_emptied() {
+        let cache = PageCache::new(SLAB_BYTES as u64);
+        lock(&cache.slabs(BIG, [(FileId(0), 0)])[0]).put(5, b"old");
+        let b = cache.slabs(BIG, [(FileId(0), 1)]);
+        let slab = lock(&b[0]);
+        assert!(
+            (0..SLAB_PAGES).all(|i| !slab.has(i)),
+            "nothing of a came along"
+        );
+        assert_eq!(cache.bytes(), SLAB_BYTES);
+        assert_eq!(cache.stats().dropped, 1);
     }
 
     #[test]
