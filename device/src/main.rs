@@ -48,7 +48,8 @@ Exit status:
   0  success; mount: unmounted after SIGINT, SIGTERM or an umount
   1  failure (the message says what failed)
   2  usage error: an unknown option or a value out of its range
-  3  verify: bad pages were found and dropped from the store";
+  3  verify: bad pages were found and dropped from the store, or written
+     pages were found torn";
 
 /// Mount files served by feedfs-host at once and fill them page by page.
 #[derive(Parser)]
@@ -281,10 +282,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     if !r.bad.is_empty() {
                         writeln!(out, "  dropped, to be fetched again: pages {:?}", r.bad)?;
                     }
+                    if !r.torn.is_empty() {
+                        writeln!(
+                            out,
+                            "  written pages torn by a crash (EIO until written whole again, or \
+                             `overlay discard`): pages {:?}",
+                            r.torn
+                        )?;
+                    }
                 }
                 Ok(())
             })?;
-            let bad: usize = reports.iter().map(|r| r.bad.len()).sum();
+            let bad: usize = reports.iter().map(|r| r.bad.len() + r.torn.len()).sum();
             Ok(if bad == 0 {
                 ExitCode::SUCCESS
             } else {

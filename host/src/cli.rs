@@ -164,6 +164,13 @@ impl Cli {
                          devices with --serial alone",
                     ));
                 }
+                if p.serial
+                    .iter()
+                    .chain(&p.serials)
+                    .any(|s| s.trim().is_empty())
+                {
+                    return Err(conflict("a serial is empty (two commas in --serials?)"));
+                }
                 if let Some(dup) = repeated(&p.serial).or_else(|| repeated(&p.serials)) {
                     return Err(conflict(&format!("the serial {dup} is given twice")));
                 }

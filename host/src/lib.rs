@@ -15,7 +15,9 @@
 //! - [`logs`]: the host's record of a push, logs read back, their summaries
 //!   and plots, and the `log` and `plan` commands;
 //! - [`prefetch`]: plans learned from logs, and the built-in order for zip
-//!   files.
+//!   files;
+//! - [`term`]: stderr shared between the rows drawn in place and every
+//!   other line.
 //!
 //! The wire format itself is the `feedfs-protocol` crate.
 #![forbid(unsafe_code)]
@@ -28,6 +30,7 @@ pub mod logs;
 pub mod prefetch;
 pub mod push;
 pub mod send;
+pub mod term;
 
 #[cfg(test)]
 mod testutil;

@@ -23,6 +23,23 @@ fn main() -> ExitCode {
             logs.filter_module(module, log::LevelFilter::Debug);
         }
     }
+    // Log lines go above the rows drawn for several devices, not over them,
+    // and say which device they are about.
+    logs.target(env_logger::Target::Pipe(Box::new(
+        feedfs_host::term::Stderr,
+    )));
+    logs.format(|buf, record| {
+        use std::io::Write as _;
+        writeln!(
+            buf,
+            "[{} {:<5} {}] {}{}",
+            buf.timestamp(),
+            record.level(),
+            record.target(),
+            feedfs_host::term::device_here(),
+            record.args()
+        )
+    });
     logs.init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,11 +12,9 @@
 //! as they finish and one closing line; the push fails when any did.
 //! SIGINT, SIGTERM and SIGHUP end it cleanly ([`crate::send::stop`]).
 
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -130,7 +128,6 @@ pub fn push(args: &PushArgs) -> Result<Vec<Fed>> {
         handshake_timeout: args.handshake_timeout,
     };
     let shared = SharedSource::new(args.cache);
-    let stopping = Arc::new(AtomicI32::new(0));
     let fleet = Fleet {
         args,
         set: &set,
@@ -139,7 +136,6 @@ pub fn push(args: &PushArgs) -> Result<Vec<Fed>> {
         stop: &stop,
         start,
         shared: (several && args.cache > 0).then_some(&shared),
-        stopping: stopping.clone(),
     };
     let served = Served {
         files: set.files().count() as u64,
@@ -151,16 +147,16 @@ pub fn push(args: &PushArgs) -> Result<Vec<Fed>> {
             return one(&fleet, &devices[0], terminal, &served);
         }
         targets => {
-            // Signals stop the waits for devices too; the sessions hear them.
-            let _stopping = stop.attach(move |sig| {
-                stopping.store(sig, Ordering::SeqCst);
-                true
-            });
-            let board = Board::new(terminal, start);
+            // A signal ends the waits for devices too (they look at
+            // `Stop::signalled`), and the summaries are written: it is taken.
+            let _waits = stop.attach(|_| true);
+            let board = Arc::new(Board::new(terminal, start));
+            crate::term::set_drawn(Some(board.clone()));
             let all = match targets {
                 Targets::Listed(devices) => fleet.feed_listed(&devices, &board, &served),
                 Targets::EveryUsb => fleet.feed_every_usb(&board, &served)?,
             };
+            crate::term::set_drawn(None);
             board.clear();
             all
         }
@@ -173,18 +169,14 @@ pub fn push(args: &PushArgs) -> Result<Vec<Fed>> {
             .map(|s| s.source_bytes)
             .sum(),
     };
-    eprintln!("feedfs-host: {}", closing(&all, source_bytes));
+    crate::term::write_lines(format!("feedfs-host: {}\n", closing(&all, source_bytes)).as_bytes());
     print_json(args, &all, source_bytes, &served)?;
     let failed = all.iter().filter(|f| f.result.is_err()).count();
-    match (failed, fleet.stopping.load(Ordering::SeqCst)) {
+    let what = format!("{failed} of {} devices did not complete", all.len());
+    match (failed, stop.signalled()) {
         (0, _) => Ok(all),
-        (_, 0) => anyhow::bail!("{failed} of {} devices did not complete", all.len()),
-        (_, sig) => Err(
-            anyhow::Error::new(SessionError::Interrupted(sig)).context(format!(
-                "{failed} of {} devices did not complete",
-                all.len()
-            )),
-        ),
+        (_, None) => Err(anyhow::anyhow!(what)),
+        (_, Some(sig)) => Err(anyhow::Error::new(SessionError::Interrupted(sig)).context(what)),
     }
 }
 
@@ -193,14 +185,7 @@ pub fn push(args: &PushArgs) -> Result<Vec<Fed>> {
 fn one(fleet: &Fleet, device: &Device, terminal: bool, served: &Served) -> Result<Vec<Fed>> {
     let mut record = fleet.record(device, false)?;
     let mut progress = Progress::new(terminal, fleet.start);
-    // What the device waits for, said once each time it changes.
-    let said = RefCell::new(String::new());
-    let status = |text: &str| {
-        if *said.borrow() != text {
-            eprintln!("feedfs-host: {text}");
-            *said.borrow_mut() = text.to_string();
-        }
-    };
+    let status = |text: &str| eprintln!("feedfs-host: {text}");
     let result = fleet.feed(device, &mut record, &mut progress, &status);
     let fed = Fed {
         device: device.clone(),
@@ -211,7 +196,10 @@ fn one(fleet: &Fleet, device: &Device, terminal: bool, served: &Served) -> Resul
         progress.finish(Instant::now(), &outcome(summary, served));
     }
     let source_bytes = fed.result.as_ref().map_or(0, |s| s.source_bytes);
-    print_json(fleet.args, std::slice::from_ref(&fed), source_bytes, served)?;
+    // The session's error stays the push's, whatever happens to the JSON.
+    if let Err(e) = print_json(fleet.args, std::slice::from_ref(&fed), source_bytes, served) {
+        log::warn!("{e:#}");
+    }
     result.map(|_| vec![fed])
 }
 

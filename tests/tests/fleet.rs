@@ -186,7 +186,7 @@ fn eight_devices_over_pipes_one_killed_mid_stream() {
     // reads and the readahead of demands add a little).
     let read = json["source_bytes"].as_u64().unwrap();
     assert!(
-        read >= total && read <= total * 11 / 10,
+        (total..=total * 11 / 10).contains(&read),
         "read {read} bytes from the source for {total} bytes of files"
     );
     // The kernel's count of everything the host read (sources, pipes) agrees.
@@ -349,7 +349,7 @@ fn four_devices_from_one_url_cost_the_server_one_copy() {
     // nginx's own count of the body bytes it sent, for four devices.
     let sent = nginx.bytes_sent();
     assert!(
-        sent >= SIZE && sent <= SIZE * 11 / 10,
+        (SIZE..=SIZE * 11 / 10).contains(&sent),
         "nginx sent {sent} bytes for a {SIZE}-byte file to four devices"
     );
     assert!(demand < Duration::from_secs(2), "a demand took {demand:?}");

@@ -6,7 +6,10 @@
 //! at a time with their CRCs from the map file, so its memory stays that of
 //! the page bitmaps whatever the store's size. A page whose content does
 //! not match its CRC (a torn write after a power cut, a damaged disk) has
-//! its bit cleared on disk; nothing is repaired in place.
+//! its bit cleared on disk; nothing is repaired in place. A page written on
+//! the device (`--writable`) that matches neither its old nor its new
+//! content was torn by a crash: it is reported, and kept as it is (it is
+//! the device's own: no host can send it again).
 
 use std::path::Path;
 
@@ -24,6 +27,8 @@ pub struct FileReport {
     pub present: u64,
     /// Pages that failed it, now dropped.
     pub bad: Vec<u64>,
+    /// Written pages a crash tore (never served until rewritten or discarded).
+    pub torn: Vec<u64>,
 }
 
 /// Check every present page of every file the store's manifest lists.
@@ -45,6 +50,7 @@ pub fn verify(dir: &Path) -> anyhow::Result<Vec<FileReport>> {
             pages: file.pages(),
             present: file.present_count(),
             bad,
+            torn: file.torn_pages(),
         });
     }
     Ok(reports)

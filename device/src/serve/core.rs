@@ -83,7 +83,7 @@ pub struct Core<R = ReplyData> {
     total_pages: u64,
     /// Shared with writes that wait (they count the pages they make present).
     present_pages: Arc<AtomicU64>,
-    complete_sent: AtomicBool,
+    complete_sent: Arc<AtomicBool>,
     /// The reaper is to sync the store at its next look.
     sync_wanted: AtomicBool,
     pending: Mutex<Shared<Waiter<R>>>,
@@ -124,7 +124,7 @@ impl<R: Reply> Core<R> {
             files,
             total_pages,
             present_pages: Arc::new(AtomicU64::new(present)),
-            complete_sent: AtomicBool::new(false),
+            complete_sent: Arc::new(AtomicBool::new(false)),
             sync_wanted: AtomicBool::new(false),
             pending: Mutex::new(Shared {
                 table: Pending::new(read_timeout),

@@ -192,23 +192,23 @@ impl StoredFile {
         };
         let mut opened = Opened::Kept;
         let mut held = None;
-        if pages > 0 {
-            // Otherwise nothing to store: no files, no descriptors.
-            match sf.open_writes() {
-                Ok(writes) => {
-                    let keep_data = writes.is_some();
-                    opened = sf.open_checked(entry, keep_data)?;
-                    if let Some(w) = writes {
-                        sf.add_written(w);
-                    }
+        // Writes to an older version hold even an empty new one.
+        match sf.open_writes() {
+            // An empty file has nothing to store: no files, no descriptors.
+            Ok(_) if pages == 0 => {}
+            Ok(writes) => {
+                let keep_data = writes.is_some();
+                opened = sf.open_checked(entry, keep_data)?;
+                if let Some(w) = writes {
+                    sf.add_written(w);
                 }
-                Err(why) => {
-                    // Nothing of it is touched: the store keeps the old
-                    // version's pages and writes until the user decides.
-                    log::warn!("store: {:?} is not served: {why}", entry.path);
-                    *sf.state.get_mut().expect("fresh mutex") = MapState::held(pages);
-                    held = Some(why);
-                }
+            }
+            Err(why) => {
+                // Nothing of it is touched: the store keeps the old
+                // version's pages and writes until the user decides.
+                log::warn!("store: {:?} is not served: {why}", entry.path);
+                *sf.state.get_mut().expect("fresh mutex") = MapState::held(pages);
+                held = Some(why);
             }
         }
         Ok(StoredFile {

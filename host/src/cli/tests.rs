@@ -290,4 +290,14 @@ fn several_devices() {
     assert!(err(&["feedfs-host", "push", "--stdio", "--serials", "A", "x"]).contains("--exec"));
     assert!(err(&["feedfs-host", "push", "--stdio", "--json", "x"]).contains("--json"));
     assert!(err(&["feedfs-host", "-s", "A", "-s", "B", "usb-check"]).contains("one device"));
+    assert!(err(&[
+        "feedfs-host",
+        "push",
+        "--exec",
+        "{serial}",
+        "--serials",
+        "A,,B",
+        "x"
+    ])
+    .contains("a serial is empty"));
 }

@@ -2,14 +2,15 @@
 //! backends and one [`PageCache`] for all, so devices streaming the same
 //! files read each page from its source about once.
 //!
-//! A run is served from the cache's slabs where they hold its pages; the
-//! pages they lack are read from the backend in one read per gap (a run
-//! no session read before is one read of exactly its bytes, as for a
-//! single device), then kept in the slabs. The slabs' locks are held
+//! A run is served from the cache's slabs when they hold all its pages;
+//! otherwise it is read whole, in one read of exactly its bytes as for a
+//! single device, and its pages are kept in the slabs. The slabs' locks are held
 //! across that read, so sessions asking for the same pages at once wait
 //! for one read (see [`crate::files::cache`]). A backend is shared too,
-//! behind a lock of its own: an HTTP source's fetches ahead serve whichever
-//! session reads next.
+//! behind a lock of its own, for the runs of the stream: an HTTP source's
+//! fetches ahead serve whichever session reads next. A demand is read
+//! through its session's own backend, so it never waits behind another
+//! session's read of the same file.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -73,7 +74,12 @@ impl SharedSource {
 
     /// Fill `out` with the bytes of `entry` from page `first` (`out` is a
     /// run's bytes: whole pages but the file's last); returns the bytes
-    /// this call read from the source. `wanted` is the calling session's
+    /// this call read from the source. A run the cache holds whole is
+    /// copied from it; any other is read whole, in one read (so a source
+    /// that fetches ahead sees the offsets and lengths of one session's
+    /// runs), through `own` if given (a session's own backend, for a
+    /// demand: it waits for no other session's read) else through the
+    /// shared one. `wanted` is the calling session's
     /// ([`Backend::read_exact_at`]).
     pub fn read_run(
         &self,
@@ -81,6 +87,7 @@ impl SharedSource {
         first: u64,
         out: &mut [u8],
         wanted: &dyn Fn(u64, u64) -> bool,
+        own: Option<&mut dyn Backend>,
     ) -> Result<u64, SourceError> {
         if out.is_empty() {
             return Ok(0);
@@ -88,46 +95,38 @@ impl SharedSource {
         let count = out.len().div_ceil(PAGE) as u64;
         let last = first + count - 1;
         let keys = (first / SLAB_PAGES..=last / SLAB_PAGES).map(|n| (entry.id, n));
-        let slabs = self.cache.slabs(keys);
+        let slabs = self.cache.slabs(entry.size, keys);
         let mut held: Vec<_> = slabs.iter().map(lock).collect();
         let base = first / SLAB_PAGES;
         let len_all = out.len();
         let page_len = |page: u64| (len_all - (page - first) as usize * PAGE).min(PAGE);
-        // Copy what the slabs hold; note the gaps.
-        let mut gaps: Vec<(u64, u64)> = Vec::new();
-        for page in first..=last {
-            let slab = &held[(page / SLAB_PAGES - base) as usize];
-            let i = page % SLAB_PAGES;
-            if slab.has(i) {
+        let slab_of = |page: u64| (page / SLAB_PAGES - base) as usize;
+        let whole = (first..=last).all(|p| held[slab_of(p)].has(p % SLAB_PAGES));
+        if whole {
+            for page in first..=last {
                 let at = (page - first) as usize * PAGE;
                 let len = page_len(page);
-                out[at..at + len].copy_from_slice(slab.page(i, len));
-            } else {
-                match gaps.last_mut() {
-                    Some((start, n)) if *start + *n == page => *n += 1,
-                    _ => gaps.push((page, 1)),
-                }
+                out[at..at + len].copy_from_slice(held[slab_of(page)].page(page % SLAB_PAGES, len));
             }
-        }
-        if gaps.is_empty() {
             return Ok(0);
         }
-        let backend = self.backend(entry)?;
-        let mut backend = backend.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut read = 0;
-        for (start, n) in gaps {
-            let at = (start - first) as usize * PAGE;
-            let end = (at + n as usize * PAGE).min(out.len());
-            backend.read_exact_at(&mut out[at..end], page_offset(start), wanted)?;
-            read += (end - at) as u64;
-            for page in start..start + n {
+        match own {
+            Some(backend) => backend.read_exact_at(out, page_offset(first), wanted)?,
+            None => {
+                let backend = self.backend(entry)?;
+                let mut backend = backend.lock().unwrap_or_else(PoisonError::into_inner);
+                backend.read_exact_at(out, page_offset(first), wanted)?;
+            }
+        }
+        for page in first..=last {
+            let slab = &mut held[slab_of(page)];
+            if !slab.has(page % SLAB_PAGES) {
                 let at = (page - first) as usize * PAGE;
-                let slab = &mut held[(page / SLAB_PAGES - base) as usize];
                 slab.put(page % SLAB_PAGES, &out[at..at + page_len(page)]);
             }
         }
-        self.read.fetch_add(read, Ordering::Relaxed);
-        Ok(read)
+        self.read.fetch_add(len_all as u64, Ordering::Relaxed);
+        Ok(len_all as u64)
     }
 }
 
@@ -154,22 +153,22 @@ mod tests {
         // A demand of one page reads one page.
         assert_eq!(
             shared
-                .read_run(entry, 70, &mut out[..PAGE], &nothing_ahead)
+                .read_run(entry, 70, &mut out[..PAGE], &nothing_ahead, None)
                 .unwrap(),
             PAGE as u64
         );
         assert_eq!(&out[..PAGE], &bytes[70 * PAGE..71 * PAGE]);
-        // A run across two slabs around it reads only the gaps.
+        // A run across two slabs around it is read whole, in one read.
         let got = shared
-            .read_run(entry, 62, &mut out, &nothing_ahead)
+            .read_run(entry, 62, &mut out, &nothing_ahead, None)
             .unwrap();
-        assert_eq!(got, 9 * PAGE as u64);
+        assert_eq!(got, 10 * PAGE as u64);
         assert_eq!(&out[..], &bytes[62 * PAGE..72 * PAGE]);
         // Again: nothing read.
         let mut again = vec![0; 10 * PAGE];
         assert_eq!(
             shared
-                .read_run(entry, 62, &mut again, &nothing_ahead)
+                .read_run(entry, 62, &mut again, &nothing_ahead, None)
                 .unwrap(),
             0
         );
@@ -178,10 +177,35 @@ mod tests {
         let tail = bytes.len() - 3 * SLAB_BYTES;
         let mut last = vec![0; tail];
         shared
-            .read_run(entry, 3 * SLAB_PAGES, &mut last, &nothing_ahead)
+            .read_run(entry, 3 * SLAB_PAGES, &mut last, &nothing_ahead, None)
             .unwrap();
         assert_eq!(&last[..], &bytes[3 * SLAB_BYTES..]);
-        assert_eq!(shared.bytes_read(), (10 * PAGE + tail) as u64);
+        assert_eq!(shared.bytes_read(), (11 * PAGE + tail) as u64);
+    }
+
+    #[test]
+    fn a_demand_read_through_its_own_backend_fills_the_cache_for_all() {
+        let t = TempDir::new("shared-own");
+        let bytes = data(2 * SLAB_BYTES);
+        let set = walk(&[t.write("f", &bytes)]).unwrap();
+        let entry = set.get(FileId(0)).unwrap();
+        let shared = SharedSource::new(1 << 30);
+        let mut own = open(entry).unwrap();
+        let mut out = vec![0; 2 * PAGE];
+        let read = shared
+            .read_run(entry, 90, &mut out, &nothing_ahead, Some(own.as_mut()))
+            .unwrap();
+        assert_eq!(read, 2 * PAGE as u64);
+        assert_eq!(&out[..], &bytes[90 * PAGE..92 * PAGE]);
+        let mut again = vec![0; 2 * PAGE];
+        assert_eq!(
+            shared
+                .read_run(entry, 90, &mut again, &nothing_ahead, None)
+                .unwrap(),
+            0,
+            "another session finds the pages in the cache"
+        );
+        assert_eq!(again, out);
     }
 
     #[test]
@@ -197,7 +221,7 @@ mod tests {
                     let mut out = vec![0; SLAB_BYTES];
                     for n in 0..64 {
                         shared
-                            .read_run(entry, n * SLAB_PAGES, &mut out, &nothing_ahead)
+                            .read_run(entry, n * SLAB_PAGES, &mut out, &nothing_ahead, None)
                             .unwrap();
                         assert_eq!(&out[..], &bytes[n as usize * SLAB_BYTES..][..SLAB_BYTES]);
                     }
@@ -217,7 +241,7 @@ mod tests {
         let mut out = vec![0; SLAB_BYTES];
         for n in [0, 1, 0] {
             shared
-                .read_run(entry, n * SLAB_PAGES, &mut out, &nothing_ahead)
+                .read_run(entry, n * SLAB_PAGES, &mut out, &nothing_ahead, None)
                 .unwrap();
             assert_eq!(&out[..], &bytes[n as usize * SLAB_BYTES..][..SLAB_BYTES]);
         }
@@ -233,12 +257,24 @@ mod tests {
         let shared = SharedSource::new(1 << 20);
         let mut out = vec![0; 6];
         let err = shared
-            .read_run(set.get(FileId(0)).unwrap(), 0, &mut out, &nothing_ahead)
+            .read_run(
+                set.get(FileId(0)).unwrap(),
+                0,
+                &mut out,
+                &nothing_ahead,
+                None,
+            )
             .unwrap_err();
         assert!(matches!(err, SourceError::Changed { .. }), "{err}");
         // Nothing was kept: a later read checks again.
         assert!(shared
-            .read_run(set.get(FileId(0)).unwrap(), 0, &mut out, &nothing_ahead)
+            .read_run(
+                set.get(FileId(0)).unwrap(),
+                0,
+                &mut out,
+                &nothing_ahead,
+                None
+            )
             .is_err());
     }
 }

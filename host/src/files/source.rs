@@ -18,7 +18,7 @@ use feedfs_protocol::{page_offset, run_len, FileId};
 
 pub use crate::files::backend::{nothing_ahead, Backend, SourceError};
 pub use crate::files::kinds::open;
-use crate::files::manifest::ServedSet;
+use crate::files::manifest::{ServedEntry, ServedSet};
 use crate::files::shared::SharedSource;
 
 /// Most files kept open at once.
@@ -63,12 +63,15 @@ impl<'a> Source<'a> {
     /// The bytes of the `count` pages of `file` from page `first`, read
     /// with one read of exactly those bytes (the last page may be short);
     /// `wanted(first, count)` says which pages of `file` may be fetched
-    /// ahead ([`Backend::read_exact_at`]).
+    /// ahead ([`Backend::read_exact_at`]). Through a shared source, a run
+    /// the cache lacks is read with this source's own backend when
+    /// `demand` (a reader waits for it), else with the shared one.
     pub fn read_run(
         &mut self,
         file: FileId,
         first: u64,
         count: u32,
+        demand: bool,
         wanted: &dyn Fn(u64, u64) -> bool,
     ) -> Result<&[u8], SourceError> {
         let entry = self
@@ -82,31 +85,43 @@ impl<'a> Source<'a> {
         if self.buf.len() < len {
             self.buf.resize(len, 0);
         }
-        if let Some(shared) = self.shared {
-            self.read += shared.read_run(entry, first, &mut self.buf[..len], wanted)?;
-            return Ok(&self.buf[..len]);
-        }
-        let pos = match self.open.iter().position(|(id, _)| *id == file) {
-            Some(p) => p,
-            None => {
-                let backend = open(entry)?;
-                if self.open.len() == OPEN_FILES {
-                    self.open.pop();
-                }
-                self.open.push((file, backend));
-                self.open.len() - 1
+        let buf = &mut self.buf[..len];
+        match self.shared {
+            Some(shared) => {
+                let own = match demand {
+                    true => Some(own(&mut self.open, entry)?),
+                    false => None,
+                };
+                self.read += shared.read_run(entry, first, buf, wanted, own)?;
             }
-        };
-        if pos != 0 {
-            let item = self.open.remove(pos);
-            self.open.insert(0, item);
+            None => {
+                own(&mut self.open, entry)?.read_exact_at(buf, page_offset(first), wanted)?;
+                self.read += len as u64;
+            }
         }
-        self.open[0]
-            .1
-            .read_exact_at(&mut self.buf[..len], page_offset(first), wanted)?;
-        self.read += len as u64;
         Ok(&self.buf[..len])
     }
+}
+
+/// The backend of `entry` among the `open` ones (most recently used
+/// first), opened (and the least recently used closed) if need be.
+fn own<'o>(
+    opened: &'o mut Vec<(FileId, Box<dyn Backend>)>,
+    entry: &ServedEntry,
+) -> Result<&'o mut dyn Backend, SourceError> {
+    match opened.iter().position(|(id, _)| *id == entry.id) {
+        Some(0) => {}
+        Some(p) => {
+            let item = opened.remove(p);
+            opened.insert(0, item);
+        }
+        None => {
+            let backend = open(entry)?;
+            opened.truncate(OPEN_FILES - 1);
+            opened.insert(0, (entry.id, backend));
+        }
+    }
+    Ok(opened[0].1.as_mut())
 }
 
 #[cfg(test)]
@@ -122,7 +137,7 @@ mod tests {
             first: u64,
             count: u32,
         ) -> Result<&[u8], SourceError> {
-            self.read_run(file, first, count, &nothing_ahead)
+            self.read_run(file, first, count, false, &nothing_ahead)
         }
     }
 

@@ -17,9 +17,8 @@ pub mod board;
 pub mod report;
 pub mod targets;
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
@@ -41,6 +40,17 @@ use targets::{record_path, usb, Device, Reach};
 /// How often `--usb --all` looks for devices.
 pub const LOOK_INTERVAL: Duration = Duration::from_millis(300);
 
+/// Looks in a row without a device before it counts as gone (a look can
+/// miss a device that is there: it was busy, it re-enumerated).
+const GONE_AFTER: u32 = 3;
+
+/// The first and the longest pause before a device whose link broke
+/// at once is tried again (`--wait`); doubled at each failure in a row.
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MOST: Duration = Duration::from_secs(5);
+/// A session that lasted this long resets the pause.
+const RETRY_RESET: Duration = Duration::from_secs(10);
+
 /// What every device's session of a push shares.
 pub struct Fleet<'a> {
     pub args: &'a PushArgs,
@@ -51,16 +61,12 @@ pub struct Fleet<'a> {
     pub start: Instant,
     /// Several devices' shared source; `None` for one device.
     pub shared: Option<&'a SharedSource>,
-    /// The signal that is stopping the push, or 0.
-    pub stopping: Arc<AtomicI32>,
 }
 
 impl Fleet<'_> {
+    /// The signal that is stopping the push, if one came.
     fn stopped(&self) -> Option<i32> {
-        match self.stopping.load(Ordering::SeqCst) {
-            0 => None,
-            sig => Some(sig),
-        }
+        self.stop.signalled()
     }
 
     /// The device's record file, with a line per file served.
@@ -81,15 +87,21 @@ impl Fleet<'_> {
     }
 
     /// Open the link to `device`; with `--wait`, a USB device is waited
-    /// for (`status` hears why) until the push stops.
+    /// for (`status` hears why, once) until the push stops.
     fn open(&self, device: &Device, status: &dyn Fn(&str)) -> Result<Link> {
+        if let Some(sig) = self.stopped() {
+            return Err(SessionError::Interrupted(sig).into());
+        }
         Ok(match &device.reach {
             Reach::Exec(cmd) => Link::exec(cmd)
                 .with_context(|| format!("cannot start the device command {cmd:?}"))?,
             Reach::Stdio => Link::stdio().context("cannot use stdin and stdout as the link")?,
             Reach::Usb(serial) => {
+                let said = Cell::new(false);
                 let waiting = |why: &str| {
-                    status(&format!("waiting for the device ({why})"));
+                    if !said.replace(true) {
+                        status(&format!("waiting for a feedfs device on USB ({why})"));
+                    }
                     self.stopped().is_none()
                 };
                 let wait = self.args.wait.then_some(&waiting as &dyn Fn(&str) -> bool);
@@ -114,7 +126,9 @@ impl Fleet<'_> {
         show: &mut dyn Show,
         status: &dyn Fn(&str),
     ) -> Result<Summary> {
+        let mut pause = RETRY_FIRST;
         loop {
+            let began = Instant::now();
             let Link {
                 read,
                 write,
@@ -138,6 +152,12 @@ impl Fleet<'_> {
                     status(&format!(
                         "the device went away ({e}); waiting for it to come back"
                     ));
+                    // A device that breaks the link at once is not hammered.
+                    if began.elapsed() >= RETRY_RESET {
+                        pause = RETRY_FIRST;
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(RETRY_MOST);
                     continue;
                 }
                 Err(e) if e.is_link() => match peer.describe_end() {
@@ -151,8 +171,7 @@ impl Fleet<'_> {
 
     /// Feed one of several devices, its progress a row of `board`.
     fn feed_one(&self, device: &Device, board: &Board, served: &Served) -> Fed {
-        let label = device.label();
-        let row = board.row(&label, "starting");
+        let row = board.row(&device.label(), "starting");
         let result = self.record(device, true).and_then(|mut record| {
             let mut show = row.clone();
             self.feed(device, &mut record, &mut show, &|text| row.set(text))
@@ -162,11 +181,7 @@ impl Fleet<'_> {
             result: result.map_err(|e| format!("{e:#}")),
             elapsed: self.start.elapsed(),
         };
-        row.set(match fed.result {
-            Ok(_) => "holds everything",
-            Err(_) => "failed",
-        });
-        board.say(&device_line(&fed, served));
+        row.finish(&device_line(&fed, served));
         fed
     }
 
@@ -175,9 +190,12 @@ impl Fleet<'_> {
         std::thread::scope(|s| {
             let handles: Vec<_> = devices
                 .iter()
-                .map(|d| self.spawn(s, d.clone(), board, served))
+                .map(|d| (d.clone(), self.spawn(s, d.clone(), board, served)))
                 .collect();
-            handles.into_iter().map(join).collect()
+            handles
+                .into_iter()
+                .map(|(d, h)| join(h, d, self.start))
+                .collect()
         })
     }
 
@@ -188,7 +206,10 @@ impl Fleet<'_> {
         board: &'s Board,
         served: &'s Served,
     ) -> ScopedJoinHandle<'s, Fed> {
-        s.spawn(move || self.feed_one(&device, board, served))
+        std::thread::Builder::new()
+            .name(crate::term::device_thread(&device.label()))
+            .spawn_scoped(s, move || self.feed_one(&device, board, served))
+            .expect("a thread for a device")
     }
 
     /// Feed every feedfs device on USB: those attached now, and with
@@ -197,15 +218,15 @@ impl Fleet<'_> {
         let mut results: Vec<Fed> = Vec::new();
         std::thread::scope(|s| -> Result<()> {
             let mut running: Vec<(String, ScopedJoinHandle<'_, Fed>)> = Vec::new();
-            // Devices whose session ended (done or failed) and that are
-            // still attached: fed again only once they left and came back.
-            let mut finished: HashSet<String> = HashSet::new();
+            // Devices whose session ended (done or failed), with the looks
+            // in a row that missed them: fed again only once gone and back.
+            let mut finished: HashMap<String, u32> = HashMap::new();
             let mut warned: HashSet<(u8, u8)> = HashSet::new();
             let mut first = true;
             loop {
                 // Without --wait, the devices attached at the start only.
-                if first || self.args.wait {
-                    let present = self.look(&mut warned);
+                let look = (first || self.args.wait) && self.stopped().is_none();
+                if let Some(present) = look.then(|| self.look(&mut warned)).flatten() {
                     if first && present.is_empty() {
                         if !self.args.wait {
                             anyhow::bail!(
@@ -215,26 +236,37 @@ impl Fleet<'_> {
                         }
                         board.say("waiting for feedfs devices on USB");
                     }
-                    finished.retain(|serial| present.contains(serial));
+                    first = false;
+                    for (serial, missed) in finished.iter_mut() {
+                        *missed = if present.contains(serial) {
+                            0
+                        } else {
+                            *missed + 1
+                        };
+                    }
+                    finished.retain(|_, missed| *missed < GONE_AFTER);
                     for serial in &present {
-                        if !finished.contains(serial) && !running.iter().any(|(s, _)| s == serial) {
-                            running
-                                .push((serial.clone(), self.spawn(s, usb(serial), board, served)));
+                        let busy = finished.contains_key(serial)
+                            || running.iter().any(|(s, _)| s == serial);
+                        if !busy {
+                            let handle = self.spawn(s, usb(serial), board, served);
+                            running.push((serial.clone(), handle));
                         }
                     }
+                } else if first && !self.args.wait {
+                    anyhow::bail!("cannot look for feedfs devices on USB");
                 }
-                first = false;
                 let (done, still): (Vec<_>, Vec<_>) =
                     running.into_iter().partition(|(_, h)| h.is_finished());
                 running = still;
                 for (serial, handle) in done {
-                    finished.insert(serial.clone());
+                    finished.insert(serial.clone(), 0);
                     results.retain(|f| f.device.name != serial);
-                    results.push(join(handle));
+                    results.push(join(handle, usb(&serial), self.start));
                 }
                 let over = match self.args.wait {
                     true => self.stopped().is_some(),
-                    false => running.is_empty(),
+                    false => !first && running.is_empty(),
                 };
                 if over {
                     break;
@@ -243,46 +275,59 @@ impl Fleet<'_> {
             }
             for (serial, handle) in running {
                 results.retain(|f| f.device.name != serial);
-                results.push(join(handle));
+                results.push(join(handle, usb(&serial), self.start));
             }
             Ok(())
         })?;
         Ok(results)
     }
 
-    /// The serials of the feedfs devices attached now; a device without
-    /// one cannot be told apart from the others and is left out (said once).
-    fn look(&self, warned: &mut HashSet<(u8, u8)>) -> Vec<String> {
+    /// The serials of the feedfs devices attached now, `None` when the
+    /// bus cannot be looked at; a device without one cannot be told apart
+    /// from the others and is left out (said once).
+    fn look(&self, warned: &mut HashSet<(u8, u8)>) -> Option<Vec<String>> {
         let found = crate::link::usb::context()
             .and_then(|ctx| {
                 crate::link::usb::find(&ctx).map_err(|e| std::io::Error::other(format!("USB: {e}")))
             })
-            .unwrap_or_else(|e| {
-                log::debug!("cannot look for USB devices: {e}");
-                Vec::new()
-            });
+            .map_err(|e| log::debug!("cannot look for USB devices: {e}"))
+            .ok()?;
         let mut serials = Vec::new();
         for f in found {
-            match f.serial {
-                Some(serial) if !serial.is_empty() => serials.push(serial),
-                _ => {
+            match (&f.serial, &f.serial_error) {
+                (Some(serial), _) if !serial.is_empty() => serials.push(serial.clone()),
+                (_, error) => {
                     if warned.insert((f.bus, f.address)) {
-                        log::warn!(
-                            "{}: no serial number, so --all cannot tell it from the others; \
-                             left out",
-                            f.describe()
-                        );
+                        let why = match error {
+                            Some(e) => format!(
+                                "cannot read its serial number ({e}; no permission? install \
+                                 the udev rule, see the README)"
+                            ),
+                            None => "no serial number, so --all cannot tell it from the \
+                                     others"
+                                .to_string(),
+                        };
+                        log::warn!("{}: {why}; left out", f.describe());
                     }
                 }
             }
         }
-        serials
+        Some(serials)
     }
 }
 
 /// A device thread's result; one that panicked failed.
-fn join(handle: ScopedJoinHandle<'_, Fed>) -> Fed {
-    handle
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+fn join(handle: ScopedJoinHandle<'_, Fed>, device: Device, start: Instant) -> Fed {
+    handle.join().unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Fed {
+            device,
+            result: Err(format!("its thread panicked: {what}")),
+            elapsed: start.elapsed(),
+        }
+    })
 }

@@ -142,13 +142,16 @@ pub fn record_path(path: &Path, device: &Device, several: bool) -> Result<PathBu
             false => Ok(path.to_path_buf()),
         };
     }
-    // A name is a serial or a number: nothing in it may climb out of the folder.
+    // A name is a serial or a number: nothing in it may climb out of the
+    // folder, and two names never share a file.
     let safe: String = device
         .name
         .chars()
         .map(|c| match c {
-            '/' | '\0' => '_',
-            c => c,
+            '/' => "%2F".to_string(),
+            '%' => "%25".to_string(),
+            '\0' => "%00".to_string(),
+            c => c.to_string(),
         })
         .collect();
     Ok(PathBuf::from(text.replace(DEVICE, &safe)))
@@ -241,7 +244,7 @@ mod tests {
         );
         assert_eq!(
             record_path(p, &usb("../../x"), true).unwrap(),
-            Path::new("out/rec-.._.._x.tsv")
+            Path::new("out/rec-..%2F..%2Fx.tsv")
         );
     }
 }

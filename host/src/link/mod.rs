@@ -179,19 +179,22 @@ impl Peer {
     }
 }
 
-/// Copy the command's stderr to ours, a line at a time, on a thread of
-/// its own that nobody joins. The receiver hears when the command's stderr
+/// Copy the command's stderr to ours, a line at a time (above the rows
+/// drawn for several devices), on a thread of its own that nobody joins. The receiver hears when the command's stderr
 /// has ended (every process holding it has exited or let go of it).
 fn relay_stderr(from: ChildStderr) -> io::Result<Receiver<()>> {
     let (ended, relayed) = mpsc::channel();
+    // Among several devices, whose lines these are.
+    let who = crate::term::device_here();
     std::thread::Builder::new()
         .name("device-stderr".into())
         .spawn(move || {
             let mut from = BufReader::new(from);
             let mut line = Vec::new();
+            line.extend_from_slice(who.as_bytes());
             while matches!(from.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-                let _ = io::stderr().lock().write_all(&line);
-                line.clear();
+                crate::term::write_lines(&line);
+                line.truncate(who.len());
             }
             let _ = ended.send(());
         })?;

@@ -35,8 +35,10 @@ pub struct Found {
     pub device: Device<Context>,
     pub bus: u8,
     pub address: u8,
-    /// `None` when it could not be read (no permission to open the device).
+    /// `None` when it has none or it could not be read.
     pub serial: Option<String>,
+    /// Why the serial could not be read (no permission to open the device).
+    pub serial_error: Option<String>,
     pub speed: rusb::Speed,
     pub interface: u8,
     pub ep_in: u8,
@@ -114,14 +116,21 @@ pub fn find(ctx: &Context) -> rusb::Result<Vec<Found>> {
         let (Some(ep_in), Some(ep_out)) = (bulk(Direction::In), bulk(Direction::Out)) else {
             continue;
         };
-        let serial = desc.serial_number_string_index().and_then(|_| {
-            let handle = device.open().ok()?;
-            handle.read_serial_number_string_ascii(&desc).ok()
-        });
+        let (serial, serial_error) = match desc.serial_number_string_index() {
+            None => (None, None),
+            Some(_) => match device
+                .open()
+                .and_then(|h| h.read_serial_number_string_ascii(&desc))
+            {
+                Ok(serial) => (Some(serial), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+        };
         out.push(Found {
             bus: device.bus_number(),
             address: device.address(),
             serial,
+            serial_error,
             speed: device.speed(),
             interface: iface.interface_number(),
             ep_in: ep_in.address(),

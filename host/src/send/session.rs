@@ -322,7 +322,8 @@ impl<'a> Session<'a> {
         let t0 = Instant::now();
         let machine = &self.machine;
         let wanted = |first, count| machine.unsent(file, first, count);
-        let data = self.source.read_run(file, first, count, &wanted)?;
+        let demand = kind == crate::send::scheduler::Kind::Demand;
+        let data = self.source.read_run(file, first, count, demand, &wanted)?;
         let parts = split(data, first, &mut self.crcs);
         // Reading and hashing, shared among the data parts by their bytes.
         let prepared = t0.elapsed();

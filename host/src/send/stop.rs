@@ -40,8 +40,20 @@ pub fn signal_name(signal: i32) -> String {
     }
 }
 
-/// Who signals go to now, each with the number of its attachment.
-type Attachments = Arc<Mutex<(u64, Vec<(u64, Deliver)>)>>;
+/// Who signals go to now, each with the number of its attachment, and
+/// the first signal seen.
+#[derive(Default)]
+struct Listeners {
+    next: u64,
+    list: Vec<(u64, Deliver)>,
+    seen: Option<i32>,
+}
+
+type Attachments = Arc<Mutex<Listeners>>;
+
+fn lock(a: &Attachments) -> std::sync::MutexGuard<'_, Listeners> {
+    a.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Where signals go: the running sessions, if any.
 pub struct Stop {
@@ -53,9 +65,7 @@ pub struct Attached<'a>(&'a Stop, u64);
 
 impl Drop for Attached<'_> {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.0.sessions.lock() {
-            s.1.retain(|(n, _)| *n != self.1);
-        }
+        lock(&self.0.sessions).list.retain(|(n, _)| *n != self.1);
     }
 }
 
@@ -70,10 +80,11 @@ impl Stop {
             .spawn(move || {
                 let mut pending = false;
                 for sig in signals.forever() {
-                    let deliver: Vec<Deliver> = to
-                        .lock()
-                        .map(|s| s.1.iter().map(|(_, d)| d.clone()).collect())
-                        .unwrap_or_default();
+                    let deliver: Vec<Deliver> = {
+                        let mut l = lock(&to);
+                        l.seen.get_or_insert(sig);
+                        l.list.iter().map(|(_, d)| d.clone()).collect()
+                    };
                     // Every session hears it (no short cut).
                     let took = deliver.iter().fold(false, |took, d| d(sig) | took);
                     if !took || pending {
@@ -90,16 +101,26 @@ impl Stop {
     }
 
     /// Hand signals to `deliver` (a session's) until the guard is
-    /// dropped; `deliver` says whether the session took the signal.
+    /// dropped; `deliver` says whether the session took the signal. A
+    /// session that attaches after a signal came hears it at once.
     pub fn attach(&self, deliver: impl Fn(i32) -> bool + Send + Sync + 'static) -> Attached<'_> {
-        let mut s = self
-            .sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        s.0 += 1;
-        let n = s.0;
-        s.1.push((n, Arc::new(deliver)));
+        let deliver: Deliver = Arc::new(deliver);
+        let (n, seen) = {
+            let mut l = lock(&self.sessions);
+            l.next += 1;
+            let n = l.next;
+            l.list.push((n, deliver.clone()));
+            (n, l.seen)
+        };
+        if let Some(sig) = seen {
+            deliver(sig);
+        }
         Attached(self, n)
+    }
+
+    /// The first signal that came, if one did.
+    pub fn signalled(&self) -> Option<i32> {
+        lock(&self.sessions).seen
     }
 }
 

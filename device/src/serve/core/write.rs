@@ -5,7 +5,7 @@
 //! thread brings them. What a write does to the store is
 //! [`crate::store::writes`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use feedfs_protocol::{page_offset, run_len, FileId};
@@ -76,6 +76,9 @@ pub struct ParkedWrite {
     wait_start: u64,
     reply: Box<dyn WriteReply>,
     present_pages: Arc<AtomicU64>,
+    /// The core's: cleared when the write drops pages, so the host is told
+    /// Complete again once they are back.
+    complete_sent: Arc<AtomicBool>,
 }
 
 impl ParkedWrite {
@@ -89,7 +92,10 @@ impl ParkedWrite {
             }
             Err(e) => {
                 log::error!("write at {} failed: {e}", self.offset);
-                self.present_pages.fetch_sub(e.dropped(), Ordering::Relaxed);
+                if e.dropped() > 0 {
+                    self.present_pages.fetch_sub(e.dropped(), Ordering::Relaxed);
+                    self.complete_sent.store(false, Ordering::SeqCst);
+                }
                 self.reply.error(errno_of(&e));
             }
         }
@@ -171,6 +177,7 @@ impl<R: Reply> Core<R> {
             wait_start,
             reply,
             present_pages: self.present_pages.clone(),
+            complete_sent: self.complete_sent.clone(),
         };
         self.park(file, read, Waiter::Write(Box::new(parked)));
     }

@@ -131,6 +131,11 @@ impl StoredFile {
     pub fn torn_in(&self, first: u64, last: u64) -> bool {
         self.f.lock().torn.range(first..=last).next().is_some()
     }
+
+    /// The written pages a crash tore (found by checking them).
+    pub fn torn_pages(&self) -> Vec<u64> {
+        self.f.lock().torn.iter().copied().collect()
+    }
 }
 
 impl MapFile {

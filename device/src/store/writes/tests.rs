@@ -227,3 +227,25 @@ fn discarding_makes_written_pages_missing_and_removes_the_writes_file() {
         "discarded pages stay missing after a reopen"
     );
 }
+
+#[test]
+fn writes_to_an_older_version_hold_the_new_one_even_when_it_is_empty() {
+    let dir = tempdir("writes-held");
+    {
+        let store = Store::open(&dir).unwrap();
+        let f = store.open_file(&entry(SIZE, 1)).unwrap();
+        f.write(0, &[3; 4096], None).unwrap();
+        f.sync_writes().unwrap();
+    }
+    let store = Store::open(&dir).unwrap();
+    for new in [entry(SIZE, 2), entry(0, 2), entry(SIZE + 4096, 1)] {
+        let f = store.open_file(&new).unwrap();
+        let why = f.held().expect("held");
+        assert!(why.contains("another version"), "{why}");
+        drop(f);
+    }
+    // The writes are still there for the version they were made to.
+    let f = store.open_file(&entry(SIZE, 1)).unwrap();
+    assert!(f.held().is_none());
+    assert_eq!(read(&f, 0, 4096), vec![3; 4096]);
+}
