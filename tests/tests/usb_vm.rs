@@ -3,7 +3,11 @@
 //! host controller to a virtual USB device controller (dummy_hcd), with
 //! feedfs-device as a FunctionFS gadget on one side and feedfs-host on the
 //! other: link check, a 64 MiB push with lazy reads, an unbind and rebind in
-//! mid-stream, and `--usb-gadget` mode, at high speed and at SuperSpeed.
+//! mid-stream, and `--usb-gadget` mode; then four gadgets on four virtual
+//! UDCs fed by one `feedfs-host push --usb --all --wait` (one unbound and
+//! rebound in mid-stream while the others go on, all four byte for byte
+//! equal, exit status 0 on SIGTERM) and a plain `push --usb --all`; at high
+//! speed and at SuperSpeed.
 //!
 //! Needs qemu-system-x86_64, busybox-static, cpio and apt-get (the kernel is
 //! fetched once and cached under target/usb-vm/); without them these tests
