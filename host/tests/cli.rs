@@ -373,3 +373,20 @@ fn push_over_usb_with_nothing_attached_says_what_is_missing() {
         assert!(err.contains("no feedfs device"), "{err}");
     }
 }
+
+#[test]
+fn push_to_every_usb_device_with_none_says_what_is_missing() {
+    let s = Scratch::new("usb-all");
+    let file = s.file("f", b"x");
+    let o = host(&["push", "--usb", "--all", &file]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    if no_bus() {
+        assert!(
+            err.contains("cannot look for feedfs devices on USB: this machine shows no USB bus"),
+            "{err}"
+        );
+    } else {
+        assert!(err.contains("no feedfs device is attached"), "{err}");
+    }
+}

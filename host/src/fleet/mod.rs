@@ -222,39 +222,49 @@ impl Fleet<'_> {
             // in a row that missed them: fed again only once gone and back.
             let mut finished: HashMap<String, u32> = HashMap::new();
             let mut warned: HashSet<(u8, u8)> = HashSet::new();
+            let said_why = Cell::new(false);
             let mut first = true;
             loop {
                 // Without --wait, the devices attached at the start only.
                 let look = (first || self.args.wait) && self.stopped().is_none();
-                if let Some(present) = look.then(|| self.look(&mut warned)).flatten() {
-                    if first && present.is_empty() {
-                        if !self.args.wait {
-                            anyhow::bail!(
-                                "no feedfs device is attached (is feedfs-device running with \
-                                 --usb-ffs or --usb-gadget? --wait waits for them)"
-                            );
+                match look.then(|| self.look(&mut warned)) {
+                    None => {}
+                    // No bus at all, say: explained, and with --wait looked at again.
+                    Some(Err(e)) if !self.args.wait => {
+                        anyhow::bail!("cannot look for feedfs devices on USB: {e}")
+                    }
+                    Some(Err(e)) if !said_why.replace(true) => board.say(&format!(
+                        "cannot look for feedfs devices on USB ({e}); looking again"
+                    )),
+                    Some(Err(_)) => {}
+                    Some(Ok(present)) => {
+                        if first && present.is_empty() {
+                            if !self.args.wait {
+                                anyhow::bail!(
+                                    "no feedfs device is attached (is feedfs-device running \
+                                     with --usb-ffs or --usb-gadget? --wait waits for them)"
+                                );
+                            }
+                            board.say("waiting for feedfs devices on USB");
                         }
-                        board.say("waiting for feedfs devices on USB");
-                    }
-                    first = false;
-                    for (serial, missed) in finished.iter_mut() {
-                        *missed = if present.contains(serial) {
-                            0
-                        } else {
-                            *missed + 1
-                        };
-                    }
-                    finished.retain(|_, missed| *missed < GONE_AFTER);
-                    for serial in &present {
-                        let busy = finished.contains_key(serial)
-                            || running.iter().any(|(s, _)| s == serial);
-                        if !busy {
-                            let handle = self.spawn(s, usb(serial), board, served);
-                            running.push((serial.clone(), handle));
+                        first = false;
+                        for (serial, missed) in finished.iter_mut() {
+                            *missed = if present.contains(serial) {
+                                0
+                            } else {
+                                *missed + 1
+                            };
+                        }
+                        finished.retain(|_, missed| *missed < GONE_AFTER);
+                        for serial in &present {
+                            let busy = finished.contains_key(serial)
+                                || running.iter().any(|(s, _)| s == serial);
+                            if !busy {
+                                let handle = self.spawn(s, usb(serial), board, served);
+                                running.push((serial.clone(), handle));
+                            }
                         }
                     }
-                } else if first && !self.args.wait {
-                    anyhow::bail!("cannot look for feedfs devices on USB");
                 }
                 let (done, still): (Vec<_>, Vec<_>) =
                     running.into_iter().partition(|(_, h)| h.is_finished());
@@ -282,16 +292,13 @@ impl Fleet<'_> {
         Ok(results)
     }
 
-    /// The serials of the feedfs devices attached now, `None` when the
-    /// bus cannot be looked at; a device without one cannot be told apart
+    /// The serials of the feedfs devices attached now, or why the bus
+    /// cannot be looked at; a device without one cannot be told apart
     /// from the others and is left out (said once).
-    fn look(&self, warned: &mut HashSet<(u8, u8)>) -> Option<Vec<String>> {
-        let found = crate::link::usb::context()
-            .and_then(|ctx| {
-                crate::link::usb::find(&ctx).map_err(|e| std::io::Error::other(format!("USB: {e}")))
-            })
-            .map_err(|e| log::debug!("cannot look for USB devices: {e}"))
-            .ok()?;
+    fn look(&self, warned: &mut HashSet<(u8, u8)>) -> std::io::Result<Vec<String>> {
+        let found = crate::link::usb::context().and_then(|ctx| {
+            crate::link::usb::find(&ctx).map_err(|e| std::io::Error::other(format!("USB: {e}")))
+        })?;
         let mut serials = Vec::new();
         for f in found {
             match (&f.serial, &f.serial_error) {
@@ -312,7 +319,7 @@ impl Fleet<'_> {
                 }
             }
         }
-        Some(serials)
+        Ok(serials)
     }
 }
 
