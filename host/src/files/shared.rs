@@ -2,9 +2,11 @@
 //! backends and one [`PageCache`] for all, so devices streaming the same
 //! files read each page from its source about once.
 //!
-//! A run is served from the cache's slabs when they hold all its pages;
-//! otherwise it is read whole, in one read of exactly its bytes as for a
-//! single device, and its pages are kept in the slabs. The slabs' locks are held
+//! A run is served from the cache's slabs where they hold its pages; the
+//! span from its first missing page to its last is read in one read (a run
+//! no session read before: exactly its bytes, as for a single device, so a
+//! source that fetches ahead sees one session's offsets and lengths), and
+//! its pages are kept in the slabs. The slabs' locks are held
 //! across that read, so sessions asking for the same pages at once wait
 //! for one read (see [`crate::files::cache`]). A backend is shared too,
 //! behind a lock of its own, for the runs of the stream: an HTTP source's
@@ -13,12 +15,12 @@
 //! session's read of the same file.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use feedfs_protocol::{page_offset, FileId, PAGE_SIZE};
 
 use crate::files::backend::{Backend, SourceError};
-use crate::files::cache::{lock, PageCache, SLAB_PAGES};
+use crate::files::cache::{lock, PageCache, Slab, SLAB_PAGES};
 use crate::files::kinds::open;
 use crate::files::manifest::ServedEntry;
 
@@ -74,10 +76,9 @@ impl SharedSource {
 
     /// Fill `out` with the bytes of `entry` from page `first` (`out` is a
     /// run's bytes: whole pages but the file's last); returns the bytes
-    /// this call read from the source. A run the cache holds whole is
-    /// copied from it; any other is read whole, in one read (so a source
-    /// that fetches ahead sees the offsets and lengths of one session's
-    /// runs), through `own` if given (a session's own backend, for a
+    /// this call read from the source. The pages the cache holds are
+    /// copied from it; the span from the first page it lacks to the last is
+    /// read in one read, through `own` if given (a session's own backend, for a
     /// demand: it waits for no other session's read) else through the
     /// shared one. `wanted` is the calling session's
     /// ([`Backend::read_exact_at`]).
@@ -101,32 +102,41 @@ impl SharedSource {
         let len_all = out.len();
         let page_len = |page: u64| (len_all - (page - first) as usize * PAGE).min(PAGE);
         let slab_of = |page: u64| (page / SLAB_PAGES - base) as usize;
-        let whole = (first..=last).all(|p| held[slab_of(p)].has(p % SLAB_PAGES));
-        if whole {
-            for page in first..=last {
+        let has = |held: &[MutexGuard<'_, Slab>], p: u64| held[slab_of(p)].has(p % SLAB_PAGES);
+        // Copy what the slabs hold; the pages they lack lie in one span.
+        let mut span: Option<(u64, u64)> = None;
+        for page in first..=last {
+            if has(&held, page) {
                 let at = (page - first) as usize * PAGE;
                 let len = page_len(page);
                 out[at..at + len].copy_from_slice(held[slab_of(page)].page(page % SLAB_PAGES, len));
+            } else {
+                span = Some((span.map_or(page, |s| s.0), page));
             }
-            return Ok(0);
         }
+        let Some((from, to)) = span else {
+            return Ok(0);
+        };
+        let at = (from - first) as usize * PAGE;
+        let end = (to - first) as usize * PAGE + page_len(to);
+        let bytes = &mut out[at..end];
         match own {
-            Some(backend) => backend.read_exact_at(out, page_offset(first), wanted)?,
+            Some(backend) => backend.read_exact_at(bytes, page_offset(from), wanted)?,
             None => {
                 let backend = self.backend(entry)?;
                 let mut backend = backend.lock().unwrap_or_else(PoisonError::into_inner);
-                backend.read_exact_at(out, page_offset(first), wanted)?;
+                backend.read_exact_at(bytes, page_offset(from), wanted)?;
             }
         }
-        for page in first..=last {
-            let slab = &mut held[slab_of(page)];
-            if !slab.has(page % SLAB_PAGES) {
+        for page in from..=to {
+            if !has(&held, page) {
                 let at = (page - first) as usize * PAGE;
-                slab.put(page % SLAB_PAGES, &out[at..at + page_len(page)]);
+                held[slab_of(page)].put(page % SLAB_PAGES, &out[at..at + page_len(page)]);
             }
         }
-        self.read.fetch_add(len_all as u64, Ordering::Relaxed);
-        Ok(len_all as u64)
+        let read = (end - at) as u64;
+        self.read.fetch_add(read, Ordering::Relaxed);
+        Ok(read)
     }
 }
 
@@ -158,7 +168,8 @@ mod tests {
             PAGE as u64
         );
         assert_eq!(&out[..PAGE], &bytes[70 * PAGE..71 * PAGE]);
-        // A run across two slabs around it is read whole, in one read.
+        // A run across two slabs around it is read in one read, from its
+        // first missing page to its last (here all of it).
         let got = shared
             .read_run(entry, 62, &mut out, &nothing_ahead, None)
             .unwrap();
@@ -173,6 +184,15 @@ mod tests {
             0
         );
         assert_eq!(again, out);
+        // Only the span the cache lacks is read: pages 58..62 of 58..72.
+        let mut wider = vec![0; 14 * PAGE];
+        assert_eq!(
+            shared
+                .read_run(entry, 58, &mut wider, &nothing_ahead, None)
+                .unwrap(),
+            4 * PAGE as u64
+        );
+        assert_eq!(&wider[..], &bytes[58 * PAGE..72 * PAGE]);
         // The short last page.
         let tail = bytes.len() - 3 * SLAB_BYTES;
         let mut last = vec![0; tail];
@@ -180,7 +200,7 @@ mod tests {
             .read_run(entry, 3 * SLAB_PAGES, &mut last, &nothing_ahead, None)
             .unwrap();
         assert_eq!(&last[..], &bytes[3 * SLAB_BYTES..]);
-        assert_eq!(shared.bytes_read(), (11 * PAGE + tail) as u64);
+        assert_eq!(shared.bytes_read(), (15 * PAGE + tail) as u64);
     }
 
     #[test]
