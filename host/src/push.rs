@@ -14,7 +14,6 @@
 
 use std::collections::HashSet;
 use std::io::IsTerminal;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,7 +28,7 @@ use crate::files::shared::SharedSource;
 use crate::files::source::{nothing_ahead, open};
 use crate::fleet::board::Board;
 use crate::fleet::report::{closing, json, outcome, Fed, Served};
-use crate::fleet::targets::{record_path, several, targets, usb, Device, Targets};
+use crate::fleet::targets::{check_record, several, targets, Device, Targets};
 use crate::fleet::Fleet;
 use crate::prefetch::plan::PLAN_VERSION_BLOCKS;
 use crate::prefetch::ziporder::zip_pages;
@@ -99,10 +98,9 @@ pub fn push(args: &PushArgs) -> Result<Vec<Fed>> {
     let stop = Stop::install().context("cannot set up signal handling")?;
     let targets = targets(args)?;
     let several = several(&targets);
-    if several && args.record.is_some() {
+    if let Some(path) = &args.record {
         // Refused before anything starts, not once per device.
-        let path = args.record.as_deref().unwrap_or(Path::new(""));
-        record_path(path, &usb("x"), true)?;
+        check_record(path, several)?;
     }
     let http = ClientOptions {
         headers: args.headers.clone(),
@@ -162,7 +160,14 @@ pub fn push(args: &PushArgs) -> Result<Vec<Fed>> {
         }
     };
     let source_bytes = match fleet.shared {
-        Some(shared) => shared.bytes_read(),
+        Some(shared) => {
+            log::info!(
+                "page cache: {} slabs dropped (devices further apart than --cache read \
+                 their pages again)",
+                shared.cache().stats().dropped
+            );
+            shared.bytes_read()
+        }
         None => all
             .iter()
             .filter_map(|f| f.result.as_ref().ok())

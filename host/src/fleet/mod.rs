@@ -156,7 +156,8 @@ impl Fleet<'_> {
                     if began.elapsed() >= RETRY_RESET {
                         pause = RETRY_FIRST;
                     }
-                    std::thread::sleep(pause);
+                    // A signal during the pause ends it at once.
+                    self.stop.sleep(pause);
                     pause = (pause * 2).min(RETRY_MOST);
                     continue;
                 }
@@ -281,7 +282,7 @@ impl Fleet<'_> {
                 if over {
                     break;
                 }
-                std::thread::sleep(LOOK_INTERVAL);
+                self.stop.sleep(LOOK_INTERVAL);
             }
             for (serial, handle) in running {
                 results.retain(|f| f.device.name != serial);

@@ -132,15 +132,21 @@ pub fn several(targets: &Targets) -> bool {
     }
 }
 
+/// Several devices need [`DEVICE`] in the record path.
+pub fn check_record(path: &Path, several: bool) -> Result<(), TargetError> {
+    match several && !path.to_string_lossy().contains(DEVICE) {
+        true => Err(TargetError::OneRecordForMany),
+        false => Ok(()),
+    }
+}
+
 /// The record path of `device`: `path` itself for a single device, else
 /// with [`DEVICE`] replaced by its name (refused without one).
 pub fn record_path(path: &Path, device: &Device, several: bool) -> Result<PathBuf, TargetError> {
+    check_record(path, several)?;
     let text = path.to_string_lossy();
     if !text.contains(DEVICE) {
-        return match several {
-            true => Err(TargetError::OneRecordForMany),
-            false => Ok(path.to_path_buf()),
-        };
+        return Ok(path.to_path_buf());
     }
     // A name is a serial or a number: nothing in it may climb out of the
     // folder, and two names never share a file.

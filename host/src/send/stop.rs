@@ -13,7 +13,7 @@
 //! ends the process at once.
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -49,10 +49,12 @@ struct Listeners {
     seen: Option<i32>,
 }
 
-type Attachments = Arc<Mutex<Listeners>>;
+/// The listeners, and a condition notified when the first signal comes.
+type Attachments = Arc<(Mutex<Listeners>, Condvar)>;
 
 fn lock(a: &Attachments) -> std::sync::MutexGuard<'_, Listeners> {
-    a.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    a.0.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Where signals go: the running sessions, if any.
@@ -69,6 +71,18 @@ impl Drop for Attached<'_> {
     }
 }
 
+/// A signal arrived: note it, wake the sleepers, hand it to every
+/// listener (no short cut); whether one took it.
+fn arrive(to: &Attachments, sig: i32) -> bool {
+    let deliver: Vec<Deliver> = {
+        let mut l = lock(to);
+        l.seen.get_or_insert(sig);
+        to.1.notify_all();
+        l.list.iter().map(|(_, d)| d.clone()).collect()
+    };
+    deliver.iter().fold(false, |took, d| d(sig) | took)
+}
+
 impl Stop {
     /// Take over SIGINT, SIGTERM and SIGHUP for the rest of the process.
     pub fn install() -> io::Result<Stop> {
@@ -80,14 +94,7 @@ impl Stop {
             .spawn(move || {
                 let mut pending = false;
                 for sig in signals.forever() {
-                    let deliver: Vec<Deliver> = {
-                        let mut l = lock(&to);
-                        l.seen.get_or_insert(sig);
-                        l.list.iter().map(|(_, d)| d.clone()).collect()
-                    };
-                    // Every session hears it (no short cut).
-                    let took = deliver.iter().fold(false, |took, d| d(sig) | took);
-                    if !took || pending {
+                    if !arrive(&to, sig) || pending {
                         std::process::exit(exit_status(sig).into());
                     }
                     pending = true;
@@ -122,6 +129,18 @@ impl Stop {
     pub fn signalled(&self) -> Option<i32> {
         lock(&self.sessions).seen
     }
+
+    /// Wait `d`, or less if a signal comes (at once if one came): the
+    /// signal, if one did.
+    pub fn sleep(&self, d: Duration) -> Option<i32> {
+        let l = lock(&self.sessions);
+        let (l, _) = self
+            .sessions
+            .1
+            .wait_timeout_while(l, d, |l| l.seen.is_none())
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        l.seen
+    }
 }
 
 #[cfg(test)]
@@ -135,5 +154,48 @@ mod tests {
         assert_eq!(exit_status(SIGHUP), 129);
         assert_eq!(signal_name(SIGHUP), "SIGHUP");
         assert_eq!(signal_name(9), "signal 9");
+    }
+
+    #[test]
+    fn a_signal_ends_a_sleep_and_reaches_every_listener_even_late_ones() {
+        // No process-wide handlers here: signals arrive by hand.
+        let stop = Stop {
+            sessions: Arc::default(),
+        };
+        let t0 = std::time::Instant::now();
+        assert_eq!(stop.sleep(Duration::from_millis(20)), None);
+        assert!(t0.elapsed() >= Duration::from_millis(20));
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let h = heard.clone();
+        let _early = stop.attach(move |sig| {
+            h.lock().unwrap().push(("early", sig));
+            true
+        });
+        let to = stop.sessions.clone();
+        let arriving = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            arrive(&to, SIGTERM)
+        });
+        let t0 = std::time::Instant::now();
+        assert_eq!(stop.sleep(Duration::from_secs(30)), Some(SIGTERM));
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "woken by the signal"
+        );
+        assert!(arriving.join().unwrap(), "a listener took it");
+        let h = heard.clone();
+        let _late = stop.attach(move |sig| {
+            h.lock().unwrap().push(("late", sig));
+            true
+        });
+        assert_eq!(
+            *heard.lock().unwrap(),
+            vec![("early", SIGTERM), ("late", SIGTERM)]
+        );
+        assert_eq!(
+            stop.sleep(Duration::from_secs(30)),
+            Some(SIGTERM),
+            "at once"
+        );
     }
 }
