@@ -358,6 +358,51 @@ fn four_devices_from_one_url_cost_the_server_one_copy() {
 }
 
 #[test]
+fn a_device_far_behind_streams_from_a_url_with_a_fetch_ahead_of_its_own() {
+    let s = Scratch::new("fleet-behind");
+    let nginx = feedfs_tests::nginx::Nginx::start(&s.dir("nginx"));
+    const SIZE: u64 = 32 * MIB + 777;
+    write_file(&nginx.www().join("disk.img"), SIZE, 72, 0o644);
+    let root = s.dir("devices");
+    // Device 2 starts 1.5 s after device 1, some 12 MiB behind it: further
+    // than a 1 MiB cache reaches, so each reads the server on its own.
+    let late = format!("sleep 1.5; {}", device_cmd(&root, "2"));
+    let args: Vec<String> = [
+        "--exec",
+        &device_cmd(&root, "1"),
+        "--exec",
+        &late,
+        "--rate",
+        "8M",
+        "--cache",
+        "1M",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .chain([nginx.url("disk.img")])
+    .collect();
+    let out = start_host(&args).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for i in 1..=2 {
+        let got = fs::read(root.join(format!("m{i}/disk.img"))).unwrap();
+        assert!(
+            got == content(72, 0, SIZE as usize),
+            "device {i} holds other bytes"
+        );
+    }
+    // Runs are about 8 KiB at --rate 8M. Both streams are fetched ahead a
+    // MiB a request; with one stream followed, the one behind would have
+    // cost a request per run (thousands).
+    let gets = nginx.requests().iter().filter(|r| r.0 == "GET").count() as u64;
+    let sent = nginx.bytes_sent();
+    eprintln!("nginx: {gets} requests, {sent} bytes for two devices of a {SIZE}-byte file");
+    assert!(gets <= 2 * SIZE.div_ceil(MIB) + 40, "{gets} requests");
+    assert!(sent <= 2 * SIZE + 8 * MIB, "nginx sent {sent} bytes");
+    stop_all_named(&root, &["1", "2"]);
+}
+
+#[test]
 fn a_device_whose_disk_fills_fails_alone() {
     let s = Scratch::new("fleet-full");
     let src = source(&s, 16 * MIB);

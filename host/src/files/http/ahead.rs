@@ -3,8 +3,8 @@
 //! thread and pooled connection, so the stream's requests overlap instead
 //! of waiting one for another.
 //!
-//! A read that starts where the previous sequential read ended is the
-//! stream going on: it takes its bytes from a fetch ahead if one is there
+//! A read that starts where an earlier sequential read ended is a stream
+//! going on: it takes its bytes from a fetch ahead if one is there
 //! (waiting for it if it is still under way), and keeps [`depth`] runs of
 //! the same length fetched ahead of it ([`AHEAD_BYTES`] in all: an object
 //! store's tens of milliseconds per request are paid 32 runs at a time),
@@ -13,16 +13,23 @@
 //! nothing has sent yet (so a resumed
 //! push fetches no page the store holds). Any other read (a demand, the
 //! stream jumping over pages the device has) is fetched at once; two
-//! contiguous reads elsewhere start a new stream there and drop the
-//! fetches ahead of the old one (bytes fetched and never sent: a demand
-//! readahead that takes pages the stream had fetched ahead, or a stream
-//! cut into runs of another length). A fetch ahead is tried once;
+//! contiguous reads elsewhere start a new stream there.
+//!
+//! Up to [`STREAMS`] streams are followed at once, each with its own fetch
+//! ahead: the stream and a demand's readahead of one device, or the
+//! streams of devices of one push too far apart for the shared page cache
+//! to serve one from another's reads (a device that joined late). A new
+//! stream past that number ends the one read least recently if that one
+//! has been idle for [`IDLE`], and drops its fetches ahead (bytes fetched
+//! and never sent); else the new one is read without a fetch ahead, so
+//! more streams than that never cut each other's off. A fetch ahead is tried once;
 //! one that failed is fetched again by the read itself, with the retries
 //! and checks of [`super::fetch`], so a changed object is still caught.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use super::Remote;
 use crate::files::backend::{Backend, SourceError};
@@ -38,8 +45,22 @@ const PAGE: u64 = feedfs_protocol::PAGE_SIZE as u64;
 /// limit of both.
 pub const AHEAD_BYTES: usize = 8 << 20;
 
-/// Most runs fetched ahead at once.
+/// Most runs fetched ahead at once, for each stream.
 const MAX_DEPTH: usize = 64;
+
+/// Most streams followed at once, each with up to [`AHEAD_BYTES`] fetched
+/// ahead.
+pub const STREAMS: usize = 4;
+
+/// Ends of the latest reads that no stream continued, kept to see a
+/// second contiguous read start a stream.
+const RECENT: usize = 2 * STREAMS;
+
+/// How long a stream goes unread before a new one may end it. A stream
+/// going on reads every few milliseconds; with more streams than
+/// [`STREAMS`] at once, the ones not followed are read without a fetch
+/// ahead rather than ending another's and wasting what it fetched.
+const IDLE: Duration = Duration::from_secs(1);
 
 /// How many runs of `len` bytes are kept fetched ahead.
 pub fn depth(len: usize) -> usize {
@@ -62,21 +83,31 @@ pub fn group(len: usize) -> usize {
 /// A fetch ahead: under way, or its bytes (`None` when it failed).
 type Slot = Option<Option<Vec<u8>>>;
 
-/// Fetches ahead, by offset, with a condition to wait for one.
+/// Fetches ahead by offset, each with the stream it is for, and a
+/// condition to wait for one.
 #[derive(Default)]
 struct Shared {
-    slots: Mutex<HashMap<u64, Slot>>,
+    slots: Mutex<HashMap<u64, (u64, Slot)>>,
     landed: Condvar,
+}
+
+/// A stream followed: where its next run starts, and when it was read.
+#[derive(Debug, Clone, Copy)]
+struct Stream {
+    id: u64,
+    end: u64,
+    read: Instant,
 }
 
 /// Reads a URL's runs; see the module documentation.
 pub struct Reader {
     remote: Arc<Remote>,
     shared: Arc<Shared>,
-    /// Where the stream's next run starts, once two reads were contiguous.
-    stream_end: Option<u64>,
-    /// Where the last read ended.
-    last_end: Option<u64>,
+    /// The streams followed, the one read most recently first.
+    streams: Vec<Stream>,
+    /// Where the latest reads no stream continued ended, latest first.
+    recent: Vec<u64>,
+    next_id: u64,
 }
 
 impl Reader {
@@ -84,9 +115,50 @@ impl Reader {
         Reader {
             remote,
             shared: Arc::default(),
-            stream_end: None,
-            last_end: None,
+            streams: Vec::new(),
+            recent: Vec::new(),
+            next_id: 0,
         }
+    }
+
+    /// The stream a read of `offset..end` at `now` belongs to, if any,
+    /// now the one read most recently. A read that starts where another
+    /// ended starts one, if fewer than [`STREAMS`] are followed or the one
+    /// read least recently has been idle for [`IDLE`] (it ends, and its
+    /// fetches ahead are dropped).
+    fn follow(&mut self, offset: u64, end: u64, now: Instant) -> Option<u64> {
+        if let Some(i) = self.streams.iter().position(|s| s.end == offset) {
+            let mut s = self.streams.remove(i);
+            (s.end, s.read) = (end, now);
+            self.streams.insert(0, s);
+            return Some(s.id);
+        }
+        let starts = self.recent.iter().position(|&e| e == offset);
+        let room = self.streams.len() < STREAMS
+            || self
+                .streams
+                .last()
+                .is_some_and(|s| now.saturating_duration_since(s.read) >= IDLE);
+        let (Some(i), true) = (starts, room) else {
+            self.recent.retain(|&e| e != offset);
+            self.recent.insert(0, end);
+            self.recent.truncate(RECENT);
+            return None;
+        };
+        self.recent.remove(i);
+        if self.streams.len() == STREAMS {
+            if let Some(old) = self.streams.pop() {
+                self.shared
+                    .slots
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|_, (id, _)| *id != old.id);
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.streams.insert(0, Stream { id, end, read: now });
+        Some(id)
     }
 
     /// Take the fetch ahead at `offset` of `len` bytes, waiting while it is under way.
@@ -97,7 +169,7 @@ impl Reader {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         loop {
-            match slots.get(&offset) {
+            match slots.get(&offset).map(|(_, slot)| slot) {
                 None => return None,
                 Some(None) => {
                     slots = self
@@ -107,7 +179,7 @@ impl Reader {
                         .unwrap_or_else(PoisonError::into_inner);
                 }
                 Some(Some(_)) => {
-                    let data = slots.remove(&offset).flatten().flatten();
+                    let data = slots.remove(&offset).and_then(|(_, slot)| slot).flatten();
                     return data.filter(|d| d.len() == len);
                 }
             }
@@ -116,14 +188,15 @@ impl Reader {
 
     /// Keep [`depth`] runs of `len` bytes fetched ahead from `from`, as
     /// far as every page of each is `wanted`, [`group`] runs a request.
-    fn fetch_ahead(&self, from: u64, len: usize, wanted: &dyn Fn(u64, u64) -> bool) {
+    fn fetch_ahead(&self, stream: u64, from: u64, len: usize, wanted: &dyn Fn(u64, u64) -> bool) {
         let size = self.remote.size();
         let mut slots = self
             .shared
             .slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let fresh = |at: u64, slots: &HashMap<u64, Slot>| at < size && !slots.contains_key(&at);
+        let fresh =
+            |at: u64, slots: &HashMap<u64, (u64, Slot)>| at < size && !slots.contains_key(&at);
         let pages = |at: u64| (len.min((size - at) as usize) as u64).div_ceil(PAGE);
         let mut k = 0;
         while k < depth(len) as u64 {
@@ -148,7 +221,7 @@ impl Reader {
             k += runs.len() as u64 - 1;
             let n = ((runs.len() * len) as u64).min(size - at) as usize;
             for r in &runs {
-                slots.insert(*r, None);
+                slots.insert(*r, (stream, None));
             }
             let (remote, shared, mine) = (self.remote.clone(), self.shared.clone(), runs.clone());
             let spawned = thread::Builder::new()
@@ -158,8 +231,8 @@ impl Reader {
                     let ok = remote.attempt_once(&mut buf, at);
                     let mut slots = shared.slots.lock().unwrap_or_else(PoisonError::into_inner);
                     for (r, chunk) in mine.iter().zip(buf.chunks(len)) {
-                        // Dropped meanwhile (the stream moved on): keep nothing.
-                        if let Some(slot) = slots.get_mut(r) {
+                        // Dropped meanwhile (its stream ended): keep nothing.
+                        if let Some((_, slot)) = slots.get_mut(r).filter(|(id, _)| *id == stream) {
                             *slot = Some(ok.then(|| chunk.to_vec()));
                         }
                     }
@@ -174,6 +247,27 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// [`Backend::read_exact_at`] at `now`.
+    fn read_at(
+        &mut self,
+        buf: &mut [u8],
+        offset: u64,
+        wanted: &dyn Fn(u64, u64) -> bool,
+        now: Instant,
+    ) -> Result<(), SourceError> {
+        let end = offset + buf.len() as u64;
+        if let Some(stream) = self.follow(offset, end, now) {
+            self.fetch_ahead(stream, end, buf.len(), wanted);
+        }
+        match self.take(offset, buf.len()) {
+            Some(data) => buf.copy_from_slice(&data),
+            None => self.remote.read_retrying(buf, offset)?,
+        }
+        Ok(())
+    }
+}
+
 impl Backend for Reader {
     fn read_exact_at(
         &mut self,
@@ -181,26 +275,7 @@ impl Backend for Reader {
         offset: u64,
         wanted: &dyn Fn(u64, u64) -> bool,
     ) -> Result<(), SourceError> {
-        let end = offset + buf.len() as u64;
-        let streaming = self.stream_end == Some(offset);
-        let starts_stream = !streaming && self.last_end == Some(offset);
-        if starts_stream {
-            self.shared
-                .slots
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear();
-        }
-        self.last_end = Some(end);
-        if streaming || starts_stream {
-            self.stream_end = Some(end);
-            self.fetch_ahead(end, buf.len(), wanted);
-        }
-        match self.take(offset, buf.len()) {
-            Some(data) => buf.copy_from_slice(&data),
-            None => self.remote.read_retrying(buf, offset)?,
-        }
-        Ok(())
+        self.read_at(buf, offset, wanted, Instant::now())
     }
 }
 
@@ -276,6 +351,120 @@ mod tests {
             assert!(buf[..] == obj[k * RUN..(k + 1) * RUN]);
         }
         assert_eq!(d.sent.load(Ordering::SeqCst), 3 * RUN as u64 + 1);
+    }
+
+    /// Read the runs `a` of `obj` in turn with as many from run `b` on
+    /// (two devices far apart, alternating), checking every byte.
+    fn two_streams(r: &mut Reader, obj: &[u8], a: std::ops::Range<usize>, b: usize) {
+        let mut buf = vec![0u8; RUN];
+        for (i, k) in a.enumerate() {
+            for run in [k, b + i] {
+                r.read_exact_at(&mut buf, (run * RUN) as u64, &|_, _| true)
+                    .unwrap();
+                assert!(buf[..] == obj[run * RUN..(run + 1) * RUN], "run {run}");
+            }
+        }
+    }
+
+    /// Wait until no fetch ahead is under way.
+    fn settle(r: &Reader) {
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while r
+            .shared
+            .slots
+            .lock()
+            .unwrap()
+            .values()
+            .any(|(_, s)| s.is_none())
+        {
+            assert!(
+                std::time::Instant::now() < end,
+                "fetches ahead never landed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn two_streams_far_apart_are_each_fetched_ahead() {
+        let obj = data(256 * RUN);
+        let d = Double::start(obj.clone());
+        let mut r = reader(&d.url, Duration::from_secs(5));
+        two_streams(&mut r, &obj, 0..40, 160);
+        settle(&r);
+        // Each stream: its first two runs alone, then 64 runs ahead in 4
+        // requests, then a request each time 16 more are due: runs 0..39
+        // take 2 + 4 + 3, runs 160..199 take 2 + 4 + 2 (the object ends at
+        // run 256). With one stream followed, the two would have cut each
+        // other off: 80 requests of a run each.
+        assert_eq!(d.requests.load(Ordering::SeqCst), 1 + 9 + 8);
+        // Nothing was fetched twice.
+        assert!(d.sent.load(Ordering::SeqCst) <= obj.len() as u64 + 1);
+    }
+
+    /// Read runs `runs` of `obj` at `now`, checking every byte.
+    fn read_runs(r: &mut Reader, obj: &[u8], runs: &[usize], now: Instant) {
+        let mut buf = vec![0u8; RUN];
+        for &run in runs {
+            r.read_at(&mut buf, (run * RUN) as u64, &|_, _| true, now)
+                .unwrap();
+            assert!(buf[..] == obj[run * RUN..(run + 1) * RUN], "run {run}");
+        }
+    }
+
+    #[test]
+    fn a_stream_past_the_bound_ends_the_one_idle_longest() {
+        let obj = data((STREAMS + 1) * 160 * RUN);
+        let d = Double::start(obj.clone());
+        let mut r = reader(&d.url, Duration::from_secs(5));
+        let t0 = Instant::now();
+        // STREAMS streams, 160 runs apart, each of two runs.
+        for s in 0..STREAMS {
+            read_runs(&mut r, &obj, &[s * 160, s * 160 + 1], t0);
+        }
+        // Stream 0 goes on; another one, at once, is not followed.
+        read_runs(&mut r, &obj, &[2, 3], t0 + IDLE / 2);
+        let last = STREAMS * 160;
+        read_runs(&mut r, &obj, &[last, last + 1], t0 + IDLE / 2);
+        assert_eq!(r.streams.len(), STREAMS);
+        assert!(r
+            .streams
+            .iter()
+            .all(|s| s.end != (last as u64 + 2) * RUN as u64));
+        // Once stream 1 has been idle for IDLE, the new one ends it.
+        read_runs(&mut r, &obj, &[last + 2], t0 + IDLE);
+        settle(&r);
+        let ids: std::collections::HashSet<u64> = r
+            .shared
+            .slots
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(id, _)| *id)
+            .collect();
+        assert!(!ids.contains(&1) && ids.len() == STREAMS, "{ids:?}");
+        assert_eq!(r.streams[0].end, (last as u64 + 3) * RUN as u64);
+        // Stream 1's next run is still read, byte for byte.
+        read_runs(&mut r, &obj, &[162], t0 + IDLE);
+    }
+
+    #[test]
+    fn more_streams_than_followed_fetch_no_byte_twice() {
+        const N: usize = STREAMS + 2;
+        let obj = data(N * 160 * RUN);
+        let d = Double::start(obj.clone());
+        let mut r = reader(&d.url, Duration::from_secs(5));
+        // N devices 160 runs apart, each reading its next run in turn.
+        for k in 0..20 {
+            for s in 0..N {
+                read_runs(&mut r, &obj, &[s * 160 + k], Instant::now());
+            }
+        }
+        settle(&r);
+        // Streams that cut each other off would drop what they fetched
+        // ahead and fetch it again.
+        assert!(d.sent.load(Ordering::SeqCst) <= obj.len() as u64 + 1);
+        assert_eq!(r.streams.len(), STREAMS);
     }
 
     #[test]
