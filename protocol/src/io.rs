@@ -10,11 +10,12 @@
 //! [`STALL_BASE`] plus the time its length takes at [`STALL_RATE`], checked
 //! whenever bytes arrive, is dropped as damaged ([`FrameError::Stalled`],
 //! resync). [`FrameWriter`] emits a message into a reused buffer and
-//! writes it with `write_all`, so a short write never splits a frame, and
-//! flushes only when asked. [`TransferReader`] turns whole USB transfers
+//! writes it, with a run's data straight from the caller's buffer, in one
+//! vectored write where it can (retried until whole, so a short write
+//! never splits a frame), and flushes only when asked. [`TransferReader`] turns whole USB transfers
 //! into a byte stream.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::decoder::Decoder;
@@ -146,10 +147,9 @@ impl<W: Write> FrameWriter<W> {
     /// link gathers frames into transfers) may hold it until [`Self::flush`].
     pub fn send(&mut self, msg: &Message) -> io::Result<()> {
         self.buf.clear();
-        // A raw Block's data goes straight from the caller's buffer.
+        // A raw Run's data goes straight from the caller's buffer.
         let tail = msg.emit_split(&mut self.buf);
-        self.inner.write_all(&self.buf)?;
-        self.inner.write_all(tail)
+        write_both(&mut self.inner, &self.buf, tail)
     }
 
     /// Push out whatever the writer holds: call it before waiting for the peer.
@@ -160,6 +160,25 @@ impl<W: Write> FrameWriter<W> {
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.inner
     }
+}
+
+/// Write `head`, then `tail`, in one vectored write where the writer takes
+/// both at once (a pipe does): the peer wakes once for a frame, not once for
+/// its header and again for its data.
+fn write_both<W: Write>(w: &mut W, mut head: &[u8], mut tail: &[u8]) -> io::Result<()> {
+    while !head.is_empty() {
+        match w.write_vectored(&[IoSlice::new(head), IoSlice::new(tail)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) if n < head.len() => head = &head[n..],
+            Ok(n) => {
+                tail = &tail[n - head.len()..];
+                head = &[];
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    w.write_all(tail)
 }
 
 /// Whole transfers (USB bulk reads) as a byte stream: `fill` puts one
@@ -348,6 +367,67 @@ mod tests {
         let mut w = FrameWriter::new(Vec::new());
         w.send(&msg).unwrap();
         assert_eq!(w.get_mut(), &msg.to_frame());
+    }
+
+    /// A writer that takes at most `max` bytes a call, counting its calls.
+    struct Short {
+        out: Vec<u8>,
+        max: usize,
+        calls: usize,
+    }
+    impl Write for Short {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(data)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.max - n);
+                self.out.extend_from_slice(&b[..take]);
+                n += take;
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_run_is_written_in_one_call_when_the_writer_takes_it_and_whole_when_it_does_not() {
+        let data = vec![7u8; 3 * 4096 + 100];
+        let table = crate::message::page_crcs(&data);
+        let msg = Message::Run {
+            file: FileId(2),
+            first: 5,
+            count: crate::page_count(data.len() as u64) as u32,
+            encoding: crate::message::Encoding::Raw,
+            crcs: crate::PageCrcs::new(&table).unwrap(),
+            data: &data,
+        };
+        // A pipe takes the header and the data in one writev.
+        let mut w = FrameWriter::new(Short {
+            out: Vec::new(),
+            max: usize::MAX,
+            calls: 0,
+        });
+        w.send(&msg).unwrap();
+        assert_eq!(w.get_mut().calls, 1);
+        assert_eq!(w.get_mut().out, msg.to_frame());
+        // Short writes, splitting the header too: the same bytes, in order.
+        for max in [1, 7, 4096, 4100] {
+            let mut w = FrameWriter::new(Short {
+                out: Vec::new(),
+                max,
+                calls: 0,
+            });
+            w.send(&msg).unwrap();
+            w.send(&Message::Goodbye).unwrap();
+            let mut want = msg.to_frame();
+            want.extend_from_slice(&Message::Goodbye.to_frame());
+            assert_eq!(w.get_mut().out, want, "max {max}");
+        }
     }
 
     #[test]

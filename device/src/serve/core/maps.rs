@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fuser::Errno;
 
 use super::Core;
-use crate::serve::pending::Reply;
+use crate::serve::pending::{Reply, REAPER_NAP};
 use feedfs_protocol::reqlog::Outcome;
 
 /// Longest time a landed page's bit stays in memory only (a daemon crash
@@ -22,9 +22,6 @@ const MAP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// fetched again, never served wrong: see docs/store.md). Also synced: once
 /// every page is present, when a link ends, and at stop.
 const SYNC_INTERVAL: Duration = Duration::from_secs(30);
-
-/// Longest sleep of the reaper between two looks at its deadlines.
-const REAPER_NAP: Duration = Duration::from_millis(500);
 
 impl<R: Reply> Core<R> {
     /// Ask the reaper to sync the store's files at its next look (off the

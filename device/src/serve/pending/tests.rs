@@ -253,13 +253,29 @@ fn a_parked_read_times_out_after_the_read_timeout_and_not_before() {
 
 #[test]
 fn only_a_read_whose_deadline_comes_first_wakes_the_reaper() {
+    // A timeout shorter than the reaper's nap: the first read's deadline
+    // comes before the reaper would look again.
     let mut w = World::new();
+    w.table = Pending::new(REAPER_NAP / 2);
     assert!(matches!(
         w.park(1, F, 0, 10, 100),
         Park::Parked { earliest: true, .. }
     ));
     assert!(matches!(
         w.park(2, F, 4096, 10, 200),
+        Park::Parked {
+            earliest: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_deadline_after_the_reapers_next_look_wakes_nobody() {
+    let mut w = World::new();
+    assert!(TIMEOUT >= REAPER_NAP);
+    assert!(matches!(
+        w.park(1, F, 0, 10, 100),
         Park::Parked {
             earliest: false,
             ..
