@@ -1,5 +1,6 @@
 //! A token bucket for `--rate`: limits the bytes per second the host sends,
-//! so a pipe can stand in for a slower cable. Pure: times are passed in.
+//! so a pipe can stand in for a slower cable, and the run length a rate
+//! allows. Pure: times are passed in.
 //!
 //! The bucket holds at most a burst of 20 ms of traffic (and never less than
 //! one stream run), so the rate is smooth at the scale of a few runs. A run
@@ -8,6 +9,28 @@
 
 use std::time::{Duration, Instant};
 
+use feedfs_protocol::{MAX_RUN_PAGES, PAGE_SIZE};
+
+/// Under `--rate`, a stream run carries about this much of the link's time.
+pub const RUN_TIME: Duration = Duration::from_millis(1);
+
+/// Under `--rate`, the shortest stream run (16 KiB), so a slow link still
+/// gets frames worth their headers.
+pub const MIN_RATED_RUN: u32 = 16 << 10;
+
+/// The most pages a readahead, plan or stream run carries: `run_size`
+/// bytes, and under `rate` what the link carries in [`RUN_TIME`] (at least
+/// [`MIN_RATED_RUN`]); whole pages, at least one.
+pub fn stream_run_pages(run_size: u32, rate: Option<u64>) -> u32 {
+    let mut bytes = u64::from(run_size);
+    if let Some(rate) = rate {
+        let per_run = (rate as f64 * RUN_TIME.as_secs_f64()) as u64;
+        bytes = bytes.min(per_run.max(u64::from(MIN_RATED_RUN)));
+    }
+    ((bytes / u64::from(PAGE_SIZE)) as u32).clamp(1, MAX_RUN_PAGES)
+}
+
+/// The token bucket; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct RateLimit {
     bytes_per_sec: f64,

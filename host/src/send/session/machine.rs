@@ -35,7 +35,7 @@ use super::reader::Event;
 use super::{Options, Summary};
 use crate::files::manifest::ServedSet;
 use crate::send::progress::Snapshot;
-use crate::send::rate::RateLimit;
+use crate::send::rate::{stream_run_pages, RateLimit};
 use crate::send::scheduler::{Kind, Limits, Pick, SchedError, Scheduler};
 
 /// Most bytes a peer may send before its Hello when some are not feedfs:
@@ -50,25 +50,6 @@ pub const STREAM_YIELD: Duration = Duration::from_millis(2);
 
 /// How long the host waits, idle, for Complete before it says StreamDone again.
 pub const IDLE_RESEND: Duration = Duration::from_secs(1);
-
-/// Under `--rate`, a stream run carries about this much of the link's time.
-pub const RUN_TIME: Duration = Duration::from_millis(1);
-
-/// Under `--rate`, the shortest stream run (16 KiB), so a slow link still
-/// gets frames worth their headers.
-pub const MIN_RATED_RUN: u32 = 16 << 10;
-
-/// The most pages a readahead, plan or stream run carries: `run_size`
-/// bytes, and under `rate` what the link carries in [`RUN_TIME`] (at least
-/// [`MIN_RATED_RUN`]); whole pages, at least one.
-pub fn stream_run_pages(run_size: u32, rate: Option<u64>) -> u32 {
-    let mut bytes = u64::from(run_size);
-    if let Some(rate) = rate {
-        let per_run = (rate as f64 * RUN_TIME.as_secs_f64()) as u64;
-        bytes = bytes.min(per_run.max(u64::from(MIN_RATED_RUN)));
-    }
-    ((bytes / u64::from(PAGE_SIZE)) as u32).clamp(1, MAX_RUN_PAGES)
-}
 
 /// What the loop does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
