@@ -171,7 +171,12 @@ fn write_both<W: Write>(w: &mut W, mut head: &[u8], mut tail: &[u8]) -> io::Resu
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) if n < head.len() => head = &head[n..],
             Ok(n) => {
-                tail = &tail[n - head.len()..];
+                tail = tail.get(n - head.len()..).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a write took more than it was given",
+                    )
+                })?;
                 head = &[];
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

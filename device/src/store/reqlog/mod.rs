@@ -7,7 +7,7 @@
 //! first time in this mount (consecutive first reads of one file extend
 //! the last buffered record).
 //! A writer thread turns the buffer into records of `feedfs-protocol`'s
-//! [`reqlog`] format and appends them to `STORE/log/requests.log` once a
+//! [`reqlog`](feedfs_protocol::reqlog) format and appends them to `STORE/log/requests.log` once a
 //! second, at once on a link event or a full buffer, and at shutdown.
 //!
 //! Bound: when the current file would pass [`MAX_LOG_FILE`] bytes it is

@@ -57,10 +57,11 @@ pub const STREAMS: usize = 4;
 const RECENT: usize = 2 * STREAMS;
 
 /// How long a stream goes unread before a new one may end it. A stream
-/// going on reads every few milliseconds; with more streams than
-/// [`STREAMS`] at once, the ones not followed are read without a fetch
-/// ahead rather than ending another's and wasting what it fetched.
-const IDLE: Duration = Duration::from_secs(1);
+/// going on reads a run every few milliseconds (16 KiB runs at `--rate 1M`
+/// are 16 ms apart); one that jumped or ended reads no more. With more
+/// live streams than [`STREAMS`], the ones not followed are read without a
+/// fetch ahead rather than ending another's and wasting what it fetched.
+pub const IDLE: Duration = Duration::from_millis(250);
 
 /// How many runs of `len` bytes are kept fetched ahead.
 pub fn depth(len: usize) -> usize {
@@ -454,10 +455,13 @@ mod tests {
         let obj = data(N * 160 * RUN);
         let d = Double::start(obj.clone());
         let mut r = reader(&d.url, Duration::from_secs(5));
-        // N devices 160 runs apart, each reading its next run in turn.
+        // N devices 160 runs apart, each reading its next run in turn, a
+        // millisecond apart: all of them live.
+        let t0 = Instant::now();
         for k in 0..20 {
             for s in 0..N {
-                read_runs(&mut r, &obj, &[s * 160 + k], Instant::now());
+                let now = t0 + Duration::from_millis((k * N + s) as u64);
+                read_runs(&mut r, &obj, &[s * 160 + k], now);
             }
         }
         settle(&r);

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Why a URL cannot be served. Every URL in here is [`url::Url::shown`].
+/// Why a URL cannot be served. Every URL in here is [`Remote::shown`](super::Remote::shown).
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("{0} has no file name to serve it under (its path must end in a name, as in https://host/dir/disk.img)")]

@@ -11,7 +11,7 @@
 //! Every read sends `If-Match` with a strong ETag, and checks each
 //! answer's ETag, Last-Modified and total size against the probe's: an
 //! object changed on the server stops the push as a
-//! [`SourceError::Changed`], never a mix of versions. A server that went
+//! [`SourceError::Changed`](crate::files::backend::SourceError::Changed), never a mix of versions. A server that went
 //! away (refused connection, reset, timeout, 5xx, a body cut short) is
 //! retried with backoff (100 ms doubling to 2 s) for `--retry-for`; 401,
 //! 403, 404, 410, 416, a server that ignores Range, a TLS or DNS failure

@@ -16,7 +16,8 @@
 //! not feedfs. After the `Hello`: runs of pages as the [`Scheduler`] picks
 //! them, under the rate limit; demand runs up to [`MAX_RUN_PAGES`], the
 //! others up to `--run-size` and, under `--rate`, to what the link carries
-//! in about [`RUN_TIME`] (at least [`MIN_RATED_RUN`]), so a demand never
+//! in about [`RUN_TIME`](crate::send::rate::RUN_TIME) (at least
+//! [`MIN_RATED_RUN`](crate::send::rate::MIN_RATED_RUN)), so a demand never
 //! waits long behind a stream frame; the background stream holds back for
 //! [`STREAM_YIELD`] after each demand; `StreamDone` once when nothing is
 //! left, and again after [`IDLE_RESEND`] without a word from the device;
