@@ -391,7 +391,7 @@ fn a_device_far_behind_streams_from_a_url_with_a_fetch_ahead_of_its_own() {
             "device {i} holds other bytes"
         );
     }
-    // Runs are 16 KiB at --rate 8M (the shortest rated run). Both streams are fetched ahead a
+    // Runs are 16 KiB at --rate 8M (the shortest rated run). Both streams are fetched ahead 4
     // MiB a request; with one stream followed, the one behind would have
     // cost a request per run (thousands).
     let gets = nginx.requests().iter().filter(|r| r.0 == "GET").count() as u64;

@@ -37,13 +37,10 @@ use crate::files::backend::{Backend, SourceError};
 /// Bytes per page.
 const PAGE: u64 = feedfs_protocol::PAGE_SIZE as u64;
 
-/// Bytes fetched ahead of the stream at most: what keeps a stream from an
-/// object store tens of milliseconds away busy (8 MiB in flight is 160 MiB/s
-/// at 50 ms a request). On 127.0.0.1 it costs nothing: against s3s-fs a
-/// 256 MiB push ran at 105-134 MiB/s with 8 MiB ahead and 104-128 with
-/// 2 MiB, `curl` of the whole object at 69-115 MiB/s, the server's CPU the
-/// limit of both.
-pub const AHEAD_BYTES: usize = 8 << 20;
+/// Bytes fetched ahead of a stream at most: what keeps a stream from an
+/// object store tens of milliseconds away busy (16 MiB in flight is
+/// 320 MiB/s at 50 ms a request), in [`REQUEST_BYTES`] requests.
+pub const AHEAD_BYTES: usize = 16 << 20;
 
 /// Most runs fetched ahead at once, for each stream.
 const MAX_DEPTH: usize = 64;
@@ -69,12 +66,13 @@ pub fn depth(len: usize) -> usize {
 }
 
 /// Bytes one request of the fetch ahead asks for at least (a whole number
-/// of runs): a server's cost per request is paid once a MiB, not once a
-/// run. s3s-fs spends about 1.2 ms of CPU on each request, so 256 KiB
-/// requests cost it twice the CPU of the bytes themselves (0.60-0.64 s for
-/// 64 MiB, against 0.39-0.47 s in requests of 1 MiB); Amazon S3 bills
-/// each request.
-pub const REQUEST_BYTES: usize = 1 << 20;
+/// of runs): a server's cost per request is paid once every 4 MiB, not
+/// once a run. s3s-fs spends about 1.2 ms of CPU on each request; against
+/// it a 256 MiB push streamed at 219-258 MiB/s in 4 MiB requests with
+/// 16 MiB ahead, and at 158-165 MiB/s in 1 MiB requests with 8 MiB ahead
+/// (alternated invocations of `bench/http --s3`). Amazon S3 bills each
+/// request, and its own guidance for ranged reads is 8 or 16 MB a request.
+pub const REQUEST_BYTES: usize = 4 << 20;
 
 /// How many runs of `len` bytes one request of the fetch ahead carries.
 pub fn group(len: usize) -> usize {
@@ -326,14 +324,14 @@ mod tests {
     }
 
     #[test]
-    fn the_stream_is_fetched_ahead_a_mib_a_request() {
-        let obj = data(64 * RUN + 1000);
+    fn the_stream_is_fetched_ahead_4_mib_a_request() {
+        let obj = data(200 * RUN + 1000);
         let d = Double::start(obj.clone());
         let mut r = reader(&d.url, Duration::from_secs(5));
         assert_eq!(stream(&mut r, obj.len(), &|_, _| true), obj);
         assert_eq!(d.sent.load(Ordering::SeqCst), obj.len() as u64 + 1);
-        // The probe and the first two runs alone, then the other 63 runs
-        // in requests of 16 runs (a MiB) at most: 7 requests, not 66.
+        // The probe and the first two runs alone, then the other 199 runs
+        // in requests of 64 runs (4 MiB) at most: 7 requests, not 202.
         assert_eq!(d.requests.load(Ordering::SeqCst), 7);
     }
 
@@ -393,12 +391,12 @@ mod tests {
         let mut r = reader(&d.url, Duration::from_secs(5));
         two_streams(&mut r, &obj, 0..40, 160);
         settle(&r);
-        // Each stream: its first two runs alone, then 64 runs ahead in 4
-        // requests, then a request each time 16 more are due: runs 0..39
-        // take 2 + 4 + 3, runs 160..199 take 2 + 4 + 2 (the object ends at
-        // run 256). With one stream followed, the two would have cut each
-        // other off: 80 requests of a run each.
-        assert_eq!(d.requests.load(Ordering::SeqCst), 1 + 9 + 8);
+        // Each stream: its first two runs alone, then 64 runs ahead in one
+        // request, and the next 64 at its next read: runs 0..39 take
+        // 2 + 2, runs 160..199 take 2 + 2 (the second request ends with
+        // the object, at run 256). With one stream followed, the two would
+        // have cut each other off: 80 requests of a run each.
+        assert_eq!(d.requests.load(Ordering::SeqCst), 1 + 4 + 4);
         // Nothing was fetched twice.
         assert!(d.sent.load(Ordering::SeqCst) <= obj.len() as u64 + 1);
     }
