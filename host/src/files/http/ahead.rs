@@ -7,8 +7,8 @@
 //! going on: it takes its bytes from a fetch ahead if one is there
 //! (waiting for it if it is still under way), and keeps [`depth`] runs of
 //! the same length fetched ahead of it ([`AHEAD_BYTES`] in all: an object
-//! store's tens of milliseconds per request are paid 32 runs at a time),
-//! [`group`] runs of them (a MiB) in one request, as
+//! store's tens of milliseconds per request are paid 64 runs at a time),
+//! [`group`] runs of them ([`REQUEST_BYTES`]) in one request, as
 //! far as the scheduler says their pages are ones the device lacks and
 //! nothing has sent yet (so a resumed
 //! push fetches no page the store holds). Any other read (a demand, the
@@ -244,9 +244,7 @@ impl Reader {
             }
         }
     }
-}
 
-impl Reader {
     /// [`Backend::read_exact_at`] at `now`.
     fn read_at(
         &mut self,

@@ -35,21 +35,12 @@ fn stream(r: &mut Reader, len: usize, wanted: &dyn Fn(u64, u64) -> bool) -> Vec<
 }
 
 #[test]
-fn a_stream_fetched_ahead_is_byte_exact_and_fetches_each_byte_once() {
-    let obj = data(10 * RUN + 1000);
-    let d = Double::start(obj.clone());
-    let mut r = reader(&d.url, Duration::from_secs(5));
-    assert_eq!(stream(&mut r, obj.len(), &|_, _| true), obj);
-    // The probe's byte, then every byte exactly once.
-    assert_eq!(d.sent.load(Ordering::SeqCst), obj.len() as u64 + 1);
-}
-
-#[test]
-fn the_stream_is_fetched_ahead_4_mib_a_request() {
+fn a_stream_is_byte_exact_fetches_each_byte_once_and_4_mib_a_request() {
     let obj = data(200 * RUN + 1000);
     let d = Double::start(obj.clone());
     let mut r = reader(&d.url, Duration::from_secs(5));
     assert_eq!(stream(&mut r, obj.len(), &|_, _| true), obj);
+    // The probe's byte, then every byte exactly once.
     assert_eq!(d.sent.load(Ordering::SeqCst), obj.len() as u64 + 1);
     // The probe and the first two runs alone, then the other 199 runs
     // in requests of 64 runs (4 MiB) at most: 7 requests, not 202.
